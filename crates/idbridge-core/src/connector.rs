@@ -1,0 +1,134 @@
+//! The `Connector` trait: begin an upstream sign-in, complete it from the callback.
+
+use crate::UpstreamTokens;
+use crate::{ConnectorError, ConnectorId, ErrorKind, ExternalIdentity, RequestContext, Stage};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+
+/// Whether a connector can serve the browser in front of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    Available,
+    /// Works here and should be picked over others of the same family (e.g. the
+    /// in-WeChat flow inside WeChat's browser).
+    Preferred,
+    /// Cannot work here; the reason is shown to the person.
+    Unavailable {
+        reason: String,
+    },
+}
+
+/// What the server hands `begin`.
+#[derive(Debug, Clone)]
+pub struct BeginRequest {
+    /// Short random alphanumeric state the connector must send upstream and get
+    /// back on the callback. The transaction itself lives in the server's store.
+    pub state: String,
+    /// `{issuer}/callback/{connector_id}`.
+    pub callback_url: String,
+    pub login_hint: Option<String>,
+}
+
+/// How to send the person upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// Redirect the browser here.
+    Redirect(String),
+    /// Render this HTML fragment inside a broker page (e.g. an embedded QR code).
+    /// `script_sources` lists the extra origins the page's CSP must allow.
+    Page {
+        title: String,
+        body_html: String,
+        script_sources: Vec<String>,
+        frame_sources: Vec<String>,
+    },
+}
+
+/// `begin`'s result: where to go, plus anything the connector wants back on the
+/// callback (stored server-side with the state, never sent to the browser).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub begin: Begin,
+    pub flow_data: serde_json::Value,
+}
+
+impl Started {
+    pub fn redirect(url: impl Into<String>) -> Self {
+        Self {
+            begin: Begin::Redirect(url.into()),
+            flow_data: serde_json::Value::Null,
+        }
+    }
+}
+
+/// The callback as the server received it, after it checked the state.
+#[derive(Debug, Clone)]
+pub struct CallbackRequest {
+    /// All query (or form) parameters of the callback.
+    pub params: BTreeMap<String, String>,
+    pub callback_url: String,
+    /// What `begin` asked to keep.
+    pub flow_data: serde_json::Value,
+}
+
+impl CallbackRequest {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// An upstream identity provider. Object safe: the server holds `Arc<dyn Connector>`.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The configured id (URL path segment, `connector=` value).
+    fn id(&self) -> &ConnectorId;
+
+    /// The configured `type` (e.g. `wechat-web`).
+    fn kind(&self) -> &'static str;
+
+    /// The name shown on the login page.
+    fn display_name(&self) -> &str;
+
+    /// Can it serve this browser?
+    fn availability(&self, _ctx: &RequestContext) -> Availability {
+        Availability::Available
+    }
+
+    /// Start an upstream sign-in.
+    async fn begin(
+        &self,
+        ctx: &RequestContext,
+        request: &BeginRequest,
+    ) -> Result<Started, ConnectorError>;
+
+    /// Finish it from the callback.
+    async fn complete(
+        &self,
+        ctx: &RequestContext,
+        callback: &CallbackRequest,
+    ) -> Result<ExternalIdentity, ConnectorError>;
+
+    /// Re-check a returning person with stored upstream tokens, without a new
+    /// upstream login. Returns the refreshed identity (with new tokens).
+    async fn refresh(
+        &self,
+        _ctx: &RequestContext,
+        _subject: &str,
+        _tokens: &UpstreamTokens,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        Err(ConnectorError::new(Stage::Refresh, ErrorKind::Unsupported))
+    }
+
+    /// Exchange a token obtained by a native app (e.g. a WeChat SDK code) for an
+    /// identity (RFC 8693 token exchange at the broker's token endpoint).
+    async fn exchange(
+        &self,
+        _ctx: &RequestContext,
+        _subject_token: &str,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        Err(ConnectorError::new(Stage::Exchange, ErrorKind::Unsupported))
+    }
+}

@@ -1,0 +1,20 @@
+//! The contract between the broker and its upstream connectors.
+//!
+//! A connector signs a person in somewhere else (WeChat, a development stub, …) and
+//! hands back an [`ExternalIdentity`]. The server knows connectors only through the
+//! [`Connector`] trait and builds them from config through the [`Registry`]; a
+//! connector crate knows nothing of the server, the store or actix.
+
+mod connector;
+mod context;
+mod error;
+mod identity;
+mod registry;
+
+pub use connector::{Availability, Begin, BeginRequest, CallbackRequest, Connector, Started};
+pub use context::{ClientClass, Locale, RequestContext};
+pub use error::{ConnectorError, ErrorKind, Stage};
+pub use identity::{ConnectorId, ExternalIdentity, LinkKey, Profile, UpstreamTokens};
+pub use registry::{
+    BuildContext, ConfigError, ConnectorFactory, ConnectorSettings, Problem, Registry,
+};

@@ -1,0 +1,1195 @@
+//! The authorization endpoint and the login flow behind it: validate the app's
+//! request, reuse an SSO session when allowed, otherwise pick a connector, send the
+//! person upstream, take the callback, resolve the broker account, and return a
+//! code to the app (with `iss`, RFC 9207).
+
+use crate::clients::Client;
+use crate::issue::{self, Grant};
+use crate::pages::{error_page, escape, text, Page};
+use crate::params::{append_query, parse};
+use crate::state::{AppState, FirstLoginPolicy};
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use idbridge_core::{
+    Availability, Begin, BeginRequest, CallbackRequest, ConnectorError, ErrorKind, Locale,
+    RequestContext,
+};
+use idbridge_store::{
+    AuditEvent, AuthRequestRow, FirstLogin, FlowRow, LoginResolution, NewLogin, SessionRow,
+};
+use idbridge_tokens::{hash_token, random_alnum, random_token};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SESSION_COOKIE: &str = "idb_session";
+pub const BROWSER_COOKIE: &str = "idb_browser";
+const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "offline_access"];
+
+/// What the app asked for, kept while the person signs in upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt: Vec<String>,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    pub ui_locales: Option<String>,
+}
+
+impl AuthRequest {
+    fn locale(&self, req: &HttpRequest) -> Locale {
+        Locale::negotiate(self.ui_locales.as_deref(), accept_language(req))
+    }
+}
+
+fn accept_language(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+}
+
+pub fn request_context(state: &AppState, req: &HttpRequest, locale: Locale) -> RequestContext {
+    let ua = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    RequestContext::new(ua, locale, state.now())
+}
+
+/// Redirect back to the app with an OAuth error (and `iss`, and the app's state).
+fn error_redirect(
+    state: &AppState,
+    ar: &AuthRequest,
+    error: &str,
+    description: &str,
+) -> HttpResponse {
+    let mut params = vec![
+        ("error", error),
+        ("error_description", description),
+        ("iss", state.issuer.as_str()),
+    ];
+    if let Some(s) = &ar.state {
+        params.push(("state", s.as_str()));
+    }
+    found(&append_query(&ar.redirect_uri, &params))
+}
+
+pub fn found(location: &str) -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+pub fn cookie<'a>(state: &AppState, name: &'a str, value: String) -> Cookie<'a> {
+    Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.secure_cookies)
+        .finish()
+}
+
+/// GET and POST /authorize.
+pub async fn authorize(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Option<web::Bytes>,
+) -> HttpResponse {
+    let raw = if req.method() == actix_web::http::Method::POST {
+        String::from_utf8_lossy(body.as_deref().unwrap_or_default()).into_owned()
+    } else {
+        req.query_string().to_owned()
+    };
+    let locale_hint = |p: &BTreeMap<String, String>| {
+        Locale::negotiate(
+            p.get("ui_locales").map(String::as_str),
+            accept_language(&req),
+        )
+    };
+    let (params, duplicate) = match parse(&raw) {
+        Ok(p) => (p, None),
+        Err(name) => {
+            // Still find the client and redirect URI, to report the error properly.
+            let mut lenient = BTreeMap::new();
+            for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+                lenient
+                    .entry(k.into_owned())
+                    .or_insert_with(|| v.into_owned());
+            }
+            (lenient, Some(name))
+        }
+    };
+    let locale = locale_hint(&params);
+    if matches!(
+        duplicate.as_deref(),
+        Some("client_id") | Some("redirect_uri")
+    ) {
+        return error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            text(locale, "bad_redirect"),
+            text(locale, "bad_redirect_todo"),
+        );
+    }
+    let client = match params.get("client_id") {
+        None => None,
+        Some(id) => match state.clients.get(id).await {
+            Ok(c) => c,
+            Err(e) => {
+                return error_page(
+                    locale,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &e.description,
+                    text(locale, "expired_todo"),
+                )
+            }
+        },
+    };
+    let Some(client) = client else {
+        tracing::warn!(stage = "authorize", client_id = ?params.get("client_id"), "unknown client_id");
+        return error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            text(locale, "unknown_client"),
+            text(locale, "unknown_client_todo"),
+        );
+    };
+    let redirect_uri = match params.get("redirect_uri") {
+        Some(uri) if client.redirect_uri_allowed(uri) => uri.clone(),
+        other => {
+            tracing::warn!(stage = "authorize", client_id = %client.id, redirect_uri = ?other, "redirect_uri is not registered for this client; not redirecting");
+            return error_page(
+                locale,
+                StatusCode::BAD_REQUEST,
+                text(locale, "bad_redirect"),
+                text(locale, "bad_redirect_todo"),
+            );
+        }
+    };
+    let mut ar = AuthRequest {
+        client_id: client.id.clone(),
+        redirect_uri,
+        scope: String::new(),
+        state: params.get("state").cloned(),
+        nonce: params.get("nonce").cloned(),
+        code_challenge: None,
+        prompt: Vec::new(),
+        max_age: None,
+        login_hint: params.get("login_hint").cloned(),
+        ui_locales: params.get("ui_locales").cloned(),
+    };
+    if let Some(name) = duplicate {
+        return error_redirect(
+            &state,
+            &ar,
+            "invalid_request",
+            &format!("parameter {name} was given more than once"),
+        );
+    }
+    match params.get("response_type").map(String::as_str) {
+        Some("code") => {}
+        None => return error_redirect(&state, &ar, "invalid_request", "response_type is required"),
+        Some(_) => {
+            return error_redirect(
+                &state,
+                &ar,
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            )
+        }
+    }
+    if params.get("response_mode").is_some_and(|m| m != "query") {
+        return error_redirect(
+            &state,
+            &ar,
+            "invalid_request",
+            "only response_mode=query is supported",
+        );
+    }
+    if params.contains_key("request") {
+        return error_redirect(
+            &state,
+            &ar,
+            "request_not_supported",
+            "request objects are not supported",
+        );
+    }
+    if params.contains_key("request_uri") {
+        return error_redirect(
+            &state,
+            &ar,
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        );
+    }
+    let asked: Vec<&str> = params
+        .get("scope")
+        .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    if !asked.contains(&"openid") {
+        return error_redirect(&state, &ar, "invalid_scope", "the openid scope is required");
+    }
+    let mut scopes: Vec<&str> = SUPPORTED_SCOPES
+        .iter()
+        .copied()
+        .filter(|s| asked.contains(s))
+        .collect();
+    scopes.dedup();
+    ar.scope = scopes.join(" ");
+    if let Some(prompt) = params.get("prompt") {
+        let values: Vec<String> = prompt
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if values
+            .iter()
+            .any(|v| !["none", "login", "consent", "select_account"].contains(&v.as_str()))
+        {
+            return error_redirect(
+                &state,
+                &ar,
+                "invalid_request",
+                "prompt must be none, login, consent or select_account",
+            );
+        }
+        if values.iter().any(|v| v == "none") && values.len() > 1 {
+            return error_redirect(
+                &state,
+                &ar,
+                "invalid_request",
+                "prompt=none cannot be combined with other values",
+            );
+        }
+        ar.prompt = values;
+    }
+    if let Some(max_age) = params.get("max_age") {
+        match max_age.parse::<i64>() {
+            Ok(v) if v >= 0 => ar.max_age = Some(v),
+            _ => {
+                return error_redirect(
+                    &state,
+                    &ar,
+                    "invalid_request",
+                    "max_age must be a non-negative integer",
+                )
+            }
+        }
+    }
+    match (
+        params.get("code_challenge"),
+        params.get("code_challenge_method").map(String::as_str),
+    ) {
+        (Some(_), Some(m)) if m != "S256" => {
+            return error_redirect(
+                &state,
+                &ar,
+                "invalid_request",
+                "code_challenge_method must be S256 (plain is not allowed)",
+            )
+        }
+        (Some(_), None) => {
+            return error_redirect(
+                &state,
+                &ar,
+                "invalid_request",
+                "code_challenge_method=S256 is required with code_challenge (plain is not allowed)",
+            )
+        }
+        (Some(c), Some(_)) => {
+            let ok = c.len() == 43
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return error_redirect(
+                    &state,
+                    &ar,
+                    "invalid_request",
+                    "code_challenge must be the base64url SHA-256 of the verifier (43 characters)",
+                );
+            }
+            ar.code_challenge = Some(c.clone());
+        }
+        (None, Some(_)) => {
+            return error_redirect(
+                &state,
+                &ar,
+                "invalid_request",
+                "code_challenge_method without code_challenge",
+            )
+        }
+        (None, None) if client.require_pkce => {
+            return error_redirect(
+                &state,
+                &ar,
+                "invalid_request",
+                "PKCE is required: send code_challenge and code_challenge_method=S256",
+            )
+        }
+        (None, None) => {}
+    }
+    let wanted_connector = params.get("connector").cloned();
+    if let Some(c) = &wanted_connector {
+        if state.connector(c).is_none() || !client.may_use_connector(c) {
+            return error_redirect(
+                &state,
+                &ar,
+                "invalid_request",
+                &format!("connector {c:?} is not available to this application"),
+            );
+        }
+    }
+    let locale = ar.locale(&req);
+
+    // An SSO session satisfies the request unless the app asks for a fresh login.
+    let now = state.now();
+    let session = match current_session(&state, &req, now).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let force_login = ar.prompt.iter().any(|p| p == "login");
+    if let Some((session, user)) = session.filter(|_| !force_login) {
+        let fresh_enough = ar.max_age.is_none_or(|m| now - session.auth_time <= m);
+        if fresh_enough && client.may_use_connector(&session.connector_id) {
+            return issue_code(&state, &ar, &user.id, &session).await;
+        }
+    }
+    if ar.prompt.iter().any(|p| p == "none") {
+        return error_redirect(
+            &state,
+            &ar,
+            "login_required",
+            "the person is not signed in at the broker",
+        );
+    }
+
+    let request_id = match random_token(24) {
+        Ok(id) => id,
+        Err(_) => {
+            return error_page(
+                locale,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "random generator failure",
+                "",
+            )
+        }
+    };
+    let payload = match serde_json::to_value(&ar) {
+        Ok(v) => v,
+        Err(_) => {
+            return error_page(
+                locale,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+                "",
+            )
+        }
+    };
+    if let Err(e) = state
+        .store
+        .insert_auth_request(AuthRequestRow {
+            id: request_id.clone(),
+            client_id: client.id.clone(),
+            payload,
+            created_at: now,
+            expires_at: now + state.settings.tokens.auth_request_ttl_secs,
+        })
+        .await
+    {
+        tracing::error!(stage = "authorize", error = %e, "cannot store the authorization request");
+        return error_redirect(
+            &state,
+            &ar,
+            "temporarily_unavailable",
+            "the broker's database is unavailable; retry shortly",
+        );
+    }
+    let ctx = request_context(&state, &req, locale);
+    let chosen = wanted_connector.or_else(|| single_choice(&state, &client, &ctx));
+    match chosen {
+        Some(connector_id) => begin(&state, &req, &request_id, &ar, &connector_id, locale).await,
+        None => found(&state.endpoint(&format!("/login/{request_id}"))),
+    }
+}
+
+/// The connectors this client may use in this browser, with their availability.
+fn usable<'a>(
+    state: &'a AppState,
+    client: &Client,
+    ctx: &RequestContext,
+) -> Vec<(&'a str, Availability)> {
+    state
+        .connectors
+        .iter()
+        .filter(|(id, _)| client.may_use_connector(id))
+        .map(|(id, c)| (id.as_str(), c.connector.availability(ctx)))
+        .filter(|(_, a)| !matches!(a, Availability::Unavailable { .. }))
+        .collect()
+}
+
+/// Pick a connector without asking when there is only one sensible choice.
+fn single_choice(state: &AppState, client: &Client, ctx: &RequestContext) -> Option<String> {
+    let list = usable(state, client, ctx);
+    let preferred: Vec<_> = list
+        .iter()
+        .filter(|(_, a)| *a == Availability::Preferred)
+        .collect();
+    if preferred.len() == 1 {
+        return preferred.first().map(|(id, _)| (*id).to_owned());
+    }
+    if list.len() == 1 {
+        return list.first().map(|(id, _)| (*id).to_owned());
+    }
+    None
+}
+
+/// The SSO session from the cookie, if it is live and its user may sign in.
+async fn current_session(
+    state: &AppState,
+    req: &HttpRequest,
+    now: i64,
+) -> Result<Option<(SessionRow, idbridge_store::User)>, HttpResponse> {
+    let Some(cookie) = req.cookie(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let id = hash_token(cookie.value());
+    let unavailable = |e: idbridge_store::StoreError| {
+        tracing::error!(stage = "session", error = %e, "cannot read the SSO session");
+        error_page(
+            Locale::En,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The broker's database is unavailable.",
+            "Retry in a moment.",
+        )
+    };
+    let Some(session) = state.store.get_session(&id).await.map_err(unavailable)? else {
+        return Ok(None);
+    };
+    if session.ended_at.is_some() || session.expires_at <= now {
+        return Ok(None);
+    }
+    let Some(user) = state
+        .store
+        .get_user(&session.user_id)
+        .await
+        .map_err(unavailable)?
+    else {
+        return Ok(None);
+    };
+    if user.disabled_at.is_some() {
+        return Ok(None);
+    }
+    Ok(Some((session, user)))
+}
+
+/// Issue a code for a signed-in person and send them back to the app.
+async fn issue_code(
+    state: &AppState,
+    ar: &AuthRequest,
+    user_id: &str,
+    session: &SessionRow,
+) -> HttpResponse {
+    match code_redirect(state, ar, user_id, session).await {
+        Ok(url) => found(&url),
+        Err(e) => error_redirect(state, ar, e.error, &e.description),
+    }
+}
+
+async fn code_redirect(
+    state: &AppState,
+    ar: &AuthRequest,
+    user_id: &str,
+    session: &SessionRow,
+) -> Result<String, crate::error::OAuthError> {
+    let grant = Grant {
+        redirect_uri: ar.redirect_uri.clone(),
+        scope: ar.scope.clone(),
+        nonce: ar.nonce.clone(),
+        code_challenge: ar.code_challenge.clone(),
+        auth_time: session.auth_time,
+        sid: session.id.clone(),
+        connector_id: session.connector_id.clone(),
+    };
+    let code = issue::new_code(state, &ar.client_id, user_id, &grant).await?;
+    let mut params = vec![("code", code.as_str()), ("iss", state.issuer.as_str())];
+    if let Some(s) = &ar.state {
+        params.push(("state", s.as_str()));
+    }
+    Ok(append_query(&ar.redirect_uri, &params))
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    connector: Option<String>,
+}
+
+/// GET /login/{request}: the connector chooser, or `?connector=` to begin.
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<LoginQuery>,
+) -> HttpResponse {
+    let request_id = path.into_inner();
+    let fallback = Locale::negotiate(None, accept_language(&req));
+    let ar = match load_request(&state, &request_id).await {
+        Ok(Some(ar)) => ar,
+        Ok(None) => {
+            return error_page(
+                fallback,
+                StatusCode::BAD_REQUEST,
+                text(fallback, "expired"),
+                text(fallback, "expired_todo"),
+            )
+        }
+        Err(resp) => return resp,
+    };
+    let locale = ar.locale(&req);
+    let client = match state.clients.get(&ar.client_id).await {
+        Ok(Some(c)) => c,
+        _ => {
+            return error_page(
+                locale,
+                StatusCode::BAD_REQUEST,
+                text(locale, "unknown_client"),
+                text(locale, "unknown_client_todo"),
+            )
+        }
+    };
+    if let Some(connector_id) = &query.connector {
+        if state.connector(connector_id).is_none() || !client.may_use_connector(connector_id) {
+            return error_page(
+                locale,
+                StatusCode::BAD_REQUEST,
+                &format!("Unknown sign-in method {connector_id:?}."),
+                text(locale, "expired_todo"),
+            );
+        }
+        return begin(&state, &req, &request_id, &ar, connector_id, locale).await;
+    }
+    let ctx = request_context(&state, &req, locale);
+    let list = usable(&state, &client, &ctx);
+    let mut body = format!(
+        "<p class=\"muted\">{} <strong>{}</strong></p>",
+        text(locale, "choose_for"),
+        escape(&client.name)
+    );
+    if list.is_empty() {
+        body.push_str(&format!(
+            "<p role=\"alert\">{}</p>",
+            text(locale, "no_connectors")
+        ));
+    } else {
+        body.push_str("<ul class=\"choices\">");
+        for (id, _) in &list {
+            let name = state
+                .connector(id)
+                .map(|c| c.connector.display_name().to_owned())
+                .unwrap_or_default();
+            body.push_str(&format!(
+                "<li><a class=\"button\" href=\"/login/{}?connector={}\">{}</a></li>",
+                escape(&request_id),
+                escape(id),
+                escape(&name)
+            ));
+        }
+        body.push_str("</ul>");
+    }
+    let cancel = error_url(
+        &state,
+        &ar,
+        "access_denied",
+        "the person cancelled at the broker",
+    );
+    body.push_str(&format!(
+        "<p><a href=\"{}\">{}</a></p>",
+        escape(&cancel),
+        text(locale, "return_to_app")
+    ));
+    Page::new(locale, text(locale, "choose_title"), &body).render()
+}
+
+fn error_url(state: &AppState, ar: &AuthRequest, error: &str, description: &str) -> String {
+    let mut params = vec![
+        ("error", error),
+        ("error_description", description),
+        ("iss", state.issuer.as_str()),
+    ];
+    if let Some(s) = &ar.state {
+        params.push(("state", s.as_str()));
+    }
+    append_query(&ar.redirect_uri, &params)
+}
+
+async fn load_request(state: &AppState, id: &str) -> Result<Option<AuthRequest>, HttpResponse> {
+    match state.store.get_auth_request(id, state.now()).await {
+        Ok(Some(row)) => Ok(serde_json::from_value(row.payload).ok()),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            tracing::error!(stage = "authorize", error = %e, "cannot load the authorization request");
+            Err(error_page(
+                Locale::En,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The broker's database is unavailable.",
+                "Retry in a moment.",
+            ))
+        }
+    }
+}
+
+/// Send the person to the connector, remembering the flow under a short state.
+async fn begin(
+    state: &AppState,
+    req: &HttpRequest,
+    request_id: &str,
+    ar: &AuthRequest,
+    connector_id: &str,
+    locale: Locale,
+) -> HttpResponse {
+    let Some(entry) = state.connector(connector_id) else {
+        return error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            "Unknown sign-in method.",
+            text(locale, "expired_todo"),
+        );
+    };
+    let ctx = request_context(state, req, locale);
+    let (upstream_state, browser) = match (random_alnum(32), random_token(32)) {
+        (Ok(s), Ok(b)) => (s, b),
+        _ => {
+            return error_page(
+                locale,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "random generator failure",
+                "",
+            )
+        }
+    };
+    let existing_browser = req.cookie(BROWSER_COOKIE).map(|c| c.value().to_owned());
+    let browser_value = existing_browser.clone().unwrap_or(browser);
+    let callback_url = state.endpoint(&format!("/callback/{connector_id}"));
+    let started = match entry
+        .connector
+        .begin(
+            &ctx,
+            &BeginRequest {
+                state: upstream_state.clone(),
+                callback_url,
+                login_hint: ar.login_hint.clone(),
+            },
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return connector_failure(state, ar, connector_id, &e, locale).await,
+    };
+    let now = state.now();
+    if let Err(e) = state
+        .store
+        .insert_flow(FlowRow {
+            state: upstream_state,
+            connector_id: connector_id.to_owned(),
+            auth_request_id: request_id.to_owned(),
+            browser_hash: hash_token(&browser_value),
+            data: started.flow_data,
+            created_at: now,
+            expires_at: now + state.settings.tokens.auth_request_ttl_secs.min(900),
+            used_at: None,
+            outcome: None,
+        })
+        .await
+    {
+        tracing::error!(stage = "begin", connector = connector_id, error = %e, "cannot store the upstream flow");
+        return error_redirect(
+            state,
+            ar,
+            "temporarily_unavailable",
+            "the broker's database is unavailable; retry shortly",
+        );
+    }
+    let mut resp = match started.begin {
+        Begin::Redirect(url) => found(&url),
+        Begin::Page {
+            title,
+            body_html,
+            script_sources,
+            frame_sources,
+        } => {
+            let mut page = Page::new(locale, &title, &body_html);
+            page.script_sources = &script_sources;
+            page.frame_sources = &frame_sources;
+            page.render()
+        }
+    };
+    if existing_browser.is_none() {
+        let _ = resp.add_cookie(&cookie(state, BROWSER_COOKIE, browser_value));
+    }
+    resp
+}
+
+/// Log a failed upstream step precisely, and tell the person and the app.
+async fn connector_failure(
+    state: &AppState,
+    ar: &AuthRequest,
+    connector_id: &str,
+    e: &ConnectorError,
+    locale: Locale,
+) -> HttpResponse {
+    tracing::warn!(
+        event = "login_failed",
+        connector = connector_id,
+        client_id = %ar.client_id,
+        stage = e.stage.as_str(),
+        kind = e.kind.as_str(),
+        upstream_code = e.upstream_code.as_deref().unwrap_or("-"),
+        upstream_message = e.upstream_message.as_deref().unwrap_or("-"),
+        fix = e.fix.as_deref().unwrap_or("-"),
+        "upstream sign-in failed"
+    );
+    audit(
+        state,
+        "login_failed",
+        None,
+        Some(&ar.client_id),
+        Some(connector_id),
+        serde_json::json!({ "error": e }),
+    )
+    .await;
+    let description = format!(
+        "{} failed at {}: {}",
+        connector_id,
+        e.stage.as_str(),
+        e.kind.as_str()
+    );
+    if e.kind == ErrorKind::UserCancelled {
+        return error_redirect(state, ar, "access_denied", &description);
+    }
+    let (what, todo) = failure_text(e, locale);
+    let back = error_url(state, ar, e.kind.oauth_error(), &description);
+    let body = format!(
+        "<p role=\"alert\">{}</p><p class=\"detail\">{}</p><p class=\"muted\">{}</p><p><a class=\"button primary\" href=\"{}\">{}</a></p>",
+        escape(&what),
+        escape(&todo),
+        escape(&format!(
+            "stage={} kind={}{}",
+            e.stage.as_str(),
+            e.kind.as_str(),
+            e.upstream_code.as_ref().map(|c| format!(" code={c}")).unwrap_or_default()
+        )),
+        escape(&back),
+        text(locale, "return_to_app"),
+    );
+    let title = if locale == Locale::ZhCn {
+        "无法登录"
+    } else {
+        "Sign-in failed"
+    };
+    Page::new(locale, title, &body)
+        .status(StatusCode::BAD_GATEWAY)
+        .render()
+}
+
+fn failure_text(e: &ConnectorError, locale: Locale) -> (String, String) {
+    let zh = locale == Locale::ZhCn;
+    let (what, todo) = match e.kind {
+        ErrorKind::InvalidCode | ErrorKind::CodeReused => (
+            if zh {
+                "登录凭证已失效或已被使用。"
+            } else {
+                "The sign-in code from the provider expired or was already used."
+            },
+            if zh {
+                "请回到应用重新登录。"
+            } else {
+                "Go back to the application and sign in again."
+            },
+        ),
+        ErrorKind::UpstreamUnavailable
+        | ErrorKind::Timeout
+        | ErrorKind::RateLimited
+        | ErrorKind::BadResponse => (
+            if zh {
+                "登录服务暂时不可用。"
+            } else {
+                "The sign-in provider is not answering properly right now."
+            },
+            if zh {
+                "请稍后重试。"
+            } else {
+                "Wait a moment and try again."
+            },
+        ),
+        ErrorKind::NotAllowed => (
+            if zh {
+                "此账号不能用于登录。"
+            } else {
+                "This account cannot be used to sign in here."
+            },
+            if zh {
+                "请按页面提示操作，或换一种方式登录。"
+            } else {
+                "Follow the provider's instructions, or choose another way to sign in."
+            },
+        ),
+        _ => (
+            if zh {
+                "登录配置有误，登录无法完成。"
+            } else {
+                "The broker's sign-in configuration has a problem, so sign-in cannot finish."
+            },
+            if zh {
+                "这不是你的问题。请联系网站管理员，他们可以在日志中看到原因。"
+            } else {
+                "This is not your fault. Tell the site's operator; the broker's log names the cause."
+            },
+        ),
+    };
+    (what.to_owned(), todo.to_owned())
+}
+
+pub async fn audit(
+    state: &AppState,
+    event: &str,
+    user_id: Option<&str>,
+    client_id: Option<&str>,
+    connector_id: Option<&str>,
+    detail: serde_json::Value,
+) {
+    let e = AuditEvent {
+        at: state.now(),
+        event: event.to_owned(),
+        user_id: user_id.map(str::to_owned),
+        client_id: client_id.map(str::to_owned),
+        connector_id: connector_id.map(str::to_owned),
+        ip: None,
+        detail,
+    };
+    if let Err(err) = state.store.append_audit(e).await {
+        tracing::error!(stage = "audit", error = %err, event, "cannot write the audit log");
+    }
+}
+
+/// GET or POST /callback/{connector}: the upstream sends the person back here.
+pub async fn callback(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Option<web::Bytes>,
+) -> HttpResponse {
+    let connector_id = path.into_inner();
+    let locale = Locale::negotiate(None, accept_language(&req));
+    let mut params: BTreeMap<String, String> =
+        url::form_urlencoded::parse(req.query_string().as_bytes())
+            .into_owned()
+            .collect();
+    if req.method() == actix_web::http::Method::POST {
+        if let Some(b) = &body {
+            for (k, v) in url::form_urlencoded::parse(b) {
+                params
+                    .entry(k.into_owned())
+                    .or_insert_with(|| v.into_owned());
+            }
+        }
+    }
+    let expired = || {
+        error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            text(locale, "expired"),
+            text(locale, "expired_todo"),
+        )
+    };
+    let Some(upstream_state) = params.get("state").filter(|s| !s.is_empty()).cloned() else {
+        tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "missing_state", "callback without state; cannot tell which sign-in it belongs to");
+        return expired();
+    };
+    let flow = match state.store.get_flow(&upstream_state).await {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "unknown_state", "callback state is unknown or was collected; the person must start again");
+            return expired();
+        }
+        Err(e) => {
+            tracing::error!(stage = "callback", error = %e, "cannot load the flow");
+            return error_page(
+                locale,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The broker's database is unavailable.",
+                "Retry in a moment.",
+            );
+        }
+    };
+    if flow.connector_id != connector_id {
+        tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, flow_connector = %flow.connector_id, reason = "connector_mismatch", "callback arrived at another connector's path (mix-up); rejected before any upstream call");
+        return expired();
+    }
+    let browser_ok = req.cookie(BROWSER_COOKIE).is_some_and(|c| {
+        idbridge_tokens::constant_time_eq(
+            hash_token(c.value()).as_bytes(),
+            flow.browser_hash.as_bytes(),
+        )
+    });
+    if !browser_ok {
+        tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "browser_mismatch", "callback came from a browser that did not start this sign-in; rejected");
+        return error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            if locale == Locale::ZhCn {
+                "这个登录不是在此浏览器中发起的。"
+            } else {
+                "This sign-in was not started in this browser."
+            },
+            text(locale, "expired_todo"),
+        );
+    }
+    let now = state.now();
+    match state.store.claim_flow(&upstream_state, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return repeated_callback(&state, &upstream_state, &connector_id, locale).await
+        }
+        Err(e) => {
+            tracing::error!(stage = "callback", error = %e, "cannot claim the flow");
+            return error_page(
+                locale,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The broker's database is unavailable.",
+                "Retry in a moment.",
+            );
+        }
+    }
+    let ar = match load_request(&state, &flow.auth_request_id).await {
+        Ok(Some(ar)) => ar,
+        Ok(None) => return expired(),
+        Err(resp) => return resp,
+    };
+    let locale = ar.locale(&req);
+    let Some(entry) = state.connector(&connector_id) else {
+        return expired();
+    };
+    let ctx = request_context(&state, &req, locale);
+    let callback = CallbackRequest {
+        params,
+        callback_url: state.endpoint(&format!("/callback/{connector_id}")),
+        flow_data: flow.data.clone(),
+    };
+    let identity = match entry.connector.complete(&ctx, &callback).await {
+        Ok(i) => i,
+        Err(e) => {
+            remember_outcome(&state, &upstream_state, None).await;
+            return connector_failure(&state, &ar, &connector_id, &e, locale).await;
+        }
+    };
+    let sealed_tokens = match &identity.upstream_tokens {
+        None => None,
+        Some(t) => {
+            let aad = format!("upstream:{}:{}", identity.connector_id, identity.subject);
+            serde_json::to_vec(t)
+                .ok()
+                .and_then(|clear| state.master_key.seal(&clear, aad.as_bytes()).ok())
+        }
+    };
+    let Ok(new_user_id) = random_token(16) else {
+        return error_page(
+            locale,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "random generator failure",
+            "",
+        );
+    };
+    let login = NewLogin {
+        connector_id: connector_id.clone(),
+        subject: identity.subject.clone(),
+        link: identity
+            .link_key
+            .as_ref()
+            .map(|l| (l.scope.clone(), l.key.clone())),
+        name: identity.profile.name.clone(),
+        picture: identity.profile.picture.clone(),
+        locale: identity.profile.locale.clone(),
+        profile: serde_json::to_value(&identity.profile).unwrap_or_default(),
+        upstream_tokens: sealed_tokens,
+    };
+    let policy = match entry.first_login {
+        FirstLoginPolicy::Create => FirstLogin::Create,
+        FirstLoginPolicy::Deny => FirstLogin::Refuse,
+    };
+    let resolution = match state
+        .store
+        .resolve_login(login, policy, new_user_id, now)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(event = "login_failed", stage = "account", connector = %connector_id, error = %e, "cannot resolve the broker account");
+            return error_redirect(
+                &state,
+                &ar,
+                "temporarily_unavailable",
+                "the broker's database is unavailable; retry shortly",
+            );
+        }
+    };
+    let (user, how) = match resolution {
+        LoginResolution::Existing(u) => (u, "existing"),
+        LoginResolution::Linked(u) => (u, "linked"),
+        LoginResolution::Created(u) => (u, "created"),
+        LoginResolution::NotLinked => {
+            tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, reason = "first_login_denied", fix = "this connector's first_login is \"deny\": link the identity to an account first", "no broker account for this identity");
+            audit(
+                &state,
+                "login_denied",
+                None,
+                Some(&ar.client_id),
+                Some(&connector_id),
+                serde_json::json!({"reason": "no_account"}),
+            )
+            .await;
+            return error_redirect(
+                &state,
+                &ar,
+                "access_denied",
+                "no broker account is linked to this identity",
+            );
+        }
+    };
+    if user.disabled_at.is_some() {
+        tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, user_id = %user.id, reason = "user_disabled", "the broker account is disabled");
+        audit(
+            &state,
+            "login_denied",
+            Some(&user.id),
+            Some(&ar.client_id),
+            Some(&connector_id),
+            serde_json::json!({"reason": "disabled"}),
+        )
+        .await;
+        return error_redirect(&state, &ar, "access_denied", "this account is disabled");
+    }
+    let Ok(session_secret) = random_token(32) else {
+        return error_page(
+            locale,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "random generator failure",
+            "",
+        );
+    };
+    let session = SessionRow {
+        id: hash_token(&session_secret),
+        user_id: user.id.clone(),
+        connector_id: connector_id.clone(),
+        auth_time: now,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + state.settings.tokens.session_ttl_secs,
+        ended_at: None,
+    };
+    if let Err(e) = state.store.insert_session(session.clone()).await {
+        tracing::error!(stage = "session", error = %e, "cannot store the SSO session");
+        return error_redirect(
+            &state,
+            &ar,
+            "temporarily_unavailable",
+            "the broker's database is unavailable; retry shortly",
+        );
+    }
+    audit(
+        &state,
+        "login",
+        Some(&user.id),
+        Some(&ar.client_id),
+        Some(&connector_id),
+        serde_json::json!({"account": how}),
+    )
+    .await;
+    tracing::info!(event = "login", connector = %connector_id, client_id = %ar.client_id, user_id = %user.id, account = how, "signed in");
+    let url = match code_redirect(&state, &ar, &user.id, &session).await {
+        Ok(url) => url,
+        Err(e) => return error_redirect(&state, &ar, e.error, &e.description),
+    };
+    let _ = state.store.delete_auth_request(&flow.auth_request_id).await;
+    remember_outcome(&state, &upstream_state, Some(&url)).await;
+    let mut resp = found(&url);
+    let _ = resp.add_cookie(&cookie(&state, SESSION_COOKIE, session_secret));
+    resp
+}
+
+/// Keep the final redirect (sealed) so a repeated callback for the same state
+/// (WeChat may call twice) lands where the first one did.
+async fn remember_outcome(state: &AppState, upstream_state: &str, redirect: Option<&str>) {
+    let outcome = match redirect {
+        Some(url) => match state
+            .master_key
+            .seal(url.as_bytes(), upstream_state.as_bytes())
+        {
+            Ok(sealed) => {
+                use base64::Engine;
+                serde_json::json!({ "redirect": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed) })
+            }
+            Err(_) => serde_json::json!({ "failed": true }),
+        },
+        None => serde_json::json!({ "failed": true }),
+    };
+    if let Err(e) = state.store.set_flow_outcome(upstream_state, outcome).await {
+        tracing::error!(stage = "callback", error = %e, "cannot record the flow outcome");
+    }
+}
+
+/// A second callback for a state already used: follow the first one's outcome.
+async fn repeated_callback(
+    state: &AppState,
+    upstream_state: &str,
+    connector_id: &str,
+    locale: Locale,
+) -> HttpResponse {
+    use base64::Engine;
+    // The first callback may still be talking to the upstream; wait for it briefly.
+    for _ in 0..50 {
+        if let Ok(Some(flow)) = state.store.get_flow(upstream_state).await {
+            if let Some(outcome) = flow.outcome {
+                if let Some(url) = outcome
+                    .get("redirect")
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(s)
+                            .ok()
+                    })
+                    .and_then(|sealed| {
+                        state
+                            .master_key
+                            .open(&sealed, upstream_state.as_bytes())
+                            .ok()
+                    })
+                    .and_then(|clear| String::from_utf8(clear).ok())
+                {
+                    tracing::info!(event = "repeated_callback", connector = connector_id, "repeated callback for a completed sign-in; sending the browser where the first one went");
+                    return found(&url);
+                }
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tracing::warn!(
+        event = "login_failed",
+        stage = "callback",
+        connector = connector_id,
+        reason = "state_reused",
+        "callback state was already used"
+    );
+    error_page(
+        locale,
+        StatusCode::BAD_REQUEST,
+        text(locale, "expired"),
+        text(locale, "expired_todo"),
+    )
+}

@@ -1,0 +1,257 @@
+//! Registered apps (relying parties): from config, or registered at runtime in the
+//! store; and client authentication at the token, revocation and introspection
+//! endpoints (client_secret_basic, client_secret_post, or none for public clients).
+
+use crate::config::ClientSettings;
+use crate::error::OAuthError;
+use actix_web::HttpRequest;
+use base64::Engine;
+use idbridge_store::Store;
+use idbridge_tokens::Algorithm;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    /// `None` for public clients.
+    pub secret_hash: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub require_pkce: bool,
+    pub id_token_alg: Option<Algorithm>,
+    /// Connector ids this client may use; empty = all.
+    pub connectors: Vec<String>,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    pub fn from_settings(c: &ClientSettings) -> Result<Self, idbridge_tokens::TokenError> {
+        let secret_hash = match c.secret.as_deref().filter(|_| !c.public) {
+            Some(secret) => Some(idbridge_tokens::hash_client_secret(secret)?),
+            None => None,
+        };
+        Ok(Self {
+            id: c.id.clone(),
+            name: c.name.clone().unwrap_or_else(|| c.id.clone()),
+            secret_hash,
+            redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            require_pkce: c.public || c.require_pkce,
+            id_token_alg: c
+                .id_token_signed_response_alg
+                .as_deref()
+                .and_then(|a| a.parse().ok()),
+            connectors: c.connectors.clone(),
+        })
+    }
+
+    fn from_row(row: idbridge_store::ClientRow) -> Self {
+        let m = &row.metadata;
+        let strings = |k: &str| -> Vec<String> {
+            m.get(k)
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let public = row.secret_hash.is_none();
+        Self {
+            id: row.id.clone(),
+            name: m
+                .get("name")
+                .and_then(|v| v.as_str())
+                .unwrap_or(&row.id)
+                .to_owned(),
+            secret_hash: row.secret_hash,
+            redirect_uris: strings("redirect_uris"),
+            post_logout_redirect_uris: strings("post_logout_redirect_uris"),
+            require_pkce: public
+                || m.get("require_pkce")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(true),
+            id_token_alg: m
+                .get("id_token_signed_response_alg")
+                .and_then(|v| v.as_str())
+                .and_then(|a| a.parse().ok()),
+            connectors: strings("connectors"),
+        }
+    }
+
+    /// Exact redirect URI match; for loopback IP redirect URIs of public (native)
+    /// clients, any port (RFC 8252 §7.3). Nothing else: no prefixes, no extra
+    /// query, no trailing-slash tolerance.
+    pub fn redirect_uri_allowed(&self, uri: &str) -> bool {
+        if self.redirect_uris.iter().any(|r| r == uri) {
+            return true;
+        }
+        if !self.is_public() {
+            return false;
+        }
+        let Ok(asked) = url::Url::parse(uri) else {
+            return false;
+        };
+        let loopback_ip = |u: &url::Url| {
+            u.scheme() == "http"
+                && matches!(
+                    u.host(),
+                    Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+                )
+                || u.scheme() == "http"
+                    && matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        };
+        if !loopback_ip(&asked) {
+            return false;
+        }
+        self.redirect_uris.iter().any(|r| {
+            let Ok(mut reg) = url::Url::parse(r) else {
+                return false;
+            };
+            if !loopback_ip(&reg) {
+                return false;
+            }
+            let mut asked = asked.clone();
+            if reg.set_port(None).is_err() || asked.set_port(None).is_err() {
+                return false;
+            }
+            reg.as_str() == asked.as_str()
+        })
+    }
+
+    pub fn may_use_connector(&self, id: &str) -> bool {
+        self.connectors.is_empty() || self.connectors.iter().any(|c| c == id)
+    }
+}
+
+/// All clients: config ones in memory, runtime ones looked up in the store.
+pub struct Clients {
+    configured: HashMap<String, Arc<Client>>,
+    store: Store,
+}
+
+impl Clients {
+    pub fn new(
+        configured: &[ClientSettings],
+        store: Store,
+    ) -> Result<Self, idbridge_tokens::TokenError> {
+        let mut map = HashMap::new();
+        for c in configured {
+            map.insert(c.id.clone(), Arc::new(Client::from_settings(c)?));
+        }
+        Ok(Self {
+            configured: map,
+            store,
+        })
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Arc<Client>>, OAuthError> {
+        if let Some(c) = self.configured.get(id) {
+            return Ok(Some(c.clone()));
+        }
+        Ok(self
+            .store
+            .get_client(id)
+            .await
+            .map_err(OAuthError::store)?
+            .map(|row| Arc::new(Client::from_row(row))))
+    }
+
+    /// Authenticate the client calling a back-channel endpoint.
+    pub async fn authenticate(
+        &self,
+        req: &HttpRequest,
+        form: &BTreeMap<String, String>,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let basic = basic_credentials(req)?;
+        let form_id = form.get("client_id").filter(|s| !s.is_empty());
+        let form_secret = form.get("client_secret").filter(|s| !s.is_empty());
+        if basic.is_some() && form_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not both client_secret_basic and client_secret_post",
+            ));
+        }
+        let (id, secret, via_basic) = match (&basic, form_id) {
+            (Some((id, secret)), form_id) => {
+                if form_id.is_some_and(|f| f != id) {
+                    return Err(OAuthError::invalid_request(
+                        "client_id in the body differs from the Authorization header",
+                    ));
+                }
+                (id.clone(), Some(secret.clone()), true)
+            }
+            (None, Some(id)) => (id.clone(), form_secret.cloned(), false),
+            (None, None) => {
+                return Err(OAuthError::invalid_client(
+                    "client authentication is required (client_secret_basic, client_secret_post, or client_id for public clients)",
+                    false,
+                ))
+            }
+        };
+        let client = self
+            .get(&id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_client("unknown client", via_basic))?;
+        match (&client.secret_hash, secret) {
+            (None, None) => Ok(client),
+            (None, Some(_)) => Err(OAuthError::invalid_client(
+                "this is a public client; it has no secret",
+                via_basic,
+            )),
+            (Some(_), None) => Err(OAuthError::invalid_client(
+                "client secret missing",
+                via_basic,
+            )),
+            (Some(hash), Some(secret)) => {
+                if idbridge_tokens::verify_client_secret(&secret, hash) {
+                    Ok(client)
+                } else {
+                    Err(OAuthError::invalid_client(
+                        "client authentication failed",
+                        via_basic,
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// `Authorization: Basic` credentials, form-urlencoded inside (RFC 6749 §2.3.1).
+fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let Ok(value) = header.to_str() else {
+        return Err(OAuthError::invalid_client(
+            "malformed Authorization header",
+            true,
+        ));
+    };
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        return Ok(None);
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}

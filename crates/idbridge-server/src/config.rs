@@ -1,0 +1,533 @@
+//! The broker's configuration: one TOML file, every key overridable by an
+//! `IDBRIDGE__SECTION__KEY` environment variable, secrets readable from `*_file`
+//! keys. Loading reports every mistake at once, each naming its key.
+
+use idbridge_core::{ConfigError, ConnectorId};
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The issuer URL apps see (`iss`); every endpoint hangs below it.
+    pub issuer: String,
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub storage: StorageSettings,
+    #[serde(default)]
+    pub signing: SigningSettings,
+    #[serde(default)]
+    pub tokens: TokenSettings,
+    #[serde(default)]
+    pub clients: Vec<ClientSettings>,
+    #[serde(default)]
+    pub connectors: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// actix worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+    /// Seconds between garbage-collection sweeps of expired rows.
+    pub gc_interval_secs: u64,
+    /// How long audit-log rows are kept.
+    pub audit_retention_days: i64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://idbridge.db".into(),
+            max_connections: 16,
+            connect_timeout_secs: 5,
+            gc_interval_secs: 300,
+            audit_retention_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningSettings {
+    /// 32 bytes, base64 or hex, that encrypt the private signing keys at rest.
+    pub master_key: Option<String>,
+    pub master_key_file: Option<String>,
+    /// Algorithms to keep keys for. RS256 is always included (OpenID requires it).
+    pub algorithms: Vec<String>,
+    /// Algorithm for access tokens and (unless a client says otherwise) ID tokens.
+    pub default_algorithm: String,
+    pub rotate_every_days: i64,
+    /// A new key is published this long before it signs, so caches pick it up.
+    pub publish_ahead_hours: i64,
+}
+
+impl Default for SigningSettings {
+    fn default() -> Self {
+        Self {
+            master_key: None,
+            master_key_file: None,
+            algorithms: vec!["RS256".into(), "ES256".into(), "EdDSA".into()],
+            default_algorithm: "RS256".into(),
+            rotate_every_days: 30,
+            publish_ahead_hours: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    pub code_ttl_secs: i64,
+    pub access_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub refresh_idle_ttl_secs: i64,
+    pub refresh_absolute_ttl_secs: i64,
+    /// A rotated refresh token still works this long (a lost response, parallel refreshes).
+    pub refresh_grace_secs: i64,
+    pub session_ttl_secs: i64,
+    pub auth_request_ttl_secs: i64,
+    /// Allowed clock skew when verifying tokens.
+    pub leeway_secs: i64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            code_ttl_secs: 60,
+            access_token_ttl_secs: 600,
+            id_token_ttl_secs: 3600,
+            refresh_idle_ttl_secs: 30 * 86400,
+            refresh_absolute_ttl_secs: 90 * 86400,
+            refresh_grace_secs: 10,
+            session_ttl_secs: 7 * 86400,
+            auth_request_ttl_secs: 900,
+            leeway_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    pub id: String,
+    pub name: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    /// A public client (SPA, native app): no secret, PKCE required.
+    #[serde(default)]
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// PKCE for confidential clients (always required for public ones).
+    #[serde(default = "yes")]
+    pub require_pkce: bool,
+    /// Algorithm for this client's ID tokens; default `signing.default_algorithm`.
+    pub id_token_signed_response_alg: Option<String>,
+    /// Connectors this client may use; empty = all.
+    #[serde(default)]
+    pub connectors: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Load and validate; every problem at once, each naming its key.
+pub fn load(
+    path: Option<&Path>,
+    overrides: &[(&str, String)],
+) -> Result<Settings, Vec<ConfigError>> {
+    match load_with_problems(path, overrides) {
+        (Some(settings), errors) if errors.is_empty() => Ok(settings),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Load and validate, keeping the settings even when some values are wrong (for
+/// `idbridge doctor`, which goes on to check connectors and the database).
+/// `None` only when the file cannot be read or has the wrong shape.
+pub fn load_with_problems(
+    path: Option<&Path>,
+    overrides: &[(&str, String)],
+) -> (Option<Settings>, Vec<ConfigError>) {
+    let mut builder = config::Config::builder();
+    if let Some(path) = path {
+        if !path.exists() {
+            return (
+                None,
+                vec![ConfigError::new(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                )],
+            );
+        }
+        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("IDBRIDGE")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true),
+    );
+    for (key, value) in overrides {
+        builder = match builder.set_override(*key, value.clone()) {
+            Ok(b) => b,
+            Err(e) => return (None, vec![ConfigError::new(*key, e.to_string())]),
+        };
+    }
+    let raw = match builder.build() {
+        Ok(raw) => raw,
+        Err(e) => return (None, vec![config_error(e)]),
+    };
+    let mut settings: Settings = match raw.try_deserialize() {
+        Ok(s) => s,
+        Err(e) => return (None, vec![config_error(e)]),
+    };
+    let mut errors = Vec::new();
+    resolve_secret_files(&mut settings, &mut errors);
+    validate(&settings, &mut errors);
+    (Some(settings), errors)
+}
+
+fn config_error(e: config::ConfigError) -> ConfigError {
+    // The config crate words these as "missing field `x`" / "unknown field `y`… for key `z`".
+    let text = e.to_string();
+    let key = text
+        .split("for key `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned)
+        .or_else(|| text.split('`').nth(1).map(str::to_owned))
+        .unwrap_or_else(|| "config".to_owned());
+    ConfigError::new(key, text)
+}
+
+fn read_secret(path: &str, key: &str, errors: &mut Vec<ConfigError>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Some(s.trim().to_owned()),
+        Err(e) => {
+            errors.push(ConfigError::new(key, format!("cannot read {path}: {e}")));
+            None
+        }
+    }
+}
+
+fn resolve_secret_files(s: &mut Settings, errors: &mut Vec<ConfigError>) {
+    if let Some(path) = s.signing.master_key_file.clone() {
+        if s.signing.master_key.is_some() {
+            errors.push(ConfigError::new(
+                "signing.master_key_file",
+                "set either master_key or master_key_file, not both",
+            ));
+        }
+        s.signing.master_key = read_secret(&path, "signing.master_key_file", errors);
+    }
+    for c in &mut s.clients {
+        if let Some(path) = c.secret_file.clone() {
+            let key = format!("clients[{}].secret_file", c.id);
+            if c.secret.is_some() {
+                errors.push(ConfigError::new(
+                    &key,
+                    "set either secret or secret_file, not both",
+                ));
+            }
+            c.secret = read_secret(&path, &key, errors);
+        }
+    }
+    for (i, conn) in s.connectors.iter_mut().enumerate() {
+        let Some(map) = conn.as_object_mut() else {
+            continue;
+        };
+        let label = map
+            .get("id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| i.to_string());
+        let file_keys: Vec<String> = map
+            .keys()
+            .filter(|k| k.ends_with("_file"))
+            .cloned()
+            .collect();
+        for fk in file_keys {
+            let base = fk.trim_end_matches("_file").to_owned();
+            let key = format!("connectors[{label}].{fk}");
+            if map.contains_key(&base) {
+                errors.push(ConfigError::new(
+                    &key,
+                    format!("set either {base} or {fk}, not both"),
+                ));
+                continue;
+            }
+            let path = map.remove(&fk).and_then(|v| v.as_str().map(str::to_owned));
+            match path {
+                Some(p) => {
+                    if let Some(secret) = read_secret(&p, &key, errors) {
+                        map.insert(base, serde_json::Value::String(secret));
+                    }
+                }
+                None => errors.push(ConfigError::new(&key, "must be a file path")),
+            }
+        }
+    }
+}
+
+/// Is this an absolute http(s) URL on a loopback host?
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
+    match url::Url::parse(&s.issuer) {
+        Ok(u) => {
+            if u.scheme() != "https" && !(u.scheme() == "http" && is_loopback(&u)) {
+                errors.push(ConfigError::new(
+                    "issuer",
+                    "must use https (plain http is allowed only on a loopback host)",
+                ));
+            }
+            if u.query().is_some() || u.fragment().is_some() {
+                errors.push(ConfigError::new(
+                    "issuer",
+                    "must not have a query or fragment",
+                ));
+            }
+            if s.issuer.ends_with('/') {
+                errors.push(ConfigError::new("issuer", "must not end with '/'"));
+            }
+        }
+        Err(e) => errors.push(ConfigError::new(
+            "issuer",
+            format!("{:?} is not an absolute URL: {e}", s.issuer),
+        )),
+    }
+    let mut algs = Vec::new();
+    for a in &s.signing.algorithms {
+        match a.parse::<idbridge_tokens::Algorithm>() {
+            Ok(alg) => algs.push(alg),
+            Err(_) => errors.push(ConfigError::new(
+                "signing.algorithms",
+                format!("unknown algorithm {a:?}; use RS256, ES256 or EdDSA"),
+            )),
+        }
+    }
+    match s
+        .signing
+        .default_algorithm
+        .parse::<idbridge_tokens::Algorithm>()
+    {
+        Ok(alg) if alg != idbridge_tokens::Algorithm::RS256 && !algs.contains(&alg) => {
+            errors.push(ConfigError::new(
+                "signing.default_algorithm",
+                format!("{} is not listed in signing.algorithms", alg.as_str()),
+            ))
+        }
+        Ok(_) => {}
+        Err(_) => errors.push(ConfigError::new(
+            "signing.default_algorithm",
+            "use RS256, ES256 or EdDSA",
+        )),
+    }
+    match &s.signing.master_key {
+        None => errors.push(ConfigError::new(
+            "signing.master_key",
+            "missing: set signing.master_key or signing.master_key_file (32 random bytes, base64; `idbridge keys generate-master` prints one)",
+        )),
+        Some(k) => {
+            if let Err(e) = idbridge_tokens::MasterKey::parse(k) {
+                errors.push(ConfigError::new("signing.master_key", e.to_string()));
+            }
+        }
+    }
+    if !(s.storage.url.starts_with("sqlite:")
+        || s.storage.url.starts_with("postgres://")
+        || s.storage.url.starts_with("postgresql://"))
+    {
+        errors.push(ConfigError::new(
+            "storage.url",
+            "use sqlite://path/to/file.db or postgres://user@host/db",
+        ));
+    }
+    let t = &s.tokens;
+    for (key, v) in [
+        ("tokens.code_ttl_secs", t.code_ttl_secs),
+        ("tokens.access_token_ttl_secs", t.access_token_ttl_secs),
+        ("tokens.id_token_ttl_secs", t.id_token_ttl_secs),
+        ("tokens.refresh_idle_ttl_secs", t.refresh_idle_ttl_secs),
+        (
+            "tokens.refresh_absolute_ttl_secs",
+            t.refresh_absolute_ttl_secs,
+        ),
+        ("tokens.session_ttl_secs", t.session_ttl_secs),
+        ("tokens.auth_request_ttl_secs", t.auth_request_ttl_secs),
+    ] {
+        if v <= 0 {
+            errors.push(ConfigError::new(
+                key,
+                "must be a positive number of seconds",
+            ));
+        }
+    }
+    if t.code_ttl_secs > 600 {
+        errors.push(ConfigError::new(
+            "tokens.code_ttl_secs",
+            "must be at most 600 (codes are short-lived)",
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &s.clients {
+        let key = |k: &str| format!("clients[{}].{k}", c.id);
+        if c.id.is_empty() || !c.id.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            errors.push(ConfigError::new(
+                key("id"),
+                "must be non-empty printable ASCII without ':'",
+            ));
+        }
+        if !seen.insert(c.id.clone()) {
+            errors.push(ConfigError::new(key("id"), "is used by two clients"));
+        }
+        match (c.public, &c.secret) {
+            (true, Some(_)) => errors.push(ConfigError::new(
+                key("secret"),
+                "a public client has no secret",
+            )),
+            (false, None) => errors.push(ConfigError::new(
+                key("secret"),
+                "missing: a confidential client needs secret or secret_file (or set public = true)",
+            )),
+            (false, Some(secret)) if secret.len() < 16 => errors.push(ConfigError::new(
+                key("secret"),
+                "too short: use at least 16 random characters",
+            )),
+            _ => {}
+        }
+        if c.redirect_uris.is_empty() {
+            errors.push(ConfigError::new(
+                key("redirect_uris"),
+                "at least one redirect URI is required",
+            ));
+        }
+        for (field, uris) in [
+            ("redirect_uris", &c.redirect_uris),
+            ("post_logout_redirect_uris", &c.post_logout_redirect_uris),
+        ] {
+            for uri in uris.iter() {
+                if let Err(msg) = check_redirect_uri(uri, c.public) {
+                    errors.push(ConfigError::new(key(field), format!("{uri:?}: {msg}")));
+                }
+            }
+        }
+        if let Some(alg) = &c.id_token_signed_response_alg {
+            match alg.parse::<idbridge_tokens::Algorithm>() {
+                Ok(a) if a == idbridge_tokens::Algorithm::RS256 || algs.contains(&a) => {}
+                _ => errors.push(ConfigError::new(
+                    key("id_token_signed_response_alg"),
+                    format!("{alg:?} is not one of signing.algorithms"),
+                )),
+            }
+        }
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, conn) in s.connectors.iter().enumerate() {
+        let id = conn.get("id").and_then(|v| v.as_str());
+        match id {
+            None => errors.push(ConfigError::new(format!("connectors[{i}].id"), "missing")),
+            Some(id) => {
+                if let Err(msg) = ConnectorId::parse(id) {
+                    errors.push(ConfigError::new(format!("connectors[{i}].id"), msg));
+                }
+                if !ids.insert(id.to_owned()) {
+                    errors.push(ConfigError::new(
+                        format!("connectors[{id}].id"),
+                        "is used twice",
+                    ));
+                }
+            }
+        }
+        if conn.get("type").and_then(|v| v.as_str()).is_none() {
+            errors.push(ConfigError::new(
+                format!("connectors[{}].type", id.unwrap_or("?")),
+                "missing",
+            ));
+        }
+    }
+    for c in &s.clients {
+        for name in &c.connectors {
+            if !ids.contains(name) {
+                errors.push(ConfigError::new(
+                    format!("clients[{}].connectors", c.id),
+                    format!("no connector with id {name:?}"),
+                ));
+            }
+        }
+    }
+}
+
+/// A registered redirect URI must be absolute, without fragment, https unless on
+/// loopback (or a custom scheme for public native apps).
+pub fn check_redirect_uri(uri: &str, public: bool) -> Result<(), String> {
+    let u = url::Url::parse(uri).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if u.fragment().is_some() {
+        return Err("must not contain a fragment".into());
+    }
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&u) => Ok(()),
+        "http" => Err("http is allowed only on loopback hosts; use https".into()),
+        s if public && s.contains('.') => Ok(()), // reverse-domain custom scheme (RFC 8252 §7.1)
+        s => Err(format!("scheme {s:?} is not allowed")),
+    }
+}
+
+/// The `[[connectors]]` entry split into what the registry needs.
+pub fn connector_settings(
+    raw: &serde_json::Value,
+) -> Result<idbridge_core::ConnectorSettings, ConfigError> {
+    let mut map = raw.as_object().cloned().unwrap_or_default();
+    let id_raw = map
+        .remove("id")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .ok_or_else(|| ConfigError::new("connectors[].id", "missing"))?;
+    let id = ConnectorId::parse(&id_raw)
+        .map_err(|m| ConfigError::new(format!("connectors[{id_raw}].id"), m))?;
+    let kind = map
+        .remove("type")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .ok_or_else(|| ConfigError::new(format!("connectors[{id}].type"), "missing"))?;
+    let name = map
+        .remove("name")
+        .and_then(|v| v.as_str().map(str::to_owned));
+    Ok(idbridge_core::ConnectorSettings {
+        id,
+        kind,
+        name,
+        options: serde_json::Value::Object(map),
+    })
+}

@@ -1,0 +1,230 @@
+//! The demo app of `serve --dev`: a relying party served by the broker itself. It
+//! signs in through the broker's own endpoints like any app would (PKCE, nonce,
+//! code exchange over HTTP) and shows the decoded tokens and the userinfo answer.
+
+use crate::authorize::found;
+use crate::pages::{escape, Page};
+use crate::params::append_query;
+use crate::state::AppState;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use idbridge_core::Locale;
+use idbridge_tokens::{pkce_s256, random_token};
+
+pub const DEMO_CLIENT_ID: &str = "demo";
+const DEMO_COOKIE: &str = "idb_demo";
+
+/// The demo app's registration (its secret is generated per dev directory).
+pub struct DemoClient {
+    pub secret: String,
+}
+
+fn page(title: &str, body: &str) -> HttpResponse {
+    let mut p = Page::new(Locale::En, title, body);
+    p.wide = true;
+    p.render()
+}
+
+pub async fn home(state: web::Data<AppState>) -> HttpResponse {
+    let connectors: String = state
+        .connectors
+        .iter()
+        .map(|(id, c)| {
+            format!(
+                "<li><a class=\"button\" href=\"/demo/login?connector={}\">{}</a></li>",
+                escape(id),
+                escape(c.connector.display_name())
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p>A sample app that signs in through this broker with OpenID Connect (authorization code + PKCE).</p>\
+         <ul class=\"choices\"><li><a class=\"button primary\" href=\"/demo/login\">Sign in</a></li>{connectors}\
+         <li><a class=\"button\" href=\"/demo/login?prompt=login\">Sign in again (prompt=login)</a></li>\
+         <li><a class=\"button\" href=\"/demo/login?ui_locales=zh-CN\">用中文登录</a></li></ul>\
+         <p class=\"muted\">Discovery: <a href=\"/.well-known/openid-configuration\">/.well-known/openid-configuration</a></p>"
+    );
+    page("idbridge demo app", &body)
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginQuery {
+    connector: Option<String>,
+    prompt: Option<String>,
+    ui_locales: Option<String>,
+}
+
+pub async fn login(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> HttpResponse {
+    let (Ok(verifier), Ok(st), Ok(nonce)) = (random_token(32), random_token(16), random_token(16))
+    else {
+        return HttpResponse::InternalServerError().finish();
+    };
+    let redirect_uri = state.endpoint("/demo/callback");
+    let challenge = pkce_s256(&verifier);
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", DEMO_CLIENT_ID),
+        ("redirect_uri", redirect_uri.as_str()),
+        ("scope", "openid profile offline_access"),
+        ("state", st.as_str()),
+        ("nonce", nonce.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    if let Some(c) = &q.connector {
+        params.push(("connector", c));
+    }
+    if let Some(p) = &q.prompt {
+        params.push(("prompt", p));
+    }
+    if let Some(l) = &q.ui_locales {
+        params.push(("ui_locales", l));
+    }
+    let url = append_query(&state.endpoint("/authorize"), &params);
+    let mut resp = found(&url);
+    let c = Cookie::build(DEMO_COOKIE, format!("{st}.{nonce}.{verifier}"))
+        .path("/demo")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.secure_cookies)
+        .finish();
+    let _ = resp.add_cookie(&c);
+    resp
+}
+
+fn decode_jwt(token: &str) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let part = |i: usize| {
+        parts
+            .get(i)
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_default()
+    };
+    format!("header: {}\npayload: {}", part(0), part(1))
+}
+
+#[derive(serde::Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+    iss: Option<String>,
+}
+
+pub async fn callback(
+    state: web::Data<AppState>,
+    demo: web::Data<DemoClient>,
+    req: HttpRequest,
+    q: web::Query<CallbackQuery>,
+) -> HttpResponse {
+    let fail = |msg: String| {
+        let mut p = Page::new(Locale::En, "Demo app: sign-in failed", "");
+        let body = format!(
+            "<p role=\"alert\">{}</p><p><a class=\"button\" href=\"/demo\">Back</a></p>",
+            escape(&msg)
+        );
+        p.body_html = &body;
+        p.status(StatusCode::BAD_REQUEST).render()
+    };
+    if q.iss.as_deref() != Some(state.issuer.as_str()) {
+        return fail(format!(
+            "the iss parameter {:?} is not this broker (RFC 9207 mix-up check)",
+            q.iss
+        ));
+    }
+    if let Some(e) = &q.error {
+        return fail(format!(
+            "the broker answered {e}: {}",
+            q.error_description.clone().unwrap_or_default()
+        ));
+    }
+    let cookie = req
+        .cookie(DEMO_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    let mut parts = cookie.splitn(3, '.');
+    let (Some(st), Some(nonce), Some(verifier)) = (parts.next(), parts.next(), parts.next()) else {
+        return fail("the demo app's cookie is missing; start again".into());
+    };
+    if q.state.as_deref() != Some(st) {
+        return fail("state does not match what the demo app sent".into());
+    }
+    let Some(code) = &q.code else {
+        return fail("no code".into());
+    };
+    let redirect_uri = state.endpoint("/demo/callback");
+    let resp = state
+        .http
+        .post(state.endpoint("/token"))
+        .basic_auth(DEMO_CLIENT_ID, Some(&demo.secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await;
+    let tokens: serde_json::Value = match resp {
+        Ok(r) => match r.json().await {
+            Ok(v) => v,
+            Err(e) => return fail(format!("token response unreadable: {e}")),
+        },
+        Err(e) => return fail(format!("token request failed: {e}")),
+    };
+    if let Some(err) = tokens.get("error") {
+        return fail(format!(
+            "token endpoint said {err}: {}",
+            tokens.get("error_description").cloned().unwrap_or_default()
+        ));
+    }
+    let id_token = tokens
+        .get("id_token")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let access_token = tokens
+        .get("access_token")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let decoded_id = decode_jwt(id_token);
+    let nonce_ok = decoded_id.contains(&format!("\"nonce\": \"{nonce}\""));
+    let userinfo = match state
+        .http
+        .get(state.endpoint("/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => format!("userinfo failed: {e}"),
+    };
+    let logout = append_query(
+        &state.endpoint("/logout"),
+        &[
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", &state.endpoint("/demo")),
+        ],
+    );
+    let body = format!(
+        "<p>Signed in. The nonce {}.</p>\
+         <h2>ID token</h2><pre>{}</pre><h2>Access token (RFC 9068)</h2><pre>{}</pre>\
+         <h2>userinfo</h2><pre>{}</pre><h2>Token response</h2><pre>{}</pre>\
+         <p><a class=\"button\" href=\"/demo\">Home</a></p><p><a class=\"button\" href=\"{}\">Sign out</a></p>",
+        if nonce_ok { "matches" } else { "DOES NOT match" },
+        escape(&decoded_id),
+        escape(&decode_jwt(access_token)),
+        escape(&userinfo),
+        escape(&serde_json::to_string_pretty(&tokens).unwrap_or_default()),
+        escape(&logout),
+    );
+    page("idbridge demo app: signed in", &body)
+}

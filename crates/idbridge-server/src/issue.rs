@@ -1,0 +1,224 @@
+//! Minting what the broker hands out: authorization codes, ID tokens, access
+//! tokens (RFC 9068 JWTs) and refresh tokens. Codes and refresh tokens are random
+//! and stored only as hashes; JWTs are signed with the current key.
+
+use crate::clients::Client;
+use crate::error::OAuthError;
+use crate::state::AppState;
+use idbridge_store::{CodeRow, FamilyRow, User};
+use idbridge_tokens::{at_hash, hash_token, random_token, Algorithm};
+use serde::{Deserialize, Serialize};
+
+/// What an authorization code (and the grant it starts) carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Grant {
+    pub redirect_uri: String,
+    pub scope: String,
+    #[serde(default)]
+    pub nonce: Option<String>,
+    #[serde(default)]
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+    pub sid: String,
+    pub connector_id: String,
+}
+
+/// Claims of an access token (RFC 9068).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub client_id: String,
+    pub exp: i64,
+    pub iat: i64,
+    /// `{family id}.{random}`: opaque to apps; lets the broker revoke by grant.
+    pub jti: String,
+    pub scope: String,
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+impl AccessClaims {
+    pub fn family_id(&self) -> &str {
+        self.jti.split('.').next().unwrap_or("")
+    }
+}
+
+pub struct Issued {
+    pub access_token: String,
+    pub id_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub expires_in: i64,
+    pub scope: String,
+}
+
+pub fn has_scope(scope: &str, wanted: &str) -> bool {
+    scope.split(' ').any(|s| s == wanted)
+}
+
+/// Store a new authorization code and return it.
+pub async fn new_code(
+    state: &AppState,
+    client_id: &str,
+    user_id: &str,
+    grant: &Grant,
+) -> Result<String, OAuthError> {
+    let now = state.now();
+    let code = random_token(32).map_err(OAuthError::token)?;
+    let payload = serde_json::to_value(grant).map_err(|_| OAuthError::server_error("grant"))?;
+    state
+        .store
+        .insert_code(CodeRow {
+            code_hash: hash_token(&code),
+            client_id: client_id.to_owned(),
+            user_id: user_id.to_owned(),
+            payload,
+            created_at: now,
+            expires_at: now + state.settings.tokens.code_ttl_secs,
+            used_at: None,
+            family_id: None,
+        })
+        .await
+        .map_err(OAuthError::store)?;
+    Ok(code)
+}
+
+/// A new refresh-token family for a redeemed code (not yet stored).
+pub fn new_family(
+    state: &AppState,
+    client_id: &str,
+    user_id: &str,
+    grant: &Grant,
+) -> Result<FamilyRow, OAuthError> {
+    let now = state.now();
+    Ok(FamilyRow {
+        id: random_token(16).map_err(OAuthError::token)?,
+        client_id: client_id.to_owned(),
+        user_id: user_id.to_owned(),
+        scope: grant.scope.clone(),
+        sso_session_id: Some(grant.sid.clone()),
+        payload: serde_json::json!({
+            "auth_time": grant.auth_time,
+            "connector_id": grant.connector_id,
+        }),
+        created_at: now,
+        last_used_at: now,
+        absolute_expires_at: now + state.settings.tokens.refresh_absolute_ttl_secs,
+        revoked_at: None,
+        revoked_reason: None,
+    })
+}
+
+pub struct TokenRequest<'a> {
+    pub client: &'a Client,
+    pub user: &'a User,
+    pub family_id: &'a str,
+    pub scope: &'a str,
+    pub auth_time: i64,
+    pub sid: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    pub refresh_token: Option<String>,
+    pub linked_connectors: Vec<String>,
+}
+
+/// Sign the access token and (with `openid`) the ID token.
+pub fn sign_tokens(state: &AppState, req: TokenRequest<'_>) -> Result<Issued, OAuthError> {
+    let now = state.now();
+    let keys = state.keys.set();
+    let t = &state.settings.tokens;
+    let access = AccessClaims {
+        iss: state.issuer.clone(),
+        sub: req.user.id.clone(),
+        aud: req.client.id.clone(),
+        client_id: req.client.id.clone(),
+        exp: now + t.access_token_ttl_secs,
+        iat: now,
+        jti: format!(
+            "{}.{}",
+            req.family_id,
+            random_token(12).map_err(OAuthError::token)?
+        ),
+        scope: req.scope.to_owned(),
+        auth_time: req.auth_time,
+        sid: req.sid.map(str::to_owned),
+    };
+    let access_token = keys
+        .sign(state.default_alg, "at+jwt", &access)
+        .map_err(OAuthError::token)?;
+    let id_token = if has_scope(req.scope, "openid") {
+        let alg = req.client.id_token_alg.unwrap_or(state.default_alg);
+        let mut claims = serde_json::json!({
+            "iss": state.issuer,
+            "sub": req.user.id,
+            "aud": req.client.id,
+            "azp": req.client.id,
+            "exp": now + t.id_token_ttl_secs,
+            "iat": now,
+            "auth_time": req.auth_time,
+            "at_hash": at_hash(&access_token, alg),
+            "linked_connectors": req.linked_connectors,
+        });
+        if let Some(obj) = claims.as_object_mut() {
+            if let Some(nonce) = req.nonce {
+                obj.insert("nonce".into(), nonce.into());
+            }
+            if let Some(sid) = req.sid {
+                obj.insert("sid".into(), sid.into());
+            }
+            if has_scope(req.scope, "profile") {
+                profile_claims(req.user, obj);
+            }
+        }
+        Some(keys.sign(alg, "JWT", &claims).map_err(OAuthError::token)?)
+    } else {
+        None
+    };
+    Ok(Issued {
+        access_token,
+        id_token,
+        refresh_token: req.refresh_token,
+        expires_in: t.access_token_ttl_secs,
+        scope: req.scope.to_owned(),
+    })
+}
+
+pub fn profile_claims(user: &User, obj: &mut serde_json::Map<String, serde_json::Value>) {
+    if let Some(name) = &user.name {
+        obj.insert("name".into(), name.clone().into());
+    }
+    if let Some(picture) = &user.picture {
+        obj.insert("picture".into(), picture.clone().into());
+    }
+    if let Some(locale) = &user.locale {
+        obj.insert("locale".into(), locale.clone().into());
+    }
+    obj.insert("updated_at".into(), user.updated_at.into());
+}
+
+/// A random refresh token and its stored hash.
+pub fn new_refresh_token() -> Result<(String, String), OAuthError> {
+    let token = random_token(32).map_err(OAuthError::token)?;
+    let hash = hash_token(&token);
+    Ok((token, hash))
+}
+
+/// Connector ids the user has identities with, for the `linked_connectors` claim.
+pub async fn linked_connectors(state: &AppState, user_id: &str) -> Result<Vec<String>, OAuthError> {
+    let mut ids: Vec<String> = state
+        .store
+        .list_identities(user_id)
+        .await
+        .map_err(OAuthError::store)?
+        .into_iter()
+        .map(|i| i.connector_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+pub fn alg_names(algs: &[Algorithm]) -> Vec<&'static str> {
+    algs.iter().map(|a| a.as_str()).collect()
+}

@@ -1,0 +1,241 @@
+//! The idbridge server: an OpenID Connect provider in front of pluggable upstream
+//! connectors. `build_state` wires settings, store, keys, clients and connectors;
+//! `routes` mounts every endpoint; `run` serves them and runs the background jobs
+//! (key rotation, expiry collection).
+
+pub mod authorize;
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod discovery;
+pub mod error;
+pub mod issue;
+pub mod keys;
+pub mod logout;
+pub mod pages;
+pub mod params;
+pub mod resources;
+pub mod state;
+pub mod token;
+
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, App, HttpServer};
+use idbridge_core::{ConfigError, Registry};
+use idbridge_store::{Store, StoreOptions};
+use idbridge_tokens::{MasterKey, RotationPolicy};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use clock::Clock;
+pub use config::Settings;
+pub use state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<ConfigError>),
+    #[error("storage ({url}): {source}")]
+    Store {
+        url: String,
+        source: idbridge_store::StoreError,
+    },
+    #[error("signing keys: {0}")]
+    Keys(#[from] keys::KeyError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Options {
+    pub dev_mode: bool,
+    /// Secret of the built-in demo app (dev mode only).
+    pub demo_secret: Option<String>,
+    pub clock: Arc<Clock>,
+}
+
+/// Connect, migrate, build connectors and load (or create) signing keys.
+pub async fn build_state(
+    settings: Settings,
+    registry: &Registry,
+    options: &Options,
+) -> Result<web::Data<AppState>, StartError> {
+    let master_raw = settings.signing.master_key.clone().unwrap_or_default();
+    let master_key = MasterKey::parse(&master_raw).map_err(|e| {
+        StartError::Config(vec![ConfigError::new("signing.master_key", e.to_string())])
+    })?;
+    let connectors = state::build_connectors(&settings, registry, options.dev_mode)
+        .map_err(StartError::Config)?;
+    let store_err = |source| StartError::Store {
+        url: redact_url(&settings.storage.url),
+        source,
+    };
+    let store = Store::connect(
+        &settings.storage.url,
+        StoreOptions {
+            max_connections: settings.storage.max_connections,
+            connect_timeout: Duration::from_secs(settings.storage.connect_timeout_secs),
+        },
+    )
+    .await
+    .map_err(store_err)?;
+    let applied = store.migrate().await.map_err(store_err)?;
+    for m in &applied {
+        tracing::info!(migration = %m, "applied migration");
+    }
+    let default_alg = settings
+        .signing
+        .default_algorithm
+        .parse()
+        .unwrap_or(idbridge_tokens::Algorithm::RS256);
+    let policy = RotationPolicy {
+        rotate_every: settings.signing.rotate_every_days * 86400,
+        publish_ahead: settings.signing.publish_ahead_hours * 3600,
+        max_token_lifetime: settings
+            .tokens
+            .id_token_ttl_secs
+            .max(settings.tokens.access_token_ttl_secs)
+            + settings.tokens.leeway_secs,
+    };
+    let keys = keys::Keys::new(state::algorithms(&settings), policy)?;
+    keys.sync(&store, &master_key, options.clock.now()).await?;
+    let mut client_settings = settings.clients.clone();
+    if let Some(secret) = &options.demo_secret {
+        client_settings.push(config::ClientSettings {
+            id: demo::DEMO_CLIENT_ID.into(),
+            name: Some("idbridge demo app".into()),
+            secret: Some(secret.clone()),
+            secret_file: None,
+            public: false,
+            redirect_uris: vec![format!("{}/demo/callback", settings.issuer)],
+            post_logout_redirect_uris: vec![format!("{}/demo", settings.issuer)],
+            require_pkce: true,
+            id_token_signed_response_alg: None,
+            connectors: Vec::new(),
+        });
+    }
+    let clients =
+        clients::Clients::new(&client_settings, store.clone()).map_err(keys::KeyError::Token)?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
+    Ok(web::Data::new(AppState {
+        issuer: settings.issuer.clone(),
+        secure_cookies: settings.issuer.starts_with("https://"),
+        dev_mode: options.dev_mode,
+        default_alg,
+        settings,
+        store,
+        keys,
+        clients,
+        connectors,
+        master_key,
+        clock: options.clock.clone(),
+        http,
+    }))
+}
+
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Every endpoint. The demo app is mounted only in dev mode.
+pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
+    cfg.route(
+        "/.well-known/openid-configuration",
+        web::get().to(discovery::configuration),
+    )
+    .route("/jwks", web::get().to(discovery::jwks))
+    .route("/healthz", web::get().to(discovery::health))
+    .route("/authorize", web::get().to(authorize::authorize))
+    .route("/authorize", web::post().to(authorize::authorize))
+    .route("/login/{request}", web::get().to(authorize::login))
+    .route("/callback/{connector}", web::get().to(authorize::callback))
+    .route("/callback/{connector}", web::post().to(authorize::callback))
+    .route("/token", web::post().to(token::token))
+    .route("/userinfo", web::get().to(resources::userinfo))
+    .route("/userinfo", web::post().to(resources::userinfo))
+    .route("/revoke", web::post().to(resources::revoke))
+    .route("/introspect", web::post().to(resources::introspect))
+    .route("/logout", web::get().to(logout::logout))
+    .route("/logout", web::post().to(logout::logout))
+    .route("/assets/idbridge.css", web::get().to(pages::stylesheet));
+    if dev_mode {
+        cfg.route("/demo", web::get().to(demo::home))
+            .route("/demo/login", web::get().to(demo::login))
+            .route("/demo/callback", web::get().to(demo::callback));
+    }
+}
+
+/// Serve on `listener` until stopped; runs key rotation and expiry collection in
+/// the background.
+pub fn run(
+    state: web::Data<AppState>,
+    demo_secret: Option<String>,
+    listener: TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    spawn_background(state.clone());
+    let workers = state.settings.server.workers;
+    let dev_mode = state.dev_mode;
+    let demo = web::Data::new(demo::DemoClient {
+        secret: demo_secret.unwrap_or_default(),
+    });
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(demo.clone())
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .wrap(
+                DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("X-Frame-Options", "DENY"))
+                    .add(("Referrer-Policy", "no-referrer"))
+                    .add((
+                        "Content-Security-Policy",
+                        "default-src 'none'; frame-ancestors 'none'",
+                    )),
+            )
+            .configure(|cfg| routes(cfg, dev_mode))
+    })
+    .listen(listener)?;
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}
+
+fn spawn_background(state: web::Data<AppState>) {
+    let keys_state = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let s = &keys_state;
+            if let Err(e) = s.keys.sync(&s.store, &s.master_key, s.now()).await {
+                tracing::error!(stage = "keys", error = %e, "signing key sync failed; keeping the current keys");
+            }
+        }
+    });
+    actix_web::rt::spawn(async move {
+        let every = state.settings.storage.gc_interval_secs.max(10);
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(every));
+        loop {
+            tick.tick().await;
+            let retention = state.settings.storage.audit_retention_days * 86400;
+            match state.store.collect_garbage(state.now(), retention).await {
+                Ok(report) => tracing::debug!(?report, "expired rows collected"),
+                Err(e) => {
+                    tracing::warn!(stage = "gc", error = %e, "expiry collection failed; will retry")
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,206 @@
+//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): end the SSO
+//! session, revoke the grants made under it, and return to a registered
+//! post-logout URI. Without a valid `id_token_hint` the person confirms first.
+
+use crate::authorize::{audit, found, SESSION_COOKIE};
+use crate::pages::{error_page, escape, text, Page};
+use crate::params::append_query;
+use crate::state::AppState;
+use actix_web::cookie::Cookie;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use idbridge_core::Locale;
+use idbridge_tokens::{constant_time_eq, hash_token, Expect};
+use std::collections::BTreeMap;
+
+fn params(req: &HttpRequest, body: Option<&web::Bytes>) -> BTreeMap<String, String> {
+    let mut p: BTreeMap<String, String> =
+        url::form_urlencoded::parse(req.query_string().as_bytes())
+            .into_owned()
+            .collect();
+    if let Some(b) = body {
+        for (k, v) in url::form_urlencoded::parse(b) {
+            p.insert(k.into_owned(), v.into_owned());
+        }
+    }
+    p.retain(|_, v| !v.is_empty());
+    p
+}
+
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Option<web::Bytes>,
+) -> HttpResponse {
+    let is_post = req.method() == actix_web::http::Method::POST;
+    let p = params(&req, body.as_ref().filter(|_| is_post));
+    let accept = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    let locale = Locale::negotiate(p.get("ui_locales").map(String::as_str), accept);
+    let now = state.now();
+
+    // Who is asking: the id_token_hint's audience, or client_id.
+    let hint: Option<serde_json::Value> = p.get("id_token_hint").and_then(|t| {
+        let expect = Expect {
+            typ: "JWT",
+            issuer: &state.issuer,
+            audience: None,
+            now,
+            leeway: i64::MAX / 4, // an expired ID token is still a fine hint
+        };
+        state.keys.set().verify(t, &expect).ok()
+    });
+    if p.contains_key("id_token_hint") && hint.is_none() {
+        return error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            "The id_token_hint is not a valid ID token from this broker.",
+            "The application should send the ID token it received, or no hint.",
+        );
+    }
+    let hint_client = hint
+        .as_ref()
+        .and_then(|h| h.get("aud"))
+        .and_then(|a| a.as_str())
+        .map(str::to_owned);
+    let client_id = match (hint_client, p.get("client_id")) {
+        (Some(a), Some(b)) if &a != b => {
+            return error_page(
+                locale,
+                StatusCode::BAD_REQUEST,
+                "client_id does not match the id_token_hint.",
+                "The application must send its own ID token.",
+            )
+        }
+        (Some(a), _) => Some(a),
+        (None, b) => b.cloned(),
+    };
+    let client = match &client_id {
+        Some(id) => state.clients.get(id).await.ok().flatten(),
+        None => None,
+    };
+    let post_logout = match p.get("post_logout_redirect_uri") {
+        None => None,
+        Some(uri) => match &client {
+            Some(c) if c.post_logout_redirect_uris.iter().any(|r| r == uri) => Some(uri.clone()),
+            _ => {
+                tracing::warn!(stage = "logout", client_id = ?client_id, uri = %uri, "post_logout_redirect_uri is not registered; not redirecting");
+                return error_page(locale, StatusCode::BAD_REQUEST, "The post_logout_redirect_uri is not registered for this application.", "You were not signed out. The application's developer must register the exact URI.");
+            }
+        },
+    };
+
+    let session_secret = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+    let session_id = session_secret.as_deref().map(hash_token);
+    let csrf = session_secret
+        .as_deref()
+        .map(|s| hash_token(&format!("logout:{s}")));
+    let hint_matches = hint
+        .as_ref()
+        .and_then(|h| h.get("sid"))
+        .and_then(|s| s.as_str())
+        .is_some_and(|sid| Some(sid) == session_id.as_deref());
+    let confirmed = is_post
+        && match (p.get("csrf"), &csrf) {
+            (Some(given), Some(expected)) => {
+                constant_time_eq(given.as_bytes(), expected.as_bytes())
+            }
+            _ => false,
+        };
+    if let (Some(sid), Some(expected)) = (&session_id, &csrf) {
+        if !(hint_matches || confirmed) {
+            // Ask first: a cross-site link must not sign people out.
+            let mut hidden = format!(
+                "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+                escape(expected)
+            );
+            for key in [
+                "post_logout_redirect_uri",
+                "state",
+                "client_id",
+                "ui_locales",
+            ] {
+                if let Some(v) = p.get(key) {
+                    hidden.push_str(&format!(
+                        "<input type=\"hidden\" name=\"{key}\" value=\"{}\">",
+                        escape(v)
+                    ));
+                }
+            }
+            if let Some(id) = &client_id {
+                if !p.contains_key("client_id") {
+                    hidden.push_str(&format!(
+                        "<input type=\"hidden\" name=\"client_id\" value=\"{}\">",
+                        escape(id)
+                    ));
+                }
+            }
+            let body = format!(
+                "<form method=\"post\" action=\"/logout\">{hidden}<button type=\"submit\" class=\"primary\">{}</button></form>",
+                text(locale, "logout_confirm")
+            );
+            let _ = sid;
+            return Page::new(locale, text(locale, "logout_title"), &body).render();
+        }
+        match state.store.get_session(sid).await {
+            Ok(Some(session)) => {
+                let _ = state.store.end_session(sid, now).await;
+                match state
+                    .store
+                    .revoke_families_for_session(sid, "logout", now)
+                    .await
+                {
+                    Ok(n) => {
+                        tracing::info!(event = "logout", user_id = %session.user_id, grants_revoked = n, "signed out")
+                    }
+                    Err(e) => {
+                        tracing::error!(stage = "logout", error = %e, "cannot revoke the session's grants")
+                    }
+                }
+                audit(
+                    &state,
+                    "logout",
+                    Some(&session.user_id),
+                    client_id.as_deref(),
+                    None,
+                    serde_json::json!({}),
+                )
+                .await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(stage = "logout", error = %e, "cannot end the session");
+                return error_page(
+                    locale,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The broker's database is unavailable; you are not signed out yet.",
+                    "Retry in a moment.",
+                );
+            }
+        }
+    }
+    let mut resp = match post_logout {
+        Some(uri) => {
+            let url = match p.get("state") {
+                Some(s) => append_query(&uri, &[("state", s.as_str())]),
+                None => uri,
+            };
+            found(&url)
+        }
+        None => Page::new(
+            locale,
+            text(locale, "signed_out_title"),
+            &format!("<p>{}</p>", text(locale, "signed_out")),
+        )
+        .render(),
+    };
+    let mut gone = Cookie::build(SESSION_COOKIE, "")
+        .path("/")
+        .http_only(true)
+        .finish();
+    gone.make_removal();
+    let _ = resp.add_cookie(&gone);
+    resp
+}

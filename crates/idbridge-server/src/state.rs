@@ -1,0 +1,129 @@
+//! Everything a request handler needs, built once at start-up: settings, store,
+//! signing keys, clients, connectors, and the clock.
+
+use crate::clients::Clients;
+use crate::clock::Clock;
+use crate::config::{connector_settings, Settings};
+use crate::keys::Keys;
+use idbridge_core::{BuildContext, ConfigError, Connector, Registry};
+use idbridge_store::Store;
+use idbridge_tokens::{Algorithm, MasterKey};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a connector does with a person it has never seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstLoginPolicy {
+    Create,
+    Deny,
+}
+
+pub struct ConnectorEntry {
+    pub connector: Arc<dyn Connector>,
+    pub first_login: FirstLoginPolicy,
+}
+
+pub struct AppState {
+    pub settings: Settings,
+    pub issuer: String,
+    pub store: Store,
+    pub keys: Keys,
+    pub clients: Clients,
+    /// Configured connectors, in config order.
+    pub connectors: Vec<(String, ConnectorEntry)>,
+    pub master_key: MasterKey,
+    pub clock: Arc<Clock>,
+    pub default_alg: Algorithm,
+    pub dev_mode: bool,
+    /// Issuer is https: cookies get `Secure`.
+    pub secure_cookies: bool,
+    /// For the demo app and other outbound calls.
+    pub http: reqwest::Client,
+}
+
+impl AppState {
+    pub fn connector(&self, id: &str) -> Option<&ConnectorEntry> {
+        self.connectors
+            .iter()
+            .find(|(cid, _)| cid == id)
+            .map(|(_, c)| c)
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+}
+
+/// Build every configured connector through the registry; all errors at once.
+pub fn build_connectors(
+    settings: &Settings,
+    registry: &Registry,
+    dev_mode: bool,
+) -> Result<Vec<(String, ConnectorEntry)>, Vec<ConfigError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for raw in &settings.connectors {
+        let mut raw = raw.clone();
+        let policy = match raw.as_object_mut().and_then(|m| m.remove("first_login")) {
+            None => Ok(FirstLoginPolicy::Create),
+            Some(v) => match v.as_str() {
+                Some("create") => Ok(FirstLoginPolicy::Create),
+                Some("deny") => Ok(FirstLoginPolicy::Deny),
+                _ => Err(()),
+            },
+        };
+        let cs = match connector_settings(&raw) {
+            Ok(cs) => cs,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let Ok(first_login) = policy else {
+            errors.push(ConfigError::new(
+                format!("connectors[{}].first_login", cs.id),
+                "use \"create\" or \"deny\"",
+            ));
+            continue;
+        };
+        let ctx = BuildContext {
+            issuer: settings.issuer.clone(),
+            callback_url: format!("{}/callback/{}", settings.issuer, cs.id),
+            dev_mode,
+        };
+        match registry.build(&cs, &ctx) {
+            Ok(connector) => out.push((
+                cs.id.to_string(),
+                ConnectorEntry {
+                    connector,
+                    first_login,
+                },
+            )),
+            Err(mut errs) => errors.append(&mut errs),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The algorithms keys are kept for: the configured ones, RS256 always first.
+pub fn algorithms(settings: &Settings) -> Vec<Algorithm> {
+    let mut algs = vec![Algorithm::RS256];
+    for a in &settings.signing.algorithms {
+        if let Ok(alg) = a.parse::<Algorithm>() {
+            if !algs.contains(&alg) {
+                algs.push(alg);
+            }
+        }
+    }
+    algs
+}
+
+pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;

@@ -1,0 +1,295 @@
+//! The token endpoint: client authentication, then one function per grant
+//! (authorization_code, refresh_token). Every response is `no-store`.
+
+use crate::error::OAuthError;
+use crate::issue::{self, Grant, Issued, TokenRequest};
+use crate::state::AppState;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use idbridge_store::{Redeem, Rotation};
+use idbridge_tokens::{hash_token, pkce_s256_matches, pkce_verifier_is_valid};
+use std::collections::BTreeMap;
+
+pub fn form(body: &[u8]) -> Result<BTreeMap<String, String>, OAuthError> {
+    crate::params::parse(&String::from_utf8_lossy(body)).map_err(|name| {
+        OAuthError::invalid_request(format!("parameter {name} was given more than once"))
+    })
+}
+
+/// POST /token
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let form = form(&body)?;
+    let client = state.clients.authenticate(&req, &form).await?;
+    let issued = match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => authorization_code(&state, &client, &form).await?,
+        Some("refresh_token") => refresh_token(&state, &client, &form).await?,
+        Some(other) => {
+            return Err(OAuthError::unsupported_grant_type(format!(
+                "grant_type {other:?} is not supported"
+            )))
+        }
+        None => return Err(OAuthError::invalid_request("grant_type is required")),
+    };
+    Ok(token_response(issued))
+}
+
+fn token_response(issued: Issued) -> HttpResponse {
+    let mut body = serde_json::json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": issued.scope,
+    });
+    if let Some(obj) = body.as_object_mut() {
+        if let Some(id) = issued.id_token {
+            obj.insert("id_token".into(), id.into());
+        }
+        if let Some(rt) = issued.refresh_token {
+            obj.insert("refresh_token".into(), rt.into());
+        }
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
+}
+
+async fn authorization_code(
+    state: &AppState,
+    client: &crate::clients::Client,
+    form: &BTreeMap<String, String>,
+) -> Result<Issued, OAuthError> {
+    let code = form
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let code_hash = hash_token(code);
+    let now = state.now();
+    let row = state
+        .store
+        .get_code(&code_hash)
+        .await
+        .map_err(OAuthError::store)?
+        .ok_or_else(|| OAuthError::invalid_grant("the code is invalid, expired or already used"))?;
+    if row.client_id != client.id {
+        tracing::warn!(stage = "token", client_id = %client.id, "code presented by a client it was not issued to");
+        return Err(OAuthError::invalid_grant(
+            "the code is invalid, expired or already used",
+        ));
+    }
+    if let Some(family) = row.family_id.as_deref().filter(|_| row.used_at.is_some()) {
+        revoke_replayed(state, family, now).await;
+        return Err(OAuthError::invalid_grant(
+            "the code is invalid, expired or already used",
+        ));
+    }
+    if row.expires_at <= now {
+        return Err(OAuthError::invalid_grant(
+            "the code is invalid, expired or already used",
+        ));
+    }
+    let grant: Grant = serde_json::from_value(row.payload.clone())
+        .map_err(|_| OAuthError::server_error("stored code is unreadable"))?;
+    if form.get("redirect_uri") != Some(&grant.redirect_uri) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri must be the one used in the authorization request",
+        ));
+    }
+    match (&grant.code_challenge, form.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) => {
+            if !pkce_verifier_is_valid(verifier) || !pkce_s256_matches(verifier, challenge) {
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ));
+            }
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier sent but the authorization request had no code_challenge",
+            ))
+        }
+        (None, None) => {}
+    }
+    let family = issue::new_family(state, &client.id, &row.user_id, &grant)?;
+    let (refresh, refresh_hash) = issue::new_refresh_token()?;
+    let family_id = family.id.clone();
+    match state
+        .store
+        .redeem_code(&code_hash, family, Some(refresh_hash), now)
+        .await
+        .map_err(OAuthError::store)?
+    {
+        Redeem::Won(_) => {}
+        Redeem::AlreadyUsed(used) => {
+            if let Some(f) = used.family_id.as_deref() {
+                revoke_replayed(state, f, now).await;
+            }
+            return Err(OAuthError::invalid_grant(
+                "the code is invalid, expired or already used",
+            ));
+        }
+        Redeem::Unknown => {
+            return Err(OAuthError::invalid_grant(
+                "the code is invalid, expired or already used",
+            ))
+        }
+    }
+    let user = state
+        .store
+        .get_user(&row.user_id)
+        .await
+        .map_err(OAuthError::store)?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(|| OAuthError::invalid_grant("the account is disabled"))?;
+    let linked = issue::linked_connectors(state, &user.id).await?;
+    issue::sign_tokens(
+        state,
+        TokenRequest {
+            client,
+            user: &user,
+            family_id: &family_id,
+            scope: &grant.scope,
+            auth_time: grant.auth_time,
+            sid: Some(&grant.sid),
+            nonce: grant.nonce.as_deref(),
+            refresh_token: Some(refresh),
+            linked_connectors: linked,
+        },
+    )
+}
+
+async fn revoke_replayed(state: &AppState, family: &str, now: i64) {
+    match state
+        .store
+        .revoke_family(family, "code_replayed", now)
+        .await
+    {
+        Ok(true) => {
+            tracing::warn!(
+                stage = "token",
+                family,
+                "authorization code replayed; every token issued from it is revoked"
+            );
+            crate::authorize::audit(
+                state,
+                "code_replayed",
+                None,
+                None,
+                None,
+                serde_json::json!({"family": family}),
+            )
+            .await;
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(stage = "token", error = %e, "cannot revoke the family of a replayed code")
+        }
+    }
+}
+
+async fn refresh_token(
+    state: &AppState,
+    client: &crate::clients::Client,
+    form: &BTreeMap<String, String>,
+) -> Result<Issued, OAuthError> {
+    let token = form
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let hash = hash_token(token);
+    let now = state.now();
+    let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+    let row = state
+        .store
+        .find_refresh_token(&hash)
+        .await
+        .map_err(OAuthError::store)?
+        .ok_or_else(invalid)?;
+    let family = state
+        .store
+        .get_family(&row.family_id)
+        .await
+        .map_err(OAuthError::store)?
+        .ok_or_else(invalid)?;
+    if family.client_id != client.id {
+        tracing::warn!(stage = "token", client_id = %client.id, "refresh token presented by a client it was not issued to");
+        return Err(invalid());
+    }
+    let scope = match form.get("scope") {
+        None => family.scope.clone(),
+        Some(asked) => {
+            let granted: Vec<&str> = family.scope.split(' ').collect();
+            let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
+            if let Some(extra) = asked.iter().find(|s| !granted.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope {extra:?} was not granted; a refresh can only narrow the scope"
+                )));
+            }
+            granted
+                .into_iter()
+                .filter(|s| asked.contains(s))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    let (new_token, new_hash) = issue::new_refresh_token()?;
+    let t = &state.settings.tokens;
+    let family = match state
+        .store
+        .rotate_refresh_token(
+            &hash,
+            &new_hash,
+            t.refresh_grace_secs,
+            t.refresh_idle_ttl_secs,
+            now,
+        )
+        .await
+        .map_err(OAuthError::store)?
+    {
+        Rotation::Rotated(f) => f,
+        Rotation::Replayed(f) => {
+            tracing::warn!(stage = "token", client_id = %client.id, user_id = %f.user_id, family = %f.id, "rotated refresh token replayed; the whole family is revoked");
+            crate::authorize::audit(
+                state,
+                "refresh_token_replayed",
+                Some(&f.user_id),
+                Some(&client.id),
+                None,
+                serde_json::json!({"family": f.id}),
+            )
+            .await;
+            return Err(invalid());
+        }
+        Rotation::Revoked(_) | Rotation::Expired(_) | Rotation::Unknown => return Err(invalid()),
+    };
+    let user = state
+        .store
+        .get_user(&family.user_id)
+        .await
+        .map_err(OAuthError::store)?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(|| OAuthError::invalid_grant("the account is disabled"))?;
+    let auth_time = family
+        .payload
+        .get("auth_time")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(family.created_at);
+    let linked = issue::linked_connectors(state, &user.id).await?;
+    issue::sign_tokens(
+        state,
+        TokenRequest {
+            client,
+            user: &user,
+            family_id: &family.id,
+            scope: &scope,
+            auth_time,
+            sid: family.sso_session_id.as_deref(),
+            nonce: None,
+            refresh_token: Some(new_token),
+            linked_connectors: linked,
+        },
+    )
+}

@@ -1,0 +1,40 @@
+//! idbridge storage: one async [`Store`] API over SQLite or Postgres (diesel `MultiConnection`,
+//! one schema, one set of queries), the embedded migrations, and expiry GC.
+//!
+//! - Time is always a parameter (`now`, unix seconds); the store never reads the clock. A row
+//!   with `expires_at` is live while `now < expires_at`.
+//! - Every method is `async` and runs its diesel work with `tokio::task::spawn_blocking` over an
+//!   r2d2 pool. On SQLite, methods that write share a one-connection writer pool (writes queue
+//!   in the pool instead of failing with SQLITE_BUSY) and read-only methods use a separate
+//!   reader pool (`PRAGMA query_only`), which WAL lets run beside the writer. On Postgres both
+//!   are one pool.
+//! - A database that cannot be reached gives [`StoreError::Unavailable`] after
+//!   `StoreOptions::connect_timeout`; dead connections are dropped (checked on checkout), so the
+//!   store recovers by itself when the database is back.
+
+mod accounts;
+mod audit;
+mod clients;
+mod error;
+mod flows;
+mod gc;
+mod keys;
+mod models;
+mod pool;
+mod schema;
+mod sessions;
+mod store;
+mod tokens;
+
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use error::StoreError;
+pub use models::{
+    AuditEvent, AuditRecord, AuthRequestRow, ClientRow, CodeRow, FamilyRow, FirstLogin, FlowRow,
+    GcReport, Identity, KeyRow, LoginResolution, NewLogin, Redeem, RefreshTokenRow, Rotation,
+    SessionRow, User,
+};
+pub use pool::Backend;
+pub use store::{Store, StoreOptions};
+pub use tokens::REPLAY_REVOKE_REASON;

@@ -1,0 +1,316 @@
+//! Authorization codes and refresh-token families: single-use redemption, rotation with a
+//! grace window, replay detection and revocation, each decided in one transaction.
+
+use diesel::prelude::*;
+
+use crate::error::StoreError;
+use crate::models::{
+    CodeRecord, CodeRow, FamilyRecord, FamilyRow, Redeem, RefreshTokenRow, Rotation,
+};
+use crate::pool::AnyConnection;
+use crate::schema::{authorization_codes, refresh_token_families, refresh_tokens};
+use crate::store::Store;
+
+/// Reason recorded on a family revoked because a rotated token came back after the grace window.
+pub const REPLAY_REVOKE_REASON: &str = "refresh_token_replayed";
+
+impl Store {
+    /// `Conflict` when the hash is taken.
+    pub async fn insert_code(&self, c: CodeRow) -> Result<(), StoreError> {
+        let rec = CodeRecord::from_api(c)?;
+        self.write(move |conn| {
+            diesel::insert_into(authorization_codes::table)
+                .values(rec)
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The code as stored, used or expired or not.
+    pub async fn get_code(&self, code_hash: &str) -> Result<Option<CodeRow>, StoreError> {
+        let code_hash = code_hash.to_owned();
+        self.read(move |conn| {
+            find_code(conn, &code_hash)?
+                .map(CodeRecord::into_api)
+                .transpose()
+        })
+        .await
+    }
+
+    /// Redeems a code once, in one transaction: marks it used with `new_family.id`; if this
+    /// caller won, inserts the family and (if given) its first refresh token and returns
+    /// `Won(row as updated)`. A code used before gives `AlreadyUsed(row)` (its `family_id` is
+    /// the family to revoke); a missing code `Unknown`. Expiry and client binding are the
+    /// caller's to check (with [`Store::get_code`]) before redeeming.
+    pub async fn redeem_code(
+        &self,
+        code_hash: &str,
+        new_family: FamilyRow,
+        first_refresh_token_hash: Option<String>,
+        now: i64,
+    ) -> Result<Redeem, StoreError> {
+        let code_hash = code_hash.to_owned();
+        let family = FamilyRecord::from_api(new_family)?;
+        self.write(move |conn| {
+            conn.transaction(|c| {
+                let won = diesel::update(
+                    authorization_codes::table
+                        .find(&code_hash)
+                        .filter(authorization_codes::used_at.is_null()),
+                )
+                .set((
+                    authorization_codes::used_at.eq(now),
+                    authorization_codes::family_id.eq(&family.id),
+                ))
+                .execute(c)?
+                    == 1;
+                if won {
+                    diesel::insert_into(refresh_token_families::table)
+                        .values(&family)
+                        .execute(c)?;
+                    if let Some(token_hash) = first_refresh_token_hash {
+                        insert_token(c, token_hash, &family.id, now)?;
+                    }
+                }
+                let Some(row) = find_code(c, &code_hash)? else {
+                    return Ok(Redeem::Unknown);
+                };
+                let row = row.into_api()?;
+                Ok(if won {
+                    Redeem::Won(row)
+                } else {
+                    Redeem::AlreadyUsed(row)
+                })
+            })
+        })
+        .await
+    }
+
+    pub async fn get_family(&self, id: &str) -> Result<Option<FamilyRow>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| find_family(c, &id)?.map(FamilyRecord::into_api).transpose())
+            .await
+    }
+
+    /// Revokes a family; true if it was not revoked before.
+    pub async fn revoke_family(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        let reason = reason.to_owned();
+        self.write(move |c| {
+            let n = diesel::update(
+                refresh_token_families::table
+                    .find(&id)
+                    .filter(refresh_token_families::revoked_at.is_null()),
+            )
+            .set(revocation(&reason, now))
+            .execute(c)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Revokes every live family of a user; returns how many changed.
+    pub async fn revoke_families_for_user(
+        &self,
+        user_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let user_id = user_id.to_owned();
+        let reason = reason.to_owned();
+        self.write(move |c| {
+            let n = diesel::update(
+                refresh_token_families::table
+                    .filter(refresh_token_families::user_id.eq(&user_id))
+                    .filter(refresh_token_families::revoked_at.is_null()),
+            )
+            .set(revocation(&reason, now))
+            .execute(c)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// Revokes every live family issued under an SSO session; returns how many changed.
+    pub async fn revoke_families_for_session(
+        &self,
+        sso_session_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let sso_session_id = sso_session_id.to_owned();
+        let reason = reason.to_owned();
+        self.write(move |c| {
+            let n = diesel::update(
+                refresh_token_families::table
+                    .filter(refresh_token_families::sso_session_id.eq(&sso_session_id))
+                    .filter(refresh_token_families::revoked_at.is_null()),
+            )
+            .set(revocation(&reason, now))
+            .execute(c)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    pub async fn find_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<RefreshTokenRow>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |c| find_token(c, &token_hash)).await
+    }
+
+    /// Rotates a refresh token, in one transaction whose first statement is a write (so SQLite
+    /// takes the write lock up front, and Postgres serialises racing rotations on the token
+    /// row). Outcomes: unknown hash → `Unknown`; revoked family → `Revoked`; family past
+    /// `absolute_expires_at` or idle longer than `idle_secs` → `Expired`; first use, or reuse
+    /// within `grace_secs` of the first use → `new_token_hash` joins the family → `Rotated`;
+    /// reuse after the grace window → family revoked ("refresh_token_replayed") → `Replayed`.
+    pub async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        new_token_hash: &str,
+        grace_secs: i64,
+        idle_secs: i64,
+        now: i64,
+    ) -> Result<Rotation, StoreError> {
+        let token_hash = token_hash.to_owned();
+        let new_token_hash = new_token_hash.to_owned();
+        self.write(move |conn| {
+            conn.transaction(|c| {
+                // Mark the token used if it is fresh and its family is live.
+                let live_families = refresh_token_families::table
+                    .filter(refresh_token_families::revoked_at.is_null())
+                    .filter(refresh_token_families::absolute_expires_at.gt(now))
+                    .filter(refresh_token_families::last_used_at.ge(now - idle_secs))
+                    .select(refresh_token_families::id);
+                let first_use = diesel::update(
+                    refresh_tokens::table
+                        .find(&token_hash)
+                        .filter(refresh_tokens::used_at.is_null())
+                        .filter(refresh_tokens::family_id.eq_any(live_families)),
+                )
+                .set(refresh_tokens::used_at.eq(now))
+                .execute(c)?
+                    == 1;
+
+                let Some(token) = find_token(c, &token_hash)? else {
+                    return Ok(Rotation::Unknown);
+                };
+                let Some(family) = find_family(c, &token.family_id)? else {
+                    return Err(StoreError::Corrupt(format!(
+                        "refresh token refers to missing family {}",
+                        token.family_id
+                    )));
+                };
+                if family.revoked_at.is_some() {
+                    return Ok(Rotation::Revoked(family.into_api()?));
+                }
+                if now >= family.absolute_expires_at
+                    || family.last_used_at.saturating_add(idle_secs) < now
+                {
+                    return Ok(Rotation::Expired(family.into_api()?));
+                }
+                let within_grace = match token.used_at {
+                    _ if first_use => true,
+                    Some(used_at) => now - used_at <= grace_secs,
+                    // Cannot happen: a fresh token of a live family was marked above.
+                    None => false,
+                };
+                if within_grace {
+                    insert_token(c, new_token_hash, &family.id, now)?;
+                    diesel::update(refresh_token_families::table.find(&family.id))
+                        .set(refresh_token_families::last_used_at.eq(now))
+                        .execute(c)?;
+                    return Ok(Rotation::Rotated(reload_family(c, &family.id)?));
+                }
+                tracing::warn!(
+                    family_id = %family.id,
+                    user_id = %family.user_id,
+                    client_id = %family.client_id,
+                    "refresh token replayed after the grace window; revoking its family"
+                );
+                diesel::update(
+                    refresh_token_families::table
+                        .find(&family.id)
+                        .filter(refresh_token_families::revoked_at.is_null()),
+                )
+                .set(revocation(REPLAY_REVOKE_REASON, now))
+                .execute(c)?;
+                Ok(Rotation::Replayed(reload_family(c, &family.id)?))
+            })
+        })
+        .await
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn revocation(
+    reason: &str,
+    now: i64,
+) -> (
+    diesel::dsl::Eq<refresh_token_families::revoked_at, Option<i64>>,
+    diesel::dsl::Eq<refresh_token_families::revoked_reason, Option<String>>,
+) {
+    (
+        refresh_token_families::revoked_at.eq(Some(now)),
+        refresh_token_families::revoked_reason.eq(Some(reason.to_owned())),
+    )
+}
+
+fn find_code(c: &mut AnyConnection, code_hash: &str) -> Result<Option<CodeRecord>, StoreError> {
+    Ok(authorization_codes::table
+        .find(code_hash)
+        .select(CodeRecord::as_select())
+        .first(c)
+        .optional()?)
+}
+
+fn find_family(c: &mut AnyConnection, id: &str) -> Result<Option<FamilyRecord>, StoreError> {
+    Ok(refresh_token_families::table
+        .find(id)
+        .select(FamilyRecord::as_select())
+        .first(c)
+        .optional()?)
+}
+
+fn reload_family(c: &mut AnyConnection, id: &str) -> Result<FamilyRow, StoreError> {
+    find_family(c, id)?
+        .ok_or_else(|| StoreError::Corrupt(format!("family {id} vanished mid-transaction")))?
+        .into_api()
+}
+
+fn find_token(
+    c: &mut AnyConnection,
+    token_hash: &str,
+) -> Result<Option<RefreshTokenRow>, StoreError> {
+    Ok(refresh_tokens::table
+        .find(token_hash)
+        .select(RefreshTokenRow::as_select())
+        .first(c)
+        .optional()?)
+}
+
+fn insert_token(
+    c: &mut AnyConnection,
+    token_hash: String,
+    family_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    diesel::insert_into(refresh_tokens::table)
+        .values(RefreshTokenRow {
+            token_hash,
+            family_id: family_id.to_owned(),
+            created_at: now,
+            used_at: None,
+        })
+        .execute(c)?;
+    Ok(())
+}

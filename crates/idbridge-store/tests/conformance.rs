@@ -1,0 +1,1418 @@
+//! The storage conformance suite: every scenario is written once against the public `Store`
+//! API and runs on both SQLite and PostgreSQL (`sqlite::<scenario>` / `postgres::<scenario>`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idbridge_store::testing::TempDatabase;
+use idbridge_store::{
+    AuditEvent, AuthRequestRow, Backend, ClientRow, CodeRow, FamilyRow, FirstLogin, FlowRow,
+    GcReport, KeyRow, LoginResolution, NewLogin, Redeem, Rotation, SessionRow, Store, StoreError,
+    StoreOptions, User,
+};
+use serde_json::json;
+
+const NOW: i64 = 1_700_000_000;
+const DAY: i64 = 86_400;
+
+async fn open(db: &TempDatabase) -> Store {
+    Store::connect(db.url(), StoreOptions::default())
+        .await
+        .unwrap()
+}
+
+/// Instantiates each scenario as a test on SQLite and on Postgres. `fresh` scenarios get a
+/// store whose schema is not migrated yet; `migrated` ones get a migrated, empty store.
+macro_rules! conformance {
+    (fresh: [$($fresh:ident),* $(,)?], migrated: [$($name:ident),* $(,)?] $(,)?) => {
+        conformance!(@backend sqlite, TempDatabase::sqlite, [$($fresh),*], [$($name),*]);
+        conformance!(@backend postgres, TempDatabase::postgres, [$($fresh),*], [$($name),*]);
+    };
+    (@backend $backend:ident, $make:path, [$($fresh:ident),*], [$($name:ident),*]) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $fresh() {
+                    let db = $make();
+                    super::$fresh(open(&db).await).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = $make();
+                    let store = open(&db).await;
+                    store.migrate().await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    fresh: [migrate_is_idempotent, concurrent_migrations_both_succeed],
+    migrated: [
+        first_login_creates_user_then_later_logins_find_it,
+        new_connector_with_known_link_key_links_to_same_user,
+        refuse_policy_writes_nothing,
+        link_key_appearing_later_attaches_to_existing_user,
+        link_key_owned_by_another_user_moves_nothing,
+        concurrent_first_logins_with_one_link_key_make_one_user,
+        concurrent_first_logins_of_one_identity_make_one_user,
+        users_can_be_found_disabled_and_unlinked,
+        clients_insert_get_list_delete,
+        expired_auth_requests_are_hidden,
+        flow_is_claimed_once_and_never_when_expired,
+        parallel_redemptions_of_one_code_have_one_winner,
+        refresh_token_rotates_and_replay_revokes_family,
+        refresh_family_expires_when_idle_or_past_absolute_lifetime,
+        parallel_rotations_within_grace_all_succeed,
+        revocations_by_user_and_session,
+        concurrent_key_inserts_have_one_winner,
+        sessions_touch_and_end,
+        audit_lists_newest_first_with_filter_and_paging,
+        garbage_collection_removes_exactly_expired_rows,
+    ],
+);
+
+// ---------------------------------------------------------------- fixtures
+
+fn login(connector: &str, subject: &str, link: Option<&str>) -> NewLogin {
+    NewLogin {
+        connector_id: connector.into(),
+        subject: subject.into(),
+        link: link.map(|k| ("open-platform-1".to_owned(), k.to_owned())),
+        name: Some(format!("Name of {subject}")),
+        picture: None,
+        locale: Some("zh_CN".into()),
+        profile: json!({ "nickname": subject }),
+        upstream_tokens: Some(vec![1, 2, 3]),
+    }
+}
+
+async fn user_count(store: &Store) -> usize {
+    store.find_users("", 1000).await.unwrap().len()
+}
+
+fn user_of(r: &LoginResolution) -> &User {
+    match r {
+        LoginResolution::Existing(u) | LoginResolution::Linked(u) | LoginResolution::Created(u) => {
+            u
+        }
+        LoginResolution::NotLinked => panic!("expected a user, got NotLinked"),
+    }
+}
+
+fn family(id: &str, user_id: &str, session: Option<&str>, now: i64) -> FamilyRow {
+    FamilyRow {
+        id: id.into(),
+        client_id: "app".into(),
+        user_id: user_id.into(),
+        scope: "openid profile".into(),
+        sso_session_id: session.map(str::to_owned),
+        payload: json!({ "auth_time": now }),
+        created_at: now,
+        last_used_at: now,
+        absolute_expires_at: now + 30 * DAY,
+        revoked_at: None,
+        revoked_reason: None,
+    }
+}
+
+fn code(hash: &str, now: i64) -> CodeRow {
+    CodeRow {
+        code_hash: hash.into(),
+        client_id: "app".into(),
+        user_id: "u1".into(),
+        payload: json!({ "redirect_uri": "https://app.example/cb", "nonce": "n" }),
+        created_at: now,
+        expires_at: now + 60,
+        used_at: None,
+        family_id: None,
+    }
+}
+
+/// A family `id` with first refresh token `token`, issued through a redeemed code.
+async fn issue_family(store: &Store, id: &str, token: &str, f: FamilyRow) {
+    let code_hash = format!("code-for-{id}");
+    store
+        .insert_code(code(&code_hash, f.created_at))
+        .await
+        .unwrap();
+    let r = store
+        .redeem_code(&code_hash, f.clone(), Some(token.into()), f.created_at)
+        .await
+        .unwrap();
+    assert!(matches!(r, Redeem::Won(_)), "{r:?}");
+}
+
+fn session(id: &str, user_id: &str, now: i64) -> SessionRow {
+    SessionRow {
+        id: id.into(),
+        user_id: user_id.into(),
+        connector_id: "wechat-web".into(),
+        auth_time: now,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + DAY,
+        ended_at: None,
+    }
+}
+
+fn key(kid: &str, generation: i64, now: i64) -> KeyRow {
+    KeyRow {
+        kid: kid.into(),
+        alg: "RS256".into(),
+        generation,
+        private_key: vec![0xde, 0xad, 0xbe, 0xef, 0x00, 0xff],
+        public_jwk: format!(r#"{{"kty":"RSA","kid":"{kid}"}}"#),
+        created_at: now,
+        activates_at: now,
+        retires_at: None,
+        expires_at: None,
+    }
+}
+
+fn flow(state: &str, now: i64, ttl: i64) -> FlowRow {
+    FlowRow {
+        state: state.into(),
+        connector_id: "wechat-web".into(),
+        auth_request_id: "ar1".into(),
+        browser_hash: "bh".into(),
+        data: json!({ "pkce": "v" }),
+        created_at: now,
+        expires_at: now + ttl,
+        used_at: None,
+        outcome: None,
+    }
+}
+
+fn auth_request(id: &str, now: i64, ttl: i64) -> AuthRequestRow {
+    AuthRequestRow {
+        id: id.into(),
+        client_id: "app".into(),
+        payload: json!({ "scope": "openid", "state": "s" }),
+        created_at: now,
+        expires_at: now + ttl,
+    }
+}
+
+fn audit(at: i64, event: &str, user: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        at,
+        event: event.into(),
+        user_id: user.map(str::to_owned),
+        client_id: Some("app".into()),
+        connector_id: None,
+        ip: Some("127.0.0.1".into()),
+        detail: json!({ "n": at }),
+    }
+}
+
+// ---------------------------------------------------------------- migrations
+
+async fn migrate_is_idempotent(store: Store) {
+    let first = store.migrate().await.unwrap();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].ends_with("_init"), "{first:?}");
+    assert_eq!(store.migrate().await.unwrap(), Vec::<String>::new());
+    store.ping().await.unwrap();
+    assert_eq!(user_count(&store).await, 0);
+}
+
+async fn concurrent_migrations_both_succeed(store: Store) {
+    let (a, b) = tokio::join!(
+        tokio::spawn({
+            let s = store.clone();
+            async move { s.migrate().await }
+        }),
+        tokio::spawn({
+            let s = store.clone();
+            async move { s.migrate().await }
+        }),
+    );
+    let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+    assert_eq!(
+        a.len() + b.len(),
+        1,
+        "exactly one call applies the init: {a:?} {b:?}"
+    );
+    assert!(store.migrate().await.unwrap().is_empty());
+    assert_eq!(user_count(&store).await, 0);
+}
+
+// ---------------------------------------------------------------- logins and users
+
+async fn first_login_creates_user_then_later_logins_find_it(store: Store) {
+    let created = store
+        .resolve_login(
+            login("wechat-web", "o1", None),
+            FirstLogin::Create,
+            "u1".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let LoginResolution::Created(user) = created else {
+        panic!("{created:?}")
+    };
+    assert_eq!(user.id, "u1");
+    assert_eq!(user.name.as_deref(), Some("Name of o1"));
+    assert_eq!(user.created_at, NOW);
+    assert_eq!(store.get_user("u1").await.unwrap(), Some(user));
+
+    // Later login: profile refreshed, null fields do not erase, no tokens keeps the old ones.
+    let mut again = login("wechat-web", "o1", None);
+    again.name = Some("New name".into());
+    again.locale = None;
+    again.picture = Some("https://img/p.png".into());
+    again.profile = json!({ "nickname": "New name" });
+    again.upstream_tokens = None;
+    let r = store
+        .resolve_login(again, FirstLogin::Refuse, "unused".into(), NOW + 10)
+        .await
+        .unwrap();
+    let LoginResolution::Existing(user) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(user.id, "u1");
+    assert_eq!(user.name.as_deref(), Some("New name"));
+    assert_eq!(user.locale.as_deref(), Some("zh_CN"));
+    assert_eq!(user.picture.as_deref(), Some("https://img/p.png"));
+    assert_eq!((user.created_at, user.updated_at), (NOW, NOW + 10));
+    let identity = store
+        .get_identity("wechat-web", "o1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(identity.profile, json!({ "nickname": "New name" }));
+    assert_eq!(identity.upstream_tokens, Some(vec![1, 2, 3]));
+    assert_eq!(
+        (identity.created_at, identity.last_login_at),
+        (NOW, NOW + 10)
+    );
+    assert_eq!(user_count(&store).await, 1);
+
+    // A disabled user is returned as it is; the caller decides.
+    assert!(store.set_user_disabled("u1", Some(NOW + 20)).await.unwrap());
+    let r = store
+        .resolve_login(
+            login("wechat-web", "o1", None),
+            FirstLogin::Create,
+            "u2".into(),
+            NOW + 30,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, LoginResolution::Existing(u) if u.id == "u1" && u.disabled_at == Some(NOW + 20)),
+        "{r:?}"
+    );
+}
+
+async fn new_connector_with_known_link_key_links_to_same_user(store: Store) {
+    let a = store
+        .resolve_login(
+            login("wechat-web", "oA", Some("union1")),
+            FirstLogin::Create,
+            "u1".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(a, LoginResolution::Created(_)), "{a:?}");
+    // Linking works even when the second connector's policy refuses new accounts.
+    let b = store
+        .resolve_login(
+            login("wechat-mp", "oB", Some("union1")),
+            FirstLogin::Refuse,
+            "u2".into(),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    let LoginResolution::Linked(user) = b else {
+        panic!("{b:?}")
+    };
+    assert_eq!(user.id, "u1");
+    let ids = store.list_identities("u1").await.unwrap();
+    let keys: Vec<_> = ids
+        .iter()
+        .map(|i| (i.connector_id.as_str(), i.subject.as_str()))
+        .collect();
+    assert_eq!(keys, [("wechat-web", "oA"), ("wechat-mp", "oB")]);
+    assert!(ids.iter().all(|i| i.link_key.as_deref() == Some("union1")
+        && i.link_scope.as_deref() == Some("open-platform-1")));
+    assert_eq!(user_count(&store).await, 1);
+    // Same key in another scope is another person.
+    let mut other_scope = login("wechat-app", "oC", Some("union1"));
+    other_scope.link = Some(("open-platform-2".into(), "union1".into()));
+    let c = store
+        .resolve_login(other_scope, FirstLogin::Create, "u3".into(), NOW + 2)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&c, LoginResolution::Created(u) if u.id == "u3"),
+        "{c:?}"
+    );
+}
+
+async fn refuse_policy_writes_nothing(store: Store) {
+    store
+        .resolve_login(
+            login("wechat-web", "o1", Some("union1")),
+            FirstLogin::Create,
+            "u1".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let before = user_count(&store).await;
+    let r = store
+        .resolve_login(
+            login("wechat-mp", "o2", Some("union2")),
+            FirstLogin::Refuse,
+            "u2".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, LoginResolution::NotLinked);
+    assert_eq!(user_count(&store).await, before);
+    assert_eq!(store.get_user("u2").await.unwrap(), None);
+    assert_eq!(store.get_identity("wechat-mp", "o2").await.unwrap(), None);
+    // and union2 was not recorded: a later Create with it still creates a new user
+    let r = store
+        .resolve_login(
+            login("wechat-app", "o3", Some("union2")),
+            FirstLogin::Create,
+            "u3".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, LoginResolution::Created(u) if u.id == "u3"),
+        "{r:?}"
+    );
+}
+
+async fn link_key_appearing_later_attaches_to_existing_user(store: Store) {
+    // First seen without a unionid (e.g. app not yet bound to the Open Platform).
+    let r = store
+        .resolve_login(
+            login("wechat-web", "oA", None),
+            FirstLogin::Create,
+            "u1".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, LoginResolution::Created(_)));
+    // Now the same identity arrives with a link key: recorded, same user.
+    let r = store
+        .resolve_login(
+            login("wechat-web", "oA", Some("union1")),
+            FirstLogin::Create,
+            "u2".into(),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, LoginResolution::Existing(u) if u.id == "u1"),
+        "{r:?}"
+    );
+    let ident = store
+        .get_identity("wechat-web", "oA")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ident.link_key.as_deref(), Some("union1"));
+    // A second connector with that link key links to the same user, no fork.
+    let r = store
+        .resolve_login(
+            login("wechat-mp", "oB", Some("union1")),
+            FirstLogin::Create,
+            "u3".into(),
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, LoginResolution::Linked(u) if u.id == "u1"),
+        "{r:?}"
+    );
+    assert_eq!(user_count(&store).await, 1);
+    assert_eq!(store.list_identities("u1").await.unwrap().len(), 2);
+}
+
+async fn link_key_owned_by_another_user_moves_nothing(store: Store) {
+    store
+        .resolve_login(
+            login("wechat-web", "oA", None),
+            FirstLogin::Create,
+            "u1".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    store
+        .resolve_login(
+            login("wechat-mp", "oB", Some("union1")),
+            FirstLogin::Create,
+            "u2".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    // oA (user u1) now reports union1, which already belongs to u2: keep everything in place.
+    let r = store
+        .resolve_login(
+            login("wechat-web", "oA", Some("union1")),
+            FirstLogin::Create,
+            "u3".into(),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, LoginResolution::Existing(u) if u.id == "u1"),
+        "{r:?}"
+    );
+    assert_eq!(store.list_identities("u1").await.unwrap().len(), 1);
+    assert_eq!(store.list_identities("u2").await.unwrap().len(), 1);
+    let r = store
+        .resolve_login(
+            login("wechat-app", "oC", Some("union1")),
+            FirstLogin::Create,
+            "u4".into(),
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, LoginResolution::Linked(u) if u.id == "u2"),
+        "{r:?}"
+    );
+    assert_eq!(user_count(&store).await, 2);
+}
+
+/// Runs `n` logins at once (behind a barrier) and returns their results in task order.
+async fn race_logins(store: &Store, logins: Vec<(NewLogin, String)>) -> Vec<LoginResolution> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(logins.len()));
+    let tasks: Vec<_> = logins
+        .into_iter()
+        .map(|(l, new_user_id)| {
+            let s = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                s.resolve_login(l, FirstLogin::Create, new_user_id, NOW)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    results
+}
+
+async fn concurrent_first_logins_with_one_link_key_make_one_user(store: Store) {
+    // Several rounds: later ones run on warm pool connections and race harder.
+    for round in 0..4 {
+        let logins = (0..8)
+            .map(|i| {
+                let link = format!("union-{round}");
+                let l = login(
+                    &format!("connector-{i}"),
+                    &format!("r{round}o{i}"),
+                    Some(&link),
+                );
+                (l, format!("r{round}u{i}"))
+            })
+            .collect();
+        let results = race_logins(&store, logins).await;
+        let created = results
+            .iter()
+            .filter(|r| matches!(r, LoginResolution::Created(_)))
+            .count();
+        let linked = results
+            .iter()
+            .filter(|r| matches!(r, LoginResolution::Linked(_)))
+            .count();
+        assert_eq!((created, linked), (1, 7), "{results:?}");
+        let ids: HashSet<_> = results.iter().map(|r| user_of(r).id.clone()).collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        let user = ids.into_iter().next().unwrap();
+        assert_eq!(store.list_identities(&user).await.unwrap().len(), 8);
+    }
+    assert_eq!(user_count(&store).await, 4);
+}
+
+async fn concurrent_first_logins_of_one_identity_make_one_user(store: Store) {
+    for round in 0..4 {
+        let link = format!("union-{round}");
+        let logins = (0..6)
+            .map(|i| {
+                let l = login("wechat-web", &format!("r{round}"), Some(&link));
+                (l, format!("r{round}u{i}"))
+            })
+            .collect();
+        let results = race_logins(&store, logins).await;
+        let created = results
+            .iter()
+            .filter(|r| matches!(r, LoginResolution::Created(_)))
+            .count();
+        let existing = results
+            .iter()
+            .filter(|r| matches!(r, LoginResolution::Existing(_)))
+            .count();
+        assert_eq!((created, existing), (1, 5), "{results:?}");
+        let ids: HashSet<_> = results.iter().map(|r| user_of(r).id.clone()).collect();
+        assert_eq!(ids.len(), 1);
+    }
+    assert_eq!(user_count(&store).await, 4);
+}
+
+async fn users_can_be_found_disabled_and_unlinked(store: Store) {
+    for (subject, uid, name) in [
+        ("o1", "u1", "Alice Zhang"),
+        ("o2", "u2", "Bob 50%_off"),
+        ("o3", "u3", "alicia"),
+    ] {
+        let mut l = login("wechat-web", subject, None);
+        l.name = Some(name.into());
+        store
+            .resolve_login(l, FirstLogin::Create, uid.into(), NOW)
+            .await
+            .unwrap();
+    }
+    let mut nameless = login("wechat-web", "o4", None);
+    nameless.name = None;
+    store
+        .resolve_login(nameless, FirstLogin::Create, "u4".into(), NOW)
+        .await
+        .unwrap();
+
+    let ids = |v: Vec<User>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.find_users("u2", 10).await.unwrap()), ["u2"]);
+    assert_eq!(
+        ids(store.find_users("ALI", 10).await.unwrap()),
+        ["u1", "u3"]
+    );
+    assert_eq!(ids(store.find_users("ali", 1).await.unwrap()), ["u1"]);
+    assert_eq!(ids(store.find_users("50%_", 10).await.unwrap()), ["u2"]);
+    assert_eq!(ids(store.find_users("0%", 10).await.unwrap()), ["u2"]);
+    // Wildcards are literal: only the name containing "%" / "_" matches.
+    assert_eq!(ids(store.find_users("%", 10).await.unwrap()), ["u2"]);
+    assert_eq!(ids(store.find_users("_", 10).await.unwrap()), ["u2"]);
+    assert!(store.find_users("nobody", 10).await.unwrap().is_empty());
+    assert_eq!(
+        ids(store.find_users("", 10).await.unwrap()),
+        ["u1", "u2", "u3", "u4"]
+    );
+    assert_eq!(store.get_user("nobody").await.unwrap(), None);
+
+    assert!(store.set_user_disabled("u1", Some(NOW + 5)).await.unwrap());
+    assert_eq!(
+        store.get_user("u1").await.unwrap().unwrap().disabled_at,
+        Some(NOW + 5)
+    );
+    assert!(store.set_user_disabled("u1", None).await.unwrap());
+    assert_eq!(
+        store.get_user("u1").await.unwrap().unwrap().disabled_at,
+        None
+    );
+    assert!(!store.set_user_disabled("nobody", Some(NOW)).await.unwrap());
+
+    let ident = store
+        .get_identity("wechat-web", "o1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ident.user_id, "u1");
+    assert_eq!(ident.profile, json!({ "nickname": "o1" }));
+    assert!(store.delete_identity("wechat-web", "o1").await.unwrap());
+    assert!(!store.delete_identity("wechat-web", "o1").await.unwrap());
+    assert_eq!(store.get_identity("wechat-web", "o1").await.unwrap(), None);
+    assert!(store.list_identities("u1").await.unwrap().is_empty());
+    assert!(store.get_user("u1").await.unwrap().is_some());
+}
+
+// ---------------------------------------------------------------- clients, requests, flows
+
+async fn clients_insert_get_list_delete(store: Store) {
+    let a = ClientRow {
+        id: "b-app".into(),
+        secret_hash: Some("$argon2id$...".into()),
+        metadata: json!({ "redirect_uris": ["https://b.example/cb"] }),
+        created_at: NOW,
+    };
+    let b = ClientRow {
+        id: "a-app".into(),
+        secret_hash: None,
+        metadata: json!({}),
+        created_at: NOW,
+    };
+    store.insert_client(a.clone()).await.unwrap();
+    store.insert_client(b.clone()).await.unwrap();
+    let dup = store.insert_client(a.clone()).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup:?}");
+    assert_eq!(store.get_client("b-app").await.unwrap(), Some(a.clone()));
+    assert_eq!(store.get_client("nope").await.unwrap(), None);
+    assert_eq!(store.list_clients().await.unwrap(), [b.clone(), a]);
+    assert!(store.delete_client("b-app").await.unwrap());
+    assert!(!store.delete_client("b-app").await.unwrap());
+    assert_eq!(store.list_clients().await.unwrap(), [b]);
+}
+
+async fn expired_auth_requests_are_hidden(store: Store) {
+    let r = auth_request("ar1", NOW, 600);
+    store.insert_auth_request(r.clone()).await.unwrap();
+    assert!(store
+        .insert_auth_request(r.clone())
+        .await
+        .unwrap_err()
+        .is_conflict());
+    assert_eq!(
+        store.get_auth_request("ar1", NOW).await.unwrap(),
+        Some(r.clone())
+    );
+    assert_eq!(
+        store.get_auth_request("ar1", NOW + 599).await.unwrap(),
+        Some(r)
+    );
+    assert_eq!(
+        store.get_auth_request("ar1", NOW + 600).await.unwrap(),
+        None
+    );
+    assert_eq!(store.get_auth_request("nope", NOW).await.unwrap(), None);
+    store.delete_auth_request("ar1").await.unwrap();
+    store.delete_auth_request("ar1").await.unwrap();
+    assert_eq!(store.get_auth_request("ar1", NOW).await.unwrap(), None);
+}
+
+async fn flow_is_claimed_once_and_never_when_expired(store: Store) {
+    store.insert_flow(flow("s1", NOW, 600)).await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.claim_flow("s1", NOW + 5).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    let f = store.get_flow("s1").await.unwrap().unwrap();
+    assert_eq!(f.used_at, Some(NOW + 5));
+    assert_eq!(f.outcome, None);
+    store
+        .set_flow_outcome("s1", json!({ "error": "user_cancelled" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_flow("s1").await.unwrap().unwrap().outcome,
+        Some(json!({ "error": "user_cancelled" }))
+    );
+
+    store.insert_flow(flow("s2", NOW, 600)).await.unwrap();
+    assert!(
+        !store.claim_flow("s2", NOW + 600).await.unwrap(),
+        "expired flow claimed"
+    );
+    assert_eq!(store.get_flow("s2").await.unwrap().unwrap().used_at, None);
+    assert!(!store.claim_flow("nope", NOW).await.unwrap());
+    assert_eq!(store.get_flow("nope").await.unwrap(), None);
+}
+
+// ---------------------------------------------------------------- codes and refresh tokens
+
+async fn parallel_redemptions_of_one_code_have_one_winner(store: Store) {
+    store.insert_code(code("c1", NOW)).await.unwrap();
+    assert!(store
+        .insert_code(code("c1", NOW))
+        .await
+        .unwrap_err()
+        .is_conflict());
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.redeem_code(
+                    "c1",
+                    family(&format!("fam{i}"), "u1", None, NOW + 1),
+                    Some(format!("rt{i}")),
+                    NOW + 1,
+                )
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let winners: Vec<_> = results
+        .iter()
+        .filter_map(|r| match r {
+            Redeem::Won(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    let won = &winners[0];
+    let fam = won.family_id.clone().unwrap();
+    assert_eq!(won.used_at, Some(NOW + 1));
+    for r in &results {
+        match r {
+            Redeem::Won(_) => {}
+            Redeem::AlreadyUsed(c) => assert_eq!(c.family_id.as_deref(), Some(fam.as_str())),
+            Redeem::Unknown => panic!("code vanished"),
+        }
+    }
+    // Exactly one family exists, with the winner's first refresh token.
+    let mut families = 0;
+    for i in 0..10 {
+        if let Some(f) = store.get_family(&format!("fam{i}")).await.unwrap() {
+            families += 1;
+            assert_eq!(f.id, fam);
+            let rt = store
+                .find_refresh_token(&format!("rt{i}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((rt.family_id.as_str(), rt.used_at), (fam.as_str(), None));
+        } else {
+            assert_eq!(
+                store.find_refresh_token(&format!("rt{i}")).await.unwrap(),
+                None
+            );
+        }
+    }
+    assert_eq!(families, 1);
+    assert_eq!(store.get_code("c1").await.unwrap().unwrap(), *won);
+    let again = store
+        .redeem_code("c1", family("famX", "u1", None, NOW), None, NOW + 2)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, Redeem::AlreadyUsed(c) if c.family_id.as_deref() == Some(fam.as_str()))
+    );
+    assert_eq!(
+        store
+            .redeem_code("nope", family("famY", "u1", None, NOW), None, NOW)
+            .await
+            .unwrap(),
+        Redeem::Unknown
+    );
+    assert_eq!(store.get_family("famY").await.unwrap(), None);
+}
+
+async fn refresh_token_rotates_and_replay_revokes_family(store: Store) {
+    let grace = 30;
+    let idle = 7 * DAY;
+    issue_family(&store, "f1", "rt1", family("f1", "u1", None, NOW)).await;
+
+    let r = store
+        .rotate_refresh_token("rt1", "rt2", grace, idle, NOW + 100)
+        .await
+        .unwrap();
+    let Rotation::Rotated(f) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        (f.id.as_str(), f.last_used_at, f.revoked_at),
+        ("f1", NOW + 100, None)
+    );
+    assert_eq!(
+        store
+            .find_refresh_token("rt1")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        Some(NOW + 100)
+    );
+    let rt2 = store.find_refresh_token("rt2").await.unwrap().unwrap();
+    assert_eq!(
+        (rt2.family_id.as_str(), rt2.created_at, rt2.used_at),
+        ("f1", NOW + 100, None)
+    );
+
+    // The response was lost; the client retries rt1 within the grace window.
+    let r = store
+        .rotate_refresh_token("rt1", "rt2b", grace, idle, NOW + 100 + grace)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotation::Rotated(_)), "{r:?}");
+    assert!(store.find_refresh_token("rt2b").await.unwrap().is_some());
+
+    // rt1 comes back after the grace window: replay, the whole family is revoked.
+    let r = store
+        .rotate_refresh_token("rt1", "rt3", grace, idle, NOW + 100 + grace + 1)
+        .await
+        .unwrap();
+    let Rotation::Replayed(f) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(f.revoked_at, Some(NOW + 100 + grace + 1));
+    assert_eq!(f.revoked_reason.as_deref(), Some("refresh_token_replayed"));
+    assert_eq!(store.find_refresh_token("rt3").await.unwrap(), None);
+    // The children are dead too.
+    let r = store
+        .rotate_refresh_token("rt2", "rt4", grace, idle, NOW + 200)
+        .await
+        .unwrap();
+    assert!(matches!(&r, Rotation::Revoked(f) if f.id == "f1"), "{r:?}");
+    assert_eq!(store.find_refresh_token("rt4").await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_refresh_token("rt2")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        None
+    );
+
+    assert_eq!(
+        store
+            .rotate_refresh_token("nope", "rt5", grace, idle, NOW)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    );
+}
+
+async fn refresh_family_expires_when_idle_or_past_absolute_lifetime(store: Store) {
+    let idle = DAY;
+    issue_family(&store, "idle", "rtI", family("idle", "u1", None, NOW)).await;
+    // Exactly at the idle limit still rotates ...
+    let r = store
+        .rotate_refresh_token("rtI", "rtI2", 0, idle, NOW + idle)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotation::Rotated(_)), "{r:?}");
+    // ... one second past it does not, and nothing is written.
+    let r = store
+        .rotate_refresh_token("rtI2", "rtI3", 0, idle, NOW + 2 * idle + 1)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Rotation::Expired(f) if f.id == "idle" && f.revoked_at.is_none()),
+        "{r:?}"
+    );
+    assert_eq!(store.find_refresh_token("rtI3").await.unwrap(), None);
+
+    let mut short = family("abs", "u1", None, NOW);
+    short.absolute_expires_at = NOW + 1000;
+    issue_family(&store, "abs", "rtA", short).await;
+    let r = store
+        .rotate_refresh_token("rtA", "rtA2", 0, idle, NOW + 999)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotation::Rotated(_)), "{r:?}");
+    let r = store
+        .rotate_refresh_token("rtA2", "rtA3", 0, idle, NOW + 1000)
+        .await
+        .unwrap();
+    assert!(matches!(&r, Rotation::Expired(f) if f.id == "abs"), "{r:?}");
+    assert_eq!(
+        store
+            .find_refresh_token("rtA2")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        None
+    );
+}
+
+async fn parallel_rotations_within_grace_all_succeed(store: Store) {
+    issue_family(&store, "f1", "rt0", family("f1", "u1", None, NOW)).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.rotate_refresh_token("rt0", &format!("new{i}"), 60, DAY, NOW + 10)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(
+            matches!(&r, Rotation::Rotated(f) if f.revoked_at.is_none()),
+            "{r:?}"
+        );
+    }
+    for i in 0..8 {
+        let t = store
+            .find_refresh_token(&format!("new{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.family_id, "f1");
+    }
+    assert_eq!(
+        store.get_family("f1").await.unwrap().unwrap().revoked_at,
+        None
+    );
+}
+
+async fn revocations_by_user_and_session(store: Store) {
+    issue_family(&store, "a", "rta", family("a", "u1", Some("s1"), NOW)).await;
+    issue_family(&store, "b", "rtb", family("b", "u1", Some("s2"), NOW)).await;
+    issue_family(&store, "c", "rtc", family("c", "u2", Some("s1"), NOW)).await;
+    issue_family(&store, "d", "rtd", family("d", "u2", None, NOW)).await;
+
+    assert_eq!(
+        store
+            .revoke_families_for_session("s1", "logout", NOW + 1)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .revoke_families_for_session("s1", "logout", NOW + 2)
+            .await
+            .unwrap(),
+        0
+    );
+    let a = store.get_family("a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.revoked_at, a.revoked_reason.as_deref()),
+        (Some(NOW + 1), Some("logout"))
+    );
+
+    assert_eq!(
+        store
+            .revoke_families_for_user("u1", "user_disabled", NOW + 3)
+            .await
+            .unwrap(),
+        1
+    );
+    let b = store.get_family("b").await.unwrap().unwrap();
+    assert_eq!(b.revoked_reason.as_deref(), Some("user_disabled"));
+    // An already revoked family keeps its first reason.
+    assert_eq!(
+        store
+            .get_family("a")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_reason
+            .as_deref(),
+        Some("logout")
+    );
+
+    assert!(store.revoke_family("d", "admin", NOW + 4).await.unwrap());
+    assert!(!store.revoke_family("d", "admin", NOW + 5).await.unwrap());
+    assert!(!store.revoke_family("nope", "admin", NOW + 5).await.unwrap());
+    let r = store
+        .rotate_refresh_token("rtd", "rtd2", 60, DAY, NOW + 6)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotation::Revoked(_)), "{r:?}");
+}
+
+// ---------------------------------------------------------------- keys, sessions, audit
+
+async fn concurrent_key_inserts_have_one_winner(store: Store) {
+    let (a, b) = tokio::join!(
+        tokio::spawn({
+            let s = store.clone();
+            async move { s.insert_key(key("kid-a", 1, NOW)).await.unwrap() }
+        }),
+        tokio::spawn({
+            let s = store.clone();
+            async move { s.insert_key(key("kid-b", 1, NOW)).await.unwrap() }
+        }),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a ^ b, "exactly one insert wins: {a} {b}");
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let winner = if a { "kid-a" } else { "kid-b" };
+    assert_eq!(keys[0], key(winner, 1, NOW));
+
+    // A kid clash on another generation is a real conflict, not a lost race.
+    let clash = store.insert_key(key(winner, 2, NOW)).await.unwrap_err();
+    assert!(clash.is_conflict(), "{clash:?}");
+    assert!(store.insert_key(key("kid-2", 2, NOW)).await.unwrap());
+    store
+        .set_key_schedule(winner, Some(NOW + 10), Some(NOW + 20))
+        .await
+        .unwrap();
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.generation).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(
+        (keys[0].retires_at, keys[0].expires_at),
+        (Some(NOW + 10), Some(NOW + 20))
+    );
+    store.delete_key(winner).await.unwrap();
+    store.delete_key(winner).await.unwrap();
+    assert_eq!(store.list_keys().await.unwrap(), [key("kid-2", 2, NOW)]);
+}
+
+async fn sessions_touch_and_end(store: Store) {
+    store
+        .insert_session(session("s1", "u1", NOW))
+        .await
+        .unwrap();
+    store
+        .insert_session(session("s2", "u1", NOW))
+        .await
+        .unwrap();
+    store
+        .insert_session(session("s3", "u1", NOW))
+        .await
+        .unwrap();
+    store
+        .insert_session(session("s4", "u2", NOW))
+        .await
+        .unwrap();
+    assert!(store
+        .insert_session(session("s1", "u1", NOW))
+        .await
+        .unwrap_err()
+        .is_conflict());
+
+    store.touch_session("s1", NOW + 50).await.unwrap();
+    assert_eq!(
+        store.get_session("s1").await.unwrap().unwrap().last_seen_at,
+        NOW + 50
+    );
+    assert!(store.end_session("s1", NOW + 60).await.unwrap());
+    assert!(!store.end_session("s1", NOW + 70).await.unwrap());
+    store.touch_session("s1", NOW + 80).await.unwrap();
+    let s1 = store.get_session("s1").await.unwrap().unwrap();
+    assert_eq!((s1.ended_at, s1.last_seen_at), (Some(NOW + 60), NOW + 50));
+
+    assert_eq!(
+        store.end_sessions_for_user("u1", NOW + 90).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.end_sessions_for_user("u1", NOW + 91).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store.get_session("s2").await.unwrap().unwrap().ended_at,
+        Some(NOW + 90)
+    );
+    assert_eq!(
+        store.get_session("s4").await.unwrap().unwrap().ended_at,
+        None
+    );
+    assert_eq!(store.get_session("nope").await.unwrap(), None);
+}
+
+async fn audit_lists_newest_first_with_filter_and_paging(store: Store) {
+    for (i, user) in [Some("u1"), Some("u2"), None, Some("u1"), Some("u1")]
+        .into_iter()
+        .enumerate()
+    {
+        store
+            .append_audit(audit(NOW + i as i64, &format!("e{i}"), user))
+            .await
+            .unwrap();
+    }
+    let all = store.list_audit(None, 100, None).await.unwrap();
+    let names = |v: &[idbridge_store::AuditRecord]| {
+        v.iter().map(|r| r.event.event.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&all), ["e4", "e3", "e2", "e1", "e0"]);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+    assert_eq!(all[4].event, audit(NOW, "e0", Some("u1")));
+
+    let u1 = store.list_audit(Some("u1"), 2, None).await.unwrap();
+    assert_eq!(names(&u1), ["e4", "e3"]);
+    let next = store
+        .list_audit(Some("u1"), 2, Some(u1[1].id))
+        .await
+        .unwrap();
+    assert_eq!(names(&next), ["e0"]);
+    let page = store.list_audit(None, 2, Some(all[1].id)).await.unwrap();
+    assert_eq!(names(&page), ["e2", "e1"]);
+    assert!(store
+        .list_audit(Some("nobody"), 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+// ---------------------------------------------------------------- garbage collection
+
+async fn garbage_collection_removes_exactly_expired_rows(store: Store) {
+    let now = NOW + 10 * DAY;
+    // auth requests / flows: dead once expires_at <= now
+    store
+        .insert_auth_request(auth_request("ar-dead", now - 600, 600))
+        .await
+        .unwrap();
+    store
+        .insert_auth_request(auth_request("ar-live", now - 600, 601))
+        .await
+        .unwrap();
+    store
+        .insert_flow(flow("fl-dead", now - 600, 600))
+        .await
+        .unwrap();
+    store
+        .insert_flow(flow("fl-live", now - 600, 601))
+        .await
+        .unwrap();
+    // codes: kept one day past expiry
+    store
+        .insert_code(code("code-dead", now - DAY - 61))
+        .await
+        .unwrap(); // expired now-DAY-1
+    store
+        .insert_code(code("code-kept", now - DAY - 60))
+        .await
+        .unwrap(); // expired exactly now-DAY
+                   // families (and their tokens): dead once absolute_expires_at <= now
+    let mut dead = family("fam-dead", "u1", None, now - 30 * DAY);
+    dead.absolute_expires_at = now;
+    issue_family(&store, "fam-dead", "rt-dead", dead).await;
+    store
+        .rotate_refresh_token("rt-dead", "rt-dead2", 0, 365 * DAY, now - 1)
+        .await
+        .unwrap();
+    let mut live = family("fam-live", "u1", None, now - DAY);
+    live.absolute_expires_at = now + 1;
+    issue_family(&store, "fam-live", "rt-live", live).await;
+    // sessions: expired, or ended more than a day ago
+    let mut s = session("ses-expired", "u1", now - DAY);
+    s.expires_at = now;
+    store.insert_session(s).await.unwrap();
+    let mut s = session("ses-ended-long-ago", "u1", now - 2 * DAY);
+    s.expires_at = now + DAY;
+    store.insert_session(s).await.unwrap();
+    store
+        .end_session("ses-ended-long-ago", now - DAY - 1)
+        .await
+        .unwrap();
+    let mut s = session("ses-ended-recently", "u1", now - 2 * DAY);
+    s.expires_at = now + DAY;
+    store.insert_session(s).await.unwrap();
+    store
+        .end_session("ses-ended-recently", now - DAY)
+        .await
+        .unwrap();
+    store
+        .insert_session(session("ses-live", "u1", now))
+        .await
+        .unwrap();
+    // keys: dead once expires_at < now; no expiry means keep
+    let mut k = key("key-dead", 1, now - 100 * DAY);
+    k.expires_at = Some(now - 1);
+    store.insert_key(k).await.unwrap();
+    let mut k = key("key-edge", 2, now - 100 * DAY);
+    k.expires_at = Some(now);
+    store.insert_key(k).await.unwrap();
+    store.insert_key(key("key-forever", 3, now)).await.unwrap();
+    // audit: older than the retention goes
+    let retention = 90 * DAY;
+    store
+        .append_audit(audit(now - retention - 1, "old", None))
+        .await
+        .unwrap();
+    store
+        .append_audit(audit(now - retention, "kept", None))
+        .await
+        .unwrap();
+
+    let report = store.collect_garbage(now, retention).await.unwrap();
+    assert_eq!(
+        report,
+        GcReport {
+            auth_requests: 1,
+            flows: 1,
+            // code-dead, and the code issue_family redeemed 30 days ago for fam-dead
+            codes: 2,
+            families: 1,
+            refresh_tokens: 2,
+            sessions: 2,
+            keys: 1,
+            audit: 1,
+        }
+    );
+    assert!(store
+        .get_auth_request("ar-live", now)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store.get_flow("fl-dead").await.unwrap().is_none());
+    assert!(store.get_flow("fl-live").await.unwrap().is_some());
+    assert!(store.get_code("code-dead").await.unwrap().is_none());
+    assert!(store.get_code("code-kept").await.unwrap().is_some());
+    assert!(store.get_code("code-for-fam-dead").await.unwrap().is_none());
+    assert!(store.get_code("code-for-fam-live").await.unwrap().is_some());
+    assert!(store.get_family("fam-dead").await.unwrap().is_none());
+    assert!(store
+        .find_refresh_token("rt-dead2")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get_family("fam-live").await.unwrap().is_some());
+    assert!(store.find_refresh_token("rt-live").await.unwrap().is_some());
+    assert!(store.get_session("ses-expired").await.unwrap().is_none());
+    assert!(store
+        .get_session("ses-ended-long-ago")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_session("ses-ended-recently")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store.get_session("ses-live").await.unwrap().is_some());
+    let kids: Vec<_> = store
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, ["key-edge", "key-forever"]);
+    let events: Vec<_> = store
+        .list_audit(None, 10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.event)
+        .collect();
+    assert_eq!(events, ["kept"]);
+    // A second pass finds nothing more.
+    assert_eq!(
+        store.collect_garbage(now, retention).await.unwrap(),
+        GcReport::default()
+    );
+}
+
+// ---------------------------------------------------------------- backend-specific plumbing
+
+#[tokio::test]
+async fn unsupported_urls_are_config_errors_naming_the_accepted_forms() {
+    for url in ["mysql://root@localhost/idb", "idb.db", "sqlite::memory:"] {
+        let err = Store::connect(url, StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Config(_)), "{url}: {err:?}");
+        assert!(
+            err.to_string().contains("sqlite:///absolute/path.db"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("postgres://"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_unavailable_within_the_timeout() {
+    let opts = StoreOptions {
+        max_connections: 2,
+        connect_timeout: Duration::from_millis(500),
+    };
+    let started = std::time::Instant::now();
+    // Port 1 on loopback: connection refused.
+    let err = Store::connect("postgres://postgres@127.0.0.1:1/test", opts)
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_fails_cleanly_and_store_recovers_by_itself() {
+    let db = TempDatabase::postgres();
+    let opts = StoreOptions {
+        max_connections: 4,
+        connect_timeout: Duration::from_millis(500),
+    };
+    let store = Store::connect(db.url(), opts).await.unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    store.migrate().await.unwrap();
+    store
+        .insert_session(session("s1", "u1", NOW))
+        .await
+        .unwrap();
+    // Warm several pooled connections so the outage leaves dead ones in the pool.
+    let warm: Vec<_> = (0..4)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.get_session("s1").await.unwrap() })
+        })
+        .collect();
+    for t in warm {
+        t.await.unwrap();
+    }
+
+    db.set_postgres_down(true);
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let read = store.get_session("s1").await.unwrap_err();
+        assert!(read.is_unavailable(), "{read:?}");
+        let write = store.end_session("s1", NOW + 1).await.unwrap_err();
+        assert!(write.is_unavailable(), "{write:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert!(store.ping().await.unwrap_err().is_unavailable());
+
+    db.set_postgres_down(false);
+    // Back without a restart of the broker; what was committed before is still there and
+    // the failed write did not happen.
+    store.ping().await.unwrap();
+    let s1 = store.get_session("s1").await.unwrap().unwrap();
+    assert_eq!(s1.ended_at, None);
+    assert!(store.end_session("s1", NOW + 2).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_creates_missing_directories_and_uses_wal() {
+    let db = TempDatabase::sqlite();
+    let url = db.url().replace("idbridge.db", "nested/deeper/idbridge.db");
+    let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    store.migrate().await.unwrap();
+    store
+        .insert_session(session("s1", "u1", NOW))
+        .await
+        .unwrap();
+    let path = url.strip_prefix("sqlite://").unwrap();
+    assert!(std::path::Path::new(path).is_file());
+    assert!(
+        std::path::Path::new(&format!("{path}-wal")).exists(),
+        "no WAL file next to {path}"
+    );
+    // A second store on the same file (another process, say) sees the data.
+    let other = Store::connect(&url, StoreOptions::default()).await.unwrap();
+    assert!(other.migrate().await.unwrap().is_empty());
+    assert!(other.get_session("s1").await.unwrap().is_some());
+}

@@ -1,0 +1,143 @@
+//! `idbridge doctor`: check a configuration without starting the broker, and print
+//! every problem at once (config keys, connectors' own checks, the database, and
+//! whether the master key opens the stored signing keys).
+
+use idbridge_core::{BuildContext, Problem};
+use idbridge_server::config;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub async fn check(path: &Path) -> Vec<Problem> {
+    let (settings, errors) = config::load_with_problems(Some(path), &[]);
+    let config_ok = errors.is_empty();
+    let mut problems: Vec<Problem> = errors
+        .into_iter()
+        .map(|e| Problem {
+            key: e.key,
+            message: e.message,
+            fatal: true,
+        })
+        .collect();
+    let Some(settings) = settings else {
+        return problems;
+    };
+    let registry = crate::registry();
+    for raw in &settings.connectors {
+        let mut raw = raw.clone();
+        if let Some(m) = raw.as_object_mut() {
+            m.remove("first_login");
+        }
+        let cs = match config::connector_settings(&raw) {
+            Ok(cs) => cs,
+            Err(e) => {
+                problems.push(Problem {
+                    key: e.key,
+                    message: e.message,
+                    fatal: true,
+                });
+                continue;
+            }
+        };
+        let ctx = BuildContext {
+            issuer: settings.issuer.clone(),
+            callback_url: format!("{}/callback/{}", settings.issuer, cs.id),
+            dev_mode: false,
+        };
+        if let Err(errors) = registry.build(&cs, &ctx) {
+            problems.extend(errors.into_iter().map(|e| Problem {
+                key: e.key,
+                message: e.message,
+                fatal: true,
+            }));
+        }
+        if let Some(factory) = registry.factory(&cs.kind) {
+            problems.extend(factory.doctor(&cs, &ctx));
+        }
+    }
+    if settings.connectors.is_empty() {
+        problems.push(Problem {
+            key: "connectors".into(),
+            message: "no connectors are configured: nobody can sign in".into(),
+            fatal: false,
+        });
+    }
+    if settings.clients.is_empty() {
+        problems.push(Problem {
+            key: "clients".into(),
+            message:
+                "no clients are configured in the file (runtime-registered clients still work)"
+                    .into(),
+            fatal: false,
+        });
+    }
+    if !config_ok {
+        // The database check needs a valid storage.url and master key.
+        return problems;
+    }
+    match crate::open_store(&settings).await {
+        Err(e) => problems.push(Problem {
+            key: "storage.url".into(),
+            message: e,
+            fatal: true,
+        }),
+        Ok(store) => match store.ping().await {
+            Err(e) => problems.push(Problem {
+                key: "storage.url".into(),
+                message: format!("the database does not answer: {e}"),
+                fatal: true,
+            }),
+            Ok(()) => {
+                if let (Ok(rows), Some(master)) = (
+                    store.list_keys().await,
+                    settings
+                        .signing
+                        .master_key
+                        .as_deref()
+                        .and_then(|k| idbridge_tokens::MasterKey::parse(k).ok()),
+                ) {
+                    if let Some(row) = rows.first() {
+                        if master.open(&row.private_key, row.kid.as_bytes()).is_err() {
+                            problems.push(Problem {
+                                key: "signing.master_key".into(),
+                                message: format!(
+                                    "cannot decrypt the stored signing key {}: this is not the master key the keys were created with",
+                                    row.kid
+                                ),
+                                fatal: true,
+                            });
+                        }
+                    }
+                }
+            }
+        },
+    }
+    problems
+}
+
+pub async fn run(path: &Path) -> ExitCode {
+    let problems = check(path).await;
+    if problems.is_empty() {
+        println!("{}: no problems found", path.display());
+        return ExitCode::SUCCESS;
+    }
+    let fatal = problems.iter().filter(|p| p.fatal).count();
+    println!(
+        "{}: {} problem(s), {} of them stop start-up",
+        path.display(),
+        problems.len(),
+        fatal
+    );
+    for p in &problems {
+        println!(
+            "  {} {}: {}",
+            if p.fatal { "error  " } else { "warning" },
+            p.key,
+            p.message
+        );
+    }
+    if fatal > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,183 @@
+//! The idbridge binary's pieces, as a library so tests can start a real broker:
+//! the connector table (the one place that names connector crates), dev-mode
+//! settings, and the commands.
+
+use idbridge_core::Registry;
+use idbridge_server::config::Settings;
+use std::path::{Path, PathBuf};
+
+/// Every connector type this build knows. Adding a provider is adding its crate
+/// and one line here.
+pub fn registry() -> Registry {
+    Registry::new().with(idbridge_connector_dev::DevFactory)
+}
+
+/// Dev mode: where its files live and what it generated there.
+pub struct DevHome {
+    pub dir: PathBuf,
+    pub master_key: String,
+    pub demo_secret: String,
+}
+
+fn read_or_create(
+    path: &Path,
+    make: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        _ => {
+            let value = make()?;
+            std::fs::write(path, &value)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(value)
+        }
+    }
+}
+
+impl DevHome {
+    /// Create (or reuse) the dev directory with its master key and demo secret.
+    pub fn open(dir: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let master_key = read_or_create(&dir.join("master.key"), || {
+            idbridge_tokens::MasterKey::generate()
+                .map(|k| k.encode())
+                .map_err(|e| e.to_string())
+        })?;
+        let demo_secret = read_or_create(&dir.join("demo-client.secret"), || {
+            idbridge_tokens::random_token(24).map_err(|e| e.to_string())
+        })?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            master_key,
+            demo_secret,
+        })
+    }
+
+    /// Settings for `serve --dev`: SQLite in the dev directory, the development
+    /// connector, and (via `Options`) the demo app.
+    pub fn settings(&self, port: u16) -> Result<Settings, String> {
+        let db = self.dir.join("idbridge.db");
+        let overrides = vec![
+            ("issuer", format!("http://127.0.0.1:{port}")),
+            ("server.bind", format!("127.0.0.1:{port}")),
+            ("storage.url", format!("sqlite://{}", db.display())),
+            ("signing.master_key", self.master_key.clone()),
+        ];
+        let mut settings = idbridge_server::config::load(None, &overrides).map_err(|errs| {
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        settings.connectors.push(serde_json::json!({
+            "id": "dev",
+            "type": "dev",
+            "name": "Development login (test users)",
+        }));
+        Ok(settings)
+    }
+}
+
+pub mod doctor;
+
+/// Open the configured store (no migrations).
+pub async fn open_store(settings: &Settings) -> Result<idbridge_store::Store, String> {
+    idbridge_store::Store::connect(
+        &settings.storage.url,
+        idbridge_store::StoreOptions {
+            max_connections: 2,
+            connect_timeout: std::time::Duration::from_secs(settings.storage.connect_timeout_secs),
+        },
+    )
+    .await
+    .map_err(|e| format!("storage.url: {e}"))
+}
+
+/// `idbridge keys list`: one line per key.
+pub async fn keys_list(settings: &Settings) -> Result<String, String> {
+    let store = open_store(settings).await?;
+    let rows = store.list_keys().await.map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut out = format!(
+        "{:<24} {:<6} {:>4}  {:<10} {:>12} {:>12}\n",
+        "kid", "alg", "gen", "status", "activates", "expires"
+    );
+    for r in rows {
+        let status = if r.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else if r.retires_at.is_some_and(|t| t <= now) {
+            "verifying"
+        } else if r.activates_at > now {
+            "published"
+        } else {
+            "signing"
+        };
+        out.push_str(&format!(
+            "{:<24} {:<6} {:>4}  {:<10} {:>12} {:>12}\n",
+            r.kid,
+            r.alg,
+            r.generation,
+            status,
+            r.activates_at,
+            r.expires_at
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into())
+        ));
+    }
+    Ok(out)
+}
+
+/// `idbridge keys rotate`: create the next key for `alg`, published now.
+pub async fn keys_rotate(settings: &Settings, alg: &str) -> Result<String, String> {
+    let alg: idbridge_tokens::Algorithm = alg
+        .parse()
+        .map_err(|_| format!("--alg {alg:?}: use RS256, ES256 or EdDSA"))?;
+    let store = open_store(settings).await?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let master = idbridge_tokens::MasterKey::parse(
+        settings.signing.master_key.as_deref().unwrap_or_default(),
+    )
+    .map_err(|e| format!("signing.master_key: {e}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let policy = idbridge_tokens::RotationPolicy {
+        rotate_every: settings.signing.rotate_every_days * 86400,
+        publish_ahead: settings.signing.publish_ahead_hours * 3600,
+        max_token_lifetime: settings
+            .tokens
+            .id_token_ttl_secs
+            .max(settings.tokens.access_token_ttl_secs)
+            + settings.tokens.leeway_secs,
+    };
+    let keys = idbridge_server::keys::Keys::new(vec![alg], policy).map_err(|e| e.to_string())?;
+    let rows = store.list_keys().await.map_err(|e| e.to_string())?;
+    let metas: Vec<idbridge_tokens::KeyMeta> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(idbridge_tokens::KeyMeta {
+                kid: r.kid.clone(),
+                alg: r.alg.parse().ok()?,
+                generation: r.generation,
+                created_at: r.created_at,
+                activates_at: r.activates_at,
+                retires_at: r.retires_at,
+                expires_at: r.expires_at,
+            })
+        })
+        .collect();
+    let action = idbridge_tokens::manual_rotation(&metas, alg, &policy, now);
+    let described = format!("{action:?}");
+    keys.apply(&store, &master, action, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{described}\nThe new key is in the JWKS now and starts signing after {} hour(s).",
+        settings.signing.publish_ahead_hours
+    ))
+}

@@ -1,0 +1,273 @@
+//! `idbridge`: the command line. `serve --config FILE`, `serve --dev`, `migrate`,
+//! `doctor`, `keys list|rotate|generate-master`.
+
+use clap::{Parser, Subcommand};
+use idbridge::{registry, DevHome};
+use idbridge_server::config::{self, Settings};
+use idbridge_server::{build_state, run, Clock, Options};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "idbridge",
+    version,
+    about = "An OpenID Connect identity broker with first-class WeChat login"
+)]
+struct Cli {
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve {
+        /// TOML config file (every key can be overridden by IDBRIDGE__SECTION__KEY).
+        #[arg(long, short, required_unless_present = "dev")]
+        config: Option<PathBuf>,
+        /// Development mode: no config; SQLite under --dir, the development
+        /// connector, and a demo app at /demo.
+        #[arg(long, conflicts_with = "config")]
+        dev: bool,
+        /// Port for --dev.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Directory for --dev state.
+        #[arg(long, default_value = ".idbridge-dev")]
+        dir: PathBuf,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config without starting; prints every problem at once.
+    Doctor {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys and their schedule.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Create the next key for an algorithm; it is published now and signs after
+    /// signing.publish_ahead_hours.
+    Rotate {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, default_value = "RS256")]
+        alg: String,
+    },
+    /// Print a new random master key for signing.master_key.
+    GenerateMaster,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IDBRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Settings, ExitCode> {
+    config::load(Some(path), &[]).map_err(|errors| {
+        eprintln!(
+            "idbridge: the configuration in {} has {} problem(s):",
+            path.display(),
+            errors.len()
+        );
+        for e in errors {
+            eprintln!("  - {e}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    actix_web::rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Serve {
+                config,
+                dev,
+                port,
+                dir,
+            } => serve(config, dev, port, dir).await,
+            Command::Migrate { config } => migrate(config).await,
+            Command::Doctor { config } => idbridge::doctor::run(&config).await,
+            Command::Keys { command } => keys(command).await,
+        }
+    })
+}
+
+async fn serve(config: Option<PathBuf>, dev: bool, port: u16, dir: PathBuf) -> ExitCode {
+    let clock = Arc::new(Clock::default());
+    let (settings, demo_secret) = if dev {
+        let home = match DevHome::open(&dir) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("idbridge: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match home.settings(port) {
+            Ok(s) => (s, Some(home.demo_secret)),
+            Err(e) => {
+                eprintln!("idbridge: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        let Some(path) = config else {
+            return ExitCode::from(2);
+        };
+        match load(&path) {
+            Ok(s) => (s, None),
+            Err(code) => return code,
+        }
+    };
+    let bind = settings.server.bind.clone();
+    let issuer = settings.issuer.clone();
+    let options = Options {
+        dev_mode: dev,
+        demo_secret: demo_secret.clone(),
+        clock,
+    };
+    let state = match build_state(settings, &registry(), &options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("idbridge: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(&bind) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("idbridge: cannot listen on {bind}: {e} (server.bind)");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(%issuer, %bind, dev, "idbridge is serving");
+    if dev {
+        println!();
+        println!("  idbridge (development mode) is running.");
+        println!("  Open the demo app:   {issuer}/demo");
+        println!("  Discovery:           {issuer}/.well-known/openid-configuration");
+        println!("  State is kept in:    {}", dir.display());
+        println!();
+    }
+    match run(state, demo_secret, listener) {
+        Ok(server) => match server.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("idbridge: server error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("idbridge: cannot start the HTTP server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(config: PathBuf) -> ExitCode {
+    let settings = match load(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match idbridge::open_store(&settings).await {
+        Ok(store) => match store.migrate().await {
+            Ok(applied) if applied.is_empty() => {
+                println!("database is up to date");
+                ExitCode::SUCCESS
+            }
+            Ok(applied) => {
+                for m in applied {
+                    println!("applied {m}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("idbridge: migration failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("idbridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn keys(command: KeysCommand) -> ExitCode {
+    match command {
+        KeysCommand::GenerateMaster => match idbridge_tokens::MasterKey::generate() {
+            Ok(key) => {
+                println!("{}", key.encode());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("idbridge: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        KeysCommand::List { config } => {
+            let settings = match load(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match idbridge::keys_list(&settings).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("idbridge: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        KeysCommand::Rotate { config, alg } => {
+            let settings = match load(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match idbridge::keys_rotate(&settings, &alg).await {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("idbridge: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

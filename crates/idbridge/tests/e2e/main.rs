@@ -1,0 +1,9 @@
+//! End-to-end tests: real brokers on 127.0.0.1, real SQLite files and real
+//! Postgres databases, driven over HTTP like apps and browsers drive them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod harness;
+mod instances;
+mod oidc_client;
+mod provider;

@@ -1,0 +1,13 @@
+DROP TABLE app_tokens;
+DROP TABLE audit_log;
+DROP TABLE signing_keys;
+DROP TABLE sso_sessions;
+DROP TABLE refresh_tokens;
+DROP TABLE refresh_token_families;
+DROP TABLE authorization_codes;
+DROP TABLE upstream_flows;
+DROP TABLE auth_requests;
+DROP TABLE clients;
+DROP TABLE link_keys;
+DROP TABLE identities;
+DROP TABLE users;
