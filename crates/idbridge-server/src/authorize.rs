@@ -899,7 +899,27 @@ pub async fn callback(
             }
         }
     }
+    let ip = req.peer_addr().map(|a| a.ip());
+    if !state.failures.allowed(ip, crate::limits::now_ms()) {
+        tracing::warn!(stage = "rate_limit", ip = ?ip, connector = %connector_id, "too many rejected callbacks from this address");
+        return error_page(
+            locale,
+            StatusCode::TOO_MANY_REQUESTS,
+            if locale == Locale::ZhCn {
+                "失败次数过多。"
+            } else {
+                "Too many failed sign-in attempts from your network."
+            },
+            if locale == Locale::ZhCn {
+                "请一分钟后再试。"
+            } else {
+                "Wait a minute, then start again from the application."
+            },
+        );
+    }
+    // Every rejection below counts against the address (state guessing).
     let expired = || {
+        state.failures.failed(ip, crate::limits::now_ms());
         error_page(
             locale,
             StatusCode::BAD_REQUEST,
@@ -939,6 +959,7 @@ pub async fn callback(
     });
     if !browser_ok {
         tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "browser_mismatch", "callback came from a browser that did not start this sign-in; rejected");
+        state.failures.failed(ip, crate::limits::now_ms());
         return error_page(
             locale,
             StatusCode::BAD_REQUEST,

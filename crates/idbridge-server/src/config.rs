@@ -32,6 +32,9 @@ pub struct ServerSettings {
     pub bind: String,
     /// actix worker threads; 0 = one per core.
     pub workers: usize,
+    /// Failed attempts (bad client credentials, codes, refresh tokens, callback
+    /// states) one IP address may make per minute before it gets 429; 0 = off.
+    pub failures_per_minute: u32,
 }
 
 impl Default for ServerSettings {
@@ -39,6 +42,7 @@ impl Default for ServerSettings {
         Self {
             bind: "127.0.0.1:8080".into(),
             workers: 0,
+            failures_per_minute: 30,
         }
     }
 }

@@ -113,6 +113,9 @@ impl ResponseError for OAuthError {
         let mut resp = HttpResponse::build(self.status);
         resp.insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"));
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            resp.insert_header((header::RETRY_AFTER, "60"));
+        }
         if self.bearer {
             resp.insert_header((
                 header::WWW_AUTHENTICATE,

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod error;
 pub mod issue;
 pub mod keys;
+pub mod limits;
 pub mod logout;
 pub mod pages;
 pub mod params;
@@ -121,6 +122,7 @@ pub async fn build_state(
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
+    let failures = limits::FailureLimiter::new(settings.server.failures_per_minute);
     Ok(web::Data::new(AppState {
         issuer: settings.issuer.clone(),
         secure_cookies: settings.issuer.starts_with("https://"),
@@ -134,6 +136,7 @@ pub async fn build_state(
         master_key,
         clock: options.clock.clone(),
         http,
+        failures,
     }))
 }
 

@@ -103,8 +103,16 @@ pub async fn revoke(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = form(&body)?;
-    let client = state.clients.authenticate(&req, &form).await?;
+    crate::token::limited(&state, &req, revoke_inner(&state, &req, &body)).await
+}
+
+async fn revoke_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<HttpResponse, OAuthError> {
+    let form = form(body)?;
+    let client = state.clients.authenticate(req, &form).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -148,7 +156,7 @@ pub async fn revoke(
                     .map_err(OAuthError::store)?
                 {
                     crate::authorize::audit(
-                        &state,
+                        state,
                         "token_revoked",
                         Some(&f.user_id),
                         Some(&client.id),
@@ -173,8 +181,16 @@ pub async fn introspect(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = form(&body)?;
-    let client = state.clients.authenticate(&req, &form).await?;
+    crate::token::limited(&state, &req, introspect_inner(&state, &req, &body)).await
+}
+
+async fn introspect_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<HttpResponse, OAuthError> {
+    let form = form(body)?;
+    let client = state.clients.authenticate(req, &form).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -221,7 +237,7 @@ pub async fn introspect(
             _ => inactive(),
         });
     }
-    match check_access_token(&state, token).await? {
+    match check_access_token(state, token).await? {
         Some(live) if live.claims.client_id == client.id => {
             let c = &live.claims;
             Ok(HttpResponse::Ok()

@@ -39,6 +39,7 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// For the demo app and other outbound calls.
     pub http: reqwest::Client,
+    pub failures: crate::limits::FailureLimiter,
 }
 
 impl AppState {

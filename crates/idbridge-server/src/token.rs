@@ -16,17 +16,51 @@ pub fn form(body: &[u8]) -> Result<BTreeMap<String, String>, OAuthError> {
     })
 }
 
+/// Run a back-channel handler under the per-IP failure limit: refused with 429
+/// once an address has failed too often; bad credentials, codes and tokens count.
+pub async fn limited<F>(
+    state: &AppState,
+    req: &HttpRequest,
+    work: F,
+) -> Result<HttpResponse, OAuthError>
+where
+    F: std::future::Future<Output = Result<HttpResponse, OAuthError>>,
+{
+    let ip = req.peer_addr().map(|a| a.ip());
+    if !state.failures.allowed(ip, crate::limits::now_ms()) {
+        tracing::warn!(stage = "rate_limit", ip = ?ip, path = req.path(), "too many failed requests from this address");
+        return Err(OAuthError::slow_down(
+            "too many failed requests from this address; wait a minute",
+        ));
+    }
+    let result = work.await;
+    if let Err(e) = &result {
+        if matches!(e.error, "invalid_client" | "invalid_grant") {
+            state.failures.failed(ip, crate::limits::now_ms());
+        }
+    }
+    result
+}
+
 /// POST /token
 pub async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = form(&body)?;
-    let client = state.clients.authenticate(&req, &form).await?;
+    limited(&state, &req, token_inner(&state, &req, &body)).await
+}
+
+async fn token_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<HttpResponse, OAuthError> {
+    let form = form(body)?;
+    let client = state.clients.authenticate(req, &form).await?;
     let issued = match form.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => authorization_code(&state, &client, &form).await?,
-        Some("refresh_token") => refresh_token(&state, &client, &form).await?,
+        Some("authorization_code") => authorization_code(state, &client, &form).await?,
+        Some("refresh_token") => refresh_token(state, &client, &form).await?,
         Some(other) => {
             return Err(OAuthError::unsupported_grant_type(format!(
                 "grant_type {other:?} is not supported"

@@ -58,12 +58,15 @@ impl DevHome {
     /// connector, and (via `Options`) the demo app.
     pub fn settings(&self, port: u16) -> Result<Settings, String> {
         let db = self.dir.join("idbridge.db");
-        let overrides = vec![
+        let mut overrides = vec![
             ("issuer", format!("http://127.0.0.1:{port}")),
             ("server.bind", format!("127.0.0.1:{port}")),
-            ("storage.url", format!("sqlite://{}", db.display())),
             ("signing.master_key", self.master_key.clone()),
         ];
+        // Dev mode may run on Postgres too: IDBRIDGE__STORAGE__URL wins.
+        if std::env::var_os("IDBRIDGE__STORAGE__URL").is_none() {
+            overrides.push(("storage.url", format!("sqlite://{}", db.display())));
+        }
         let mut settings = idbridge_server::config::load(None, &overrides).map_err(|errs| {
             errs.iter()
                 .map(|e| e.to_string())

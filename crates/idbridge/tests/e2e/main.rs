@@ -7,3 +7,4 @@ mod harness;
 mod instances;
 mod oidc_client;
 mod provider;
+mod reliability;
