@@ -149,7 +149,10 @@ fn build_pool(target: &Target, max_size: u32, timeout: Duration, read_only: bool
         // only makes checkouts time out (-> StoreError::Unavailable) until it is back.
         .min_idle(Some(0))
         .connection_timeout(timeout)
-        .test_on_check_out(true)
+        // A Postgres connection can die with the server; check it before use so a
+        // restart costs no failed request. A SQLite file connection cannot, and
+        // the check would be a query on every store call.
+        .test_on_check_out(matches!(target, Target::Postgres(_)))
         .connection_customizer(Box::new(SqlitePragmas { read_only }))
         .build_unchecked(Manager {
             target: target.clone(),

@@ -185,8 +185,19 @@ impl Store {
         let new_token_hash = new_token_hash.to_owned();
         self.write(move |conn| {
             conn.transaction(|c| {
-                // Mark the token used if it is fresh and its family is live.
+                // Mark the token used if it is fresh and its family is live. (The
+                // family is looked up first so the liveness check is a key lookup,
+                // not a scan of every live family.)
+                let Some(family_id) = refresh_tokens::table
+                    .find(&token_hash)
+                    .select(refresh_tokens::family_id)
+                    .first::<String>(c)
+                    .optional()?
+                else {
+                    return Ok(Rotation::Unknown);
+                };
                 let live_families = refresh_token_families::table
+                    .filter(refresh_token_families::id.eq(&family_id))
                     .filter(refresh_token_families::revoked_at.is_null())
                     .filter(refresh_token_families::absolute_expires_at.gt(now))
                     .filter(refresh_token_families::last_used_at.ge(now - idle_secs))
