@@ -707,7 +707,7 @@ async fn begin(
         })
         .await
     {
-        tracing::error!(stage = "begin", connector = connector_id, error = %e, "cannot store the upstream flow");
+        tracing::error!(stage = "begin", connector = %connector_id, error = %e, "cannot store the upstream flow");
         return error_redirect(
             state,
             ar,
@@ -745,7 +745,7 @@ async fn connector_failure(
 ) -> HttpResponse {
     tracing::warn!(
         event = "login_failed",
-        connector = connector_id,
+        connector = %connector_id,
         client_id = %ar.client_id,
         stage = e.stage.as_str(),
         kind = e.kind.as_str(),

@@ -24,6 +24,7 @@ input, select { width:100%; padding:.6rem; font-size:1rem; border:1px solid #8c9
 code, pre { font: 13px/1.4 ui-monospace, monospace; }
 pre { white-space: pre-wrap; word-break: break-all; background: var(--bg); padding: .75rem; border-radius: 6px; }
 main.wide { max-width: 60rem; }
+iframe { border: 0; display: block; margin: 0 auto; }
 "#;
 
 pub fn escape(s: &str) -> String {

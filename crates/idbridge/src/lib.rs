@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 /// Every connector type this build knows. Adding a provider is adding its crate
 /// and one line here.
 pub fn registry() -> Registry {
-    Registry::new().with(idbridge_connector_dev::DevFactory)
+    Registry::new()
+        .with(idbridge_connector_dev::DevFactory)
+        .with(idbridge_connector_wechat_web::WeChatWebFactory)
 }
 
 /// Dev mode: where its files live and what it generated there.
@@ -55,17 +57,21 @@ impl DevHome {
     }
 
     /// Settings for `serve --dev`: SQLite in the dev directory, the development
-    /// connector, and (via `Options`) the demo app.
-    pub fn settings(&self, port: u16) -> Result<Settings, String> {
+    /// connector, WeChat website login against the simulator at `wechat_sim`
+    /// (when given), and (via `Options`) the demo app.
+    pub fn settings(&self, port: u16, wechat_sim: Option<&str>) -> Result<Settings, String> {
         let db = self.dir.join("idbridge.db");
         let mut overrides = vec![
-            ("issuer", format!("http://127.0.0.1:{port}")),
             ("server.bind", format!("127.0.0.1:{port}")),
             ("signing.master_key", self.master_key.clone()),
         ];
-        // Dev mode may run on Postgres too: IDBRIDGE__STORAGE__URL wins.
+        // Dev mode may run on Postgres, several instances behind one issuer:
+        // IDBRIDGE__STORAGE__URL and IDBRIDGE__ISSUER win over the defaults.
         if std::env::var_os("IDBRIDGE__STORAGE__URL").is_none() {
             overrides.push(("storage.url", format!("sqlite://{}", db.display())));
+        }
+        if std::env::var_os("IDBRIDGE__ISSUER").is_none() {
+            overrides.push(("issuer", format!("http://127.0.0.1:{port}")));
         }
         let mut settings = idbridge_server::config::load(None, &overrides).map_err(|errs| {
             errs.iter()
@@ -73,6 +79,32 @@ impl DevHome {
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
+        if let Some(sim) = wechat_sim {
+            use wechat_sim::dev;
+            settings.connectors.push(serde_json::json!({
+                "id": "wechat",
+                "type": "wechat-web",
+                "name": "微信登录 WeChat (simulator)",
+                "appid": dev::WEB_APPID,
+                "appsecret": dev::WEB_SECRET,
+                "open_platform_id": dev::OPEN_PLATFORM_ID,
+                "callback_domain": "127.0.0.1",
+                "api_base_url": sim,
+                "open_base_url": sim,
+            }));
+            settings.connectors.push(serde_json::json!({
+                "id": "wechat-qr",
+                "type": "wechat-web",
+                "name": "微信扫码 WeChat QR on this page (simulator)",
+                "mode": "embedded",
+                "appid": dev::WEB_APPID,
+                "appsecret": dev::WEB_SECRET,
+                "open_platform_id": dev::OPEN_PLATFORM_ID,
+                "callback_domain": "127.0.0.1",
+                "api_base_url": sim,
+                "open_base_url": sim,
+            }));
+        }
         settings.connectors.push(serde_json::json!({
             "id": "dev",
             "type": "dev",

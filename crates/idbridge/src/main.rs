@@ -127,6 +127,7 @@ fn main() -> ExitCode {
 
 async fn serve(config: Option<PathBuf>, dev: bool, port: u16, dir: PathBuf) -> ExitCode {
     let clock = Arc::new(Clock::default());
+    let mut simulator = None;
     let (settings, demo_secret) = if dev {
         let home = match DevHome::open(&dir) {
             Ok(h) => h,
@@ -135,7 +136,28 @@ async fn serve(config: Option<PathBuf>, dev: bool, port: u16, dir: PathBuf) -> E
                 return ExitCode::FAILURE;
             }
         };
-        match home.settings(port) {
+        // The WeChat simulator listens on the next port.
+        let sim_port = port.wrapping_add(1);
+        let sim = match std::net::TcpListener::bind(("127.0.0.1", sim_port)) {
+            Ok(listener) => {
+                wechat_sim::Simulator::start_on(
+                    wechat_sim::SimConfig::dev_default("127.0.0.1"),
+                    listener,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        let sim = match sim {
+            Ok(sim) => sim,
+            Err(e) => {
+                eprintln!("idbridge: cannot start the WeChat simulator on 127.0.0.1:{sim_port}: {e} (choose another --port)");
+                return ExitCode::from(2);
+            }
+        };
+        let sim_base = sim.base_url();
+        simulator = Some(sim);
+        match home.settings(port, Some(&sim_base)) {
             Ok(s) => (s, Some(home.demo_secret)),
             Err(e) => {
                 eprintln!("idbridge: {e}");
@@ -178,6 +200,12 @@ async fn serve(config: Option<PathBuf>, dev: bool, port: u16, dir: PathBuf) -> E
         println!("  idbridge (development mode) is running.");
         println!("  Open the demo app:   {issuer}/demo");
         println!("  Discovery:           {issuer}/.well-known/openid-configuration");
+        if let Some(sim) = &simulator {
+            println!(
+                "  WeChat simulator:    {}/__sim/  (faults, counters, test users)",
+                sim.base_url()
+            );
+        }
         println!("  State is kept in:    {}", dir.display());
         println!();
     }

@@ -256,3 +256,201 @@ fn start_up_refuses_a_wrong_key_and_names_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("issuer"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+async fn wait_for(base: &str) {
+    for _ in 0..300 {
+        if http().get(format!("{base}/healthz")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{base} did not start");
+}
+
+fn dev_process(dir: &std::path::Path, port: u16, db_url: &str, issuer: &str) -> Killed {
+    Killed(
+        bin()
+            .args(["serve", "--dev", "--port", &port.to_string(), "--dir"])
+            .arg(dir)
+            .env("IDBRIDGE__STORAGE__URL", db_url)
+            .env("IDBRIDGE__ISSUER", issuer)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Two broker processes on one Postgres database: a flow begun on one finishes on
+/// the other, both serve the same keys, and a restart changes no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_postgres_database() {
+    let db = TestDb::new(Db::Postgres);
+    let dir = temp_dir("two");
+    let (pa, pb) = (free_port(), free_port());
+    let issuer = format!("http://127.0.0.1:{pa}");
+    let (a_base, b_base) = (issuer.clone(), format!("http://127.0.0.1:{pb}"));
+    let a = dev_process(&dir, pa, &db.url(), &issuer);
+    let b = dev_process(&dir, pb, &db.url(), &issuer);
+    wait_for(&a_base).await;
+    wait_for(&b_base).await;
+    let jwks = |base: String| async move {
+        http()
+            .get(format!("{base}/jwks"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let keys_a = jwks(a_base.clone()).await;
+    assert_eq!(
+        keys_a,
+        jwks(b_base.clone()).await,
+        "both processes publish the same keys"
+    );
+
+    // The demo app's login begins on A; the person comes back through B.
+    let secret = std::fs::read_to_string(dir.join("demo-client.secret")).unwrap();
+    let start = http()
+        .get(format!("{a_base}/demo/login?connector=dev"))
+        .send()
+        .await
+        .unwrap();
+    let demo_cookie = start
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let verifier = demo_cookie.splitn(3, '.').nth(2).unwrap().to_owned();
+    let page = http().get(location(&start)).send().await.unwrap();
+    let browser_cookie = page
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let state = state_from_page(&page.text().await.unwrap());
+    let back = http()
+        .get(format!("{b_base}/callback/dev"))
+        .header("cookie", browser_cookie)
+        .query(&[("state", state.as_str()), ("user", "alice")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 302);
+    let code = query_param(&location(&back), "code").expect("a code from B for a flow begun on A");
+    let tokens: serde_json::Value = http()
+        .post(format!("{b_base}/token"))
+        .basic_auth("demo", Some(secret.trim()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", format!("{issuer}/demo/callback").as_str()),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+    let refreshed = http()
+        .post(format!("{a_base}/token"))
+        .basic_auth("demo", Some(secret.trim()))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200, "A refreshes what B issued");
+
+    // Restart A: same keys.
+    drop(a);
+    let _a = dev_process(&dir, pa, &db.url(), &issuer);
+    wait_for(&a_base).await;
+    assert_eq!(
+        jwks(a_base.clone()).await,
+        keys_a,
+        "a restart changes no key"
+    );
+    drop(b);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn doctor_catches_the_wechat_setups_that_break_most_often() {
+    let dir = temp_dir("doctor-wechat");
+    let config = example_config(&dir);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        r#"
+[[connectors]]
+id = "wechat"
+type = "wechat-web"
+appid = "wx5d1e7c0a9b3f2401"
+appsecret = "8b1f3c5e7a9d0b2c4e6f8a1b3c5d7e9f"
+open_platform_id = "gh_dev_platform"
+callback_domain = "www.id.example.com"
+
+[[connectors]]
+id = "wechat-typo"
+type = "wechat-web"
+appid = "wx123"
+appsecret = "short"
+mode = "popup"
+"#,
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = bin()
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "connectors[wechat].callback_domain",
+        "redirect_uri 参数错误",
+        "\"id.example.com\"",
+        "connectors[wechat-typo].appid",
+        "connectors[wechat-typo].appsecret",
+        "connectors[wechat-typo].mode",
+    ] {
+        assert!(report.contains(needle), "doctor names {needle}:\n{report}");
+    }
+    // Fixed: the matching domain passes.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let head = text
+        .split("[[connectors]]\nid = \"wechat-typo\"")
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &config,
+        head.replace("www.id.example.com", "id.example.com"),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(!report.contains("callback_domain"), "{report}");
+    let _ = std::fs::remove_dir_all(dir);
+}

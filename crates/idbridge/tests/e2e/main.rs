@@ -8,3 +8,4 @@ mod instances;
 mod oidc_client;
 mod provider;
 mod reliability;
+mod wechat_web;

@@ -1,0 +1,333 @@
+//! The `wechat-web` connector: WeChat website login (Open Platform 网站应用). The
+//! person scans a QR code (or confirms in desktop WeChat) on WeChat's qrconnect page,
+//! or on an embedded QR inside the broker's own page; WeChat sends them back to
+//! `{issuer}/callback/{id}` with a code, which is exchanged for the openid (subject),
+//! the unionid (link key, scoped by the Open Platform account) and the profile.
+
+mod config;
+
+pub use config::WebSettings;
+
+use async_trait::async_trait;
+use idbridge_core::{
+    Begin, BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector, ConnectorError,
+    ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity, LinkKey, Locale,
+    Problem, Profile, RequestContext, Stage, Started, UpstreamTokens,
+};
+use std::sync::Arc;
+use wechat_api::{encode_component, qrconnect_url, SnsToken, WeChatClient};
+
+/// WeChat refresh tokens last 30 days and cannot be renewed.
+const REFRESH_TOKEN_LIFETIME: i64 = 30 * 86400;
+
+pub struct WeChatWebFactory;
+
+impl ConnectorFactory for WeChatWebFactory {
+    fn kind(&self) -> &'static str {
+        "wechat-web"
+    }
+
+    fn build(
+        &self,
+        settings: &ConnectorSettings,
+        _ctx: &BuildContext,
+    ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
+        let cfg = WebSettings::parse(settings)?;
+        let client = cfg.client().map_err(|e| {
+            vec![ConfigError::new(
+                format!("connectors[{}].api_base_url", settings.id),
+                e.to_string(),
+            )]
+        })?;
+        Ok(Arc::new(WeChatWeb {
+            id: settings.id.clone(),
+            name: settings
+                .name
+                .clone()
+                .unwrap_or_else(|| "微信 WeChat".to_owned()),
+            cfg,
+            client,
+        }))
+    }
+
+    fn doctor(&self, settings: &ConnectorSettings, ctx: &BuildContext) -> Vec<Problem> {
+        match WebSettings::parse(settings) {
+            Ok(cfg) => cfg.doctor(&settings.id, ctx),
+            // build() already reports these.
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+pub struct WeChatWeb {
+    id: ConnectorId,
+    name: String,
+    cfg: WebSettings,
+    client: WeChatClient,
+}
+
+impl WeChatWeb {
+    fn lang(&self, ctx: &RequestContext) -> &'static str {
+        match self.cfg.lang.as_str() {
+            "cn" => "cn",
+            "en" => "en",
+            _ => match ctx.locale {
+                Locale::ZhCn => "cn",
+                Locale::En => "en",
+            },
+        }
+    }
+
+    /// The embedded QR: WeChat's own qrconnect page in an iframe, exactly what
+    /// wxLogin.js would create, so the broker's page needs no script at all.
+    fn embedded_page(&self, ctx: &RequestContext, request: &BeginRequest) -> Begin {
+        let lang = self.lang(ctx);
+        let mut src = format!(
+            "{}/connect/qrconnect?appid={}&scope=snsapi_login&redirect_uri={}&state={}&login_type=jssdk&self_redirect=false&style={}&lang={}",
+            self.cfg.open_base_url.trim_end_matches('/'),
+            encode_component(&self.cfg.appid),
+            encode_component(&request.callback_url),
+            encode_component(&request.state),
+            encode_component(&self.cfg.qr_style),
+            lang,
+        );
+        if let Some(href) = &self.cfg.qr_css_url {
+            src.push_str("&href=");
+            src.push_str(&encode_component(href));
+        }
+        if self.cfg.fast_login {
+            src.push_str("&fast_login=1");
+        }
+        let (title, hint, other) = if lang == "cn" {
+            (
+                "微信扫码登录",
+                "请使用微信扫描二维码登录",
+                "无法扫码？在新页面打开",
+            )
+        } else {
+            (
+                "Sign in with WeChat",
+                "Scan the QR code with WeChat to sign in",
+                "Cannot scan? Open the WeChat page",
+            )
+        };
+        let full = qrconnect_url(
+            &self.cfg.open_base_url,
+            &self.cfg.appid,
+            &request.callback_url,
+            &request.state,
+            Some(lang),
+        );
+        let body_html = format!(
+            "<p>{hint}</p>\
+             <iframe title=\"{title}\" src=\"{src}\" width=\"300\" height=\"400\" \
+             sandbox=\"allow-scripts allow-top-navigation allow-same-origin allow-forms\"></iframe>\
+             <p><a href=\"{full}\">{other}</a></p>",
+            src = html_attr(&src),
+            full = html_attr(&full),
+        );
+        Begin::Page {
+            title: title.to_owned(),
+            body_html,
+            script_sources: Vec::new(),
+            frame_sources: vec![origin(&self.cfg.open_base_url)],
+        }
+    }
+
+    fn identity(
+        &self,
+        token: &SnsToken,
+        profile: Option<wechat_api::UserInfo>,
+        now: i64,
+    ) -> ExternalIdentity {
+        let unionid = token
+            .unionid
+            .clone()
+            .or_else(|| profile.as_ref().and_then(|p| p.unionid.clone()))
+            .filter(|u| !u.is_empty());
+        let link_key = match (&self.cfg.open_platform_id, &unionid) {
+            (Some(scope), Some(key)) => Some(LinkKey {
+                scope: scope.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        let (name, picture) = match &profile {
+            Some(p) => (
+                Some(p.nickname.clone()).filter(|n| !n.is_empty()),
+                Some(p.headimgurl.clone()).filter(|h| !h.is_empty()),
+            ),
+            None => (None, None),
+        };
+        ExternalIdentity {
+            connector_id: self.id.clone(),
+            subject: token.openid.clone(),
+            link_key,
+            profile: Profile {
+                name,
+                picture,
+                locale: None,
+            },
+            upstream_tokens: Some(UpstreamTokens {
+                access_token: Some(token.access_token.clone()),
+                refresh_token: Some(token.refresh_token.clone()),
+                access_expires_at: Some(now + token.expires_in),
+                refresh_expires_at: Some(now + REFRESH_TOKEN_LIFETIME),
+                scope: Some(token.scope.clone()),
+            }),
+            raw_claims: serde_json::json!({
+                "openid": token.openid,
+                "unionid": unionid,
+                "scope": token.scope,
+                "appid": self.cfg.appid,
+            }),
+        }
+    }
+
+    async fn profile(
+        &self,
+        token: &SnsToken,
+        ctx: &RequestContext,
+    ) -> Result<wechat_api::UserInfo, ConnectorError> {
+        let lang = if ctx.locale == Locale::ZhCn {
+            "zh_CN"
+        } else {
+            "en"
+        };
+        let info = self
+            .client
+            .userinfo(&token.access_token, &token.openid, lang)
+            .await
+            .map_err(ConnectorError::from)?;
+        if info.openid != token.openid {
+            return Err(ConnectorError::new(Stage::Userinfo, ErrorKind::BadResponse)
+                .upstream("openid_mismatch", "sns/userinfo answered for another openid")
+                .fix("WeChat returned a profile for a different user; report it with the rid from the log"));
+        }
+        Ok(info)
+    }
+}
+
+fn origin(base: &str) -> String {
+    match url::Url::parse(base) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => base.to_owned(),
+    }
+}
+
+fn html_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[async_trait]
+impl Connector for WeChatWeb {
+    fn id(&self) -> &ConnectorId {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "wechat-web"
+    }
+
+    fn display_name(&self) -> &str {
+        &self.name
+    }
+
+    async fn begin(
+        &self,
+        ctx: &RequestContext,
+        request: &BeginRequest,
+    ) -> Result<Started, ConnectorError> {
+        if !wechat_api::is_valid_state(&request.state) {
+            return Err(ConnectorError::new(Stage::Begin, ErrorKind::Misconfigured)
+                .fix("the broker's state must be 1-128 characters of a-zA-Z0-9 for WeChat"));
+        }
+        let begin = if self.cfg.mode == "embedded" {
+            self.embedded_page(ctx, request)
+        } else {
+            Begin::Redirect(qrconnect_url(
+                &self.cfg.open_base_url,
+                &self.cfg.appid,
+                &request.callback_url,
+                &request.state,
+                Some(self.lang(ctx)),
+            ))
+        };
+        Ok(Started {
+            begin,
+            flow_data: serde_json::Value::Null,
+        })
+    }
+
+    async fn complete(
+        &self,
+        ctx: &RequestContext,
+        callback: &CallbackRequest,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        let Some(code) = callback.param("code") else {
+            // WeChat sends the person back with only the state when they refuse.
+            return Err(
+                ConnectorError::new(Stage::Callback, ErrorKind::UserCancelled).upstream(
+                    "no_code",
+                    "WeChat returned without a code: the person refused or closed the page",
+                ),
+            );
+        };
+        let token = self
+            .client
+            .exchange_code_with_retry(&self.cfg.appid, &self.cfg.appsecret, code)
+            .await
+            .map_err(ConnectorError::from)?;
+        if token.is_snapshotuser {
+            return Err(ConnectorError::new(Stage::TokenExchange, ErrorKind::NotAllowed)
+                .upstream("is_snapshotuser", "a snapshot-mode (virtual) WeChat user")
+                .fix("the person opened a snapshot page; they must open the full page to sign in"));
+        }
+        let profile = self.profile(&token, ctx).await?;
+        Ok(self.identity(&token, Some(profile), ctx.now))
+    }
+
+    async fn refresh(
+        &self,
+        ctx: &RequestContext,
+        subject: &str,
+        tokens: &UpstreamTokens,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        let Some(refresh_token) = tokens.refresh_token.as_deref() else {
+            return Err(ConnectorError::new(Stage::Refresh, ErrorKind::InvalidCode)
+                .fix("no WeChat refresh token is stored for this person; they must scan again"));
+        };
+        if tokens.refresh_expires_at.is_some_and(|t| t <= ctx.now) {
+            return Err(ConnectorError::new(Stage::Refresh, ErrorKind::InvalidCode)
+                .upstream(42002, "refresh_token expired (30 days)")
+                .fix("the person must scan again"));
+        }
+        let token = self
+            .client
+            .refresh(&self.cfg.appid, refresh_token)
+            .await
+            .map_err(ConnectorError::from)?;
+        if token.openid != subject {
+            return Err(
+                ConnectorError::new(Stage::Refresh, ErrorKind::BadResponse).upstream(
+                    "openid_mismatch",
+                    "the refreshed token belongs to another openid",
+                ),
+            );
+        }
+        self.client
+            .check_token(&token.access_token, &token.openid)
+            .await
+            .map_err(ConnectorError::from)?;
+        let profile = self.profile(&token, ctx).await?;
+        let mut identity = self.identity(&token, Some(profile), ctx.now);
+        // The refresh token itself is not renewed: keep its original expiry.
+        if let Some(t) = identity.upstream_tokens.as_mut() {
+            t.refresh_expires_at = tokens.refresh_expires_at.or(t.refresh_expires_at);
+        }
+        Ok(identity)
+    }
+}
