@@ -21,8 +21,8 @@ mkdir -p "$OUT"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q -p idbridge --bin idbridge --example bench_seed
-BIN=target/release/idbridge
-SEED=target/release/examples/bench_seed
+BIN="${CARGO_TARGET_DIR:-target}"/release/idbridge
+SEED="${CARGO_TARGET_DIR:-target}"/release/examples/bench_seed
 SECRET="bench-secret-0123456789abcdef"
 BASIC=$(printf 'bench:%s' "$SECRET" | base64 -w0)
 
