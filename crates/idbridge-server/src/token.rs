@@ -6,7 +6,7 @@ use crate::issue::{self, Grant, Issued, TokenRequest};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use idbridge_store::{Redeem, Rotation};
+use idbridge_store::{Redeem, RefreshOutcome};
 use idbridge_tokens::{hash_token, pkce_s256_matches, pkce_verifier_is_valid};
 use std::collections::BTreeMap;
 
@@ -236,46 +236,22 @@ async fn refresh_token(
     let hash = hash_token(token);
     let now = state.now();
     let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
-    let row = state
-        .store
-        .find_refresh_token(&hash)
-        .await
-        .map_err(OAuthError::store)?
-        .ok_or_else(invalid)?;
-    let family = state
-        .store
-        .get_family(&row.family_id)
-        .await
-        .map_err(OAuthError::store)?
-        .ok_or_else(invalid)?;
-    if family.client_id != client.id {
-        tracing::warn!(stage = "token", client_id = %client.id, "refresh token presented by a client it was not issued to");
-        return Err(invalid());
-    }
-    let scope = match form.get("scope") {
-        None => family.scope.clone(),
-        Some(asked) => {
-            let granted: Vec<&str> = family.scope.split(' ').collect();
-            let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
-            if let Some(extra) = asked.iter().find(|s| !granted.contains(s)) {
-                return Err(OAuthError::invalid_scope(format!(
-                    "scope {extra:?} was not granted; a refresh can only narrow the scope"
-                )));
-            }
-            granted
-                .into_iter()
-                .filter(|s| asked.contains(s))
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
-    };
+    let asked: Option<Vec<String>> = form.get("scope").map(|s| {
+        s.split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
     let (new_token, new_hash) = issue::new_refresh_token()?;
     let t = &state.settings.tokens;
-    let family = match state
+    // One transaction: client binding, scope, user, rotation.
+    let grant = match state
         .store
-        .rotate_refresh_token(
+        .refresh_grant(
             &hash,
             &new_hash,
+            &client.id,
+            asked.clone(),
             t.refresh_grace_secs,
             t.refresh_idle_ttl_secs,
             now,
@@ -283,8 +259,8 @@ async fn refresh_token(
         .await
         .map_err(OAuthError::store)?
     {
-        Rotation::Rotated(f) => f,
-        Rotation::Replayed(f) => {
+        RefreshOutcome::Rotated(g) => g,
+        RefreshOutcome::Replayed(f) => {
             tracing::warn!(stage = "token", client_id = %client.id, user_id = %f.user_id, family = %f.id, "rotated refresh token replayed; the whole family is revoked");
             crate::authorize::audit(
                 state,
@@ -297,21 +273,39 @@ async fn refresh_token(
             .await;
             return Err(invalid());
         }
-        Rotation::Revoked(_) | Rotation::Expired(_) | Rotation::Unknown => return Err(invalid()),
+        RefreshOutcome::WrongClient => {
+            tracing::warn!(stage = "token", client_id = %client.id, "refresh token presented by a client it was not issued to");
+            return Err(invalid());
+        }
+        RefreshOutcome::ScopeWidened(extra) => {
+            return Err(OAuthError::invalid_scope(format!(
+                "scope {extra:?} was not granted; a refresh can only narrow the scope"
+            )))
+        }
+        RefreshOutcome::UserDisabled => {
+            return Err(OAuthError::invalid_grant("the account is disabled"))
+        }
+        RefreshOutcome::Revoked(_) | RefreshOutcome::Expired(_) | RefreshOutcome::Unknown => {
+            return Err(invalid())
+        }
     };
-    let user = state
-        .store
-        .get_user(&family.user_id)
-        .await
-        .map_err(OAuthError::store)?
-        .filter(|u| u.disabled_at.is_none())
-        .ok_or_else(|| OAuthError::invalid_grant("the account is disabled"))?;
+    let family = grant.family;
+    let user = grant.user;
+    let linked = grant.linked_connectors;
+    let scope = match &asked {
+        None => family.scope.clone(),
+        Some(asked) => family
+            .scope
+            .split(' ')
+            .filter(|s| asked.iter().any(|a| a == s))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
     let auth_time = family
         .payload
         .get("auth_time")
         .and_then(|v| v.as_i64())
         .unwrap_or(family.created_at);
-    let linked = issue::linked_connectors(state, &user.id).await?;
     issue::sign_tokens(
         state,
         TokenRequest {

@@ -37,4 +37,4 @@ pub use models::{
 };
 pub use pool::Backend;
 pub use store::{Store, StoreOptions};
-pub use tokens::REPLAY_REVOKE_REASON;
+pub use tokens::{RefreshGrant, RefreshOutcome, REPLAY_REVOKE_REASON};

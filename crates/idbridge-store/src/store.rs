@@ -1,7 +1,10 @@
 //! The `Store` handle: connecting, migrations, health, and running blocking diesel work on
 //! tokio's blocking pool against the right r2d2 pool.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use diesel::r2d2::R2D2Connection;
 use diesel::RunQueryDsl;
@@ -41,6 +44,12 @@ impl Default for StoreOptions {
 pub struct Store {
     backend: Backend,
     pools: Pools,
+    /// At most as many blocking tasks as there are connections: callers beyond that
+    /// wait here, asynchronously, instead of as parked threads fighting over the
+    /// pool (on SQLite every write waits for the one writer).
+    read_gate: Arc<Semaphore>,
+    write_gate: Arc<Semaphore>,
+    wait: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -59,7 +68,20 @@ impl Store {
         let target = Target::parse(url)?;
         let backend = target.backend();
         let pools = build_pools(&target, opts.max_connections, opts.connect_timeout)?;
-        let store = Store { backend, pools };
+        let readers = opts.max_connections.max(1) as usize;
+        // SQLite has one writer connection; letting a few tasks queue on it keeps
+        // the hand-over from one write to the next short.
+        let writers = match backend {
+            Backend::Sqlite => 4,
+            Backend::Postgres => readers,
+        };
+        let store = Store {
+            backend,
+            pools,
+            read_gate: Arc::new(Semaphore::new(readers)),
+            write_gate: Arc::new(Semaphore::new(writers)),
+            wait: opts.connect_timeout,
+        };
         // The writer first: on SQLite it creates the file and switches it to WAL.
         store.write(|conn| Ok(conn.ping()?)).await?;
         Ok(store)
@@ -101,6 +123,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
+        let _permit = self.enter(&self.read_gate).await?;
         run_blocking(self.pools.reader.clone(), f).await
     }
 
@@ -110,7 +133,22 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
+        let _permit = self.enter(&self.write_gate).await?;
         run_blocking(self.pools.writer.clone(), f).await
+    }
+
+    async fn enter<'a>(
+        &self,
+        gate: &'a Semaphore,
+    ) -> Result<tokio::sync::SemaphorePermit<'a>, StoreError> {
+        match tokio::time::timeout(self.wait, gate.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(StoreError::Unavailable("the store is shutting down".into())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no database connection became free within {:?}",
+                self.wait
+            ))),
+        }
     }
 }
 

@@ -185,81 +185,228 @@ impl Store {
         let new_token_hash = new_token_hash.to_owned();
         self.write(move |conn| {
             conn.transaction(|c| {
-                // Mark the token used if it is fresh and its family is live. (The
-                // family is looked up first so the liveness check is a key lookup,
-                // not a scan of every live family.)
-                let Some(family_id) = refresh_tokens::table
-                    .find(&token_hash)
-                    .select(refresh_tokens::family_id)
-                    .first::<String>(c)
-                    .optional()?
-                else {
-                    return Ok(Rotation::Unknown);
-                };
-                let live_families = refresh_token_families::table
-                    .filter(refresh_token_families::id.eq(&family_id))
-                    .filter(refresh_token_families::revoked_at.is_null())
-                    .filter(refresh_token_families::absolute_expires_at.gt(now))
-                    .filter(refresh_token_families::last_used_at.ge(now - idle_secs))
-                    .select(refresh_token_families::id);
-                let first_use = diesel::update(
-                    refresh_tokens::table
-                        .find(&token_hash)
-                        .filter(refresh_tokens::used_at.is_null())
-                        .filter(refresh_tokens::family_id.eq_any(live_families)),
-                )
-                .set(refresh_tokens::used_at.eq(now))
-                .execute(c)?
-                    == 1;
-
-                let Some(token) = find_token(c, &token_hash)? else {
-                    return Ok(Rotation::Unknown);
-                };
-                let Some(family) = find_family(c, &token.family_id)? else {
-                    return Err(StoreError::Corrupt(format!(
-                        "refresh token refers to missing family {}",
-                        token.family_id
-                    )));
-                };
-                if family.revoked_at.is_some() {
-                    return Ok(Rotation::Revoked(family.into_api()?));
-                }
-                if now >= family.absolute_expires_at
-                    || family.last_used_at.saturating_add(idle_secs) < now
-                {
-                    return Ok(Rotation::Expired(family.into_api()?));
-                }
-                let within_grace = match token.used_at {
-                    _ if first_use => true,
-                    Some(used_at) => now - used_at <= grace_secs,
-                    // Cannot happen: a fresh token of a live family was marked above.
-                    None => false,
-                };
-                if within_grace {
-                    insert_token(c, new_token_hash, &family.id, now)?;
-                    diesel::update(refresh_token_families::table.find(&family.id))
-                        .set(refresh_token_families::last_used_at.eq(now))
-                        .execute(c)?;
-                    return Ok(Rotation::Rotated(reload_family(c, &family.id)?));
-                }
-                tracing::warn!(
-                    family_id = %family.id,
-                    user_id = %family.user_id,
-                    client_id = %family.client_id,
-                    "refresh token replayed after the grace window; revoking its family"
-                );
-                diesel::update(
-                    refresh_token_families::table
-                        .find(&family.id)
-                        .filter(refresh_token_families::revoked_at.is_null()),
-                )
-                .set(revocation(REPLAY_REVOKE_REASON, now))
-                .execute(c)?;
-                Ok(Rotation::Replayed(reload_family(c, &family.id)?))
+                rotate_in(c, &token_hash, &new_token_hash, grace_secs, idle_secs, now)
             })
         })
         .await
     }
+
+    /// The whole refresh grant in one transaction (one connection, one round of
+    /// thread hand-offs): the token must belong to `client_id`'s live family, the
+    /// asked scope must be within the granted one, and the user must be enabled,
+    /// all checked before anything changes; then the token rotates as in
+    /// [`Store::rotate_refresh_token`], and the user and their linked connector ids
+    /// come back for the new tokens.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn refresh_grant(
+        &self,
+        token_hash: &str,
+        new_token_hash: &str,
+        client_id: &str,
+        requested_scope: Option<Vec<String>>,
+        grace_secs: i64,
+        idle_secs: i64,
+        now: i64,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let token_hash = token_hash.to_owned();
+        let new_token_hash = new_token_hash.to_owned();
+        let client_id = client_id.to_owned();
+        self.write(move |conn| {
+            conn.transaction(|c| {
+                let Some(token) = find_token(c, &token_hash)? else {
+                    return Ok(RefreshOutcome::Unknown);
+                };
+                let Some(family) = find_family(c, &token.family_id)? else {
+                    return Ok(RefreshOutcome::Unknown);
+                };
+                if family.client_id != client_id {
+                    return Ok(RefreshOutcome::WrongClient);
+                }
+                if let Some(asked) = &requested_scope {
+                    let granted: Vec<&str> = family.scope.split(' ').collect();
+                    if let Some(extra) = asked.iter().find(|s| !granted.contains(&s.as_str())) {
+                        return Ok(RefreshOutcome::ScopeWidened(extra.clone()));
+                    }
+                }
+                let user = crate::schema::users::table
+                    .find(&family.user_id)
+                    .select(crate::models::User::as_select())
+                    .first(c)
+                    .optional()?;
+                let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+                    return Ok(RefreshOutcome::UserDisabled);
+                };
+                // The common case, a fresh token of a live family, without re-reading
+                // what was just read: mark it used (only if it still is fresh and its
+                // family still live), add the new token, touch the family.
+                let live = family.revoked_at.is_none()
+                    && now < family.absolute_expires_at
+                    && family.last_used_at.saturating_add(idle_secs) >= now;
+                if token.used_at.is_none() && live {
+                    let live_family = refresh_token_families::table
+                        .filter(refresh_token_families::id.eq(&family.id))
+                        .filter(refresh_token_families::revoked_at.is_null())
+                        .select(refresh_token_families::id);
+                    let marked = diesel::update(
+                        refresh_tokens::table
+                            .find(&token_hash)
+                            .filter(refresh_tokens::used_at.is_null())
+                            .filter(refresh_tokens::family_id.eq_any(live_family)),
+                    )
+                    .set(refresh_tokens::used_at.eq(now))
+                    .execute(c)?
+                        == 1;
+                    if marked {
+                        insert_token(c, new_token_hash.clone(), &family.id, now)?;
+                        diesel::update(refresh_token_families::table.find(&family.id))
+                            .set(refresh_token_families::last_used_at.eq(now))
+                            .execute(c)?;
+                        let mut family = family.into_api()?;
+                        family.last_used_at = now;
+                        let linked_connectors = linked_connectors(c, &user.id)?;
+                        return Ok(RefreshOutcome::Rotated(RefreshGrant {
+                            family,
+                            user,
+                            linked_connectors,
+                        }));
+                    }
+                }
+                // Everything else (grace reuse, replay, expiry, a lost race): the general rule.
+                match rotate_in(c, &token_hash, &new_token_hash, grace_secs, idle_secs, now)? {
+                    Rotation::Rotated(family) => {
+                        let linked_connectors = linked_connectors(c, &user.id)?;
+                        Ok(RefreshOutcome::Rotated(RefreshGrant {
+                            family,
+                            user,
+                            linked_connectors,
+                        }))
+                    }
+                    Rotation::Replayed(f) => Ok(RefreshOutcome::Replayed(f)),
+                    Rotation::Revoked(f) => Ok(RefreshOutcome::Revoked(f)),
+                    Rotation::Expired(f) => Ok(RefreshOutcome::Expired(f)),
+                    Rotation::Unknown => Ok(RefreshOutcome::Unknown),
+                }
+            })
+        })
+        .await
+    }
+}
+
+/// A successful refresh grant: the family after rotation, its user, and the
+/// connector ids the user has identities with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshGrant {
+    pub family: FamilyRow,
+    pub user: crate::models::User,
+    pub linked_connectors: Vec<String>,
+}
+
+/// What [`Store::refresh_grant`] decided. Only `Rotated` and `Replayed` changed anything.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefreshOutcome {
+    Rotated(RefreshGrant),
+    /// Presented after the grace window: the family is now revoked.
+    Replayed(FamilyRow),
+    Revoked(FamilyRow),
+    Expired(FamilyRow),
+    /// The token belongs to another client: nothing changed.
+    WrongClient,
+    /// The asked scope names this scope, which was not granted: nothing changed.
+    ScopeWidened(String),
+    /// The user is disabled or gone: nothing changed.
+    UserDisabled,
+    Unknown,
+}
+
+/// The connector ids `user_id` has identities with, sorted, once each.
+fn linked_connectors(c: &mut AnyConnection, user_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut linked: Vec<String> = crate::schema::identities::table
+        .filter(crate::schema::identities::user_id.eq(user_id))
+        .select(crate::schema::identities::connector_id)
+        .load(c)?;
+    linked.sort();
+    linked.dedup();
+    Ok(linked)
+}
+
+/// Rotation inside an open transaction (see [`Store::rotate_refresh_token`]).
+fn rotate_in(
+    c: &mut AnyConnection,
+    token_hash: &str,
+    new_token_hash: &str,
+    grace_secs: i64,
+    idle_secs: i64,
+    now: i64,
+) -> Result<Rotation, StoreError> {
+    // Mark the token used if it is fresh and its family is live. (The
+    // family is looked up first so the liveness check is a key lookup,
+    // not a scan of every live family.)
+    let Some(family_id) = refresh_tokens::table
+        .find(&token_hash)
+        .select(refresh_tokens::family_id)
+        .first::<String>(c)
+        .optional()?
+    else {
+        return Ok(Rotation::Unknown);
+    };
+    let live_families = refresh_token_families::table
+        .filter(refresh_token_families::id.eq(&family_id))
+        .filter(refresh_token_families::revoked_at.is_null())
+        .filter(refresh_token_families::absolute_expires_at.gt(now))
+        .filter(refresh_token_families::last_used_at.ge(now - idle_secs))
+        .select(refresh_token_families::id);
+    let first_use = diesel::update(
+        refresh_tokens::table
+            .find(&token_hash)
+            .filter(refresh_tokens::used_at.is_null())
+            .filter(refresh_tokens::family_id.eq_any(live_families)),
+    )
+    .set(refresh_tokens::used_at.eq(now))
+    .execute(c)?
+        == 1;
+
+    let Some(token) = find_token(c, token_hash)? else {
+        return Ok(Rotation::Unknown);
+    };
+    let Some(family) = find_family(c, &token.family_id)? else {
+        return Err(StoreError::Corrupt(format!(
+            "refresh token refers to missing family {}",
+            token.family_id
+        )));
+    };
+    if family.revoked_at.is_some() {
+        return Ok(Rotation::Revoked(family.into_api()?));
+    }
+    if now >= family.absolute_expires_at || family.last_used_at.saturating_add(idle_secs) < now {
+        return Ok(Rotation::Expired(family.into_api()?));
+    }
+    let within_grace = match token.used_at {
+        _ if first_use => true,
+        Some(used_at) => now - used_at <= grace_secs,
+        // Cannot happen: a fresh token of a live family was marked above.
+        None => false,
+    };
+    if within_grace {
+        insert_token(c, new_token_hash.to_owned(), &family.id, now)?;
+        diesel::update(refresh_token_families::table.find(&family.id))
+            .set(refresh_token_families::last_used_at.eq(now))
+            .execute(c)?;
+        return Ok(Rotation::Rotated(reload_family(c, &family.id)?));
+    }
+    tracing::warn!(
+        family_id = %family.id,
+        user_id = %family.user_id,
+        client_id = %family.client_id,
+        "refresh token replayed after the grace window; revoking its family"
+    );
+    diesel::update(
+        refresh_token_families::table
+            .find(&family.id)
+            .filter(refresh_token_families::revoked_at.is_null()),
+    )
+    .set(revocation(REPLAY_REVOKE_REASON, now))
+    .execute(c)?;
+    Ok(Rotation::Replayed(reload_family(c, &family.id)?))
 }
 
 #[allow(clippy::type_complexity)]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use idbridge_store::testing::TempDatabase;
 use idbridge_store::{
     AuditEvent, AuthRequestRow, Backend, ClientRow, CodeRow, FamilyRow, FirstLogin, FlowRow,
-    GcReport, KeyRow, LoginResolution, NewLogin, Redeem, Rotation, SessionRow, Store, StoreError,
-    StoreOptions, User,
+    GcReport, KeyRow, LoginResolution, NewLogin, Redeem, RefreshOutcome, Rotation, SessionRow,
+    Store, StoreError, StoreOptions, User,
 };
 use serde_json::json;
 
@@ -71,6 +71,7 @@ conformance!(
         refresh_token_rotates_and_replay_revokes_family,
         refresh_family_expires_when_idle_or_past_absolute_lifetime,
         parallel_rotations_within_grace_all_succeed,
+        refresh_grant_checks_client_scope_and_user_before_rotating,
         revocations_by_user_and_session,
         concurrent_key_inserts_have_one_winner,
         sessions_touch_and_end,
@@ -1415,4 +1416,103 @@ async fn sqlite_creates_missing_directories_and_uses_wal() {
     let other = Store::connect(&url, StoreOptions::default()).await.unwrap();
     assert!(other.migrate().await.unwrap().is_empty());
     assert!(other.get_session("s1").await.unwrap().is_some());
+}
+
+async fn refresh_grant_checks_client_scope_and_user_before_rotating(store: Store) {
+    let created = store
+        .resolve_login(
+            login("wechat-web", "o-rg", None),
+            FirstLogin::Create,
+            "u-rg".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let user = user_of(&created).clone();
+    store
+        .resolve_login(
+            login("dev", "rg", None),
+            FirstLogin::Create,
+            "unused".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    issue_family(&store, "f-rg", "rt1", family("f-rg", &user.id, None, NOW)).await;
+    let unused = |store: Store, t: &'static str| async move {
+        store
+            .find_refresh_token(t)
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at
+            .is_none()
+    };
+
+    let r = store
+        .refresh_grant("rt1", "rt2", "other-app", None, 10, DAY, NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(r, RefreshOutcome::WrongClient);
+    assert!(
+        unused(store.clone(), "rt1").await,
+        "another client's attempt changes nothing"
+    );
+
+    let wider = Some(vec!["openid".to_owned(), "email".to_owned()]);
+    let r = store
+        .refresh_grant("rt1", "rt2", "app", wider, 10, DAY, NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(r, RefreshOutcome::ScopeWidened("email".into()));
+    assert!(
+        unused(store.clone(), "rt1").await,
+        "a widening attempt changes nothing"
+    );
+
+    let narrow = Some(vec!["openid".to_owned()]);
+    let r = store
+        .refresh_grant("rt1", "rt2", "app", narrow, 10, DAY, NOW + 2)
+        .await
+        .unwrap();
+    let RefreshOutcome::Rotated(grant) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(grant.family.id, "f-rg");
+    assert_eq!(grant.family.last_used_at, NOW + 2);
+    assert_eq!(grant.user.id, user.id);
+    assert_eq!(grant.linked_connectors, vec!["wechat-web".to_owned()]);
+    assert!(!unused(store.clone(), "rt1").await);
+    assert!(unused(store.clone(), "rt2").await);
+
+    store
+        .set_user_disabled(&user.id, Some(NOW + 3))
+        .await
+        .unwrap();
+    let r = store
+        .refresh_grant("rt2", "rt3", "app", None, 10, DAY, NOW + 4)
+        .await
+        .unwrap();
+    assert_eq!(r, RefreshOutcome::UserDisabled);
+    assert!(
+        unused(store.clone(), "rt2").await,
+        "a disabled user's token is left as it was"
+    );
+    store.set_user_disabled(&user.id, None).await.unwrap();
+
+    let r = store
+        .refresh_grant("rt1", "rt9", "app", None, 10, DAY, NOW + 100)
+        .await
+        .unwrap();
+    assert!(matches!(r, RefreshOutcome::Replayed(_)), "{r:?}");
+    let r = store
+        .refresh_grant("rt2", "rt3", "app", None, 10, DAY, NOW + 101)
+        .await
+        .unwrap();
+    assert!(matches!(r, RefreshOutcome::Revoked(_)), "{r:?}");
+    let r = store
+        .refresh_grant("nope", "x", "app", None, 10, DAY, NOW + 101)
+        .await
+        .unwrap();
+    assert_eq!(r, RefreshOutcome::Unknown);
 }
