@@ -6,7 +6,7 @@ use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use ring::rand::SystemRandom;
@@ -16,6 +16,7 @@ use ring::signature::{
 };
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 use crate::helpers::{fill_random, random_token};
 use crate::{Algorithm, TokenError};
@@ -153,8 +154,61 @@ pub struct SigningKey {
     kid: String,
     alg: Algorithm,
     public_jwk: Value,
-    pub(crate) encoding: EncodingKey,
+    pub(crate) signer: Arc<Signer>,
     pub(crate) decoding: DecodingKey,
+}
+
+/// The parsed private key, kept for the key's lifetime: parsing a key is as costly
+/// as a signature (an ECDSA key recomputes its public point), so it is done once,
+/// not per token.
+pub(crate) enum Signer {
+    Rsa(ring::signature::RsaKeyPair),
+    Ecdsa(ring::signature::EcdsaKeyPair),
+    Ed(ring::signature::Ed25519KeyPair),
+}
+
+impl Signer {
+    fn parse(alg: Algorithm, private_der: &[u8]) -> Result<Signer, TokenError> {
+        let rng = SystemRandom::new();
+        Ok(match alg {
+            Algorithm::RS256 => Signer::Rsa(
+                ring::signature::RsaKeyPair::from_der(private_der)
+                    .map_err(|_| TokenError::KeyDecode)?,
+            ),
+            Algorithm::ES256 => Signer::Ecdsa(
+                ring::signature::EcdsaKeyPair::from_pkcs8(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    private_der,
+                    &rng,
+                )
+                .map_err(|_| TokenError::KeyDecode)?,
+            ),
+            Algorithm::EdDSA => Signer::Ed(
+                ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(private_der)
+                    .map_err(|_| TokenError::KeyDecode)?,
+            ),
+        })
+    }
+
+    /// The JWS signature over `message` (RS256: PKCS#1 v1.5 SHA-256; ES256: the
+    /// fixed-length r||s form JWS requires; EdDSA: Ed25519).
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, TokenError> {
+        let rng = SystemRandom::new();
+        match self {
+            Signer::Rsa(key) => {
+                let mut sig = vec![0; key.public().modulus_len()];
+                key.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(|_| TokenError::Sign)?;
+                Ok(sig)
+            }
+            Signer::Ecdsa(key) => Ok(key
+                .sign(&rng, message)
+                .map_err(|_| TokenError::Sign)?
+                .as_ref()
+                .to_vec()),
+            Signer::Ed(key) => Ok(key.sign(message).as_ref().to_vec()),
+        }
+    }
 }
 
 impl fmt::Debug for SigningKey {
@@ -208,16 +262,12 @@ impl SigningKey {
             Algorithm::EdDSA => DecodingKey::from_ed_components(component("x")?),
         }
         .map_err(|_| TokenError::KeyDecode)?;
-        let encoding = match alg {
-            Algorithm::RS256 => EncodingKey::from_rsa_der(private_der),
-            Algorithm::ES256 => EncodingKey::from_ec_der(private_der),
-            Algorithm::EdDSA => EncodingKey::from_ed_der(private_der),
-        };
+        let signer = Arc::new(Signer::parse(alg, private_der)?);
         Ok(SigningKey {
             kid: kid.to_owned(),
             alg,
             public_jwk: derived,
-            encoding,
+            signer,
             decoding,
         })
     }

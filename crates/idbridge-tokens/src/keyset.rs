@@ -8,7 +8,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::Validation;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -171,11 +171,19 @@ impl KeySet {
         typ: &str,
         claims: &T,
     ) -> Result<String, TokenError> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
         let key = self.signer(alg).ok_or(TokenError::NoSigningKey(alg))?;
-        let mut header = Header::new(alg.jwt());
-        header.typ = Some(typ.to_owned());
-        header.kid = Some(key.kid().to_owned());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|_| TokenError::Sign)
+        let header = serde_json::json!({ "typ": typ, "alg": alg.as_str(), "kid": key.kid() });
+        let header = serde_json::to_vec(&header).map_err(|_| TokenError::Sign)?;
+        let payload = serde_json::to_vec(claims).map_err(|_| TokenError::Sign)?;
+        let mut token = URL_SAFE_NO_PAD.encode(header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = key.signer.sign(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
     }
 
     /// Verifies a compact JWS signed by one of our keys and returns its claims.
