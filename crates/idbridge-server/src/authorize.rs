@@ -763,6 +763,15 @@ async fn connector_failure(
         serde_json::json!({ "error": e }),
     )
     .await;
+    if matches!(
+        e.kind,
+        ErrorKind::UpstreamUnavailable
+            | ErrorKind::Timeout
+            | ErrorKind::BadResponse
+            | ErrorKind::RateLimited
+    ) {
+        state.upstream.failed(connector_id, state.now());
+    }
     let description = format!(
         "{} failed at {}: {}",
         connector_id,
@@ -1009,6 +1018,7 @@ pub async fn callback(
             return connector_failure(&state, &ar, &connector_id, &e, locale).await;
         }
     };
+    state.upstream.succeeded(&connector_id);
     let sealed_tokens = match &identity.upstream_tokens {
         None => None,
         Some(t) => {

@@ -51,14 +51,31 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .body(state.keys.set().jwks().to_string())
 }
 
-/// GET /healthz: 200 when the database answers, 503 "degraded" when it does not.
+/// GET /healthz: the database and each connector's upstream. 503 only when the
+/// database does not answer (this instance cannot serve); a failing upstream makes
+/// the broker "degraded" but it still serves every other connector.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let now = state.now();
+    let mut connectors = serde_json::Map::new();
+    let mut degraded = false;
+    for (id, _) in &state.connectors {
+        let bad = state.upstream.degraded(id, now);
+        degraded |= bad;
+        connectors.insert(id.clone(), if bad { "degraded" } else { "ok" }.into());
+    }
     match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok", "database": "ok"})),
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({
+            "status": if degraded { "degraded" } else { "ok" },
+            "database": "ok",
+            "connectors": connectors,
+        })),
         Err(e) => {
             tracing::warn!(stage = "health", error = %e, "database unavailable");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({"status": "degraded", "database": "unavailable"}))
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "status": "degraded",
+                "database": "unavailable",
+                "connectors": connectors,
+            }))
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod health;
 pub mod issue;
 pub mod keys;
 pub mod limits;
@@ -137,6 +138,7 @@ pub async fn build_state(
         clock: options.clock.clone(),
         http,
         failures,
+        upstream: health::UpstreamHealth::default(),
     }))
 }
 

@@ -40,6 +40,7 @@ pub struct AppState {
     /// For the demo app and other outbound calls.
     pub http: reqwest::Client,
     pub failures: crate::limits::FailureLimiter,
+    pub upstream: crate::health::UpstreamHealth,
 }
 
 impl AppState {

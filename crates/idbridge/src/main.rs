@@ -41,6 +41,9 @@ enum Command {
         /// Directory for --dev state.
         #[arg(long, default_value = ".idbridge-dev")]
         dir: PathBuf,
+        /// Port of the WeChat simulator for --dev (default: --port + 1; 0 = any free port).
+        #[arg(long)]
+        sim_port: Option<u16>,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -117,7 +120,8 @@ fn main() -> ExitCode {
                 dev,
                 port,
                 dir,
-            } => serve(config, dev, port, dir).await,
+                sim_port,
+            } => serve(config, dev, port, dir, sim_port).await,
             Command::Migrate { config } => migrate(config).await,
             Command::Doctor { config } => idbridge::doctor::run(&config).await,
             Command::Keys { command } => keys(command).await,
@@ -125,7 +129,13 @@ fn main() -> ExitCode {
     })
 }
 
-async fn serve(config: Option<PathBuf>, dev: bool, port: u16, dir: PathBuf) -> ExitCode {
+async fn serve(
+    config: Option<PathBuf>,
+    dev: bool,
+    port: u16,
+    dir: PathBuf,
+    sim_port: Option<u16>,
+) -> ExitCode {
     let clock = Arc::new(Clock::default());
     let mut simulator = None;
     let (settings, demo_secret) = if dev {
@@ -136,8 +146,8 @@ async fn serve(config: Option<PathBuf>, dev: bool, port: u16, dir: PathBuf) -> E
                 return ExitCode::FAILURE;
             }
         };
-        // The WeChat simulator listens on the next port.
-        let sim_port = port.wrapping_add(1);
+        // The WeChat simulator listens on the next port unless told otherwise.
+        let sim_port = sim_port.unwrap_or_else(|| port.wrapping_add(1));
         let sim = match std::net::TcpListener::bind(("127.0.0.1", sim_port)) {
             Ok(listener) => {
                 wechat_sim::Simulator::start_on(
@@ -151,7 +161,7 @@ async fn serve(config: Option<PathBuf>, dev: bool, port: u16, dir: PathBuf) -> E
         let sim = match sim {
             Ok(sim) => sim,
             Err(e) => {
-                eprintln!("idbridge: cannot start the WeChat simulator on 127.0.0.1:{sim_port}: {e} (choose another --port)");
+                eprintln!("idbridge: cannot start the WeChat simulator on 127.0.0.1:{sim_port}: {e} (choose another --port or --sim-port)");
                 return ExitCode::from(2);
             }
         };

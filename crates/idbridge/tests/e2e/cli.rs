@@ -41,7 +41,15 @@ async fn dev_mode_serves_discovery_within_seconds_and_keeps_its_keys() {
     let port = free_port();
     let start = Instant::now();
     let child = bin()
-        .args(["serve", "--dev", "--port", &port.to_string(), "--dir"])
+        .args([
+            "serve",
+            "--dev",
+            "--sim-port",
+            "0",
+            "--port",
+            &port.to_string(),
+            "--dir",
+        ])
         .arg(dir.join(".idbridge-dev"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -84,7 +92,15 @@ async fn dev_mode_serves_discovery_within_seconds_and_keeps_its_keys() {
     drop(guard);
     // A restart reuses the same keys (same master key and database in the dir).
     let child = bin()
-        .args(["serve", "--dev", "--port", &port.to_string(), "--dir"])
+        .args([
+            "serve",
+            "--dev",
+            "--sim-port",
+            "0",
+            "--port",
+            &port.to_string(),
+            "--dir",
+        ])
         .arg(dir.join(".idbridge-dev"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -270,7 +286,15 @@ async fn wait_for(base: &str) {
 fn dev_process(dir: &std::path::Path, port: u16, db_url: &str, issuer: &str) -> Killed {
     Killed(
         bin()
-            .args(["serve", "--dev", "--port", &port.to_string(), "--dir"])
+            .args([
+                "serve",
+                "--dev",
+                "--sim-port",
+                "0",
+                "--port",
+                &port.to_string(),
+                "--dir",
+            ])
             .arg(dir)
             .env("IDBRIDGE__STORAGE__URL", db_url)
             .env("IDBRIDGE__ISSUER", issuer)

@@ -811,3 +811,30 @@ async fn health_reports_the_database() {
         .unwrap();
     assert_eq!(r["status"], "ok");
 }
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_issuer_is_https() {
+    // Behind a TLS-terminating proxy: the broker listens on plain HTTP but its
+    // issuer is https, so its cookies must be Secure.
+    let db = TestDb::new(Db::Sqlite);
+    let broker = start(&db.url(), Some("https://id.example.test"), |_| {}).await;
+    let (url, _) = authorize_url(&broker.base, &[]);
+    let resp = browser().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("action=\"https://id.example.test/callback/dev\""),
+        "callbacks use the issuer, not the Host header"
+    );
+}

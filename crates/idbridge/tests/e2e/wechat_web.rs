@@ -471,3 +471,44 @@ async fn embedded_mode_shows_wechats_qr_frame_on_the_brokers_page() {
     let code = query_param(&location(&back), "code").expect("signed in");
     assert_eq!(redeem(&w.broker.base, &code, &verifier).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_wechat_is_reported_degraded_while_other_connectors_work() {
+    let w = world("wx-health", |_| {}).await;
+    let health = || async {
+        http()
+            .get(format!("{}/healthz", w.broker.base))
+            .send()
+            .await
+            .unwrap()
+    };
+    let h: serde_json::Value = health().await.json().await.unwrap();
+    assert_eq!(h["status"], "ok");
+    w.sim.set_fault(Fault {
+        endpoint: Endpoint::AccessToken,
+        kind: FaultKind::Http5xx(503),
+        times: Some(3),
+    });
+    for _ in 0..3 {
+        let (b, wechat, _) = w.begin().await;
+        let callback = w.sim.scan(&wechat, dev::USER_ALICE).unwrap().remove(0);
+        assert_eq!(b.get(&callback).send().await.unwrap().status(), 502);
+    }
+    let resp = health().await;
+    assert_eq!(resp.status(), 200, "the broker still serves");
+    let h: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(h["status"], "degraded");
+    assert_eq!(h["connectors"]["wx-health"], "degraded");
+    assert_eq!(h["connectors"]["wx-health-other"], "ok");
+    // Another WeChat app's connector still signs people in meanwhile.
+    let b = browser();
+    let (url, _) = authorize_url(&w.broker.base, &[]);
+    let url = url.replace("connector=dev", "connector=wx-health-other");
+    let wechat = location(&b.get(&url).send().await.unwrap());
+    let callback = w.sim.scan(&wechat, dev::USER_ALICE).unwrap().remove(0);
+    assert_eq!(b.get(&callback).send().await.unwrap().status(), 302);
+    // WeChat recovers: one good login and the connector is healthy again.
+    w.login(dev::USER_ALICE).await;
+    let h: serde_json::Value = health().await.json().await.unwrap();
+    assert_eq!(h["status"], "ok");
+}
