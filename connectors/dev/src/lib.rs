@@ -5,9 +5,9 @@
 
 use async_trait::async_trait;
 use idbridge_core::{
-    Begin, BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector, ConnectorError,
-    ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity, Locale, Profile,
-    RequestContext, Stage, Started,
+    escape_html, Begin, BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector,
+    ConnectorError, ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity,
+    Locale, Profile, RequestContext, Stage, Started,
 };
 use std::sync::Arc;
 
@@ -51,21 +51,6 @@ impl ConnectorFactory for DevFactory {
                 .unwrap_or_else(|| "Development login".to_owned()),
         }))
     }
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// A subject typed by hand must be short and URL-safe.
@@ -115,8 +100,8 @@ impl Connector for DevConnector {
                 "Refuse",
             )
         };
-        let action = escape(&request.callback_url);
-        let state = escape(&request.state);
+        let action = escape_html(&request.callback_url);
+        let state = escape_html(&request.state);
         let mut options = String::new();
         for (subject, name) in TEST_USERS {
             let selected = request
@@ -126,7 +111,7 @@ impl Connector for DevConnector {
             options.push_str(&format!(
                 "<option value=\"{subject}\"{}>{} ({subject})</option>",
                 if selected { " selected" } else { "" },
-                escape(name)
+                escape_html(name)
             ));
         }
         let body_html = format!(

@@ -10,9 +10,9 @@ pub use config::WebSettings;
 
 use async_trait::async_trait;
 use idbridge_core::{
-    Begin, BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector, ConnectorError,
-    ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity, LinkKey, Locale,
-    Problem, Profile, RequestContext, Stage, Started, UpstreamTokens,
+    escape_html, Begin, BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector,
+    ConnectorError, ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity,
+    LinkKey, Locale, Problem, Profile, RequestContext, Stage, Started, UpstreamTokens,
 };
 use std::sync::Arc;
 use wechat_api::{encode_component, qrconnect_url, SnsToken, WeChatClient};
@@ -123,8 +123,8 @@ impl WeChatWeb {
              <iframe title=\"{title}\" src=\"{src}\" width=\"300\" height=\"400\" \
              sandbox=\"allow-scripts allow-top-navigation allow-same-origin allow-forms\"></iframe>\
              <p><a href=\"{full}\">{other}</a></p>",
-            src = html_attr(&src),
-            full = html_attr(&full),
+            src = escape_html(&src),
+            full = escape_html(&full),
         );
         Begin::Page {
             title: title.to_owned(),
@@ -213,13 +213,6 @@ fn origin(base: &str) -> String {
         Ok(u) => u.origin().ascii_serialization(),
         Err(_) => base.to_owned(),
     }
-}
-
-fn html_attr(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[async_trait]

@@ -8,12 +8,14 @@
 mod connector;
 mod context;
 mod error;
+mod html;
 mod identity;
 mod registry;
 
 pub use connector::{Availability, Begin, BeginRequest, CallbackRequest, Connector, Started};
 pub use context::{ClientClass, Locale, RequestContext};
 pub use error::{ConnectorError, ErrorKind, Stage};
+pub use html::escape_html;
 pub use identity::{ConnectorId, ExternalIdentity, LinkKey, Profile, UpstreamTokens};
 pub use registry::{
     BuildContext, ConfigError, ConnectorFactory, ConnectorSettings, Problem, Registry,

@@ -27,20 +27,7 @@ main.wide { max-width: 60rem; }
 iframe { border: 0; display: block; margin: 0 auto; }
 "#;
 
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+pub use idbridge_core::escape_html as escape;
 
 /// A page with its own CSP. `script_sources`/`frame_sources` widen it for an
 /// embedded upstream login; everything else stays `'none'`.

@@ -242,34 +242,22 @@ impl Store {
                 let live = family.revoked_at.is_none()
                     && now < family.absolute_expires_at
                     && family.last_used_at.saturating_add(idle_secs) >= now;
-                if token.used_at.is_none() && live {
-                    let live_family = refresh_token_families::table
-                        .filter(refresh_token_families::id.eq(&family.id))
-                        .filter(refresh_token_families::revoked_at.is_null())
-                        .select(refresh_token_families::id);
-                    let marked = diesel::update(
-                        refresh_tokens::table
-                            .find(&token_hash)
-                            .filter(refresh_tokens::used_at.is_null())
-                            .filter(refresh_tokens::family_id.eq_any(live_family)),
-                    )
-                    .set(refresh_tokens::used_at.eq(now))
-                    .execute(c)?
-                        == 1;
-                    if marked {
-                        insert_token(c, new_token_hash.clone(), &family.id, now)?;
-                        diesel::update(refresh_token_families::table.find(&family.id))
-                            .set(refresh_token_families::last_used_at.eq(now))
-                            .execute(c)?;
-                        let mut family = family.into_api()?;
-                        family.last_used_at = now;
-                        let linked_connectors = linked_connectors(c, &user.id)?;
-                        return Ok(RefreshOutcome::Rotated(RefreshGrant {
-                            family,
-                            user,
-                            linked_connectors,
-                        }));
-                    }
+                if token.used_at.is_none()
+                    && live
+                    && mark_used_if_live(c, &token_hash, &family.id, idle_secs, now)?
+                {
+                    insert_token(c, new_token_hash.clone(), &family.id, now)?;
+                    diesel::update(refresh_token_families::table.find(&family.id))
+                        .set(refresh_token_families::last_used_at.eq(now))
+                        .execute(c)?;
+                    let mut family = family.into_api()?;
+                    family.last_used_at = now;
+                    let linked_connectors = linked_connectors(c, &user.id)?;
+                    return Ok(RefreshOutcome::Rotated(RefreshGrant {
+                        family,
+                        user,
+                        linked_connectors,
+                    }));
                 }
                 // Everything else (grace reuse, replay, expiry, a lost race): the general rule.
                 match rotate_in(c, &token_hash, &new_token_hash, grace_secs, idle_secs, now)? {
@@ -318,6 +306,33 @@ pub enum RefreshOutcome {
     Unknown,
 }
 
+/// Marks a refresh token used, in one statement, only if it is still unused and
+/// its family still live (not revoked, within its absolute and idle lifetimes):
+/// under concurrency exactly one caller gets `true`.
+fn mark_used_if_live(
+    c: &mut AnyConnection,
+    token_hash: &str,
+    family_id: &str,
+    idle_secs: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let live_family = refresh_token_families::table
+        .filter(refresh_token_families::id.eq(family_id))
+        .filter(refresh_token_families::revoked_at.is_null())
+        .filter(refresh_token_families::absolute_expires_at.gt(now))
+        .filter(refresh_token_families::last_used_at.ge(now - idle_secs))
+        .select(refresh_token_families::id);
+    Ok(diesel::update(
+        refresh_tokens::table
+            .find(token_hash)
+            .filter(refresh_tokens::used_at.is_null())
+            .filter(refresh_tokens::family_id.eq_any(live_family)),
+    )
+    .set(refresh_tokens::used_at.eq(now))
+    .execute(c)?
+        == 1)
+}
+
 /// The connector ids `user_id` has identities with, sorted, once each.
 fn linked_connectors(c: &mut AnyConnection, user_id: &str) -> Result<Vec<String>, StoreError> {
     let mut linked: Vec<String> = crate::schema::identities::table
@@ -349,21 +364,7 @@ fn rotate_in(
     else {
         return Ok(Rotation::Unknown);
     };
-    let live_families = refresh_token_families::table
-        .filter(refresh_token_families::id.eq(&family_id))
-        .filter(refresh_token_families::revoked_at.is_null())
-        .filter(refresh_token_families::absolute_expires_at.gt(now))
-        .filter(refresh_token_families::last_used_at.ge(now - idle_secs))
-        .select(refresh_token_families::id);
-    let first_use = diesel::update(
-        refresh_tokens::table
-            .find(&token_hash)
-            .filter(refresh_tokens::used_at.is_null())
-            .filter(refresh_tokens::family_id.eq_any(live_families)),
-    )
-    .set(refresh_tokens::used_at.eq(now))
-    .execute(c)?
-        == 1;
+    let first_use = mark_used_if_live(c, token_hash, &family_id, idle_secs, now)?;
 
     let Some(token) = find_token(c, token_hash)? else {
         return Ok(Rotation::Unknown);

@@ -80,30 +80,29 @@ impl DevHome {
                 .join("; ")
         })?;
         if let Some(sim) = wechat_sim {
-            use wechat_sim::dev;
-            settings.connectors.push(serde_json::json!({
-                "id": "wechat",
-                "type": "wechat-web",
-                "name": "微信登录 WeChat (simulator)",
-                "appid": dev::WEB_APPID,
-                "appsecret": dev::WEB_SECRET,
-                "open_platform_id": dev::OPEN_PLATFORM_ID,
-                "callback_domain": "127.0.0.1",
-                "api_base_url": sim,
-                "open_base_url": sim,
-            }));
-            settings.connectors.push(serde_json::json!({
-                "id": "wechat-qr",
-                "type": "wechat-web",
-                "name": "微信扫码 WeChat QR on this page (simulator)",
-                "mode": "embedded",
-                "appid": dev::WEB_APPID,
-                "appsecret": dev::WEB_SECRET,
-                "open_platform_id": dev::OPEN_PLATFORM_ID,
-                "callback_domain": "127.0.0.1",
-                "api_base_url": sim,
-                "open_base_url": sim,
-            }));
+            // The simulator's website app, once as a redirect to its QR page and
+            // once as the QR embedded in the broker's page.
+            for (id, name, mode) in [
+                ("wechat", "微信登录 WeChat (simulator)", "redirect"),
+                (
+                    "wechat-qr",
+                    "微信扫码 WeChat QR on this page (simulator)",
+                    "embedded",
+                ),
+            ] {
+                settings.connectors.push(serde_json::json!({
+                    "id": id,
+                    "type": "wechat-web",
+                    "name": name,
+                    "mode": mode,
+                    "appid": wechat_sim::dev::WEB_APPID,
+                    "appsecret": wechat_sim::dev::WEB_SECRET,
+                    "open_platform_id": wechat_sim::dev::OPEN_PLATFORM_ID,
+                    "callback_domain": "127.0.0.1",
+                    "api_base_url": sim,
+                    "open_base_url": sim,
+                }));
+            }
         }
         settings.connectors.push(serde_json::json!({
             "id": "dev",
