@@ -194,3 +194,61 @@ async fn full_flow(db_url: &str) {
     broker.stop().await;
 }
 both_backends!(full_flow);
+
+/// ES256 and EdDSA ID tokens (per client) verify in a stock OpenID Connect library.
+#[tokio::test]
+async fn id_tokens_in_every_supported_algorithm_verify_in_a_relying_party_library() {
+    use openidconnect::core::CoreJwsSigningAlgorithm;
+    for (alg, expected) in [
+        ("RS256", CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256),
+        ("ES256", CoreJwsSigningAlgorithm::EcdsaP256Sha256),
+        ("EdDSA", CoreJwsSigningAlgorithm::EdDsa),
+    ] {
+        let db = TestDb::new(Db::Sqlite);
+        let broker = start(&db.url(), None, move |s| {
+            s.clients[0].id_token_signed_response_alg = Some(alg.into());
+        })
+        .await;
+        let http = http();
+        let metadata = CoreProviderMetadata::discover_async(
+            IssuerUrl::new(broker.base.clone()).unwrap(),
+            &http,
+        )
+        .await
+        .unwrap();
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(APP_ID.into()),
+            Some(ClientSecret::new(APP_SECRET.into())),
+        )
+        .set_redirect_uri(RedirectUrl::new(APP_REDIRECT.into()).unwrap());
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (auth_url, _, nonce) = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_extra_param("connector", "dev")
+            .set_pkce_challenge(challenge)
+            .url();
+        let back = sign_in(&browser(), &broker.base, auth_url.as_str(), "alice").await;
+        let code = query_param(&back, "code").unwrap();
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code))
+            .unwrap()
+            .set_pkce_verifier(verifier)
+            .request_async(&http)
+            .await
+            .unwrap();
+        let id_token = tokens.id_token().unwrap();
+        let verifier = client
+            .id_token_verifier()
+            .set_allowed_algs(vec![expected.clone()]);
+        id_token
+            .claims(&verifier, &nonce)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(id_token.signing_alg().unwrap(), &expected);
+        broker.stop().await;
+    }
+}

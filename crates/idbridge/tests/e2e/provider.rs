@@ -838,3 +838,88 @@ async fn cookies_are_secure_when_the_issuer_is_https() {
         "callbacks use the issuer, not the Host header"
     );
 }
+
+fn rs256_kids(jwks: &serde_json::Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["alg"] == "RS256")
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn kid_of(jwt: &str) -> String {
+    use base64::Engine;
+    let header = jwt.split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn keys_rotate_on_schedule_published_before_use_and_kept_until_their_tokens_expire() {
+    let db = TestDb::new(Db::Sqlite);
+    let broker = start(&db.url(), None, |s| {
+        s.signing.rotate_every_days = 1;
+        s.signing.publish_ahead_hours = 1;
+    })
+    .await;
+    let st = &broker.state;
+    let jwks = || async {
+        http()
+            .get(format!("{}/jwks", broker.base))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let sync = || async {
+        st.keys
+            .sync(&st.store, &st.master_key, st.now())
+            .await
+            .unwrap()
+    };
+    let first = tokens_for(&broker.base, "alice").await;
+    let old_kid = kid_of(first["access_token"].as_str().unwrap());
+    assert_eq!(rs256_kids(&jwks().await), vec![old_kid.clone()]);
+
+    // A day later the rotation creates the next key: published, not yet signing.
+    broker.clock().advance(86400 + 5);
+    sync().await;
+    let kids = rs256_kids(&jwks().await);
+    assert_eq!(
+        kids.len(),
+        2,
+        "the new key is published before it signs: {kids:?}"
+    );
+    let new_kid = kids.iter().find(|k| **k != old_kid).unwrap().clone();
+    let t = tokens_for(&broker.base, "alice").await;
+    assert_eq!(
+        kid_of(t["id_token"].as_str().unwrap()),
+        old_kid,
+        "still signing with the old key"
+    );
+
+    // After publish_ahead the new key signs; the old one stays for its tokens.
+    broker.clock().advance(3600 + 5);
+    sync().await;
+    let t = tokens_for(&broker.base, "bob").await;
+    assert_eq!(kid_of(t["access_token"].as_str().unwrap()), new_kid);
+    assert_eq!(kid_of(t["id_token"].as_str().unwrap()), new_kid);
+    assert!(
+        rs256_kids(&jwks().await).contains(&old_kid),
+        "the old key verifies what it signed"
+    );
+
+    // Once everything the old key signed has expired, it leaves the JWKS.
+    broker.clock().advance(3600 + 60);
+    sync().await;
+    assert_eq!(rs256_kids(&jwks().await), vec![new_kid]);
+}
