@@ -12,6 +12,7 @@ pub fn registry() -> Registry {
     Registry::new()
         .with(idbridge_connector_dev::DevFactory)
         .with(idbridge_connector_wechat_web::WeChatWebFactory)
+        .with(idbridge_connector_wechat_mp::WeChatMpFactory)
 }
 
 /// Dev mode: where its files live and what it generated there.

@@ -8,4 +8,5 @@ mod instances;
 mod oidc_client;
 mod provider;
 mod reliability;
+mod wechat_mp;
 mod wechat_web;

@@ -1,0 +1,305 @@
+//! Owns the `wechat-mp` connector: WeChat Official Account web authorization
+//! (公众号网页授权) inside WeChat's own browser. The person is sent to WeChat's
+//! `/connect/oauth2/authorize` page (`snsapi_base`: silent, openid only;
+//! `snsapi_userinfo`: a consent page, then the profile); WeChat sends them back to
+//! `{issuer}/callback/{id}` with a code, which is exchanged for the openid (subject),
+//! the unionid (link key, scoped by the Open Platform account, only with
+//! `snsapi_userinfo`) and, with `snsapi_userinfo`, the profile. Snapshot-mode
+//! (virtual) users are refused. Outside WeChat the connector is unavailable, so the
+//! broker offers the others (e.g. `wechat-web`'s QR code) instead.
+
+mod config;
+
+pub use config::{MpSettings, SCOPE_BASE, SCOPE_USERINFO};
+
+use async_trait::async_trait;
+use idbridge_core::{
+    escape_html, Availability, Begin, BeginRequest, BuildContext, CallbackRequest, ConfigError,
+    Connector, ConnectorError, ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind,
+    ExternalIdentity, LinkKey, Locale, Problem, Profile, RequestContext, Stage, Started,
+    UpstreamTokens,
+};
+use std::sync::Arc;
+use wechat_api::{oauth2_authorize_url, SnsToken, UserInfo, WeChatClient};
+
+/// WeChat refresh tokens last 30 days and cannot be renewed.
+const REFRESH_TOKEN_LIFETIME: i64 = 30 * 86400;
+
+pub struct WeChatMpFactory;
+
+impl ConnectorFactory for WeChatMpFactory {
+    fn kind(&self) -> &'static str {
+        "wechat-mp"
+    }
+
+    fn build(
+        &self,
+        settings: &ConnectorSettings,
+        _ctx: &BuildContext,
+    ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
+        let cfg = MpSettings::parse(settings)?;
+        let client = cfg.client().map_err(|e| {
+            vec![ConfigError::new(
+                format!("connectors[{}].api_base_url", settings.id),
+                e.to_string(),
+            )]
+        })?;
+        Ok(Arc::new(WeChatMp {
+            id: settings.id.clone(),
+            name: settings
+                .name
+                .clone()
+                .unwrap_or_else(|| "微信 WeChat".to_owned()),
+            cfg,
+            client,
+        }))
+    }
+
+    fn doctor(&self, settings: &ConnectorSettings, ctx: &BuildContext) -> Vec<Problem> {
+        match MpSettings::parse(settings) {
+            Ok(cfg) => cfg.doctor(&settings.id, ctx),
+            // build() already reports these.
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+pub struct WeChatMp {
+    id: ConnectorId,
+    name: String,
+    cfg: MpSettings,
+    client: WeChatClient,
+}
+
+impl WeChatMp {
+    /// What a person outside WeChat is told.
+    fn outside_reason(&self, locale: Locale) -> &'static str {
+        match (self.cfg.outside_wechat.as_str(), locale) {
+            ("hide", Locale::ZhCn) => "仅限微信内使用",
+            ("hide", Locale::En) => "Only inside WeChat",
+            (_, Locale::ZhCn) => "请在微信客户端打开链接：用微信扫描或在微信中打开本页，即可使用微信登录。",
+            (_, Locale::En) => "Open this link in WeChat: sign-in with this WeChat Official Account only works inside the WeChat app.",
+        }
+    }
+
+    /// Shown instead of WeChat's own "请在微信客户端打开链接" when this connector is
+    /// started (by `connector=`) from a browser outside WeChat.
+    fn outside_page(&self, ctx: &RequestContext) -> Begin {
+        let title = if ctx.locale == Locale::ZhCn {
+            "请在微信中打开"
+        } else {
+            "Open in WeChat"
+        };
+        Begin::Page {
+            title: title.to_owned(),
+            body_html: format!(
+                "<p role=\"alert\">{}</p>",
+                escape_html(self.outside_reason(ctx.locale))
+            ),
+            script_sources: Vec::new(),
+            frame_sources: Vec::new(),
+        }
+    }
+
+    /// Whether this token may call `sns/userinfo`: only `snsapi_userinfo` tokens
+    /// can (`snsapi_base` gets 48001), and only when the connector asks for a profile.
+    fn wants_profile(&self, token: &SnsToken) -> bool {
+        self.cfg.scope == SCOPE_USERINFO
+            && token.scope.split(',').any(|s| s.trim() == SCOPE_USERINFO)
+    }
+
+    fn identity(&self, token: &SnsToken, profile: Option<UserInfo>, now: i64) -> ExternalIdentity {
+        let unionid = token
+            .unionid
+            .clone()
+            .or_else(|| profile.as_ref().and_then(|p| p.unionid.clone()))
+            .filter(|u| !u.is_empty());
+        let link_key = match (&self.cfg.open_platform_id, &unionid) {
+            (Some(scope), Some(key)) => Some(LinkKey {
+                scope: scope.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        let (name, picture) = match &profile {
+            Some(p) => (
+                Some(p.nickname.clone()).filter(|n| !n.is_empty()),
+                Some(p.headimgurl.clone()).filter(|h| !h.is_empty()),
+            ),
+            None => (None, None),
+        };
+        ExternalIdentity {
+            connector_id: self.id.clone(),
+            subject: token.openid.clone(),
+            link_key,
+            profile: Profile {
+                name,
+                picture,
+                locale: None,
+            },
+            upstream_tokens: Some(UpstreamTokens {
+                access_token: Some(token.access_token.clone()),
+                refresh_token: Some(token.refresh_token.clone()),
+                access_expires_at: Some(now + token.expires_in),
+                refresh_expires_at: Some(now + REFRESH_TOKEN_LIFETIME),
+                scope: Some(token.scope.clone()),
+            }),
+            raw_claims: serde_json::json!({
+                "openid": token.openid,
+                "unionid": unionid,
+                "scope": token.scope,
+                "appid": self.cfg.appid,
+            }),
+        }
+    }
+
+    /// The profile, when the token's scope allows it; `None` for `snsapi_base`.
+    async fn profile(
+        &self,
+        token: &SnsToken,
+        ctx: &RequestContext,
+    ) -> Result<Option<UserInfo>, ConnectorError> {
+        if !self.wants_profile(token) {
+            return Ok(None);
+        }
+        let lang = if ctx.locale == Locale::ZhCn {
+            "zh_CN"
+        } else {
+            "en"
+        };
+        let info = self
+            .client
+            .userinfo(&token.access_token, &token.openid, lang)
+            .await
+            .map_err(ConnectorError::from)?;
+        if info.openid != token.openid {
+            return Err(ConnectorError::new(Stage::Userinfo, ErrorKind::BadResponse)
+                .upstream("openid_mismatch", "sns/userinfo answered for another openid")
+                .fix("WeChat returned a profile for a different user; report it with the rid from the log"));
+        }
+        Ok(Some(info))
+    }
+}
+
+#[async_trait]
+impl Connector for WeChatMp {
+    fn id(&self) -> &ConnectorId {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "wechat-mp"
+    }
+
+    fn display_name(&self) -> &str {
+        &self.name
+    }
+
+    fn availability(&self, ctx: &RequestContext) -> Availability {
+        if ctx.client_class.is_wechat() {
+            Availability::Preferred
+        } else {
+            // WeCom and ordinary browsers: WeChat would only show "请在微信客户端打开链接".
+            Availability::Unavailable {
+                reason: self.outside_reason(ctx.locale).to_owned(),
+            }
+        }
+    }
+
+    async fn begin(
+        &self,
+        ctx: &RequestContext,
+        request: &BeginRequest,
+    ) -> Result<Started, ConnectorError> {
+        if !wechat_api::is_valid_state(&request.state) {
+            return Err(ConnectorError::new(Stage::Begin, ErrorKind::Misconfigured)
+                .fix("the broker's state must be 1-128 characters of a-zA-Z0-9 for WeChat"));
+        }
+        let begin = if !ctx.client_class.is_wechat() && self.cfg.outside_wechat == "page" {
+            self.outside_page(ctx)
+        } else {
+            Begin::Redirect(oauth2_authorize_url(
+                &self.cfg.open_base_url,
+                &self.cfg.appid,
+                &request.callback_url,
+                &self.cfg.scope,
+                &request.state,
+            ))
+        };
+        Ok(Started {
+            begin,
+            flow_data: serde_json::Value::Null,
+        })
+    }
+
+    async fn complete(
+        &self,
+        ctx: &RequestContext,
+        callback: &CallbackRequest,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        let Some(code) = callback.param("code") else {
+            // WeChat sends the person back with only the state when they refuse.
+            return Err(
+                ConnectorError::new(Stage::Callback, ErrorKind::UserCancelled).upstream(
+                    "no_code",
+                    "WeChat returned without a code: the person refused or closed the page",
+                ),
+            );
+        };
+        let token = self
+            .client
+            .exchange_code_with_retry(&self.cfg.appid, &self.cfg.appsecret, code)
+            .await
+            .map_err(ConnectorError::from)?;
+        if token.is_snapshotuser {
+            // A page opened from Moments (朋友圈快照): openid, unionid and profile are
+            // virtual. Never create or link an account from it.
+            return Err(ConnectorError::new(Stage::TokenExchange, ErrorKind::NotAllowed)
+                .upstream("is_snapshotuser", "a snapshot-mode (virtual) WeChat user")
+                .fix("the person opened a snapshot page (from Moments); they must tap \"使用完整服务\" to open the full page, then sign in again"));
+        }
+        let profile = self.profile(&token, ctx).await?;
+        Ok(self.identity(&token, profile, ctx.now))
+    }
+
+    async fn refresh(
+        &self,
+        ctx: &RequestContext,
+        subject: &str,
+        tokens: &UpstreamTokens,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        let Some(refresh_token) = tokens.refresh_token.as_deref() else {
+            return Err(ConnectorError::new(Stage::Refresh, ErrorKind::InvalidCode)
+                .fix("no WeChat refresh token is stored for this person; they must sign in again inside WeChat"));
+        };
+        if tokens.refresh_expires_at.is_some_and(|t| t <= ctx.now) {
+            return Err(ConnectorError::new(Stage::Refresh, ErrorKind::InvalidCode)
+                .upstream(42002, "refresh_token expired (30 days)")
+                .fix("the person must sign in again inside WeChat"));
+        }
+        let token = self
+            .client
+            .refresh(&self.cfg.appid, refresh_token)
+            .await
+            .map_err(ConnectorError::from)?;
+        if token.openid != subject {
+            return Err(
+                ConnectorError::new(Stage::Refresh, ErrorKind::BadResponse).upstream(
+                    "openid_mismatch",
+                    "the refreshed token belongs to another openid",
+                ),
+            );
+        }
+        self.client
+            .check_token(&token.access_token, &token.openid)
+            .await
+            .map_err(ConnectorError::from)?;
+        let profile = self.profile(&token, ctx).await?;
+        let mut identity = self.identity(&token, profile, ctx.now);
+        // The refresh token itself is not renewed: keep its original expiry.
+        if let Some(t) = identity.upstream_tokens.as_mut() {
+            t.refresh_expires_at = tokens.refresh_expires_at.or(t.refresh_expires_at);
+        }
+        Ok(identity)
+    }
+}
