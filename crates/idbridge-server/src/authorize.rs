@@ -602,6 +602,22 @@ pub async fn login(
         }
         body.push_str("</ul>");
     }
+    // Say why a method the app offers cannot be used here (e.g. "open this link in
+    // WeChat" for the in-WeChat login on a desktop browser).
+    for (id, c) in state
+        .connectors
+        .iter()
+        .filter(|(id, _)| client.may_use_connector(id))
+    {
+        if let Availability::Unavailable { reason } = c.connector.availability(&ctx) {
+            body.push_str(&format!(
+                "<p class=\"muted\" id=\"unavailable-{}\"><strong>{}</strong>: {}</p>",
+                escape(id),
+                escape(c.connector.display_name()),
+                escape(&reason)
+            ));
+        }
+    }
     let cancel = error_url(
         &state,
         &ar,

@@ -255,3 +255,37 @@ async fn snsapi_base_first_then_snsapi_userinfo_keeps_one_account() {
     assert_eq!(web["sub"], first["sub"]);
     assert_eq!(w.users().await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outside_wechat_the_page_says_to_open_the_link_in_wechat() {
+    let sim = Simulator::start(SimConfig::dev_default("127.0.0.1"))
+        .await
+        .unwrap();
+    let db = TestDb::new(Db::Sqlite);
+    let base = sim.base_url();
+    // Only the Official Account connector: a desktop browser cannot use it.
+    let broker = start(&db.url(), None, move |s| {
+        s.connectors = vec![mp_connector("only-mp", &base, "snsapi_userinfo")];
+    })
+    .await;
+    let b = browser_as(DESKTOP_UA);
+    let (url, _) = authorize_url(&broker.base, &[("ui_locales", "en")]);
+    let url = url.replace("&connector=dev", "");
+    let resp = b.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let chooser = b
+        .get(location(&resp))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        chooser.contains("No sign-in method is available"),
+        "{chooser}"
+    );
+    assert!(chooser.contains("id=\"unavailable-only-mp\""), "{chooser}");
+    assert!(chooser.contains("Open this link in WeChat"), "{chooser}");
+    sim.stop().await;
+}
