@@ -15,6 +15,7 @@
 mod body;
 mod client;
 mod error;
+pub mod login;
 mod types;
 mod urls;
 

@@ -16,14 +16,10 @@ use async_trait::async_trait;
 use idbridge_core::{
     escape_html, Availability, Begin, BeginRequest, BuildContext, CallbackRequest, ConfigError,
     Connector, ConnectorError, ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind,
-    ExternalIdentity, LinkKey, Locale, Problem, Profile, RequestContext, Stage, Started,
-    UpstreamTokens,
+    ExternalIdentity, Locale, Problem, RequestContext, Stage, Started, UpstreamTokens,
 };
 use std::sync::Arc;
-use wechat_api::{oauth2_authorize_url, SnsToken, UserInfo, WeChatClient};
-
-/// WeChat refresh tokens last 30 days and cannot be renewed.
-const REFRESH_TOKEN_LIFETIME: i64 = 30 * 86400;
+use wechat_api::{login, oauth2_authorize_url, SnsToken, UserInfo, WeChatClient};
 
 pub struct WeChatMpFactory;
 
@@ -109,48 +105,14 @@ impl WeChatMp {
     }
 
     fn identity(&self, token: &SnsToken, profile: Option<UserInfo>, now: i64) -> ExternalIdentity {
-        let unionid = token
-            .unionid
-            .clone()
-            .or_else(|| profile.as_ref().and_then(|p| p.unionid.clone()))
-            .filter(|u| !u.is_empty());
-        let link_key = match (&self.cfg.open_platform_id, &unionid) {
-            (Some(scope), Some(key)) => Some(LinkKey {
-                scope: scope.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        };
-        let (name, picture) = match &profile {
-            Some(p) => (
-                Some(p.nickname.clone()).filter(|n| !n.is_empty()),
-                Some(p.headimgurl.clone()).filter(|h| !h.is_empty()),
-            ),
-            None => (None, None),
-        };
-        ExternalIdentity {
-            connector_id: self.id.clone(),
-            subject: token.openid.clone(),
-            link_key,
-            profile: Profile {
-                name,
-                picture,
-                locale: None,
-            },
-            upstream_tokens: Some(UpstreamTokens {
-                access_token: Some(token.access_token.clone()),
-                refresh_token: Some(token.refresh_token.clone()),
-                access_expires_at: Some(now + token.expires_in),
-                refresh_expires_at: Some(now + REFRESH_TOKEN_LIFETIME),
-                scope: Some(token.scope.clone()),
-            }),
-            raw_claims: serde_json::json!({
-                "openid": token.openid,
-                "unionid": unionid,
-                "scope": token.scope,
-                "appid": self.cfg.appid,
-            }),
-        }
+        login::identity(
+            &self.id,
+            &self.cfg.appid,
+            self.cfg.open_platform_id.as_deref(),
+            token,
+            profile.as_ref(),
+            now,
+        )
     }
 
     /// The profile, when the token's scope allows it; `None` for `snsapi_base`.
@@ -162,22 +124,9 @@ impl WeChatMp {
         if !self.wants_profile(token) {
             return Ok(None);
         }
-        let lang = if ctx.locale == Locale::ZhCn {
-            "zh_CN"
-        } else {
-            "en"
-        };
-        let info = self
-            .client
-            .userinfo(&token.access_token, &token.openid, lang)
+        login::fetch_profile(&self.client, token, ctx.locale)
             .await
-            .map_err(ConnectorError::from)?;
-        if info.openid != token.openid {
-            return Err(ConnectorError::new(Stage::Userinfo, ErrorKind::BadResponse)
-                .upstream("openid_mismatch", "sns/userinfo answered for another openid")
-                .fix("WeChat returned a profile for a different user; report it with the rid from the log"));
-        }
-        Ok(Some(info))
+            .map(Some)
     }
 }
 

@@ -166,40 +166,12 @@ impl WebSettings {
     /// The checks that catch most broken WeChat setups before anyone tries to log in.
     pub fn doctor(&self, id: &ConnectorId, ctx: &BuildContext) -> Vec<Problem> {
         let key = |k: &str| format!("connectors[{id}].{k}");
-        let mut problems = Vec::new();
-        let callback_host = url::Url::parse(&ctx.callback_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
-        match &self.callback_domain {
-            Some(domain) => {
-                let domain = domain.trim().trim_end_matches('/');
-                if domain.contains("://") || domain.contains('/') {
-                    problems.push(Problem {
-                        key: key("callback_domain"),
-                        message: format!("{domain:?}: WeChat's authorization callback domain is a host only (no scheme, no path), e.g. {callback_host}"),
-                        fatal: true,
-                    });
-                } else if !domain.eq_ignore_ascii_case(&callback_host) {
-                    problems.push(Problem {
-                        key: key("callback_domain"),
-                        message: format!(
-                            "the callback URL {} has host {callback_host:?} but WeChat's authorization callback domain is {domain:?}: WeChat will show \"redirect_uri 参数错误\" and never come back. Register {callback_host} at Open Platform > 网站应用 > 开发信息 > 授权回调域, or change the issuer (the host must match exactly; www.{callback_host} does not cover {callback_host})",
-                            ctx.callback_url
-                        ),
-                        fatal: true,
-                    });
-                }
-            }
-            None => problems.push(Problem {
-                key: key("callback_domain"),
-                message: format!(
-                    "not set, so it cannot be checked: the authorization callback domain registered at WeChat must be exactly {callback_host:?} (callback URL {})",
-                    ctx.callback_url
-                ),
-                fatal: false,
-            }),
-        }
+        let mut problems = wechat_api::login::callback_domain_problems(
+            &key("callback_domain"),
+            self.callback_domain.as_deref(),
+            &ctx.callback_url,
+            "WeChat's authorization callback domain (Open Platform > 网站应用 > 开发信息 > 授权回调域)",
+        );
         if self.open_platform_id.is_none() {
             problems.push(Problem {
                 key: key("open_platform_id"),

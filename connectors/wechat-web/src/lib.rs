@@ -12,13 +12,10 @@ use async_trait::async_trait;
 use idbridge_core::{
     escape_html, Begin, BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector,
     ConnectorError, ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity,
-    LinkKey, Locale, Problem, Profile, RequestContext, Stage, Started, UpstreamTokens,
+    Locale, Problem, RequestContext, Stage, Started, UpstreamTokens,
 };
 use std::sync::Arc;
-use wechat_api::{encode_component, qrconnect_url, SnsToken, WeChatClient};
-
-/// WeChat refresh tokens last 30 days and cannot be renewed.
-const REFRESH_TOKEN_LIFETIME: i64 = 30 * 86400;
+use wechat_api::{encode_component, login, qrconnect_url, SnsToken, WeChatClient};
 
 pub struct WeChatWebFactory;
 
@@ -133,78 +130,23 @@ impl WeChatWeb {
             frame_sources: vec![origin(&self.cfg.open_base_url)],
         }
     }
+}
 
+impl WeChatWeb {
     fn identity(
         &self,
         token: &SnsToken,
-        profile: Option<wechat_api::UserInfo>,
+        profile: &wechat_api::UserInfo,
         now: i64,
     ) -> ExternalIdentity {
-        let unionid = token
-            .unionid
-            .clone()
-            .or_else(|| profile.as_ref().and_then(|p| p.unionid.clone()))
-            .filter(|u| !u.is_empty());
-        let link_key = match (&self.cfg.open_platform_id, &unionid) {
-            (Some(scope), Some(key)) => Some(LinkKey {
-                scope: scope.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        };
-        let (name, picture) = match &profile {
-            Some(p) => (
-                Some(p.nickname.clone()).filter(|n| !n.is_empty()),
-                Some(p.headimgurl.clone()).filter(|h| !h.is_empty()),
-            ),
-            None => (None, None),
-        };
-        ExternalIdentity {
-            connector_id: self.id.clone(),
-            subject: token.openid.clone(),
-            link_key,
-            profile: Profile {
-                name,
-                picture,
-                locale: None,
-            },
-            upstream_tokens: Some(UpstreamTokens {
-                access_token: Some(token.access_token.clone()),
-                refresh_token: Some(token.refresh_token.clone()),
-                access_expires_at: Some(now + token.expires_in),
-                refresh_expires_at: Some(now + REFRESH_TOKEN_LIFETIME),
-                scope: Some(token.scope.clone()),
-            }),
-            raw_claims: serde_json::json!({
-                "openid": token.openid,
-                "unionid": unionid,
-                "scope": token.scope,
-                "appid": self.cfg.appid,
-            }),
-        }
-    }
-
-    async fn profile(
-        &self,
-        token: &SnsToken,
-        ctx: &RequestContext,
-    ) -> Result<wechat_api::UserInfo, ConnectorError> {
-        let lang = if ctx.locale == Locale::ZhCn {
-            "zh_CN"
-        } else {
-            "en"
-        };
-        let info = self
-            .client
-            .userinfo(&token.access_token, &token.openid, lang)
-            .await
-            .map_err(ConnectorError::from)?;
-        if info.openid != token.openid {
-            return Err(ConnectorError::new(Stage::Userinfo, ErrorKind::BadResponse)
-                .upstream("openid_mismatch", "sns/userinfo answered for another openid")
-                .fix("WeChat returned a profile for a different user; report it with the rid from the log"));
-        }
-        Ok(info)
+        login::identity(
+            &self.id,
+            &self.cfg.appid,
+            self.cfg.open_platform_id.as_deref(),
+            token,
+            Some(profile),
+            now,
+        )
     }
 }
 
@@ -279,8 +221,8 @@ impl Connector for WeChatWeb {
                 .upstream("is_snapshotuser", "a snapshot-mode (virtual) WeChat user")
                 .fix("the person opened a snapshot page; they must open the full page to sign in"));
         }
-        let profile = self.profile(&token, ctx).await?;
-        Ok(self.identity(&token, Some(profile), ctx.now))
+        let profile = login::fetch_profile(&self.client, &token, ctx.locale).await?;
+        Ok(self.identity(&token, &profile, ctx.now))
     }
 
     async fn refresh(
@@ -315,8 +257,8 @@ impl Connector for WeChatWeb {
             .check_token(&token.access_token, &token.openid)
             .await
             .map_err(ConnectorError::from)?;
-        let profile = self.profile(&token, ctx).await?;
-        let mut identity = self.identity(&token, Some(profile), ctx.now);
+        let profile = login::fetch_profile(&self.client, &token, ctx.locale).await?;
+        let mut identity = self.identity(&token, &profile, ctx.now);
         // The refresh token itself is not renewed: keep its original expiry.
         if let Some(t) = identity.upstream_tokens.as_mut() {
             t.refresh_expires_at = tokens.refresh_expires_at.or(t.refresh_expires_at);

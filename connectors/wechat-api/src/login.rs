@@ -1,0 +1,133 @@
+//! What every WeChat login connector does with WeChat's answers: fetch and check
+//! the profile, turn a token (and profile) into the broker's `ExternalIdentity`
+//! (openid as subject, unionid scoped by the Open Platform account as link key,
+//! tokens to keep), and the doctor check of the registered callback domain.
+
+use crate::{SnsToken, UserInfo, WeChatClient};
+use idbridge_core::{
+    ConnectorError, ConnectorId, ErrorKind, ExternalIdentity, LinkKey, Locale, Problem, Profile,
+    Stage, UpstreamTokens,
+};
+
+/// WeChat user refresh tokens last 30 days and cannot be renewed.
+pub const REFRESH_TOKEN_LIFETIME: i64 = 30 * 86400;
+
+/// `sns/userinfo` for the token's openid, in the person's language; a profile for
+/// another openid is refused.
+pub async fn fetch_profile(
+    client: &WeChatClient,
+    token: &SnsToken,
+    locale: Locale,
+) -> Result<UserInfo, ConnectorError> {
+    let lang = if locale == Locale::ZhCn {
+        "zh_CN"
+    } else {
+        "en"
+    };
+    let info = client
+        .userinfo(&token.access_token, &token.openid, lang)
+        .await
+        .map_err(ConnectorError::from)?;
+    if info.openid != token.openid {
+        return Err(ConnectorError::new(Stage::Userinfo, ErrorKind::BadResponse)
+            .upstream("openid_mismatch", "sns/userinfo answered for another openid")
+            .fix("WeChat returned a profile for a different user; report it with the rid from the log"));
+    }
+    Ok(info)
+}
+
+/// The identity of a WeChat login: subject = openid (per app), link key =
+/// (open_platform_id, unionid) when both are known, profile name and picture, and
+/// the WeChat tokens for later refresh.
+pub fn identity(
+    connector_id: &ConnectorId,
+    appid: &str,
+    open_platform_id: Option<&str>,
+    token: &SnsToken,
+    profile: Option<&UserInfo>,
+    now: i64,
+) -> ExternalIdentity {
+    let unionid = token
+        .unionid
+        .clone()
+        .or_else(|| profile.and_then(|p| p.unionid.clone()))
+        .filter(|u| !u.is_empty());
+    let link_key = match (open_platform_id, &unionid) {
+        (Some(scope), Some(key)) => Some(LinkKey {
+            scope: scope.to_owned(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    ExternalIdentity {
+        connector_id: connector_id.clone(),
+        subject: token.openid.clone(),
+        link_key,
+        profile: Profile {
+            name: profile
+                .map(|p| p.nickname.clone())
+                .filter(|n| !n.is_empty()),
+            picture: profile
+                .map(|p| p.headimgurl.clone())
+                .filter(|h| !h.is_empty()),
+            locale: None,
+        },
+        upstream_tokens: Some(UpstreamTokens {
+            access_token: Some(token.access_token.clone()),
+            refresh_token: Some(token.refresh_token.clone()),
+            access_expires_at: Some(now + token.expires_in),
+            refresh_expires_at: Some(now + REFRESH_TOKEN_LIFETIME),
+            scope: Some(token.scope.clone()),
+        }),
+        raw_claims: serde_json::json!({
+            "openid": token.openid,
+            "unionid": unionid,
+            "scope": token.scope,
+            "appid": appid,
+        }),
+    }
+}
+
+/// The most common broken setup: the host of `{issuer}/callback/{id}` is not the
+/// domain registered at WeChat. `what` names that setting for the operator, e.g.
+/// "WeChat's authorization callback domain (Open Platform > 网站应用 > 授权回调域)".
+pub fn callback_domain_problems(
+    key: &str,
+    registered: Option<&str>,
+    callback_url: &str,
+    what: &str,
+) -> Vec<Problem> {
+    let callback_host = url::Url::parse(callback_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let problem = |message: String, fatal| Problem {
+        key: key.to_owned(),
+        message,
+        fatal,
+    };
+    match registered {
+        None => vec![problem(
+            format!("not set, so it cannot be checked: {what} must be exactly {callback_host:?} (callback URL {callback_url})"),
+            false,
+        )],
+        Some(domain) => {
+            let domain = domain.trim().trim_end_matches('/');
+            if domain.contains("://") || domain.contains('/') {
+                vec![problem(
+                    format!("{domain:?}: {what} is a host only (no scheme, no path), e.g. {callback_host}"),
+                    true,
+                )]
+            } else if !domain.eq_ignore_ascii_case(&callback_host) {
+                vec![problem(
+                    format!(
+                        "the callback URL {callback_url} has host {callback_host:?} but {what} is {domain:?}: WeChat will show \"redirect_uri 参数错误\" (10003) and never come back. Register {callback_host} there, or change the issuer (the host must match exactly; www.{callback_host} does not cover {callback_host})"
+                    ),
+                    true,
+                )]
+            } else {
+                Vec::new()
+            }
+        }
+    }
+}
