@@ -131,3 +131,120 @@ pub fn callback_domain_problems(
         }
     }
 }
+
+/// Read a connector's options into its settings type; a wrong or missing key is
+/// an error naming `connectors[ID].key`.
+pub fn parse_options<T: serde::de::DeserializeOwned>(
+    settings: &idbridge_core::ConnectorSettings,
+) -> Result<T, Vec<idbridge_core::ConfigError>> {
+    serde_json::from_value(settings.options.clone()).map_err(|e| {
+        let text = e.to_string();
+        let field = text.split('`').nth(1).unwrap_or("?").to_owned();
+        vec![idbridge_core::ConfigError::new(
+            format!("connectors[{}].{field}", settings.id),
+            text,
+        )]
+    })
+}
+
+/// The keys every WeChat login connector has.
+pub struct AppKeys<'a> {
+    pub appid: &'a str,
+    pub appsecret: &'a str,
+    pub open_platform_id: Option<&'a str>,
+    pub api_base_url: &'a str,
+    pub open_base_url: &'a str,
+    pub connect_timeout_secs: f64,
+    pub timeout_secs: f64,
+}
+
+impl AppKeys<'_> {
+    /// Config errors, each naming its key. `appid_where` tells the operator where
+    /// WeChat shows the AppID for this kind of app.
+    pub fn check(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        appid_where: &str,
+    ) -> Vec<idbridge_core::ConfigError> {
+        use idbridge_core::ConfigError;
+        let mut errors = Vec::new();
+        if !crate::is_valid_appid(self.appid) {
+            errors.push(ConfigError::new(
+                key("appid"),
+                format!("must be the AppID: \"wx\" followed by 16 hex digits ({appid_where})"),
+            ));
+        }
+        if self.appsecret.len() != 32 {
+            errors.push(ConfigError::new(
+                key("appsecret"),
+                format!(
+                    "must be the 32-character AppSecret (got {} characters)",
+                    self.appsecret.len()
+                ),
+            ));
+        }
+        if let Some(p) = self.open_platform_id {
+            if p.is_empty() || p.contains(char::is_whitespace) {
+                errors.push(ConfigError::new(
+                    key("open_platform_id"),
+                    "must be the Open Platform 原始ID, e.g. gh_0123456789ab",
+                ));
+            }
+        }
+        for (k, v) in [
+            ("api_base_url", self.api_base_url),
+            ("open_base_url", self.open_base_url),
+        ] {
+            match url::Url::parse(v) {
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                _ => errors.push(ConfigError::new(
+                    key(k),
+                    format!("{v:?} is not an http(s) URL"),
+                )),
+            }
+        }
+        for (k, v) in [
+            ("connect_timeout_secs", self.connect_timeout_secs),
+            ("timeout_secs", self.timeout_secs),
+        ] {
+            if !(v > 0.0 && v <= 60.0) {
+                errors.push(ConfigError::new(key(k), "must be between 0 and 60 seconds"));
+            }
+        }
+        errors
+    }
+
+    pub fn client(&self) -> Result<WeChatClient, crate::BuildError> {
+        WeChatClient::new(crate::ClientOptions {
+            api_base_url: self.api_base_url.to_owned(),
+            connect_timeout: std::time::Duration::from_secs_f64(self.connect_timeout_secs),
+            timeout: std::time::Duration::from_secs_f64(self.timeout_secs),
+        })
+    }
+
+    /// Doctor warnings every WeChat connector shares: pointing away from WeChat,
+    /// and a secret that does not look like one.
+    pub fn warnings(&self, key: &dyn Fn(&str) -> String) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.api_base_url != crate::DEFAULT_API_BASE_URL
+            || self.open_base_url != crate::DEFAULT_OPEN_BASE_URL
+        {
+            problems.push(Problem {
+                key: key("api_base_url"),
+                message: format!(
+                    "points away from WeChat ({} / {}): fine for a simulator, wrong in production",
+                    self.api_base_url, self.open_base_url
+                ),
+                fatal: false,
+            });
+        }
+        if !crate::is_valid_secret(self.appsecret) {
+            problems.push(Problem {
+                key: key("appsecret"),
+                message: "does not look like a WeChat AppSecret (32 hex digits); check for a copy-paste mistake".into(),
+                fatal: false,
+            });
+        }
+        problems
+    }
+}

@@ -3,8 +3,7 @@
 
 use idbridge_core::{BuildContext, ConfigError, ConnectorId, ConnectorSettings, Problem};
 use serde::Deserialize;
-use std::time::Duration;
-use wechat_api::{ClientOptions, WeChatClient, DEFAULT_API_BASE_URL, DEFAULT_OPEN_BASE_URL};
+use wechat_api::{WeChatClient, DEFAULT_API_BASE_URL, DEFAULT_OPEN_BASE_URL};
 
 /// Silent: openid only, no consent page, no profile, no unionid.
 pub const SCOPE_BASE: &str = "snsapi_base";
@@ -66,35 +65,10 @@ impl MpSettings {
     pub fn parse(settings: &ConnectorSettings) -> Result<Self, Vec<ConfigError>> {
         let id = &settings.id;
         let key = |k: &str| format!("connectors[{id}].{k}");
-        let cfg: MpSettings = serde_json::from_value(settings.options.clone()).map_err(|e| {
-            let text = e.to_string();
-            let field = text.split('`').nth(1).unwrap_or("?").to_owned();
-            vec![ConfigError::new(key(&field), text)]
-        })?;
-        let mut errors = Vec::new();
-        if !wechat_api::is_valid_appid(&cfg.appid) {
-            errors.push(ConfigError::new(
-                key("appid"),
-                "must be the Official Account's AppID: \"wx\" followed by 16 hex digits (公众平台 > 设置与开发 > 基本配置 > AppID)",
-            ));
-        }
-        if cfg.appsecret.len() != 32 {
-            errors.push(ConfigError::new(
-                key("appsecret"),
-                format!(
-                    "must be the 32-character AppSecret (got {} characters)",
-                    cfg.appsecret.len()
-                ),
-            ));
-        }
-        if let Some(p) = &cfg.open_platform_id {
-            if p.is_empty() || p.contains(char::is_whitespace) {
-                errors.push(ConfigError::new(
-                    key("open_platform_id"),
-                    "must be the Open Platform 原始ID, e.g. gh_0123456789ab",
-                ));
-            }
-        }
+        let cfg: MpSettings = wechat_api::login::parse_options(settings)?;
+        let mut errors = cfg
+            .app()
+            .check(&key, "公众平台 > 设置与开发 > 基本配置 > AppID");
         if cfg.scope != SCOPE_BASE && cfg.scope != SCOPE_USERINFO {
             errors.push(ConfigError::new(
                 key("scope"),
@@ -107,26 +81,6 @@ impl MpSettings {
                 "use \"page\" or \"hide\"",
             ));
         }
-        for (k, v) in [
-            ("api_base_url", &cfg.api_base_url),
-            ("open_base_url", &cfg.open_base_url),
-        ] {
-            match url::Url::parse(v) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-                _ => errors.push(ConfigError::new(
-                    key(k),
-                    format!("{v:?} is not an http(s) URL"),
-                )),
-            }
-        }
-        for (k, v) in [
-            ("connect_timeout_secs", cfg.connect_timeout_secs),
-            ("timeout_secs", cfg.timeout_secs),
-        ] {
-            if !(v > 0.0 && v <= 60.0) {
-                errors.push(ConfigError::new(key(k), "must be between 0 and 60 seconds"));
-            }
-        }
         if errors.is_empty() {
             Ok(cfg)
         } else {
@@ -134,12 +88,21 @@ impl MpSettings {
         }
     }
 
+    /// The keys every WeChat connector shares.
+    pub fn app(&self) -> wechat_api::login::AppKeys<'_> {
+        wechat_api::login::AppKeys {
+            appid: &self.appid,
+            appsecret: &self.appsecret,
+            open_platform_id: self.open_platform_id.as_deref(),
+            api_base_url: &self.api_base_url,
+            open_base_url: &self.open_base_url,
+            connect_timeout_secs: self.connect_timeout_secs,
+            timeout_secs: self.timeout_secs,
+        }
+    }
+
     pub fn client(&self) -> Result<WeChatClient, wechat_api::BuildError> {
-        WeChatClient::new(ClientOptions {
-            api_base_url: self.api_base_url.clone(),
-            connect_timeout: Duration::from_secs_f64(self.connect_timeout_secs),
-            timeout: Duration::from_secs_f64(self.timeout_secs),
-        })
+        self.app().client()
     }
 
     /// The checks that catch most broken Official Account setups before anyone
@@ -165,24 +128,7 @@ impl MpSettings {
                 fatal: false,
             });
         }
-        if self.api_base_url != DEFAULT_API_BASE_URL || self.open_base_url != DEFAULT_OPEN_BASE_URL
-        {
-            problems.push(Problem {
-                key: key("api_base_url"),
-                message: format!(
-                    "points away from WeChat ({} / {}): fine for a simulator, wrong in production",
-                    self.api_base_url, self.open_base_url
-                ),
-                fatal: false,
-            });
-        }
-        if !wechat_api::is_valid_secret(&self.appsecret) {
-            problems.push(Problem {
-                key: key("appsecret"),
-                message: "does not look like a WeChat AppSecret (32 hex digits); check for a copy-paste mistake".into(),
-                fatal: false,
-            });
-        }
+        problems.extend(self.app().warnings(&key));
         problems
     }
 }

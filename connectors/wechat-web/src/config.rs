@@ -3,8 +3,7 @@
 
 use idbridge_core::{BuildContext, ConfigError, ConnectorId, ConnectorSettings, Problem};
 use serde::Deserialize;
-use std::time::Duration;
-use wechat_api::{ClientOptions, WeChatClient, DEFAULT_API_BASE_URL, DEFAULT_OPEN_BASE_URL};
+use wechat_api::{WeChatClient, DEFAULT_API_BASE_URL, DEFAULT_OPEN_BASE_URL};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,35 +72,8 @@ impl WebSettings {
     pub fn parse(settings: &ConnectorSettings) -> Result<Self, Vec<ConfigError>> {
         let id = &settings.id;
         let key = |k: &str| format!("connectors[{id}].{k}");
-        let cfg: WebSettings = serde_json::from_value(settings.options.clone()).map_err(|e| {
-            let text = e.to_string();
-            let field = text.split('`').nth(1).unwrap_or("?").to_owned();
-            vec![ConfigError::new(key(&field), text)]
-        })?;
-        let mut errors = Vec::new();
-        if !wechat_api::is_valid_appid(&cfg.appid) {
-            errors.push(ConfigError::new(
-                key("appid"),
-                "must be the website app's AppID: \"wx\" followed by 16 hex digits (Open Platform > 网站应用 > AppID)",
-            ));
-        }
-        if cfg.appsecret.len() != 32 {
-            errors.push(ConfigError::new(
-                key("appsecret"),
-                format!(
-                    "must be the 32-character AppSecret (got {} characters)",
-                    cfg.appsecret.len()
-                ),
-            ));
-        }
-        if let Some(p) = &cfg.open_platform_id {
-            if p.is_empty() || p.contains(char::is_whitespace) {
-                errors.push(ConfigError::new(
-                    key("open_platform_id"),
-                    "must be the Open Platform 原始ID, e.g. gh_0123456789ab",
-                ));
-            }
-        }
+        let cfg: WebSettings = wechat_api::login::parse_options(settings)?;
+        let mut errors = cfg.app().check(&key, "Open Platform > 网站应用 > AppID");
         if cfg.mode != "redirect" && cfg.mode != "embedded" {
             errors.push(ConfigError::new(
                 key("mode"),
@@ -120,32 +92,12 @@ impl WebSettings {
                 "use \"black\" or \"white\"",
             ));
         }
-        for (k, v) in [
-            ("api_base_url", &cfg.api_base_url),
-            ("open_base_url", &cfg.open_base_url),
-        ] {
-            match url::Url::parse(v) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-                _ => errors.push(ConfigError::new(
-                    key(k),
-                    format!("{v:?} is not an http(s) URL"),
-                )),
-            }
-        }
         if let Some(css) = &cfg.qr_css_url {
             if !css.starts_with("https://") {
                 errors.push(ConfigError::new(
                     key("qr_css_url"),
                     "must be an https URL (WeChat loads it)",
                 ));
-            }
-        }
-        for (k, v) in [
-            ("connect_timeout_secs", cfg.connect_timeout_secs),
-            ("timeout_secs", cfg.timeout_secs),
-        ] {
-            if !(v > 0.0 && v <= 60.0) {
-                errors.push(ConfigError::new(key(k), "must be between 0 and 60 seconds"));
             }
         }
         if errors.is_empty() {
@@ -155,12 +107,21 @@ impl WebSettings {
         }
     }
 
+    /// The keys every WeChat connector shares.
+    pub fn app(&self) -> wechat_api::login::AppKeys<'_> {
+        wechat_api::login::AppKeys {
+            appid: &self.appid,
+            appsecret: &self.appsecret,
+            open_platform_id: self.open_platform_id.as_deref(),
+            api_base_url: &self.api_base_url,
+            open_base_url: &self.open_base_url,
+            connect_timeout_secs: self.connect_timeout_secs,
+            timeout_secs: self.timeout_secs,
+        }
+    }
+
     pub fn client(&self) -> Result<WeChatClient, wechat_api::BuildError> {
-        WeChatClient::new(ClientOptions {
-            api_base_url: self.api_base_url.clone(),
-            connect_timeout: Duration::from_secs_f64(self.connect_timeout_secs),
-            timeout: Duration::from_secs_f64(self.timeout_secs),
-        })
+        self.app().client()
     }
 
     /// The checks that catch most broken WeChat setups before anyone tries to log in.
@@ -179,24 +140,7 @@ impl WebSettings {
                 fatal: false,
             });
         }
-        if self.api_base_url != DEFAULT_API_BASE_URL || self.open_base_url != DEFAULT_OPEN_BASE_URL
-        {
-            problems.push(Problem {
-                key: key("api_base_url"),
-                message: format!(
-                    "points away from WeChat ({} / {}): fine for a simulator, wrong in production",
-                    self.api_base_url, self.open_base_url
-                ),
-                fatal: false,
-            });
-        }
-        if !wechat_api::is_valid_secret(&self.appsecret) {
-            problems.push(Problem {
-                key: key("appsecret"),
-                message: "does not look like a WeChat AppSecret (32 hex digits); check for a copy-paste mistake".into(),
-                fatal: false,
-            });
-        }
+        problems.extend(self.app().warnings(&key));
         problems
     }
 }
