@@ -16,7 +16,8 @@ use idbridge_core::{
     RequestContext,
 };
 use idbridge_store::{
-    AuditEvent, AuthRequestRow, FirstLogin, FlowRow, LoginResolution, NewLogin, SessionRow,
+    AuditEvent, AuthRequestRow, CompleteLogin, FirstLogin, FlowRow, LoginCompletion,
+    LoginResolution, NewLogin, SessionRow,
 };
 use idbridge_tokens::{hash_token, random_alnum, random_token};
 use serde::{Deserialize, Serialize};
@@ -518,11 +519,7 @@ async fn code_redirect(
         connector_id: session.connector_id.clone(),
     };
     let code = issue::new_code(state, &ar.client_id, user_id, &grant).await?;
-    let mut params = vec![("code", code.as_str()), ("iss", state.issuer.as_str())];
-    if let Some(s) = &ar.state {
-        params.push(("state", s.as_str()));
-    }
-    Ok(append_query(&ar.redirect_uri, &params))
+    Ok(success_url(state, ar, &code))
 }
 
 #[derive(Deserialize)]
@@ -1069,58 +1066,6 @@ pub async fn callback(
         FirstLoginPolicy::Create => FirstLogin::Create,
         FirstLoginPolicy::Deny => FirstLogin::Refuse,
     };
-    let resolution = match state
-        .store
-        .resolve_login(login, policy, new_user_id, now)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(event = "login_failed", stage = "account", connector = %connector_id, error = %e, "cannot resolve the broker account");
-            return error_redirect(
-                &state,
-                &ar,
-                "temporarily_unavailable",
-                "the broker's database is unavailable; retry shortly",
-            );
-        }
-    };
-    let (user, how) = match resolution {
-        LoginResolution::Existing(u) => (u, "existing"),
-        LoginResolution::Linked(u) => (u, "linked"),
-        LoginResolution::Created(u) => (u, "created"),
-        LoginResolution::NotLinked => {
-            tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, reason = "first_login_denied", fix = "this connector's first_login is \"deny\": link the identity to an account first", "no broker account for this identity");
-            audit(
-                &state,
-                "login_denied",
-                None,
-                Some(&ar.client_id),
-                Some(&connector_id),
-                serde_json::json!({"reason": "no_account"}),
-            )
-            .await;
-            return error_redirect(
-                &state,
-                &ar,
-                "access_denied",
-                "no broker account is linked to this identity",
-            );
-        }
-    };
-    if user.disabled_at.is_some() {
-        tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, user_id = %user.id, reason = "user_disabled", "the broker account is disabled");
-        audit(
-            &state,
-            "login_denied",
-            Some(&user.id),
-            Some(&ar.client_id),
-            Some(&connector_id),
-            serde_json::json!({"reason": "disabled"}),
-        )
-        .await;
-        return error_redirect(&state, &ar, "access_denied", "this account is disabled");
-    }
     let Ok(session_secret) = random_token(32) else {
         return error_page(
             locale,
@@ -1131,7 +1076,7 @@ pub async fn callback(
     };
     let session = SessionRow {
         id: hash_token(&session_secret),
-        user_id: user.id.clone(),
+        user_id: String::new(), // filled in by the store with the resolved account
         connector_id: connector_id.clone(),
         auth_time: now,
         created_at: now,
@@ -1139,52 +1084,136 @@ pub async fn callback(
         expires_at: now + state.settings.tokens.session_ttl_secs,
         ended_at: None,
     };
-    if let Err(e) = state.store.insert_session(session.clone()).await {
-        tracing::error!(stage = "session", error = %e, "cannot store the SSO session");
-        return error_redirect(
-            &state,
-            &ar,
-            "temporarily_unavailable",
-            "the broker's database is unavailable; retry shortly",
-        );
-    }
-    audit(
-        &state,
-        "login",
-        Some(&user.id),
-        Some(&ar.client_id),
-        Some(&connector_id),
-        serde_json::json!({"account": how}),
-    )
-    .await;
-    tracing::info!(event = "login", connector = %connector_id, client_id = %ar.client_id, user_id = %user.id, account = how, "signed in");
-    let url = match code_redirect(&state, &ar, &user.id, &session).await {
-        Ok(url) => url,
+    let grant = Grant {
+        redirect_uri: ar.redirect_uri.clone(),
+        scope: ar.scope.clone(),
+        nonce: ar.nonce.clone(),
+        code_challenge: ar.code_challenge.clone(),
+        auth_time: now,
+        sid: session.id.clone(),
+        connector_id: connector_id.clone(),
+    };
+    let (code, code_row) = match issue::code_row(&state, &ar.client_id, "", &grant) {
+        Ok(c) => c,
         Err(e) => return error_redirect(&state, &ar, e.error, &e.description),
     };
-    let _ = state.store.delete_auth_request(&flow.auth_request_id).await;
-    remember_outcome(&state, &upstream_state, Some(&url)).await;
+    let url = success_url(&state, &ar, &code);
+    // Account, session, code, audit, the used-up request and the flow's outcome:
+    // one transaction, so a failure leaves nothing half-written.
+    let completion = state
+        .store
+        .complete_login(
+            CompleteLogin {
+                login,
+                policy,
+                new_user_id,
+                session,
+                code: code_row,
+                audit: AuditEvent {
+                    at: now,
+                    event: "login".into(),
+                    user_id: None,
+                    client_id: Some(ar.client_id.clone()),
+                    connector_id: Some(connector_id.clone()),
+                    ip: None,
+                    detail: serde_json::json!({}),
+                },
+                auth_request_id: flow.auth_request_id.clone(),
+                flow_state: upstream_state.clone(),
+                flow_outcome: outcome_for(&state, &upstream_state, Some(&url)),
+            },
+            now,
+        )
+        .await;
+    match completion {
+        Ok(LoginCompletion::SignedIn { user, resolution }) => {
+            let how = match resolution {
+                LoginResolution::Existing(_) => "existing",
+                LoginResolution::Linked(_) => "linked",
+                _ => "created",
+            };
+            tracing::info!(event = "login", connector = %connector_id, client_id = %ar.client_id, user_id = %user.id, account = how, "signed in");
+        }
+        Ok(LoginCompletion::NotLinked) => {
+            tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, reason = "first_login_denied", fix = "this connector's first_login is \"deny\": link the identity to an account first", "no broker account for this identity");
+            audit(
+                &state,
+                "login_denied",
+                None,
+                Some(&ar.client_id),
+                Some(&connector_id),
+                serde_json::json!({"reason": "no_account"}),
+            )
+            .await;
+            remember_outcome(&state, &upstream_state, None).await;
+            return error_redirect(
+                &state,
+                &ar,
+                "access_denied",
+                "no broker account is linked to this identity",
+            );
+        }
+        Ok(LoginCompletion::Disabled(user)) => {
+            tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, user_id = %user.id, reason = "user_disabled", "the broker account is disabled");
+            audit(
+                &state,
+                "login_denied",
+                Some(&user.id),
+                Some(&ar.client_id),
+                Some(&connector_id),
+                serde_json::json!({"reason": "disabled"}),
+            )
+            .await;
+            remember_outcome(&state, &upstream_state, None).await;
+            return error_redirect(&state, &ar, "access_denied", "this account is disabled");
+        }
+        Err(e) => {
+            tracing::error!(event = "login_failed", stage = "account", connector = %connector_id, error = %e, "cannot complete the sign-in");
+            return error_redirect(
+                &state,
+                &ar,
+                "temporarily_unavailable",
+                "the broker's database is unavailable; retry shortly",
+            );
+        }
+    }
     let mut resp = found(&url);
     let _ = resp.add_cookie(&cookie(&state, SESSION_COOKIE, session_secret));
     resp
 }
 
-/// Keep the final redirect (sealed) so a repeated callback for the same state
-/// (WeChat may call twice) lands where the first one did.
-async fn remember_outcome(state: &AppState, upstream_state: &str, redirect: Option<&str>) {
-    let outcome = match redirect {
-        Some(url) => match state
+/// Where the app gets its code: `redirect_uri?code&iss[&state]`.
+fn success_url(state: &AppState, ar: &AuthRequest, code: &str) -> String {
+    let mut params = vec![("code", code), ("iss", state.issuer.as_str())];
+    if let Some(s) = &ar.state {
+        params.push(("state", s.as_str()));
+    }
+    append_query(&ar.redirect_uri, &params)
+}
+
+/// What a repeated callback for this flow should do: follow the first one's
+/// redirect (sealed, it carries the app's code), or fail.
+fn outcome_for(
+    state: &AppState,
+    upstream_state: &str,
+    redirect: Option<&str>,
+) -> serde_json::Value {
+    use base64::Engine;
+    match redirect.map(|url| {
+        state
             .master_key
             .seal(url.as_bytes(), upstream_state.as_bytes())
-        {
-            Ok(sealed) => {
-                use base64::Engine;
-                serde_json::json!({ "redirect": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed) })
-            }
-            Err(_) => serde_json::json!({ "failed": true }),
-        },
-        None => serde_json::json!({ "failed": true }),
-    };
+    }) {
+        Some(Ok(sealed)) => serde_json::json!({
+            "redirect": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+        }),
+        _ => serde_json::json!({ "failed": true }),
+    }
+}
+
+/// Record that this flow failed, so a repeated callback does not wait for it.
+async fn remember_outcome(state: &AppState, upstream_state: &str, redirect: Option<&str>) {
+    let outcome = outcome_for(state, upstream_state, redirect);
     if let Err(e) = state.store.set_flow_outcome(upstream_state, outcome).await {
         tracing::error!(stage = "callback", error = %e, "cannot record the flow outcome");
     }

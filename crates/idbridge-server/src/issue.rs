@@ -58,6 +58,29 @@ pub fn has_scope(scope: &str, wanted: &str) -> bool {
     scope.split(' ').any(|s| s == wanted)
 }
 
+/// A new authorization code and the row that stores it (by hash), not yet stored.
+pub fn code_row(
+    state: &AppState,
+    client_id: &str,
+    user_id: &str,
+    grant: &Grant,
+) -> Result<(String, CodeRow), OAuthError> {
+    let now = state.now();
+    let code = random_token(32).map_err(OAuthError::token)?;
+    let payload = serde_json::to_value(grant).map_err(|_| OAuthError::server_error("grant"))?;
+    let row = CodeRow {
+        code_hash: hash_token(&code),
+        client_id: client_id.to_owned(),
+        user_id: user_id.to_owned(),
+        payload,
+        created_at: now,
+        expires_at: now + state.settings.tokens.code_ttl_secs,
+        used_at: None,
+        family_id: None,
+    };
+    Ok((code, row))
+}
+
 /// Store a new authorization code and return it.
 pub async fn new_code(
     state: &AppState,
@@ -65,21 +88,10 @@ pub async fn new_code(
     user_id: &str,
     grant: &Grant,
 ) -> Result<String, OAuthError> {
-    let now = state.now();
-    let code = random_token(32).map_err(OAuthError::token)?;
-    let payload = serde_json::to_value(grant).map_err(|_| OAuthError::server_error("grant"))?;
+    let (code, row) = code_row(state, client_id, user_id, grant)?;
     state
         .store
-        .insert_code(CodeRow {
-            code_hash: hash_token(&code),
-            client_id: client_id.to_owned(),
-            user_id: user_id.to_owned(),
-            payload,
-            created_at: now,
-            expires_at: now + state.settings.tokens.code_ttl_secs,
-            used_at: None,
-            family_id: None,
-        })
+        .insert_code(row)
         .await
         .map_err(OAuthError::store)?;
     Ok(code)

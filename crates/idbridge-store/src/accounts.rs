@@ -337,3 +337,102 @@ fn escape_like(s: &str) -> String {
     }
     out
 }
+
+/// Everything a successful upstream sign-in writes, for [`Store::complete_login`].
+/// The `user_id` fields of `session`, `code` and `audit` are filled in with the
+/// resolved account.
+#[derive(Debug, Clone)]
+pub struct CompleteLogin {
+    pub login: NewLogin,
+    pub policy: FirstLogin,
+    pub new_user_id: String,
+    pub session: crate::models::SessionRow,
+    pub code: crate::models::CodeRow,
+    pub audit: crate::models::AuditEvent,
+    /// The authorization request this sign-in answers (deleted: it is used up).
+    pub auth_request_id: String,
+    /// The upstream flow, and what a repeated callback for it should do.
+    pub flow_state: String,
+    pub flow_outcome: serde_json::Value,
+}
+
+/// What [`Store::complete_login`] decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoginCompletion {
+    /// Signed in: the session, code, audit event and flow outcome are written.
+    SignedIn {
+        user: User,
+        resolution: LoginResolution,
+    },
+    /// No account and the policy refused to create one: nothing written.
+    NotLinked,
+    /// The account is disabled: only the identity's profile refresh is written.
+    Disabled(User),
+}
+
+impl Store {
+    /// Finish an upstream sign-in in one transaction: resolve the account (as
+    /// [`Store::resolve_login`]), then open the SSO session, store the app's code,
+    /// append the audit event, use up the authorization request and record the
+    /// flow's outcome. One trip to the (single, on SQLite) writer instead of six.
+    pub async fn complete_login(
+        &self,
+        done: CompleteLogin,
+        now: i64,
+    ) -> Result<LoginCompletion, StoreError> {
+        let profile = to_json_text(&done.login.profile)?;
+        let outcome = to_json_text(&done.flow_outcome)?;
+        self.write(move |conn| {
+            let mut attempt = || {
+                conn.transaction(|c| {
+                    let resolution = resolve_once(
+                        c,
+                        &done.login,
+                        &profile,
+                        done.policy,
+                        &done.new_user_id,
+                        now,
+                    )?;
+                    let user = match &resolution {
+                        LoginResolution::NotLinked => return Ok(LoginCompletion::NotLinked),
+                        LoginResolution::Existing(u)
+                        | LoginResolution::Linked(u)
+                        | LoginResolution::Created(u) => u.clone(),
+                    };
+                    if user.disabled_at.is_some() {
+                        return Ok(LoginCompletion::Disabled(user));
+                    }
+                    let mut session = done.session.clone();
+                    session.user_id = user.id.clone();
+                    diesel::insert_into(crate::schema::sso_sessions::table)
+                        .values(session)
+                        .execute(c)?;
+                    let mut code = done.code.clone();
+                    code.user_id = user.id.clone();
+                    diesel::insert_into(crate::schema::authorization_codes::table)
+                        .values(crate::models::CodeRecord::from_api(code)?)
+                        .execute(c)?;
+                    let mut audit = done.audit.clone();
+                    audit.user_id = Some(user.id.clone());
+                    diesel::insert_into(crate::schema::audit_log::table)
+                        .values(crate::models::NewAuditRecord::from_api(audit)?)
+                        .execute(c)?;
+                    diesel::delete(crate::schema::auth_requests::table.find(&done.auth_request_id))
+                        .execute(c)?;
+                    diesel::update(crate::schema::upstream_flows::table.find(&done.flow_state))
+                        .set(crate::schema::upstream_flows::outcome.eq(Some(outcome.clone())))
+                        .execute(c)?;
+                    Ok(LoginCompletion::SignedIn { user, resolution })
+                })
+            };
+            match attempt() {
+                Err(StoreError::Conflict(msg)) => {
+                    tracing::debug!(%msg, "concurrent login wrote first; resolving again");
+                    attempt()
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+}

@@ -216,8 +216,15 @@ pub async fn sign_in(
         ),
     };
     let state = state_from_page(&page);
+    // The development page's form posts to its connector's callback.
+    let action = page
+        .split("<form method=\"get\" action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{base}/callback/{connector}"));
     let cb = browser
-        .get(format!("{base}/callback/{connector}"))
+        .get(&action)
         .query(&[("state", state.as_str()), ("user", user)])
         .send()
         .await

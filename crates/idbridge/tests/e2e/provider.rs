@@ -923,3 +923,55 @@ async fn keys_rotate_on_schedule_published_before_use_and_kept_until_their_token
     sync().await;
     assert_eq!(rs256_kids(&jwks().await), vec![new_kid]);
 }
+
+#[tokio::test]
+async fn first_login_deny_and_disabled_accounts_are_refused_without_writing_an_account() {
+    let db = TestDb::new(Db::Sqlite);
+    let broker = start(&db.url(), None, |s| {
+        s.connectors[1]["first_login"] = "deny".into();
+    })
+    .await;
+    let store = &broker.state.store;
+    // dev2 denies people it has never seen.
+    let (url, _) = authorize_url(&broker.base, &[]);
+    let url = url.replace("connector=dev", "connector=dev2");
+    let back = sign_in(&browser(), &broker.base, &url, "stranger").await;
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("access_denied")
+    );
+    assert!(
+        store.find_users("", 10).await.unwrap().is_empty(),
+        "nothing written"
+    );
+    assert!(!log_lines(&["reason=\"first_login_denied\""]).is_empty());
+
+    // A disabled account cannot sign in, and gets no code, session or tokens.
+    let t = tokens_for(&broker.base, "alice").await;
+    let sub = claims(t["id_token"].as_str().unwrap())["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    store
+        .set_user_disabled(&sub, Some(broker.state.now()))
+        .await
+        .unwrap();
+    let (url, _) = authorize_url(&broker.base, &[]);
+    let back = sign_in(&browser(), &broker.base, &url, "alice").await;
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("access_denied")
+    );
+    assert!(query_param(&back, "code").is_none());
+    let refused = refresh(&broker.base, t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        refused.status(),
+        400,
+        "a disabled account's refresh tokens stop working"
+    );
+    let audit = store.list_audit(Some(&sub), 10, None).await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.event.event == "login_denied"),
+        "{audit:?}"
+    );
+}
