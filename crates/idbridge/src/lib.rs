@@ -104,6 +104,19 @@ impl DevHome {
                     "open_base_url": sim,
                 }));
             }
+            // The simulator's Official Account: offered (and picked by itself)
+            // inside WeChat, i.e. with a MicroMessenger User-Agent.
+            settings.connectors.push(serde_json::json!({
+                "id": "wechat-mp",
+                "type": "wechat-mp",
+                "name": "微信公众号 WeChat Official Account (simulator)",
+                "appid": wechat_sim::dev::MP_APPID,
+                "appsecret": wechat_sim::dev::MP_SECRET,
+                "open_platform_id": wechat_sim::dev::OPEN_PLATFORM_ID,
+                "callback_domain": "127.0.0.1",
+                "api_base_url": sim,
+                "open_base_url": sim,
+            }));
         }
         settings.connectors.push(serde_json::json!({
             "id": "dev",

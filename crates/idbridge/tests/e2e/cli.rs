@@ -478,3 +478,58 @@ mode = "popup"
     assert!(!report.contains("callback_domain"), "{report}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// In dev mode a phone inside WeChat goes straight to the simulator's Official
+/// Account page, and a desktop browser is offered the QR connectors.
+#[tokio::test]
+async fn dev_mode_routes_wechat_browsers_to_the_official_account() {
+    let dir = temp_dir("dev-ua");
+    let port = free_port();
+    let _guard = Killed(
+        bin()
+            .args([
+                "serve",
+                "--dev",
+                "--sim-port",
+                "0",
+                "--port",
+                &port.to_string(),
+                "--dir",
+            ])
+            .arg(dir.join(".idbridge-dev"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&base).await;
+    let phone = reqwest::Client::builder()
+        .user_agent("Mozilla/5.0 (iPhone) AppleWebKit MicroMessenger/8.0.40")
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let demo = phone
+        .get(format!("{base}/demo/login"))
+        .send()
+        .await
+        .unwrap();
+    let authorize = phone.get(location(&demo)).send().await.unwrap();
+    let upstream = location(&authorize);
+    assert!(
+        upstream.contains("/connect/oauth2/authorize?appid="),
+        "{upstream}"
+    );
+    assert!(upstream.ends_with("#wechat_redirect"), "{upstream}");
+    let desktop = http()
+        .get(format!("{base}/demo/login"))
+        .send()
+        .await
+        .unwrap();
+    let authorize = http().get(location(&desktop)).send().await.unwrap();
+    assert!(
+        location(&authorize).contains("/login/"),
+        "a desktop browser gets the chooser"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
