@@ -70,15 +70,7 @@ fn error_redirect(
     error: &str,
     description: &str,
 ) -> HttpResponse {
-    let mut params = vec![
-        ("error", error),
-        ("error_description", description),
-        ("iss", state.issuer.as_str()),
-    ];
-    if let Some(s) = &ar.state {
-        params.push(("state", s.as_str()));
-    }
-    found(&append_query(&ar.redirect_uri, &params))
+    found(&error_url(state, ar, error, description))
 }
 
 pub fn found(location: &str) -> HttpResponse {

@@ -33,7 +33,9 @@ pub struct Keys {
     pub policy: RotationPolicy,
 }
 
-fn meta(row: &KeyRow) -> Option<KeyMeta> {
+/// The schedule fields of a stored key (`None` for an algorithm this build does
+/// not know).
+pub fn meta(row: &KeyRow) -> Option<KeyMeta> {
     Some(KeyMeta {
         kid: row.kid.clone(),
         alg: row.alg.parse().ok()?,
@@ -43,6 +45,20 @@ fn meta(row: &KeyRow) -> Option<KeyMeta> {
         retires_at: row.retires_at,
         expires_at: row.expires_at,
     })
+}
+
+/// The rotation policy the settings describe. Keys stay published until the
+/// longest-lived token they signed has expired, clock skew included.
+pub fn policy(settings: &crate::Settings) -> RotationPolicy {
+    RotationPolicy {
+        rotate_every: settings.signing.rotate_every_days * 86400,
+        publish_ahead: settings.signing.publish_ahead_hours * 3600,
+        max_token_lifetime: settings
+            .tokens
+            .id_token_ttl_secs
+            .max(settings.tokens.access_token_ttl_secs)
+            + settings.tokens.leeway_secs,
+    }
 }
 
 impl Keys {

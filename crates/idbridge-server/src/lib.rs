@@ -25,7 +25,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 use idbridge_core::{ConfigError, Registry};
 use idbridge_store::{Store, StoreOptions};
-use idbridge_tokens::{MasterKey, RotationPolicy};
+use idbridge_tokens::MasterKey;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,16 +90,7 @@ pub async fn build_state(
         .default_algorithm
         .parse()
         .unwrap_or(idbridge_tokens::Algorithm::RS256);
-    let policy = RotationPolicy {
-        rotate_every: settings.signing.rotate_every_days * 86400,
-        publish_ahead: settings.signing.publish_ahead_hours * 3600,
-        max_token_lifetime: settings
-            .tokens
-            .id_token_ttl_secs
-            .max(settings.tokens.access_token_ttl_secs)
-            + settings.tokens.leeway_secs,
-    };
-    let keys = keys::Keys::new(state::algorithms(&settings), policy)?;
+    let keys = keys::Keys::new(state::algorithms(&settings), keys::policy(&settings))?;
     keys.sync(&store, &master_key, options.clock.now()).await?;
     let mut client_settings = settings.clients.clone();
     if let Some(secret) = &options.demo_secret {

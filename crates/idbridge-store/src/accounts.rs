@@ -57,16 +57,10 @@ impl Store {
     ) -> Result<LoginResolution, StoreError> {
         let profile = to_json_text(&login.profile)?;
         self.write(move |conn| {
-            let mut attempt = || {
+            let attempt = || {
                 conn.transaction(|c| resolve_once(c, &login, &profile, policy, &new_user_id, now))
             };
-            match attempt() {
-                Err(StoreError::Conflict(msg)) => {
-                    tracing::debug!(%msg, "concurrent login wrote first; resolving again");
-                    attempt()
-                }
-                other => other,
-            }
+            retry_once_on_conflict(attempt)
         })
         .await
     }
@@ -170,6 +164,20 @@ impl Store {
             Ok(n == 1)
         })
         .await
+    }
+}
+
+/// A login transaction that lost a race (a unique link key or identity inserted
+/// by a concurrent login) runs once more and then finds what the winner wrote.
+fn retry_once_on_conflict<T>(
+    mut attempt: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match attempt() {
+        Err(StoreError::Conflict(msg)) => {
+            tracing::debug!(%msg, "concurrent login wrote first; resolving again");
+            attempt()
+        }
+        other => other,
     }
 }
 
@@ -383,7 +391,7 @@ impl Store {
         let profile = to_json_text(&done.login.profile)?;
         let outcome = to_json_text(&done.flow_outcome)?;
         self.write(move |conn| {
-            let mut attempt = || {
+            let attempt = || {
                 conn.transaction(|c| {
                     let resolution = resolve_once(
                         c,
@@ -425,13 +433,7 @@ impl Store {
                     Ok(LoginCompletion::SignedIn { user, resolution })
                 })
             };
-            match attempt() {
-                Err(StoreError::Conflict(msg)) => {
-                    tracing::debug!(%msg, "concurrent login wrote first; resolving again");
-                    attempt()
-                }
-                other => other,
-            }
+            retry_once_on_conflict(attempt)
         })
         .await
     }

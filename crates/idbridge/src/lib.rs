@@ -146,10 +146,7 @@ pub async fn open_store(settings: &Settings) -> Result<idbridge_store::Store, St
 pub async fn keys_list(settings: &Settings) -> Result<String, String> {
     let store = open_store(settings).await?;
     let rows = store.list_keys().await.map_err(|e| e.to_string())?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = idbridge_server::Clock::default().now();
     let mut out = format!(
         "{:<24} {:<6} {:>4}  {:<10} {:>12} {:>12}\n",
         "kid", "alg", "gen", "status", "activates", "expires"
@@ -190,34 +187,13 @@ pub async fn keys_rotate(settings: &Settings, alg: &str) -> Result<String, Strin
         settings.signing.master_key.as_deref().unwrap_or_default(),
     )
     .map_err(|e| format!("signing.master_key: {e}"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let policy = idbridge_tokens::RotationPolicy {
-        rotate_every: settings.signing.rotate_every_days * 86400,
-        publish_ahead: settings.signing.publish_ahead_hours * 3600,
-        max_token_lifetime: settings
-            .tokens
-            .id_token_ttl_secs
-            .max(settings.tokens.access_token_ttl_secs)
-            + settings.tokens.leeway_secs,
-    };
+    let now = idbridge_server::Clock::default().now();
+    let policy = idbridge_server::keys::policy(settings);
     let keys = idbridge_server::keys::Keys::new(vec![alg], policy).map_err(|e| e.to_string())?;
     let rows = store.list_keys().await.map_err(|e| e.to_string())?;
     let metas: Vec<idbridge_tokens::KeyMeta> = rows
         .iter()
-        .filter_map(|r| {
-            Some(idbridge_tokens::KeyMeta {
-                kid: r.kid.clone(),
-                alg: r.alg.parse().ok()?,
-                generation: r.generation,
-                created_at: r.created_at,
-                activates_at: r.activates_at,
-                retires_at: r.retires_at,
-                expires_at: r.expires_at,
-            })
-        })
+        .filter_map(idbridge_server::keys::meta)
         .collect();
     let action = idbridge_tokens::manual_rotation(&metas, alg, &policy, now);
     let described = format!("{action:?}");

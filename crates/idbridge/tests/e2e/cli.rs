@@ -19,6 +19,25 @@ fn temp_dir(label: &str) -> std::path::PathBuf {
     dir
 }
 
+/// `idbridge serve --dev` on `port` with its state in `dir` (simulator on any
+/// free port), quiet.
+fn dev_command(port: u16, dir: &std::path::Path) -> Command {
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--dev",
+        "--sim-port",
+        "0",
+        "--port",
+        &port.to_string(),
+        "--dir",
+    ])
+    .arg(dir)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -40,19 +59,7 @@ async fn dev_mode_serves_discovery_within_seconds_and_keeps_its_keys() {
     let dir = temp_dir("dev");
     let port = free_port();
     let start = Instant::now();
-    let child = bin()
-        .args([
-            "serve",
-            "--dev",
-            "--sim-port",
-            "0",
-            "--port",
-            &port.to_string(),
-            "--dir",
-        ])
-        .arg(dir.join(".idbridge-dev"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let child = dev_command(port, &dir.join(".idbridge-dev"))
         .spawn()
         .unwrap();
     let guard = Killed(child);
@@ -91,19 +98,7 @@ async fn dev_mode_serves_discovery_within_seconds_and_keeps_its_keys() {
         .unwrap();
     drop(guard);
     // A restart reuses the same keys (same master key and database in the dir).
-    let child = bin()
-        .args([
-            "serve",
-            "--dev",
-            "--sim-port",
-            "0",
-            "--port",
-            &port.to_string(),
-            "--dir",
-        ])
-        .arg(dir.join(".idbridge-dev"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let child = dev_command(port, &dir.join(".idbridge-dev"))
         .spawn()
         .unwrap();
     let _guard = Killed(child);
@@ -285,21 +280,9 @@ async fn wait_for(base: &str) {
 
 fn dev_process(dir: &std::path::Path, port: u16, db_url: &str, issuer: &str) -> Killed {
     Killed(
-        bin()
-            .args([
-                "serve",
-                "--dev",
-                "--sim-port",
-                "0",
-                "--port",
-                &port.to_string(),
-                "--dir",
-            ])
-            .arg(dir)
+        dev_command(port, dir)
             .env("IDBRIDGE__STORAGE__URL", db_url)
             .env("IDBRIDGE__ISSUER", issuer)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     )
@@ -486,19 +469,7 @@ async fn dev_mode_routes_wechat_browsers_to_the_official_account() {
     let dir = temp_dir("dev-ua");
     let port = free_port();
     let _guard = Killed(
-        bin()
-            .args([
-                "serve",
-                "--dev",
-                "--sim-port",
-                "0",
-                "--port",
-                &port.to_string(),
-                "--dir",
-            ])
-            .arg(dir.join(".idbridge-dev"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        dev_command(port, &dir.join(".idbridge-dev"))
             .spawn()
             .unwrap(),
     );
