@@ -199,11 +199,11 @@ mod tests {
             name: None,
             options: serde_json::json!({}),
         };
-        let ctx = BuildContext {
-            issuer: "http://127.0.0.1:1".into(),
-            callback_url: "http://127.0.0.1:1/callback/dev".into(),
-            dev_mode: true,
-        };
+        let ctx = BuildContext::new(
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:1/callback/dev",
+            true,
+        );
         DevFactory.build(&settings, &ctx).map_err(|_| ()).unwrap()
     }
 
@@ -280,11 +280,11 @@ mod tests {
             name: None,
             options: serde_json::json!({}),
         };
-        let ctx = BuildContext {
-            issuer: "https://id.example.com".into(),
-            callback_url: "https://id.example.com/callback/dev".into(),
-            dev_mode: false,
-        };
+        let ctx = BuildContext::new(
+            "https://id.example.com",
+            "https://id.example.com/callback/dev",
+            false,
+        );
         let errors = registry.build(&settings, &ctx).err().unwrap();
         assert!(errors[0].message.contains("development only"), "{errors:?}");
     }

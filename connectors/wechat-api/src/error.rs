@@ -345,8 +345,15 @@ fn classify(api: Api, code: i64) -> (ErrorKind, String) {
         ),
         45015 => (
             K::NotAllowed,
-            "outside the 48 h window: the user has not interacted with the Official Account \
-             in the last 48 hours, so it cannot message them now",
+            "outside the 48 h window: the person has not messaged the Official Account in the \
+             last 48 hours, so it cannot message them now; they must send the account a \
+             message (which reopens the window), or use another channel",
+        ),
+        45047 => (
+            K::RateLimited,
+            "out of response count limit: the Official Account already sent this person the \
+             most customer-service messages WeChat allows in one 48 h window; they must message \
+             the account again before it can send more",
         ),
         48001 if api == Api::SnsUserinfo => (
             K::Misconfigured,
@@ -396,7 +403,7 @@ mod tests {
     fn every_documented_errcode_is_mapped_on_every_api() {
         let documented = [
             -1, 40001, 40003, 40013, 40014, 40029, 40030, 40125, 40163, 40164, 41001, 41002, 41003,
-            41004, 41008, 42001, 42002, 42003, 45009, 45011, 45015, 48001,
+            41004, 41008, 42001, 42002, 42003, 45009, 45011, 45015, 45047, 48001,
         ];
         for api in ALL_APIS {
             for code in documented {

@@ -8,10 +8,13 @@
 //! - [`WeChatError`]: stage, kind, WeChat's errcode and errmsg (with its `rid:`), and a
 //!   fix for the operator. Secrets, codes and tokens never appear in it.
 //! - [`qrconnect_url`], [`oauth2_authorize_url`]: WeChat's parameter order, single encoding.
+//! - [`AppTokens`]: one app token per appid shared by every broker instance (a
+//!   lease in the broker's shared cache), for customer-service messages.
 //! - [`is_valid_appid`], [`is_valid_secret`], [`is_valid_state`]: checks for `doctor`.
 //!
 //! The facts behind all of this are in the design note WECHAT.md.
 
+mod app_token;
 mod body;
 mod client;
 mod error;
@@ -19,6 +22,7 @@ pub mod login;
 mod types;
 mod urls;
 
+pub use app_token::AppTokens;
 pub use body::MAX_BODY_BYTES;
 pub use client::{BuildError, ClientOptions, WeChatClient, USER_AGENT};
 pub use error::{Api, WeChatError, ERRCODE_BUSY, ERRCODE_CODE_USED};

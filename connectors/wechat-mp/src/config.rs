@@ -32,6 +32,11 @@ pub struct MpSettings {
     /// the broker's callback URL.
     #[serde(default)]
     pub callback_domain: Option<String>,
+    /// Send one-time codes into the person's chat with the Official Account
+    /// (customer-service messages): needs the account's 客服消息 permission, and
+    /// works only within 48 h of the person's last message to the account.
+    #[serde(default)]
+    pub messages: bool,
     #[serde(default = "default_api")]
     pub api_base_url: String,
     #[serde(default = "default_open")]

@@ -19,7 +19,7 @@ use idbridge_core::{
     ExternalIdentity, Locale, Problem, RequestContext, Stage, Started, UpstreamTokens,
 };
 use std::sync::Arc;
-use wechat_api::{login, oauth2_authorize_url, SnsToken, UserInfo, WeChatClient};
+use wechat_api::{login, oauth2_authorize_url, AppTokens, SnsToken, UserInfo, WeChatClient};
 
 pub struct WeChatMpFactory;
 
@@ -31,7 +31,7 @@ impl ConnectorFactory for WeChatMpFactory {
     fn build(
         &self,
         settings: &ConnectorSettings,
-        _ctx: &BuildContext,
+        ctx: &BuildContext,
     ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
         let cfg = MpSettings::parse(settings)?;
         let client = cfg.client().map_err(|e| {
@@ -40,7 +40,17 @@ impl ConnectorFactory for WeChatMpFactory {
                 e.to_string(),
             )]
         })?;
+        // One app token per Official Account, shared by every broker instance.
+        let app_tokens = cfg.messages.then(|| {
+            AppTokens::new(
+                client.clone(),
+                &cfg.appid,
+                &cfg.appsecret,
+                ctx.shared.clone(),
+            )
+        });
         Ok(Arc::new(WeChatMp {
+            app_tokens,
             id: settings.id.clone(),
             name: settings
                 .name
@@ -65,6 +75,8 @@ pub struct WeChatMp {
     name: String,
     cfg: MpSettings,
     client: WeChatClient,
+    /// With `messages = true`: the shared app token for customer-service messages.
+    app_tokens: Option<AppTokens>,
 }
 
 impl WeChatMp {
@@ -209,6 +221,28 @@ impl Connector for WeChatMp {
         }
         let profile = self.profile(&token, ctx).await?;
         Ok(self.identity(&token, profile, ctx.now))
+    }
+
+    fn can_send_messages(&self) -> bool {
+        self.app_tokens.is_some()
+    }
+
+    /// A customer-service text message into the person's chat with the Official
+    /// Account (`subject` is their openid here).
+    async fn send_message(
+        &self,
+        ctx: &RequestContext,
+        subject: &str,
+        text: &str,
+    ) -> Result<(), ConnectorError> {
+        let Some(app_tokens) = &self.app_tokens else {
+            return Err(ConnectorError::new(Stage::Message, ErrorKind::Unsupported)
+                .fix("set messages = true on this wechat-mp connector to send codes through the Official Account"));
+        };
+        app_tokens
+            .send_text(subject, text, ctx.now)
+            .await
+            .map_err(ConnectorError::from)
     }
 
     async fn refresh(

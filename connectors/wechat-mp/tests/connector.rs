@@ -27,11 +27,7 @@ fn build(options: serde_json::Value) -> Result<Arc<dyn Connector>, String> {
         name: None,
         options,
     };
-    let ctx = BuildContext {
-        issuer: "http://127.0.0.1:9".into(),
-        callback_url: CALLBACK.into(),
-        dev_mode: false,
-    };
+    let ctx = BuildContext::new("http://127.0.0.1:9", CALLBACK, false);
     WeChatMpFactory
         .build(&settings, &ctx)
         .map_err(|e| format!("{e:?}"))
@@ -311,11 +307,11 @@ fn doctor_checks_the_callback_domain() {
             "callback_domain": "www.example.com",
         }),
     };
-    let ctx = BuildContext {
-        issuer: "https://example.com".into(),
-        callback_url: "https://example.com/callback/wechat-mp".into(),
-        dev_mode: false,
-    };
+    let ctx = BuildContext::new(
+        "https://example.com",
+        "https://example.com/callback/wechat-mp",
+        false,
+    );
     let problems = WeChatMpFactory.doctor(&settings, &ctx);
     assert!(
         problems
@@ -323,4 +319,140 @@ fn doctor_checks_the_callback_domain() {
             .any(|p| p.fatal && p.key == "connectors[wechat-mp].callback_domain"),
         "{problems:?}"
     );
+}
+
+/// A connector with customer-service messages on, sharing `cache` (one per broker
+/// deployment; each call here stands for one broker instance).
+fn messaging(sim: &Simulator, cache: &idbridge_core::Shared) -> Arc<dyn Connector> {
+    let settings = ConnectorSettings {
+        id: ConnectorId::parse("wechat-mp").unwrap(),
+        kind: "wechat-mp".into(),
+        name: None,
+        options: serde_json::json!({
+            "appid": dev::MP_APPID, "appsecret": dev::MP_SECRET,
+            "open_platform_id": dev::OPEN_PLATFORM_ID,
+            "api_base_url": sim.base_url(), "open_base_url": sim.base_url(),
+            "messages": true,
+        }),
+    };
+    let ctx = BuildContext {
+        shared: cache.clone(),
+        ..BuildContext::new("http://127.0.0.1:9", CALLBACK, false)
+    };
+    WeChatMpFactory.build(&settings, &ctx).unwrap()
+}
+
+#[tokio::test]
+async fn messages_reach_the_chat_and_share_one_app_token_between_instances() {
+    let sim = Simulator::start(SimConfig::dev_default("127.0.0.1"))
+        .await
+        .unwrap();
+    let cache = idbridge_core::Shared::default();
+    let first = messaging(&sim, &cache);
+    let second = messaging(&sim, &cache);
+    assert!(first.can_send_messages());
+    let openid = sim.openid(dev::MP_APPID, "alice");
+    sim.mark_interaction(dev::MP_APPID, "alice");
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let c = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let (ctx, openid) = (ctx(&sim), openid.clone());
+        sends.spawn(async move { c.send_message(&ctx, &openid, &format!("code {i}")).await });
+    }
+    while let Some(r) = sends.join_next().await {
+        r.unwrap().unwrap();
+    }
+    let texts: Vec<String> = sim.messages().into_iter().map(|m| m.content).collect();
+    assert_eq!(texts.len(), 4, "{texts:?}");
+    assert!(sim.messages().iter().all(|m| m.touser == openid));
+    let counters = sim.counters();
+    assert_eq!(
+        counters.app_token_requests, 1,
+        "one fetch for both instances"
+    );
+    assert_eq!(counters.app_token_fetches, 1);
+}
+
+#[tokio::test]
+async fn a_message_outside_the_48_hour_window_says_so() {
+    let sim = Simulator::start(SimConfig::dev_default("127.0.0.1"))
+        .await
+        .unwrap();
+    let c = messaging(&sim, &idbridge_core::Shared::default());
+    let openid = sim.openid(dev::MP_APPID, "xiaoming");
+    let e = c
+        .send_message(&ctx(&sim), &openid, "123456")
+        .await
+        .unwrap_err();
+    assert_eq!(e.stage, Stage::Message);
+    assert_eq!(e.kind, ErrorKind::NotAllowed);
+    assert_eq!(e.upstream_code.as_deref(), Some("45015"));
+    assert!(e.fix.unwrap().contains("48 h"));
+    // The code itself never appears in the error.
+    assert!(!format!("{:?}", e.upstream_message).contains("123456"));
+    // The window opens when the person messages the account; then it works.
+    sim.mark_interaction(dev::MP_APPID, "xiaoming");
+    c.send_message(&ctx(&sim), &openid, "123456").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rejected_app_token_is_dropped_and_the_send_retried_once() {
+    let sim = Simulator::start(SimConfig::dev_default("127.0.0.1"))
+        .await
+        .unwrap();
+    let cache = idbridge_core::Shared::default();
+    let c = messaging(&sim, &cache);
+    let openid = sim.openid(dev::MP_APPID, "alice");
+    sim.mark_interaction(dev::MP_APPID, "alice");
+    c.send_message(&ctx(&sim), &openid, "one").await.unwrap();
+    sim.set_fault(wechat_sim::Fault {
+        endpoint: wechat_sim::Endpoint::CustomSend,
+        kind: wechat_sim::FaultKind::Errcode(
+            40001,
+            "invalid credential, access_token is invalid or not latest".into(),
+        ),
+        times: Some(1),
+    });
+    c.send_message(&ctx(&sim), &openid, "two").await.unwrap();
+    let counters = sim.counters();
+    assert_eq!(counters.custom_send_calls, 3);
+    assert_eq!(
+        counters.app_token_requests, 2,
+        "fetched again after the rejection"
+    );
+    assert_eq!(sim.messages().len(), 2);
+}
+
+#[tokio::test]
+async fn app_token_failures_name_the_fix_and_messages_off_is_unsupported() {
+    let sim = Simulator::start(SimConfig::dev_default("127.0.0.1"))
+        .await
+        .unwrap();
+    let openid = sim.openid(dev::MP_APPID, "alice");
+    sim.mark_interaction(dev::MP_APPID, "alice");
+    let off = connector(&sim, serde_json::json!({}));
+    assert!(!off.can_send_messages());
+    let e = off
+        .send_message(&ctx(&sim), &openid, "x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    let c = messaging(&sim, &idbridge_core::Shared::default());
+    sim.set_fault(wechat_sim::Fault {
+        endpoint: wechat_sim::Endpoint::StableToken,
+        kind: wechat_sim::FaultKind::Errcode(45009, "reach max api daily quota limit".into()),
+        times: Some(1),
+    });
+    let e = c.send_message(&ctx(&sim), &openid, "x").await.unwrap_err();
+    assert_eq!(e.stage, Stage::Message);
+    assert_eq!(e.kind, ErrorKind::RateLimited);
+    assert_eq!(e.upstream_code.as_deref(), Some("45009"));
+    assert!(e.fix.unwrap().contains("quota"));
+    // The lease was released: the next send fetches at once and works.
+    c.send_message(&ctx(&sim), &openid, "x").await.unwrap();
+    assert_eq!(sim.messages().len(), 1);
 }

@@ -24,11 +24,7 @@ fn connector(sim: &Simulator) -> std::sync::Arc<dyn idbridge_core::Connector> {
             "api_base_url": sim.base_url(), "open_base_url": sim.base_url(),
         }),
     };
-    let ctx = BuildContext {
-        issuer: "http://127.0.0.1:9".into(),
-        callback_url: CALLBACK.into(),
-        dev_mode: false,
-    };
+    let ctx = BuildContext::new("http://127.0.0.1:9", CALLBACK, false);
     WeChatWebFactory
         .build(&settings, &ctx)
         .map_err(|e| format!("{e:?}"))
@@ -157,11 +153,7 @@ async fn an_unbound_app_links_nothing() {
             "api_base_url": sim.base_url(), "open_base_url": sim.base_url(),
         }),
     };
-    let bctx = BuildContext {
-        issuer: "http://127.0.0.1:9".into(),
-        callback_url: CALLBACK.into(),
-        dev_mode: false,
-    };
+    let bctx = BuildContext::new("http://127.0.0.1:9", CALLBACK, false);
     let c = WeChatWebFactory
         .build(&settings, &bctx)
         .map_err(|e| format!("{e:?}"))

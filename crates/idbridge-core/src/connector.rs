@@ -131,4 +131,20 @@ pub trait Connector: Send + Sync {
     ) -> Result<ExternalIdentity, ConnectorError> {
         Err(ConnectorError::new(Stage::Exchange, ErrorKind::Unsupported))
     }
+
+    /// Whether [`Connector::send_message`] can work at all (configured for it).
+    fn can_send_messages(&self) -> bool {
+        false
+    }
+
+    /// Send a short text to the person known upstream as `subject` (e.g. a one-time
+    /// code into their WeChat chat with an Official Account).
+    async fn send_message(
+        &self,
+        _ctx: &RequestContext,
+        _subject: &str,
+        _text: &str,
+    ) -> Result<(), ConnectorError> {
+        Err(ConnectorError::new(Stage::Message, ErrorKind::Unsupported))
+    }
 }

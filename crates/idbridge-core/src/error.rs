@@ -15,6 +15,8 @@ pub enum Stage {
     Userinfo,
     Refresh,
     Exchange,
+    /// Sending a message to the person upstream (e.g. a one-time code into WeChat).
+    Message,
 }
 
 impl Stage {
@@ -26,6 +28,7 @@ impl Stage {
             Stage::Userinfo => "userinfo",
             Stage::Refresh => "refresh",
             Stage::Exchange => "exchange",
+            Stage::Message => "message",
         }
     }
 }

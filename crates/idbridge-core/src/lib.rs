@@ -11,6 +11,7 @@ mod error;
 mod html;
 mod identity;
 mod registry;
+mod shared;
 
 pub use connector::{Availability, Begin, BeginRequest, CallbackRequest, Connector, Started};
 pub use context::{ClientClass, Locale, RequestContext};
@@ -20,3 +21,4 @@ pub use identity::{ConnectorId, ExternalIdentity, LinkKey, Profile, UpstreamToke
 pub use registry::{
     BuildContext, ConfigError, ConnectorFactory, ConnectorSettings, Problem, Registry,
 };
+pub use shared::{CacheError, CachedValue, MemoryCache, Shared, SharedCache};

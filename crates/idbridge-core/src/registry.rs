@@ -1,7 +1,7 @@
 //! Building connectors from config by `type`: a table from type name to factory.
 //! The binary fills the table; the server only ever looks things up in it.
 
-use crate::{Connector, ConnectorId};
+use crate::{Connector, ConnectorId, Shared};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +24,21 @@ pub struct BuildContext {
     pub callback_url: String,
     /// `serve --dev`: development-only connector types are allowed.
     pub dev_mode: bool,
+    /// The cache every broker instance shares (e.g. for WeChat's app token).
+    pub shared: Shared,
+}
+
+impl BuildContext {
+    /// A context with a process-local cache (tests, `idbridge doctor`); the server
+    /// sets [`BuildContext::shared`] to its store-backed cache.
+    pub fn new(issuer: impl Into<String>, callback_url: impl Into<String>, dev_mode: bool) -> Self {
+        Self {
+            issuer: issuer.into(),
+            callback_url: callback_url.into(),
+            dev_mode,
+            shared: Shared::default(),
+        }
+    }
 }
 
 /// A configuration mistake, naming the key at fault.

@@ -18,6 +18,7 @@ pub mod logout;
 pub mod pages;
 pub mod params;
 pub mod resources;
+pub mod shared_cache;
 pub mod state;
 pub mod token;
 
@@ -66,8 +67,6 @@ pub async fn build_state(
     let master_key = MasterKey::parse(&master_raw).map_err(|e| {
         StartError::Config(vec![ConfigError::new("signing.master_key", e.to_string())])
     })?;
-    let connectors = state::build_connectors(&settings, registry, options.dev_mode)
-        .map_err(StartError::Config)?;
     let store_err = |source| StartError::Store {
         url: redact_url(&settings.storage.url),
         source,
@@ -85,6 +84,12 @@ pub async fn build_state(
     for m in &applied {
         tracing::info!(migration = %m, "applied migration");
     }
+    let shared = idbridge_core::Shared(std::sync::Arc::new(shared_cache::StoreCache::new(
+        store.clone(),
+        master_key.clone(),
+    )));
+    let connectors = state::build_connectors(&settings, registry, options.dev_mode, &shared)
+        .map_err(StartError::Config)?;
     let default_alg = settings
         .signing
         .default_algorithm

@@ -5,7 +5,7 @@ use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::config::{connector_settings, Settings};
 use crate::keys::Keys;
-use idbridge_core::{BuildContext, ConfigError, Connector, Registry};
+use idbridge_core::{BuildContext, ConfigError, Connector, Registry, Shared};
 use idbridge_store::Store;
 use idbridge_tokens::{Algorithm, MasterKey};
 use std::collections::BTreeMap;
@@ -65,6 +65,7 @@ pub fn build_connectors(
     settings: &Settings,
     registry: &Registry,
     dev_mode: bool,
+    shared: &Shared,
 ) -> Result<Vec<(String, ConnectorEntry)>, Vec<ConfigError>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -93,9 +94,12 @@ pub fn build_connectors(
             continue;
         };
         let ctx = BuildContext {
-            issuer: settings.issuer.clone(),
-            callback_url: format!("{}/callback/{}", settings.issuer, cs.id),
-            dev_mode,
+            shared: shared.clone(),
+            ..BuildContext::new(
+                settings.issuer.clone(),
+                format!("{}/callback/{}", settings.issuer, cs.id),
+                dev_mode,
+            )
         };
         match registry.build(&cs, &ctx) {
             Ok(connector) => out.push((

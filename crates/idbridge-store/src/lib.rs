@@ -13,7 +13,9 @@
 //!   store recovers by itself when the database is back.
 
 mod accounts;
+mod app_tokens;
 pub use accounts::{CompleteLogin, LoginCompletion};
+pub use app_tokens::AppTokenRow;
 mod audit;
 mod clients;
 mod error;

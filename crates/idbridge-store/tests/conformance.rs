@@ -77,6 +77,7 @@ conformance!(
         sessions_touch_and_end,
         audit_lists_newest_first_with_filter_and_paging,
         garbage_collection_removes_exactly_expired_rows,
+        app_token_lease_has_one_holder_and_put_releases_it,
     ],
 );
 
@@ -1515,4 +1516,68 @@ async fn refresh_grant_checks_client_scope_and_user_before_rotating(store: Store
         .await
         .unwrap();
     assert_eq!(r, RefreshOutcome::Unknown);
+}
+
+async fn app_token_lease_has_one_holder_and_put_releases_it(store: Store) {
+    let key = "wechat:app_token:wx0000000000000001";
+    assert_eq!(store.get_app_token(key, NOW).await.unwrap(), None);
+    // Ten instances race for the lease on a key nobody has stored yet: one wins.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .lease_app_token(key, &format!("instance-{i}"), NOW, NOW + 30)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one instance holds the lease");
+    // Nothing usable is stored while the lease runs.
+    assert_eq!(store.get_app_token(key, NOW).await.unwrap(), None);
+    // The lease runs out: another instance may take it.
+    assert!(!store
+        .lease_app_token(key, "late", NOW + 29, NOW + 59)
+        .await
+        .unwrap());
+    assert!(store
+        .lease_app_token(key, "late", NOW + 30, NOW + 60)
+        .await
+        .unwrap());
+    // The holder stores the token; the lease is released with it.
+    store
+        .put_app_token(key, "late", b"sealed-1".to_vec(), NOW + 7200, NOW + 31)
+        .await
+        .unwrap();
+    let got = store.get_app_token(key, NOW + 32).await.unwrap().unwrap();
+    assert_eq!(got.token, b"sealed-1".to_vec());
+    assert_eq!(got.expires_at, NOW + 7200);
+    assert!(store
+        .lease_app_token(key, "other", NOW + 33, NOW + 63)
+        .await
+        .unwrap());
+    store.release_app_token_lease(key, "other").await.unwrap();
+    assert!(store
+        .lease_app_token(key, "third", NOW + 34, NOW + 64)
+        .await
+        .unwrap());
+    // Expired tokens are not returned.
+    assert_eq!(store.get_app_token(key, NOW + 7200).await.unwrap(), None);
+    // Invalidation only drops the token the caller saw rejected.
+    assert!(!store
+        .invalidate_app_token(key, b"some-other".to_vec())
+        .await
+        .unwrap());
+    assert!(store.get_app_token(key, NOW + 40).await.unwrap().is_some());
+    assert!(store
+        .invalidate_app_token(key, b"sealed-1".to_vec())
+        .await
+        .unwrap());
+    assert_eq!(store.get_app_token(key, NOW + 40).await.unwrap(), None);
 }

@@ -38,11 +38,11 @@ pub async fn check(path: &Path) -> Vec<Problem> {
                 continue;
             }
         };
-        let ctx = BuildContext {
-            issuer: settings.issuer.clone(),
-            callback_url: format!("{}/callback/{}", settings.issuer, cs.id),
-            dev_mode: false,
-        };
+        let ctx = BuildContext::new(
+            settings.issuer.clone(),
+            format!("{}/callback/{}", settings.issuer, cs.id),
+            false,
+        );
         if let Err(errors) = registry.build(&cs, &ctx) {
             problems.extend(errors.into_iter().map(|e| Problem {
                 key: e.key,
