@@ -92,6 +92,13 @@ pub trait Connector: Send + Sync {
     /// The name shown on the login page.
     fn display_name(&self) -> &str;
 
+    /// Whether people sign in through it in a browser (begin, callback). A
+    /// connector that only exchanges tokens from native apps says no, and is never
+    /// offered on the sign-in page.
+    fn browser_flow(&self) -> bool {
+        true
+    }
+
     /// Can it serve this browser?
     fn availability(&self, _ctx: &RequestContext) -> Availability {
         Availability::Available

@@ -4,13 +4,15 @@
 //! code to the app (with `iss`, RFC 9207).
 
 use crate::clients::Client;
+use crate::i18n::Tr;
 use crate::issue::{self, Grant};
-use crate::pages::{error_page, escape, text, Page};
+use crate::pages::{error_page, escape, render, text, Link, Page};
 use crate::params::{append_query, parse};
 use crate::state::{AppState, FirstLoginPolicy};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
 use idbridge_core::{
     Availability, Begin, BeginRequest, CallbackRequest, ConnectorError, ErrorKind, Locale,
     RequestContext,
@@ -25,7 +27,7 @@ use std::collections::BTreeMap;
 
 pub const SESSION_COOKIE: &str = "idb_session";
 pub const BROWSER_COOKIE: &str = "idb_browser";
-const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "offline_access"];
+const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "phone", "offline_access"];
 
 /// What the app asked for, kept while the person signs in upstream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,12 +42,40 @@ pub struct AuthRequest {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
+    /// A new upstream identity waiting for its owner to prove an existing account
+    /// (its connector's `first_login = "bind"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingLink>,
+    /// Set when this request links another sign-in method to this signed-in
+    /// account (the account page), instead of signing in to an app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_to: Option<String>,
+}
+
+/// An identity that will be linked to whichever existing account the person proves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingLink {
+    pub login: NewLogin,
+    /// The upstream flow it came from (its outcome follows the sign-in).
+    pub flow_state: String,
+    /// Only the browser that signed in upstream may finish it.
+    pub browser_hash: String,
 }
 
 impl AuthRequest {
-    fn locale(&self, req: &HttpRequest) -> Locale {
+    pub fn locale(&self, req: &HttpRequest) -> Locale {
         Locale::negotiate(self.ui_locales.as_deref(), accept_language(req))
     }
+
+    /// The app's `ui_locales`, without a request at hand.
+    pub fn locale_or_default(&self) -> Locale {
+        Locale::negotiate(self.ui_locales.as_deref(), None)
+    }
+}
+
+/// The locale for a page before the request is known: the browser's.
+pub fn fallback_locale(req: &HttpRequest) -> Locale {
+    Locale::negotiate(None, accept_language(req))
 }
 
 fn accept_language(req: &HttpRequest) -> Option<&str> {
@@ -64,7 +94,7 @@ pub fn request_context(state: &AppState, req: &HttpRequest, locale: Locale) -> R
 }
 
 /// Redirect back to the app with an OAuth error (and `iss`, and the app's state).
-fn error_redirect(
+pub(crate) fn error_redirect(
     state: &AppState,
     ar: &AuthRequest,
     error: &str,
@@ -177,6 +207,8 @@ pub async fn authorize(
         max_age: None,
         login_hint: params.get("login_hint").cloned(),
         ui_locales: params.get("ui_locales").cloned(),
+        pending: None,
+        link_to: None,
     };
     if let Some(name) = duplicate {
         return error_redirect(
@@ -348,19 +380,33 @@ pub async fn authorize(
         Err(resp) => return resp,
     };
     let force_login = ar.prompt.iter().any(|p| p == "login");
+    let mut phone_step = false;
     if let Some((session, user)) = session.filter(|_| !force_login) {
         let fresh_enough = ar.max_age.is_none_or(|m| now - session.auth_time <= m);
         if fresh_enough && client.may_use_connector(&session.connector_id) {
-            return issue_code(&state, &ar, &user.id, &session).await;
+            if !(client.require_phone && user.phone_verified_at.is_none()) {
+                return issue_code(&state, &ar, &user.id, &session).await;
+            }
+            // Signed in, but this app needs a verified phone number first.
+            phone_step = true;
         }
     }
     if ar.prompt.iter().any(|p| p == "none") {
-        return error_redirect(
-            &state,
-            &ar,
-            "login_required",
-            "the person is not signed in at the broker",
-        );
+        return if phone_step {
+            error_redirect(
+                &state,
+                &ar,
+                "interaction_required",
+                "the person must verify a phone number for this application first",
+            )
+        } else {
+            error_redirect(
+                &state,
+                &ar,
+                "login_required",
+                "the person is not signed in at the broker",
+            )
+        };
     }
 
     let request_id = match random_token(24) {
@@ -404,6 +450,9 @@ pub async fn authorize(
             "the broker's database is unavailable; retry shortly",
         );
     }
+    if phone_step {
+        return found(&state.endpoint(&format!("/login/{request_id}/phone")));
+    }
     let ctx = request_context(&state, &req, locale);
     let chosen = wanted_connector.or_else(|| single_choice(&state, &client, &ctx));
     match chosen {
@@ -413,7 +462,7 @@ pub async fn authorize(
 }
 
 /// The connectors this client may use in this browser, with their availability.
-fn usable<'a>(
+pub(crate) fn usable<'a>(
     state: &'a AppState,
     client: &Client,
     ctx: &RequestContext,
@@ -421,7 +470,7 @@ fn usable<'a>(
     state
         .connectors
         .iter()
-        .filter(|(id, _)| client.may_use_connector(id))
+        .filter(|(id, c)| client.may_use_connector(id) && c.connector.browser_flow())
         .map(|(id, c)| (id.as_str(), c.connector.availability(ctx)))
         .filter(|(_, a)| !matches!(a, Availability::Unavailable { .. }))
         .collect()
@@ -444,7 +493,7 @@ fn single_choice(state: &AppState, client: &Client, ctx: &RequestContext) -> Opt
 }
 
 /// The SSO session from the cookie, if it is live and its user may sign in.
-async fn current_session(
+pub(crate) async fn current_session(
     state: &AppState,
     req: &HttpRequest,
     now: i64,
@@ -483,7 +532,7 @@ async fn current_session(
 }
 
 /// Issue a code for a signed-in person and send them back to the app.
-async fn issue_code(
+pub(crate) async fn issue_code(
     state: &AppState,
     ar: &AuthRequest,
     user_id: &str,
@@ -495,7 +544,7 @@ async fn issue_code(
     }
 }
 
-async fn code_redirect(
+pub(crate) async fn code_redirect(
     state: &AppState,
     ar: &AuthRequest,
     user_id: &str,
@@ -564,64 +613,64 @@ pub async fn login(
         return begin(&state, &req, &request_id, &ar, connector_id, locale).await;
     }
     let ctx = request_context(&state, &req, locale);
-    let list = usable(&state, &client, &ctx);
-    let mut body = format!(
-        "<p class=\"muted\">{} <strong>{}</strong></p>",
-        text(locale, "choose_for"),
-        escape(&client.name)
-    );
-    if list.is_empty() {
-        body.push_str(&format!(
-            "<p role=\"alert\">{}</p>",
-            text(locale, "no_connectors")
-        ));
-    } else {
-        body.push_str("<ul class=\"choices\">");
-        for (id, _) in &list {
-            let name = state
+    let choices = usable(&state, &client, &ctx)
+        .into_iter()
+        .map(|(id, _)| Link {
+            href: format!("/login/{request_id}?connector={id}"),
+            name: state
                 .connector(id)
                 .map(|c| c.connector.display_name().to_owned())
-                .unwrap_or_default();
-            body.push_str(&format!(
-                "<li><a class=\"button\" href=\"/login/{}?connector={}\">{}</a></li>",
-                escape(&request_id),
-                escape(id),
-                escape(&name)
-            ));
-        }
-        body.push_str("</ul>");
-    }
+                .unwrap_or_default(),
+        })
+        .collect();
     // Say why a method the app offers cannot be used here (e.g. "open this link in
     // WeChat" for the in-WeChat login on a desktop browser).
-    for (id, c) in state
+    let unavailable = state
         .connectors
         .iter()
-        .filter(|(id, _)| client.may_use_connector(id))
-    {
-        if let Availability::Unavailable { reason } = c.connector.availability(&ctx) {
-            body.push_str(&format!(
-                "<p class=\"muted\" id=\"unavailable-{}\"><strong>{}</strong>: {}</p>",
-                escape(id),
-                escape(c.connector.display_name()),
-                escape(&reason)
-            ));
-        }
-    }
-    let cancel = error_url(
-        &state,
-        &ar,
-        "access_denied",
-        "the person cancelled at the broker",
-    );
-    body.push_str(&format!(
-        "<p><a href=\"{}\">{}</a></p>",
-        escape(&cancel),
-        text(locale, "return_to_app")
-    ));
-    Page::new(locale, text(locale, "choose_title"), &body).render()
+        .filter(|(id, c)| client.may_use_connector(id) && c.connector.browser_flow())
+        .filter_map(|(id, c)| match c.connector.availability(&ctx) {
+            Availability::Unavailable { reason } => Some(Unavailable {
+                id: id.clone(),
+                name: c.connector.display_name().to_owned(),
+                reason,
+            }),
+            _ => None,
+        })
+        .collect();
+    let chooser = Chooser {
+        t: Tr(locale),
+        client_name: client.name.clone(),
+        choices,
+        unavailable,
+        cancel: error_url(
+            &state,
+            &ar,
+            "access_denied",
+            "the person cancelled at the broker",
+        ),
+    };
+    render(locale, text(locale, "choose_title"), &chooser)
 }
 
-fn error_url(state: &AppState, ar: &AuthRequest, error: &str, description: &str) -> String {
+/// A sign-in method that cannot work in this browser, and why.
+pub struct Unavailable {
+    pub id: String,
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "chooser.html")]
+struct Chooser {
+    t: Tr,
+    client_name: String,
+    choices: Vec<Link>,
+    unavailable: Vec<Unavailable>,
+    cancel: String,
+}
+
+pub fn error_url(state: &AppState, ar: &AuthRequest, error: &str, description: &str) -> String {
     let mut params = vec![
         ("error", error),
         ("error_description", description),
@@ -633,7 +682,10 @@ fn error_url(state: &AppState, ar: &AuthRequest, error: &str, description: &str)
     append_query(&ar.redirect_uri, &params)
 }
 
-async fn load_request(state: &AppState, id: &str) -> Result<Option<AuthRequest>, HttpResponse> {
+pub(crate) async fn load_request(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<AuthRequest>, HttpResponse> {
     match state.store.get_auth_request(id, state.now()).await {
         Ok(Some(row)) => Ok(serde_json::from_value(row.payload).ok()),
         Ok(None) => Ok(None),
@@ -650,7 +702,7 @@ async fn load_request(state: &AppState, id: &str) -> Result<Option<AuthRequest>,
 }
 
 /// Send the person to the connector, remembering the flow under a short state.
-async fn begin(
+pub(crate) async fn begin(
     state: &AppState,
     req: &HttpRequest,
     request_id: &str,
@@ -1024,25 +1076,71 @@ pub async fn callback(
         }
     };
     state.upstream.succeeded(&connector_id);
-    let sealed_tokens = match &identity.upstream_tokens {
-        None => None,
-        Some(t) => {
-            let aad = format!("upstream:{}:{}", identity.connector_id, identity.subject);
-            serde_json::to_vec(t)
-                .ok()
-                .and_then(|clear| state.master_key.seal(&clear, aad.as_bytes()).ok())
-        }
-    };
-    let Ok(new_user_id) = random_token(16) else {
+    let login = new_login(&state, &connector_id, &identity);
+    if let Some(user_id) = ar.link_to.clone() {
+        return crate::account::finish_link(
+            &state,
+            &flow.auth_request_id,
+            &upstream_state,
+            login,
+            &user_id,
+            locale,
+        )
+        .await;
+    }
+    if ar
+        .pending
+        .as_ref()
+        .is_some_and(|p| p.browser_hash != flow.browser_hash)
+    {
+        // Someone else's waiting identity must never be linked to this account.
+        tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, reason = "bind_wrong_browser", "a proof of account came from another browser than the sign-in that waits for it; rejected");
+        remember_outcome(&state, &upstream_state, None).await;
         return error_page(
             locale,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "random generator failure",
-            "",
+            StatusCode::BAD_REQUEST,
+            text(locale, "wrong_browser"),
+            text(locale, "expired_todo"),
         );
+    }
+    let (policy, also_link) = match &ar.pending {
+        // This sign-in proves an existing account for the identity that waits.
+        Some(p) => (FirstLogin::Refuse, Some(p.login.clone())),
+        None => (
+            match entry.first_login {
+                FirstLoginPolicy::Create => FirstLogin::Create,
+                FirstLoginPolicy::Deny | FirstLoginPolicy::Bind => FirstLogin::Refuse,
+            },
+            None,
+        ),
     };
-    let login = NewLogin {
-        connector_id: connector_id.clone(),
+    let signing_in = SignIn {
+        request_id: &flow.auth_request_id,
+        flow_state: &upstream_state,
+        connector_id: &connector_id,
+        login,
+        policy,
+        also_link,
+        browser_hash: &flow.browser_hash,
+    };
+    finish_sign_in(&state, &ar, signing_in, locale).await
+}
+
+/// A new identity as the store takes it: upstream tokens sealed with the master
+/// key, bound to the identity.
+pub fn new_login(
+    state: &AppState,
+    connector_id: &str,
+    identity: &idbridge_core::ExternalIdentity,
+) -> NewLogin {
+    let sealed_tokens = identity.upstream_tokens.as_ref().and_then(|t| {
+        let aad = format!("upstream:{}:{}", identity.connector_id, identity.subject);
+        serde_json::to_vec(t)
+            .ok()
+            .and_then(|clear| state.master_key.seal(&clear, aad.as_bytes()).ok())
+    });
+    NewLogin {
+        connector_id: connector_id.to_owned(),
         subject: identity.subject.clone(),
         link: identity
             .link_key
@@ -1053,12 +1151,65 @@ pub async fn callback(
         locale: identity.profile.locale.clone(),
         profile: serde_json::to_value(&identity.profile).unwrap_or_default(),
         upstream_tokens: sealed_tokens,
+    }
+}
+
+/// A sign-in about to be finished: whose identity, through which flow, and how the
+/// account is found.
+pub struct SignIn<'a> {
+    pub request_id: &'a str,
+    pub flow_state: &'a str,
+    /// The connector the person used (the SSO session remembers it).
+    pub connector_id: &'a str,
+    pub login: NewLogin,
+    pub policy: FirstLogin,
+    /// An identity that waited for this proof of an existing account.
+    pub also_link: Option<NewLogin>,
+    /// The browser signing in (a waiting identity is bound to it).
+    pub browser_hash: &'a str,
+}
+
+/// Finish a sign-in: resolve the account and, in one transaction, open the SSO
+/// session, store the app's code, write the audit event and use up the request.
+/// Then send the person to the app — or to the next step (binding an account,
+/// verifying a phone number) when one is due.
+pub async fn finish_sign_in(
+    state: &AppState,
+    ar: &AuthRequest,
+    sign_in: SignIn<'_>,
+    locale: Locale,
+) -> HttpResponse {
+    let SignIn {
+        request_id,
+        flow_state,
+        connector_id,
+        login,
+        policy,
+        also_link,
+        browser_hash,
+    } = sign_in;
+    let now = state.now();
+    let unavailable = || {
+        error_redirect(
+            state,
+            ar,
+            "temporarily_unavailable",
+            "the broker's database is unavailable; retry shortly",
+        )
     };
-    let policy = match entry.first_login {
-        FirstLoginPolicy::Create => FirstLogin::Create,
-        FirstLoginPolicy::Deny => FirstLogin::Refuse,
+    let client = match state.clients.get(&ar.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return error_page(
+                locale,
+                StatusCode::BAD_REQUEST,
+                text(locale, "unknown_client"),
+                text(locale, "unknown_client_todo"),
+            )
+        }
+        Err(_) => return unavailable(),
     };
-    let Ok(session_secret) = random_token(32) else {
+    let (Ok(new_user_id), Ok(session_secret)) = (random_token(16), random_token(32)) else {
         return error_page(
             locale,
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -1069,7 +1220,7 @@ pub async fn callback(
     let session = SessionRow {
         id: hash_token(&session_secret),
         user_id: String::new(), // filled in by the store with the resolved account
-        connector_id: connector_id.clone(),
+        connector_id: connector_id.to_owned(),
         auth_time: now,
         created_at: now,
         last_seen_at: now,
@@ -1083,13 +1234,20 @@ pub async fn callback(
         code_challenge: ar.code_challenge.clone(),
         auth_time: now,
         sid: session.id.clone(),
-        connector_id: connector_id.clone(),
+        connector_id: connector_id.to_owned(),
     };
-    let (code, code_row) = match issue::code_row(&state, &ar.client_id, "", &grant) {
+    let (code, code_row) = match issue::code_row(state, &ar.client_id, "", &grant) {
         Ok(c) => c,
-        Err(e) => return error_redirect(&state, &ar, e.error, &e.description),
+        Err(e) => return error_redirect(state, ar, e.error, &e.description),
     };
-    let url = success_url(&state, &ar, &code);
+    let url = success_url(state, ar, &code);
+    let phone_url = state.endpoint(&format!("/login/{request_id}/phone"));
+    let proving = also_link.is_some();
+    let bind_policy = !proving
+        && state
+            .connector(connector_id)
+            .is_some_and(|c| c.first_login == FirstLoginPolicy::Bind);
+    let pending_login = login.clone();
     // Account, session, code, audit, the used-up request and the flow's outcome:
     // one transaction, so a failure leaves nothing half-written.
     let completion = state
@@ -1103,79 +1261,134 @@ pub async fn callback(
                 code: code_row,
                 audit: AuditEvent {
                     at: now,
-                    event: "login".into(),
+                    event: if proving { "login_linked" } else { "login" }.into(),
                     user_id: None,
                     client_id: Some(ar.client_id.clone()),
-                    connector_id: Some(connector_id.clone()),
+                    connector_id: Some(connector_id.to_owned()),
                     ip: None,
-                    detail: serde_json::json!({}),
+                    detail: match &also_link {
+                        Some(l) => serde_json::json!({"linked": l.connector_id}),
+                        None => serde_json::json!({}),
+                    },
                 },
-                auth_request_id: flow.auth_request_id.clone(),
-                flow_state: upstream_state.clone(),
-                flow_outcome: outcome_for(&state, &upstream_state, Some(&url)),
+                auth_request_id: request_id.to_owned(),
+                flow_state: flow_state.to_owned(),
+                flow_outcome: outcome_for(state, flow_state, Some(&url)),
+                also_link,
+                require_phone: client.require_phone,
+                phone_outcome: outcome_for(state, flow_state, Some(&phone_url)),
             },
             now,
         )
         .await;
-    match completion {
-        Ok(LoginCompletion::SignedIn { user, resolution }) => {
+    let next = match completion {
+        Ok(LoginCompletion::SignedIn {
+            user,
+            resolution,
+            needs_phone,
+        }) => {
             let how = match resolution {
                 LoginResolution::Existing(_) => "existing",
                 LoginResolution::Linked(_) => "linked",
                 _ => "created",
             };
-            tracing::info!(event = "login", connector = %connector_id, client_id = %ar.client_id, user_id = %user.id, account = how, "signed in");
+            tracing::info!(event = "login", connector = %connector_id, client_id = %ar.client_id, user_id = %user.id, account = how, proof_for_binding = proving, "signed in");
+            if needs_phone {
+                tracing::info!(event = "phone_required", client_id = %ar.client_id, user_id = %user.id, "the app needs a verified phone number; asking for one");
+                phone_url
+            } else {
+                url
+            }
+        }
+        Ok(LoginCompletion::NotLinked) if proving => {
+            tracing::info!(event = "login_failed", stage = "account", connector = %connector_id, reason = "proof_not_linked", "the sign-in offered as proof of an account is not linked to one either");
+            remember_outcome(state, flow_state, None).await;
+            let back = format!("/login/{request_id}/bind");
+            let body = format!(
+                "<p role=\"alert\">{}</p><p class=\"detail\">{}</p><p><a class=\"button primary\" href=\"{}\">{}</a></p>",
+                escape(text(locale, "bind_proof_unknown")),
+                escape(text(locale, "bind_proof_unknown_todo")),
+                escape(&back),
+                escape(text(locale, "try_again")),
+            );
+            return Page::new(locale, text(locale, "bind_title"), &body)
+                .status(StatusCode::BAD_REQUEST)
+                .render();
+        }
+        Ok(LoginCompletion::NotLinked) if bind_policy => {
+            return crate::bind::start(
+                state,
+                ar,
+                request_id,
+                flow_state,
+                pending_login,
+                browser_hash,
+            )
+            .await;
         }
         Ok(LoginCompletion::NotLinked) => {
             tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, reason = "first_login_denied", fix = "this connector's first_login is \"deny\": link the identity to an account first", "no broker account for this identity");
             audit(
-                &state,
+                state,
                 "login_denied",
                 None,
                 Some(&ar.client_id),
-                Some(&connector_id),
+                Some(connector_id),
                 serde_json::json!({"reason": "no_account"}),
             )
             .await;
-            remember_outcome(&state, &upstream_state, None).await;
+            remember_outcome(state, flow_state, None).await;
             return error_redirect(
-                &state,
-                &ar,
+                state,
+                ar,
                 "access_denied",
                 "no broker account is linked to this identity",
+            );
+        }
+        Ok(LoginCompletion::LinkConflict { owner }) => {
+            tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, reason = "bind_conflict", owner = %owner, "the identity waiting to be linked now belongs to another account; nothing linked");
+            remember_outcome(state, flow_state, None).await;
+            return error_page(
+                locale,
+                StatusCode::CONFLICT,
+                text(locale, "bind_conflict"),
+                text(locale, "bind_conflict_todo"),
             );
         }
         Ok(LoginCompletion::Disabled(user)) => {
             tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, user_id = %user.id, reason = "user_disabled", "the broker account is disabled");
             audit(
-                &state,
+                state,
                 "login_denied",
                 Some(&user.id),
                 Some(&ar.client_id),
-                Some(&connector_id),
+                Some(connector_id),
                 serde_json::json!({"reason": "disabled"}),
             )
             .await;
-            remember_outcome(&state, &upstream_state, None).await;
-            return error_redirect(&state, &ar, "access_denied", "this account is disabled");
+            remember_outcome(state, flow_state, None).await;
+            if proving || ar.pending.is_some() {
+                return error_page(
+                    locale,
+                    StatusCode::FORBIDDEN,
+                    text(locale, "account_disabled"),
+                    text(locale, "account_disabled_todo"),
+                );
+            }
+            return error_redirect(state, ar, "access_denied", "this account is disabled");
         }
         Err(e) => {
             tracing::error!(event = "login_failed", stage = "account", connector = %connector_id, error = %e, "cannot complete the sign-in");
-            return error_redirect(
-                &state,
-                &ar,
-                "temporarily_unavailable",
-                "the broker's database is unavailable; retry shortly",
-            );
+            return unavailable();
         }
-    }
-    let mut resp = found(&url);
-    let _ = resp.add_cookie(&cookie(&state, SESSION_COOKIE, session_secret));
+    };
+    let mut resp = found(&next);
+    let _ = resp.add_cookie(&cookie(state, SESSION_COOKIE, session_secret));
     resp
 }
 
 /// Where the app gets its code: `redirect_uri?code&iss[&state]`.
-fn success_url(state: &AppState, ar: &AuthRequest, code: &str) -> String {
+pub(crate) fn success_url(state: &AppState, ar: &AuthRequest, code: &str) -> String {
     let mut params = vec![("code", code), ("iss", state.issuer.as_str())];
     if let Some(s) = &ar.state {
         params.push(("state", s.as_str()));
@@ -1185,7 +1398,7 @@ fn success_url(state: &AppState, ar: &AuthRequest, code: &str) -> String {
 
 /// What a repeated callback for this flow should do: follow the first one's
 /// redirect (sealed, it carries the app's code), or fail.
-fn outcome_for(
+pub(crate) fn outcome_for(
     state: &AppState,
     upstream_state: &str,
     redirect: Option<&str>,
@@ -1204,7 +1417,11 @@ fn outcome_for(
 }
 
 /// Record that this flow failed, so a repeated callback does not wait for it.
-async fn remember_outcome(state: &AppState, upstream_state: &str, redirect: Option<&str>) {
+pub(crate) async fn remember_outcome(
+    state: &AppState,
+    upstream_state: &str,
+    redirect: Option<&str>,
+) {
     let outcome = outcome_for(state, upstream_state, redirect);
     if let Err(e) = state.store.set_flow_outcome(upstream_state, outcome).await {
         tracing::error!(stage = "callback", error = %e, "cannot record the flow outcome");

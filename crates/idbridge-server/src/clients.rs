@@ -23,6 +23,8 @@ pub struct Client {
     pub id_token_alg: Option<Algorithm>,
     /// Connector ids this client may use; empty = all.
     pub connectors: Vec<String>,
+    /// The person must have a verified phone number before the app gets a code.
+    pub require_phone: bool,
 }
 
 impl Client {
@@ -47,6 +49,7 @@ impl Client {
                 .as_deref()
                 .and_then(|a| a.parse().ok()),
             connectors: c.connectors.clone(),
+            require_phone: c.require_phone,
         })
     }
 
@@ -82,6 +85,10 @@ impl Client {
                 .and_then(|v| v.as_str())
                 .and_then(|a| a.parse().ok()),
             connectors: strings("connectors"),
+            require_phone: m
+                .get("require_phone")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         }
     }
 

@@ -20,9 +20,57 @@ pub struct Settings {
     #[serde(default)]
     pub tokens: TokenSettings,
     #[serde(default)]
+    pub verification: VerificationSettings,
+    #[serde(default)]
     pub clients: Vec<ClientSettings>,
     #[serde(default)]
     pub connectors: Vec<serde_json::Value>,
+}
+
+/// One-time codes (binding an account by phone, verifying a phone number): how
+/// phone codes are sent, and their limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerificationSettings {
+    /// How codes reach a phone: `none` (phone codes off), `webhook` (POST to
+    /// `webhook_url`, e.g. your SMS gateway), or `log` (development only: written
+    /// to the log and the dev outbox, never sent).
+    pub sender: String,
+    pub webhook_url: Option<String>,
+    /// Signs each webhook (`X-Idbridge-Signature: sha256=HMAC(secret, timestamp.body)`).
+    pub webhook_secret: Option<String>,
+    pub webhook_secret_file: Option<String>,
+    /// Send a code for an existing account into its WeChat chat first (through a
+    /// `wechat-mp` connector with `messages = true`), falling back to the phone.
+    pub wechat: bool,
+    /// The name in the message ("【idbridge】验证码 …").
+    pub site_name: String,
+    pub code_ttl_secs: i64,
+    pub max_attempts: i64,
+    /// At most one code per destination per this many seconds…
+    pub resend_after_secs: i64,
+    /// …and this many per hour.
+    pub per_hour: i64,
+    /// For numbers typed without `+`: 11-digit mainland numbers get this code.
+    pub default_country_code: String,
+}
+
+impl Default for VerificationSettings {
+    fn default() -> Self {
+        Self {
+            sender: "none".into(),
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_secret_file: None,
+            wechat: true,
+            site_name: "idbridge".into(),
+            code_ttl_secs: 300,
+            max_attempts: 5,
+            resend_after_secs: 60,
+            per_hour: 5,
+            default_country_code: "86".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +201,9 @@ pub struct ClientSettings {
     /// Connectors this client may use; empty = all.
     #[serde(default)]
     pub connectors: Vec<String>,
+    /// The person must have a verified phone number (asked once, after sign-in).
+    #[serde(default)]
+    pub require_phone: bool,
 }
 
 fn yes() -> bool {
@@ -248,6 +299,16 @@ fn resolve_secret_files(s: &mut Settings, errors: &mut Vec<ConfigError>) {
             ));
         }
         s.signing.master_key = read_secret(&path, "signing.master_key_file", errors);
+    }
+    if let Some(path) = s.verification.webhook_secret_file.clone() {
+        if s.verification.webhook_secret.is_some() {
+            errors.push(ConfigError::new(
+                "verification.webhook_secret_file",
+                "set either webhook_secret or webhook_secret_file, not both",
+            ));
+        }
+        s.verification.webhook_secret =
+            read_secret(&path, "verification.webhook_secret_file", errors);
     }
     for c in &mut s.clients {
         if let Some(path) = c.secret_file.clone() {
@@ -479,6 +540,63 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             errors.push(ConfigError::new(
                 format!("connectors[{}].type", id.unwrap_or("?")),
                 "missing",
+            ));
+        }
+    }
+    let v = &s.verification;
+    match v.sender.as_str() {
+        "none" | "log" => {}
+        "webhook" => match v.webhook_url.as_deref().map(url::Url::parse) {
+            Some(Ok(u)) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => {}
+            Some(_) => errors.push(ConfigError::new(
+                "verification.webhook_url",
+                "must be an https URL (http only on a loopback host)",
+            )),
+            None => errors.push(ConfigError::new(
+                "verification.webhook_url",
+                "missing: sender = \"webhook\" posts each code there",
+            )),
+        },
+        other => errors.push(ConfigError::new(
+            "verification.sender",
+            format!("{other:?}: use \"none\", \"webhook\" or \"log\" (development only)"),
+        )),
+    }
+    if v.sender == "webhook" && v.webhook_secret.as_deref().is_none_or(|s| s.len() < 16) {
+        errors.push(ConfigError::new(
+            "verification.webhook_secret",
+            "missing or shorter than 16 characters: the receiver checks each webhook's signature with it",
+        ));
+    }
+    for (key, value) in [
+        ("verification.code_ttl_secs", v.code_ttl_secs),
+        ("verification.max_attempts", v.max_attempts),
+        ("verification.resend_after_secs", v.resend_after_secs),
+        ("verification.per_hour", v.per_hour),
+    ] {
+        if value <= 0 {
+            errors.push(ConfigError::new(key, "must be a positive number"));
+        }
+    }
+    if v.code_ttl_secs > 1800 {
+        errors.push(ConfigError::new(
+            "verification.code_ttl_secs",
+            "must be at most 1800 (codes are short-lived)",
+        ));
+    }
+    if v.default_country_code.is_empty()
+        || !v.default_country_code.bytes().all(|b| b.is_ascii_digit())
+    {
+        errors.push(ConfigError::new(
+            "verification.default_country_code",
+            "digits only, without '+', e.g. \"86\"",
+        ));
+    }
+    for c in &s.clients {
+        if c.require_phone && v.sender == "none" {
+            errors.push(ConfigError::new(
+                format!("clients[{}].require_phone", c.id),
+                "needs a way to send codes: set verification.sender (\"webhook\")",
             ));
         }
     }

@@ -14,6 +14,8 @@ use idbridge_core::Locale;
 use idbridge_tokens::{pkce_s256, random_token};
 
 pub const DEMO_CLIENT_ID: &str = "demo";
+/// The same demo app registered with `require_phone = true`.
+pub const DEMO_PHONE_CLIENT_ID: &str = "demo-phone";
 const DEMO_COOKIE: &str = "idb_demo";
 
 /// The demo app's registration (its secret is generated per dev directory).
@@ -43,8 +45,10 @@ pub async fn home(state: web::Data<AppState>) -> HttpResponse {
         "<p>A sample app that signs in through this broker with OpenID Connect (authorization code + PKCE).</p>\
          <ul class=\"choices\"><li><a class=\"button primary\" href=\"/demo/login\">Sign in</a></li>{connectors}\
          <li><a class=\"button\" href=\"/demo/login?prompt=login\">Sign in again (prompt=login)</a></li>\
-         <li><a class=\"button\" href=\"/demo/login?ui_locales=zh-CN\">用中文登录</a></li></ul>\
-         <p class=\"muted\">Discovery: <a href=\"/.well-known/openid-configuration\">/.well-known/openid-configuration</a></p>"
+         <li><a class=\"button\" href=\"/demo/login?ui_locales=zh-CN\">用中文登录</a></li>\
+         <li><a class=\"button\" href=\"/demo/login?app=phone\">Sign in to an app that needs a verified phone number</a></li></ul>\
+         <p class=\"muted\">Your account at the broker: <a href=\"/account\">/account</a> · codes the development sender \"sent\": <a href=\"/dev/outbox\">/dev/outbox</a> · \
+         discovery: <a href=\"/.well-known/openid-configuration\">/.well-known/openid-configuration</a></p>"
     );
     page("idbridge demo app", &body)
 }
@@ -54,6 +58,8 @@ pub struct LoginQuery {
     connector: Option<String>,
     prompt: Option<String>,
     ui_locales: Option<String>,
+    /// `phone`: sign in as the demo app that requires a verified phone number.
+    app: Option<String>,
 }
 
 pub async fn login(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> HttpResponse {
@@ -63,11 +69,16 @@ pub async fn login(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> Htt
     };
     let redirect_uri = state.endpoint("/demo/callback");
     let challenge = pkce_s256(&verifier);
+    let (client_id, scope) = if q.app.as_deref() == Some("phone") {
+        (DEMO_PHONE_CLIENT_ID, "openid profile phone offline_access")
+    } else {
+        (DEMO_CLIENT_ID, "openid profile offline_access")
+    };
     let mut params = vec![
         ("response_type", "code"),
-        ("client_id", DEMO_CLIENT_ID),
+        ("client_id", client_id),
         ("redirect_uri", redirect_uri.as_str()),
-        ("scope", "openid profile offline_access"),
+        ("scope", scope),
         ("state", st.as_str()),
         ("nonce", nonce.as_str()),
         ("code_challenge", challenge.as_str()),
@@ -84,7 +95,7 @@ pub async fn login(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> Htt
     }
     let url = append_query(&state.endpoint("/authorize"), &params);
     let mut resp = found(&url);
-    let c = Cookie::build(DEMO_COOKIE, format!("{st}.{nonce}.{verifier}"))
+    let c = Cookie::build(DEMO_COOKIE, format!("{client_id}.{st}.{nonce}.{verifier}"))
         .path("/demo")
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -151,8 +162,10 @@ pub async fn callback(
         .cookie(DEMO_COOKIE)
         .map(|c| c.value().to_owned())
         .unwrap_or_default();
-    let mut parts = cookie.splitn(3, '.');
-    let (Some(st), Some(nonce), Some(verifier)) = (parts.next(), parts.next(), parts.next()) else {
+    let mut parts = cookie.splitn(4, '.');
+    let (Some(client_id), Some(st), Some(nonce), Some(verifier)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return fail("the demo app's cookie is missing; start again".into());
     };
     if q.state.as_deref() != Some(st) {
@@ -165,7 +178,7 @@ pub async fn callback(
     let resp = state
         .http
         .post(state.endpoint("/token"))
-        .basic_auth(DEMO_CLIENT_ID, Some(&demo.secret))
+        .basic_auth(client_id, Some(&demo.secret))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
@@ -227,4 +240,29 @@ pub async fn callback(
         escape(&logout),
     );
     page("idbridge demo app: signed in", &body)
+}
+
+/// GET /dev/outbox: the codes the development sender "sent" (newest first), so a
+/// person trying dev mode can finish a phone or binding step without a phone.
+pub async fn outbox(state: web::Data<AppState>) -> HttpResponse {
+    let rows: String = state
+        .verifier
+        .outbox
+        .list()
+        .iter()
+        .map(|m| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"code\"><code>{}</code></td><td>{}</td></tr>",
+                escape(m.channel),
+                escape(&m.to),
+                escape(&m.code),
+                escape(&m.text)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p>Messages the development sender would have sent (nothing leaves this machine). Newest first.</p>\
+         <table><thead><tr><th>channel</th><th>to</th><th>code</th><th>text</th></tr></thead><tbody>{rows}</tbody></table>"
+    );
+    page("Dev outbox", &body)
 }

@@ -3,24 +3,30 @@
 //! `routes` mounts every endpoint; `run` serves them and runs the background jobs
 //! (key rotation, expiry collection).
 
+pub mod account;
 pub mod authorize;
+pub mod bind;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod csrf;
 pub mod demo;
 pub mod discovery;
 pub mod error;
 pub mod health;
+pub mod i18n;
 pub mod issue;
 pub mod keys;
 pub mod limits;
 pub mod logout;
 pub mod pages;
 pub mod params;
+pub mod phone;
 pub mod resources;
 pub mod shared_cache;
 pub mod state;
 pub mod token;
+pub mod verify;
 
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
@@ -99,19 +105,31 @@ pub async fn build_state(
     keys.sync(&store, &master_key, options.clock.now()).await?;
     let mut client_settings = settings.clients.clone();
     if let Some(secret) = &options.demo_secret {
-        client_settings.push(config::ClientSettings {
-            id: demo::DEMO_CLIENT_ID.into(),
-            name: Some("idbridge demo app".into()),
-            secret: Some(secret.clone()),
-            secret_file: None,
-            public: false,
-            redirect_uris: vec![format!("{}/demo/callback", settings.issuer)],
-            post_logout_redirect_uris: vec![format!("{}/demo", settings.issuer)],
-            require_pkce: true,
-            id_token_signed_response_alg: None,
-            connectors: Vec::new(),
-        });
+        // The demo app, and the same app registered as needing a phone number.
+        for (id, name, require_phone) in [
+            (demo::DEMO_CLIENT_ID, "idbridge demo app", false),
+            (
+                demo::DEMO_PHONE_CLIENT_ID,
+                "idbridge demo app (needs a phone number)",
+                true,
+            ),
+        ] {
+            client_settings.push(config::ClientSettings {
+                id: id.into(),
+                name: Some(name.into()),
+                secret: Some(secret.clone()),
+                secret_file: None,
+                public: false,
+                redirect_uris: vec![format!("{}/demo/callback", settings.issuer)],
+                post_logout_redirect_uris: vec![format!("{}/demo", settings.issuer)],
+                require_pkce: true,
+                id_token_signed_response_alg: None,
+                connectors: Vec::new(),
+                require_phone,
+            });
+        }
     }
+    client_settings.extend(account::client_settings(&settings.issuer));
     let clients =
         clients::Clients::new(&client_settings, store.clone()).map_err(keys::KeyError::Token)?;
     let http = reqwest::Client::builder()
@@ -120,6 +138,14 @@ pub async fn build_state(
         .build()
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     let failures = limits::FailureLimiter::new(settings.server.failures_per_minute);
+    if settings.verification.sender == "log" && !options.dev_mode {
+        return Err(StartError::Config(vec![ConfigError::new(
+            "verification.sender",
+            "\"log\" writes codes to the log instead of sending them: development only (idbridge serve --dev); use \"webhook\"",
+        )]));
+    }
+    let verifier = verify::Verifier::new(settings.verification.clone())
+        .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     Ok(web::Data::new(AppState {
         issuer: settings.issuer.clone(),
         secure_cookies: settings.issuer.starts_with("https://"),
@@ -135,6 +161,7 @@ pub async fn build_state(
         http,
         failures,
         upstream: health::UpstreamHealth::default(),
+        verifier,
     }))
 }
 
@@ -159,6 +186,21 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
     .route("/authorize", web::get().to(authorize::authorize))
     .route("/authorize", web::post().to(authorize::authorize))
     .route("/login/{request}", web::get().to(authorize::login))
+    .route("/login/{request}/bind", web::get().to(bind::show))
+    .route("/login/{request}/bind/send", web::post().to(bind::send))
+    .route("/login/{request}/bind/code", web::get().to(bind::code_form))
+    .route("/login/{request}/bind/code", web::post().to(bind::check))
+    .route("/login/{request}/phone", web::get().to(phone::show))
+    .route("/login/{request}/phone/send", web::post().to(phone::send))
+    .route(
+        "/login/{request}/phone/code",
+        web::get().to(phone::code_form),
+    )
+    .route("/login/{request}/phone/code", web::post().to(phone::check))
+    .route("/account", web::get().to(account::show))
+    .route("/account/done", web::get().to(account::done))
+    .route("/account/link", web::post().to(account::link))
+    .route("/account/unlink", web::post().to(account::unlink))
     .route("/callback/{connector}", web::get().to(authorize::callback))
     .route("/callback/{connector}", web::post().to(authorize::callback))
     .route("/token", web::post().to(token::token))
@@ -172,7 +214,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
     if dev_mode {
         cfg.route("/demo", web::get().to(demo::home))
             .route("/demo/login", web::get().to(demo::login))
-            .route("/demo/callback", web::get().to(demo::callback));
+            .route("/demo/callback", web::get().to(demo::callback))
+            .route("/dev/outbox", web::get().to(demo::outbox));
     }
 }
 

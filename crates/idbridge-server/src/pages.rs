@@ -2,8 +2,10 @@
 //! strict Content-Security-Policy per page. No JavaScript except what a connector's
 //! embedded login needs (and then only from the origins it names).
 
+use crate::i18n::Tr;
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
+use askama::Template;
 use idbridge_core::Locale;
 
 pub const STYLESHEET: &str = r#"
@@ -25,6 +27,15 @@ code, pre { font: 13px/1.4 ui-monospace, monospace; }
 pre { white-space: pre-wrap; word-break: break-all; background: var(--bg); padding: .75rem; border-radius: 6px; }
 main.wide { max-width: 60rem; }
 iframe { border: 0; display: block; margin: 0 auto; }
+h2 { font-size: 1.1rem; margin: 1.75rem 0 .5rem; }
+form { margin: .5rem 0; }
+.notice { background: #dafbe1; border-left: 4px solid var(--accent); padding: .5rem .75rem; }
+ul.identities { list-style: none; padding: 0; }
+ul.identities li { display: flex; justify-content: space-between; align-items: center; gap: 1rem; padding: .75rem 0; border-bottom: 1px solid #d8dee4; }
+ul.identities li button { width: auto; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
+dt { font-weight: 600; }
+dd { margin: 0; }
 "#;
 
 pub use idbridge_core::escape_html as escape;
@@ -73,17 +84,16 @@ impl<'a> Page<'a> {
         let csp = format!(
             "default-src 'none'; style-src 'self'; img-src 'self' https: data:; script-src {scripts}; frame-src {frames}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
         );
-        let html = format!(
-            "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <meta name=\"referrer\" content=\"no-referrer\">\
-             <title>{title} · idbridge</title><link rel=\"stylesheet\" href=\"/assets/idbridge.css\"></head>\
-             <body><main{class}><h1>{title}</h1>{body}</main></body></html>",
-            lang = self.locale.tag(),
-            title = escape(self.title),
-            class = if self.wide { " class=\"wide\"" } else { "" },
-            body = self.body_html,
-        );
+        let layout = Layout {
+            t: Tr(self.locale),
+            title: self.title,
+            body: self.body_html,
+            wide: self.wide,
+        };
+        let html = match layout.render() {
+            Ok(html) => html,
+            Err(e) => return render_failed(&e),
+        };
         HttpResponse::build(self.status)
             .insert_header((header::CONTENT_SECURITY_POLICY, csp))
             .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -94,10 +104,7 @@ impl<'a> Page<'a> {
 
 /// An error page: what happened, and what to do about it.
 pub fn error_page(locale: Locale, status: StatusCode, what: &str, todo: &str) -> HttpResponse {
-    let title = match locale {
-        Locale::ZhCn => "无法登录",
-        Locale::En => "Sign-in failed",
-    };
+    let title = text(locale, "error_title");
     let body = format!(
         "<p role=\"alert\">{}</p><p class=\"detail\">{}</p>",
         escape(what),
@@ -106,117 +113,9 @@ pub fn error_page(locale: Locale, status: StatusCode, what: &str, todo: &str) ->
     Page::new(locale, title, &body).status(status).render()
 }
 
-/// Two-language strings for the hosted pages.
+/// Two-language strings for the hosted pages (the table is in [`crate::i18n`]).
 pub fn text(locale: Locale, key: &str) -> &'static str {
-    let zh = locale == Locale::ZhCn;
-    match key {
-        "choose_title" => {
-            if zh {
-                "选择登录方式"
-            } else {
-                "Choose how to sign in"
-            }
-        }
-        "choose_for" => {
-            if zh {
-                "登录到"
-            } else {
-                "to continue to"
-            }
-        }
-        "no_connectors" => {
-            if zh {
-                "此应用没有可用的登录方式。"
-            } else {
-                "No sign-in method is available for this application here."
-            }
-        }
-        "signed_out_title" => {
-            if zh {
-                "已退出登录"
-            } else {
-                "Signed out"
-            }
-        }
-        "signed_out" => {
-            if zh {
-                "你已退出登录。"
-            } else {
-                "You have been signed out."
-            }
-        }
-        "logout_title" => {
-            if zh {
-                "退出登录？"
-            } else {
-                "Sign out?"
-            }
-        }
-        "logout_confirm" => {
-            if zh {
-                "退出登录"
-            } else {
-                "Sign out"
-            }
-        }
-        "unknown_client" => {
-            if zh {
-                "请求来自一个未注册的应用。"
-            } else {
-                "The sign-in request came from an application this broker does not know."
-            }
-        }
-        "unknown_client_todo" => {
-            if zh {
-                "请联系该应用的开发者：client_id 未在 idbridge 中注册。"
-            } else {
-                "Contact the application's developer: its client_id is not registered with idbridge."
-            }
-        }
-        "bad_redirect" => {
-            if zh {
-                "请求中的回调地址（redirect_uri）与应用注册的地址不一致。"
-            } else {
-                "The request's redirect_uri does not exactly match one registered for this application."
-            }
-        }
-        "bad_redirect_todo" => {
-            if zh {
-                "为安全起见不会跳转。请应用开发者检查 redirect_uri 配置（必须完全一致）。"
-            } else {
-                "For your safety you were not sent back. The application's developer must register the exact redirect_uri."
-            }
-        }
-        "expired" => {
-            if zh {
-                "这个登录请求已过期或已被使用。"
-            } else {
-                "This sign-in request has expired or was already used."
-            }
-        }
-        "expired_todo" => {
-            if zh {
-                "请回到应用重新开始登录。"
-            } else {
-                "Go back to the application and start signing in again."
-            }
-        }
-        "return_to_app" => {
-            if zh {
-                "返回应用"
-            } else {
-                "Return to the application"
-            }
-        }
-        "try_again" => {
-            if zh {
-                "重试"
-            } else {
-                "Try again"
-            }
-        }
-        _ => "",
-    }
+    crate::i18n::t(locale, key)
 }
 
 pub async fn stylesheet() -> HttpResponse {
@@ -224,4 +123,44 @@ pub async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(STYLESHEET)
+}
+
+#[derive(Template)]
+#[template(path = "layout.html")]
+struct Layout<'a> {
+    t: Tr,
+    title: &'a str,
+    body: &'a str,
+    wide: bool,
+}
+
+fn render_failed(e: &askama::Error) -> HttpResponse {
+    tracing::error!(stage = "page", error = %e, "a page template failed to render");
+    HttpResponse::InternalServerError()
+        .content_type("text/plain; charset=utf-8")
+        .body("The page could not be shown; the broker's log names the cause.")
+}
+
+/// A page whose body is the template `fragment`.
+pub fn render<T: Template>(locale: Locale, title: &str, fragment: &T) -> HttpResponse {
+    render_status(locale, title, StatusCode::OK, fragment)
+}
+
+/// [`render`] with another status (an error or a refusal shown as a page).
+pub fn render_status<T: Template>(
+    locale: Locale,
+    title: &str,
+    status: StatusCode,
+    fragment: &T,
+) -> HttpResponse {
+    match fragment.render() {
+        Ok(body) => Page::new(locale, title, &body).status(status).render(),
+        Err(e) => render_failed(&e),
+    }
+}
+
+/// A link on a page (a button to a sign-in method, …).
+pub struct Link {
+    pub href: String,
+    pub name: String,
 }

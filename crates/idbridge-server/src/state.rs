@@ -14,7 +14,12 @@ use std::sync::Arc;
 /// What a connector does with a person it has never seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstLoginPolicy {
+    /// Create an account.
     Create,
+    /// The person must first prove an existing account (another linked sign-in
+    /// method, or a one-time code); then this identity is linked to it.
+    Bind,
+    /// Refuse: only identities already linked may sign in.
     Deny,
 }
 
@@ -41,6 +46,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub failures: crate::limits::FailureLimiter,
     pub upstream: crate::health::UpstreamHealth,
+    /// One-time codes (binding, phone numbers) and their senders.
+    pub verifier: crate::verify::Verifier,
 }
 
 impl AppState {
@@ -75,6 +82,7 @@ pub fn build_connectors(
             None => Ok(FirstLoginPolicy::Create),
             Some(v) => match v.as_str() {
                 Some("create") => Ok(FirstLoginPolicy::Create),
+                Some("bind") => Ok(FirstLoginPolicy::Bind),
                 Some("deny") => Ok(FirstLoginPolicy::Deny),
                 _ => Err(()),
             },
@@ -89,7 +97,7 @@ pub fn build_connectors(
         let Ok(first_login) = policy else {
             errors.push(ConfigError::new(
                 format!("connectors[{}].first_login", cs.id),
-                "use \"create\" or \"deny\"",
+                "use \"create\", \"bind\" or \"deny\"",
             ));
             continue;
         };

@@ -58,7 +58,7 @@ impl Store {
         let profile = to_json_text(&login.profile)?;
         self.write(move |conn| {
             let attempt = || {
-                conn.transaction(|c| resolve_once(c, &login, &profile, policy, &new_user_id, now))
+                conn.transaction(|c| resolve_once(c, &login, &profile, &policy, &new_user_id, now))
             };
             retry_once_on_conflict(attempt)
         })
@@ -169,15 +169,60 @@ impl Store {
 
 /// A login transaction that lost a race (a unique link key or identity inserted
 /// by a concurrent login) runs once more and then finds what the winner wrote.
-fn retry_once_on_conflict<T>(
-    mut attempt: impl FnMut() -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+fn retry_once_on_conflict<T, E: From<StoreError> + AsConflict>(
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
     match attempt() {
-        Err(StoreError::Conflict(msg)) => {
-            tracing::debug!(%msg, "concurrent login wrote first; resolving again");
+        Err(e) if e.as_conflict().is_some() => {
+            tracing::debug!(
+                msg = e.as_conflict().unwrap_or_default(),
+                "concurrent login wrote first; resolving again"
+            );
             attempt()
         }
         other => other,
+    }
+}
+
+/// A unique-key violation's message, if that is what this error is.
+trait AsConflict {
+    fn as_conflict(&self) -> Option<&str>;
+}
+
+impl AsConflict for StoreError {
+    fn as_conflict(&self) -> Option<&str> {
+        match self {
+            StoreError::Conflict(msg) => Some(msg),
+            _ => None,
+        }
+    }
+}
+
+/// [`Store::complete_login`]'s transaction ends either in a store error or because
+/// the identity to link belongs to another user (the transaction is rolled back).
+enum CompleteError {
+    Store(StoreError),
+    LinkConflict(String),
+}
+
+impl From<StoreError> for CompleteError {
+    fn from(e: StoreError) -> Self {
+        CompleteError::Store(e)
+    }
+}
+
+impl From<diesel::result::Error> for CompleteError {
+    fn from(e: diesel::result::Error) -> Self {
+        CompleteError::Store(e.into())
+    }
+}
+
+impl AsConflict for CompleteError {
+    fn as_conflict(&self) -> Option<&str> {
+        match self {
+            CompleteError::Store(e) => e.as_conflict(),
+            CompleteError::LinkConflict(_) => None,
+        }
     }
 }
 
@@ -233,7 +278,7 @@ fn resolve_once(
     c: &mut AnyConnection,
     login: &NewLogin,
     profile: &str,
-    policy: FirstLogin,
+    policy: &FirstLogin,
     new_user_id: &str,
     now: i64,
 ) -> Result<LoginResolution, StoreError> {
@@ -307,6 +352,14 @@ fn resolve_once(
     // (3) Nothing matched: the connector's policy decides.
     match policy {
         FirstLogin::Refuse => Ok(LoginResolution::NotLinked),
+        FirstLogin::LinkTo(user_id) => {
+            let user = load_user(c, user_id)?;
+            // A disabled account gets no new sign-in methods (the caller refuses).
+            if user.disabled_at.is_none() {
+                attach_new_identity(c, login, profile, &user.id, now)?;
+            }
+            Ok(LoginResolution::Linked(user))
+        }
         FirstLogin::Create => {
             let user = User {
                 id: new_user_id.to_owned(),
@@ -316,22 +369,36 @@ fn resolve_once(
                 name: login.name.clone(),
                 picture: login.picture.clone(),
                 locale: login.locale.clone(),
+                phone_number: None,
+                phone_verified_at: None,
             };
             diesel::insert_into(users::table).values(&user).execute(c)?;
-            insert_identity(c, login, profile, &user.id, now)?;
-            if let Some((scope, key)) = &login.link {
-                diesel::insert_into(link_keys::table)
-                    .values(NewLinkKey {
-                        link_scope: scope,
-                        link_key: key,
-                        user_id: &user.id,
-                        created_at: now,
-                    })
-                    .execute(c)?;
-            }
+            attach_new_identity(c, login, profile, &user.id, now)?;
             Ok(LoginResolution::Created(user))
         }
     }
+}
+
+/// A new identity (and its link key, if any) for `user_id`.
+fn attach_new_identity(
+    c: &mut AnyConnection,
+    login: &NewLogin,
+    profile: &str,
+    user_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    insert_identity(c, login, profile, user_id, now)?;
+    if let Some((scope, key)) = &login.link {
+        diesel::insert_into(link_keys::table)
+            .values(NewLinkKey {
+                link_scope: scope,
+                link_key: key,
+                user_id,
+                created_at: now,
+            })
+            .execute(c)?;
+    }
+    Ok(())
 }
 
 /// Escapes LIKE wildcards so a search for `50%` means the text `50%`.
@@ -362,18 +429,32 @@ pub struct CompleteLogin {
     /// The upstream flow, and what a repeated callback for it should do.
     pub flow_state: String,
     pub flow_outcome: serde_json::Value,
+    /// An identity that was waiting for its owner to prove an existing account
+    /// (first_login = "bind"): this login is the proof, so it is linked to the same
+    /// account.
+    pub also_link: Option<NewLogin>,
+    /// The app needs a verified phone number: when the account has none, the
+    /// session is opened but no code is issued, the request is kept, and the flow's
+    /// outcome is `phone_outcome` (the phone step).
+    pub require_phone: bool,
+    pub phone_outcome: serde_json::Value,
 }
 
 /// What [`Store::complete_login`] decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoginCompletion {
     /// Signed in: the session, code, audit event and flow outcome are written.
+    /// With `needs_phone`, no code: the person must verify a phone number first.
     SignedIn {
         user: User,
         resolution: LoginResolution,
+        needs_phone: bool,
     },
     /// No account and the policy refused to create one: nothing written.
     NotLinked,
+    /// The identity waiting to be linked (`also_link`) meanwhile belongs to another
+    /// account: nothing written.
+    LinkConflict { owner: String },
     /// The account is disabled: only the identity's profile refresh is written.
     Disabled(User),
 }
@@ -389,7 +470,12 @@ impl Store {
         now: i64,
     ) -> Result<LoginCompletion, StoreError> {
         let profile = to_json_text(&done.login.profile)?;
+        let also_profile = match &done.also_link {
+            Some(l) => Some(to_json_text(&l.profile)?),
+            None => None,
+        };
         let outcome = to_json_text(&done.flow_outcome)?;
+        let phone_outcome = to_json_text(&done.phone_outcome)?;
         self.write(move |conn| {
             let attempt = || {
                 conn.transaction(|c| {
@@ -397,7 +483,7 @@ impl Store {
                         c,
                         &done.login,
                         &profile,
-                        done.policy,
+                        &done.policy,
                         &done.new_user_id,
                         now,
                     )?;
@@ -410,11 +496,44 @@ impl Store {
                     if user.disabled_at.is_some() {
                         return Ok(LoginCompletion::Disabled(user));
                     }
+                    if let (Some(pending), Some(pending_profile)) = (&done.also_link, &also_profile)
+                    {
+                        let linked = resolve_once(
+                            c,
+                            pending,
+                            pending_profile,
+                            &FirstLogin::LinkTo(user.id.clone()),
+                            "",
+                            now,
+                        )?;
+                        match linked {
+                            LoginResolution::Existing(other) | LoginResolution::Linked(other)
+                                if other.id != user.id =>
+                            {
+                                // Roll back (the profile refresh too): nothing is written.
+                                return Err(CompleteError::LinkConflict(other.id));
+                            }
+                            _ => {}
+                        }
+                    }
                     let mut session = done.session.clone();
                     session.user_id = user.id.clone();
                     diesel::insert_into(crate::schema::sso_sessions::table)
                         .values(session)
                         .execute(c)?;
+                    if done.require_phone && user.phone_verified_at.is_none() {
+                        diesel::update(crate::schema::upstream_flows::table.find(&done.flow_state))
+                            .set(
+                                crate::schema::upstream_flows::outcome
+                                    .eq(Some(phone_outcome.clone())),
+                            )
+                            .execute(c)?;
+                        return Ok(LoginCompletion::SignedIn {
+                            user,
+                            resolution,
+                            needs_phone: true,
+                        });
+                    }
                     let mut code = done.code.clone();
                     code.user_id = user.id.clone();
                     diesel::insert_into(crate::schema::authorization_codes::table)
@@ -430,10 +549,181 @@ impl Store {
                     diesel::update(crate::schema::upstream_flows::table.find(&done.flow_state))
                         .set(crate::schema::upstream_flows::outcome.eq(Some(outcome.clone())))
                         .execute(c)?;
-                    Ok(LoginCompletion::SignedIn { user, resolution })
+                    Ok(LoginCompletion::SignedIn {
+                        user,
+                        resolution,
+                        needs_phone: false,
+                    })
                 })
             };
-            retry_once_on_conflict(attempt)
+            match retry_once_on_conflict(attempt) {
+                Ok(done) => Ok(done),
+                Err(CompleteError::LinkConflict(owner)) => {
+                    Ok(LoginCompletion::LinkConflict { owner })
+                }
+                Err(CompleteError::Store(e)) => Err(e),
+            }
+        })
+        .await
+    }
+}
+
+/// What [`Store::link_identity`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkOutcome {
+    /// The identity is now linked to the user.
+    Linked,
+    /// It already was.
+    AlreadyLinked,
+    /// It (or its link key) belongs to another user: nothing written.
+    OtherUser(String),
+}
+
+/// What [`Store::unlink_identity`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlinkOutcome {
+    Unlinked,
+    /// The user's only identity: kept, or the account could never sign in again.
+    LastIdentity,
+    /// No such identity on this user.
+    NotFound,
+}
+
+/// What [`Store::set_user_phone`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PhoneOutcome {
+    Set(User),
+    /// Another account has this verified number: nothing written.
+    TakenBy(String),
+    NoSuchUser,
+}
+
+impl Store {
+    /// Links an identity to a signed-in user (the account page's "link another"),
+    /// in one transaction. Never moves an identity or link key between users.
+    pub async fn link_identity(
+        &self,
+        login: NewLogin,
+        user_id: &str,
+        now: i64,
+    ) -> Result<LinkOutcome, StoreError> {
+        let profile = to_json_text(&login.profile)?;
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            c.transaction(|c| {
+                if let Some(known) = find_identity(c, &login.connector_id, &login.subject)? {
+                    return Ok(if known.user_id == user_id {
+                        LinkOutcome::AlreadyLinked
+                    } else {
+                        LinkOutcome::OtherUser(known.user_id)
+                    });
+                }
+                if let Some((scope, key)) = &login.link {
+                    let owner: Option<String> = link_keys::table
+                        .find((scope, key))
+                        .select(link_keys::user_id)
+                        .first(c)
+                        .optional()?;
+                    match owner {
+                        Some(owner) if owner != user_id => {
+                            return Ok(LinkOutcome::OtherUser(owner))
+                        }
+                        Some(_) => insert_identity(c, &login, &profile, &user_id, now)?,
+                        None => attach_new_identity(c, &login, &profile, &user_id, now)?,
+                    }
+                } else {
+                    insert_identity(c, &login, &profile, &user_id, now)?;
+                }
+                Ok(LinkOutcome::Linked)
+            })
+        })
+        .await
+    }
+
+    /// Unlinks one of a user's identities, never the last one.
+    pub async fn unlink_identity(
+        &self,
+        user_id: &str,
+        connector_id: &str,
+        subject: &str,
+    ) -> Result<UnlinkOutcome, StoreError> {
+        let (user_id, connector_id, subject) = (
+            user_id.to_owned(),
+            connector_id.to_owned(),
+            subject.to_owned(),
+        );
+        self.write(move |c| {
+            c.transaction(|c| {
+                let Some(identity) = find_identity(c, &connector_id, &subject)? else {
+                    return Ok(UnlinkOutcome::NotFound);
+                };
+                if identity.user_id != user_id {
+                    return Ok(UnlinkOutcome::NotFound);
+                }
+                let count: i64 = identities::table
+                    .filter(identities::user_id.eq(&user_id))
+                    .count()
+                    .get_result(c)?;
+                if count <= 1 {
+                    return Ok(UnlinkOutcome::LastIdentity);
+                }
+                diesel::delete(identities::table.find((&connector_id, &subject))).execute(c)?;
+                Ok(UnlinkOutcome::Unlinked)
+            })
+        })
+        .await
+    }
+
+    /// The enabled or disabled user whose verified phone number is `phone` (E.164).
+    pub async fn find_user_by_phone(&self, phone: &str) -> Result<Option<User>, StoreError> {
+        let phone = phone.to_owned();
+        self.read(move |c| {
+            Ok(users::table
+                .filter(users::phone_number.eq(&phone))
+                .select(User::as_select())
+                .first(c)
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Records a verified phone number on a user; refused when another user has it.
+    pub async fn set_user_phone(
+        &self,
+        user_id: &str,
+        phone: &str,
+        now: i64,
+    ) -> Result<PhoneOutcome, StoreError> {
+        let (user_id, phone) = (user_id.to_owned(), phone.to_owned());
+        self.write(move |c| {
+            let attempt = |c: &mut AnyConnection| {
+                c.transaction(|c| {
+                    let owner: Option<String> = users::table
+                        .filter(users::phone_number.eq(&phone))
+                        .select(users::id)
+                        .first(c)
+                        .optional()?;
+                    if let Some(owner) = owner.filter(|o| *o != user_id) {
+                        return Ok(PhoneOutcome::TakenBy(owner));
+                    }
+                    let n = diesel::update(users::table.find(&user_id))
+                        .set((
+                            users::phone_number.eq(Some(&phone)),
+                            users::phone_verified_at.eq(Some(now)),
+                            users::updated_at.eq(now),
+                        ))
+                        .execute(c)?;
+                    if n == 0 {
+                        return Ok(PhoneOutcome::NoSuchUser);
+                    }
+                    Ok(PhoneOutcome::Set(load_user(c, &user_id)?))
+                })
+            };
+            match attempt(c) {
+                // A concurrent verification of the same number won the unique index.
+                Err(StoreError::Conflict(_)) => attempt(c),
+                other => other,
+            }
         })
         .await
     }

@@ -41,6 +41,29 @@ impl Store {
         .await
     }
 
+    /// Replaces a live request's payload (a sign-in that waits for a next step);
+    /// false when it is gone or expired.
+    pub async fn update_auth_request(
+        &self,
+        id: &str,
+        payload: serde_json::Value,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        let payload = to_json_text(&payload)?;
+        self.write(move |c| {
+            let n = diesel::update(
+                auth_requests::table
+                    .find(&id)
+                    .filter(auth_requests::expires_at.gt(now)),
+            )
+            .set(auth_requests::payload.eq(payload))
+            .execute(c)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     /// Deleting a missing request is not an error.
     pub async fn delete_auth_request(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();

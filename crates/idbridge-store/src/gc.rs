@@ -6,7 +6,7 @@ use crate::error::StoreError;
 use crate::models::GcReport;
 use crate::schema::{
     audit_log, auth_requests, authorization_codes, refresh_token_families, refresh_tokens,
-    signing_keys, sso_sessions, upstream_flows,
+    signing_keys, sso_sessions, upstream_flows, verification_codes,
 };
 use crate::store::Store;
 
@@ -18,7 +18,7 @@ impl Store {
     /// Deletes: auth requests and flows with `expires_at <= now`; codes with
     /// `expires_at < now - 86400`; families with `absolute_expires_at <= now` and their refresh
     /// tokens; sessions with `expires_at <= now` or `ended_at < now - 86400`; keys with
-    /// `expires_at < now`; audit rows with `at < now - audit_retention_secs`.
+    /// `expires_at < now`; verification codes with `expires_at <= now`; audit rows with `at < now - audit_retention_secs`.
     pub async fn collect_garbage(
         &self,
         now: i64,
@@ -74,6 +74,12 @@ impl Store {
             report.keys = count(
                 diesel::delete(signing_keys::table.filter(signing_keys::expires_at.lt(now)))
                     .execute(c)?,
+            );
+            report.verification_codes = count(
+                diesel::delete(
+                    verification_codes::table.filter(verification_codes::expires_at.le(now)),
+                )
+                .execute(c)?,
             );
             report.audit = count(
                 diesel::delete(

@@ -14,7 +14,7 @@
 
 mod accounts;
 mod app_tokens;
-pub use accounts::{CompleteLogin, LoginCompletion};
+pub use accounts::{CompleteLogin, LinkOutcome, LoginCompletion, PhoneOutcome, UnlinkOutcome};
 pub use app_tokens::AppTokenRow;
 mod audit;
 mod clients;
@@ -28,6 +28,8 @@ mod schema;
 mod sessions;
 mod store;
 mod tokens;
+mod verification;
+pub use verification::{CodeCheck, CodeInsert, SendLimits, VerificationCode};
 
 #[cfg(feature = "test-support")]
 pub mod testing;

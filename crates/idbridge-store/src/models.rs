@@ -18,6 +18,9 @@ pub struct User {
     pub name: Option<String>,
     pub picture: Option<String>,
     pub locale: Option<String>,
+    /// E.164 (`+8613800138000`), once verified; unique among users.
+    pub phone_number: Option<String>,
+    pub phone_verified_at: Option<i64>,
 }
 
 /// An upstream identity (connector id, subject) linked to a user.
@@ -36,7 +39,7 @@ pub struct Identity {
 }
 
 /// What a connector reported about a person who just signed in upstream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewLogin {
     pub connector_id: String,
     pub subject: String,
@@ -51,10 +54,12 @@ pub struct NewLogin {
 }
 
 /// The connector's policy for an upstream identity that matches no user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FirstLogin {
     Create,
     Refuse,
+    /// Attach it to this (existing) user: the person proved they own that account.
+    LinkTo(String),
 }
 
 /// How [`crate::Store::resolve_login`] matched a login to a user.
@@ -223,6 +228,7 @@ pub struct GcReport {
     pub sessions: u64,
     pub keys: u64,
     pub audit: u64,
+    pub verification_codes: u64,
 }
 
 // ---- private records: the rows as the database holds them ----

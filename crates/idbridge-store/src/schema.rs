@@ -10,6 +10,8 @@ diesel::table! {
         name -> Nullable<Text>,
         picture -> Nullable<Text>,
         locale -> Nullable<Text>,
+        phone_number -> Nullable<Text>,
+        phone_verified_at -> Nullable<BigInt>,
     }
 }
 
@@ -158,6 +160,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    verification_codes (id) {
+        id -> Text,
+        purpose -> Text,
+        channel -> Text,
+        destination -> Text,
+        user_id -> Nullable<Text>,
+        browser_hash -> Text,
+        code_hash -> Text,
+        attempts -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(identities -> users (user_id));
 diesel::joinable!(link_keys -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
@@ -176,4 +194,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     audit_log,
     app_tokens,
+    verification_codes,
 );

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use idbridge_store::testing::TempDatabase;
 use idbridge_store::{
-    AuditEvent, AuthRequestRow, Backend, ClientRow, CodeRow, FamilyRow, FirstLogin, FlowRow,
-    GcReport, KeyRow, LoginResolution, NewLogin, Redeem, RefreshOutcome, Rotation, SessionRow,
-    Store, StoreError, StoreOptions, User,
+    AuditEvent, AuthRequestRow, Backend, ClientRow, CodeCheck, CodeInsert, CodeRow, CompleteLogin,
+    FamilyRow, FirstLogin, FlowRow, GcReport, KeyRow, LinkOutcome, LoginCompletion,
+    LoginResolution, NewLogin, PhoneOutcome, Redeem, RefreshOutcome, Rotation, SendLimits,
+    SessionRow, Store, StoreError, StoreOptions, UnlinkOutcome, User, VerificationCode,
 };
 use serde_json::json;
 
@@ -78,6 +79,13 @@ conformance!(
         audit_lists_newest_first_with_filter_and_paging,
         garbage_collection_removes_exactly_expired_rows,
         app_token_lease_has_one_holder_and_put_releases_it,
+        link_to_policy_and_proof_login_link_a_waiting_identity,
+        proof_login_whose_waiting_identity_belongs_to_another_user_writes_nothing,
+        phone_step_opens_the_session_but_issues_no_code,
+        account_page_links_and_never_unlinks_the_last_identity,
+        a_verified_phone_number_belongs_to_one_user,
+        verification_codes_are_throttled_single_use_and_die_after_wrong_attempts,
+        auth_request_payload_can_be_replaced_while_live,
     ],
 );
 
@@ -217,9 +225,20 @@ fn audit(at: i64, event: &str, user: Option<&str>) -> AuditEvent {
 
 // ---------------------------------------------------------------- migrations
 
+/// The migrations in the repository, in order (both backends have the same names).
+fn migration_names() -> Vec<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/sqlite");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 async fn migrate_is_idempotent(store: Store) {
     let first = store.migrate().await.unwrap();
-    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first, migration_names());
     assert!(first[0].ends_with("_init"), "{first:?}");
     assert_eq!(store.migrate().await.unwrap(), Vec::<String>::new());
     store.ping().await.unwrap();
@@ -238,10 +257,9 @@ async fn concurrent_migrations_both_succeed(store: Store) {
         }),
     );
     let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
-    assert_eq!(
-        a.len() + b.len(),
-        1,
-        "exactly one call applies the init: {a:?} {b:?}"
+    assert!(
+        (a == migration_names() && b.is_empty()) || (b == migration_names() && a.is_empty()),
+        "exactly one call applies the migrations: {a:?} {b:?}"
     );
     assert!(store.migrate().await.unwrap().is_empty());
     assert_eq!(user_count(&store).await, 0);
@@ -1255,6 +1273,7 @@ async fn garbage_collection_removes_exactly_expired_rows(store: Store) {
             sessions: 2,
             keys: 1,
             audit: 1,
+            verification_codes: 0,
         }
     );
     assert!(store
@@ -1580,4 +1599,549 @@ async fn app_token_lease_has_one_holder_and_put_releases_it(store: Store) {
         .await
         .unwrap());
     assert_eq!(store.get_app_token(key, NOW + 40).await.unwrap(), None);
+}
+
+// ---------------------------------------------------------------- accounts (binding, phone)
+
+/// Everything a sign-in writes, for `complete_login`, answering `ar1` / flow `st1`.
+fn completion(login: NewLogin, policy: FirstLogin, new_user: &str, now: i64) -> CompleteLogin {
+    CompleteLogin {
+        login,
+        policy,
+        new_user_id: new_user.into(),
+        session: session(&format!("sess-{new_user}-{now}"), "", now),
+        code: code(&format!("code-{new_user}-{now}"), now),
+        audit: audit(now, "login", None),
+        auth_request_id: "ar1".into(),
+        flow_state: "st1".into(),
+        flow_outcome: json!({"redirect": "app"}),
+        also_link: None,
+        require_phone: false,
+        phone_outcome: json!({"redirect": "phone"}),
+    }
+}
+
+async fn link_to_policy_and_proof_login_link_a_waiting_identity(store: Store) {
+    let alice = store
+        .resolve_login(
+            login("dev", "alice", None),
+            FirstLogin::Create,
+            "u-alice".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let alice = user_of(&alice).clone();
+    // LinkTo attaches a new identity (and its link key) to the given user.
+    let r = store
+        .resolve_login(
+            login("wechat-web", "o-web", Some("union-a")),
+            FirstLogin::LinkTo(alice.id.clone()),
+            "unused".into(),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(user_of(&r).id, alice.id);
+    assert!(matches!(r, LoginResolution::Linked(_)));
+    // The link key now reaches Alice from another app of the same platform.
+    let r = store
+        .resolve_login(
+            login("wechat-mp", "o-mp", Some("union-a")),
+            FirstLogin::Refuse,
+            "unused".into(),
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(user_of(&r).id, alice.id);
+
+    // A proof login (Alice through dev) links a waiting identity in the same transaction.
+    store
+        .insert_auth_request(auth_request("ar1", NOW, 600))
+        .await
+        .unwrap();
+    store.insert_flow(flow("st1", NOW, 600)).await.unwrap();
+    let mut done = completion(
+        login("dev", "alice", None),
+        FirstLogin::Refuse,
+        "unused",
+        NOW + 3,
+    );
+    done.also_link = Some(login("wechat-unbound", "o-unbound", None));
+    match store.complete_login(done, NOW + 3).await.unwrap() {
+        LoginCompletion::SignedIn {
+            user, needs_phone, ..
+        } => {
+            assert_eq!(user.id, alice.id);
+            assert!(!needs_phone);
+        }
+        other => panic!("{other:?}"),
+    }
+    let linked = store
+        .get_identity("wechat-unbound", "o-unbound")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(linked.user_id, alice.id);
+    assert!(
+        store
+            .get_auth_request("ar1", NOW + 4)
+            .await
+            .unwrap()
+            .is_none(),
+        "used up"
+    );
+    // LinkTo an account that does not exist writes nothing.
+    let err = store
+        .resolve_login(
+            login("x", "y", None),
+            FirstLogin::LinkTo("nobody".into()),
+            "unused".into(),
+            NOW,
+        )
+        .await;
+    assert!(err.is_err());
+    assert!(store.get_identity("x", "y").await.unwrap().is_none());
+}
+
+async fn proof_login_whose_waiting_identity_belongs_to_another_user_writes_nothing(store: Store) {
+    let alice = store
+        .resolve_login(
+            login("dev", "alice", None),
+            FirstLogin::Create,
+            "u-alice".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let bob = store
+        .resolve_login(
+            login("wechat-unbound", "o-bob", None),
+            FirstLogin::Create,
+            "u-bob".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    store
+        .insert_auth_request(auth_request("ar1", NOW, 600))
+        .await
+        .unwrap();
+    store.insert_flow(flow("st1", NOW, 600)).await.unwrap();
+    // Bob's identity was waiting for a proof, and meanwhile got linked to Bob.
+    let mut done = completion(
+        login("dev", "alice", None),
+        FirstLogin::Refuse,
+        "unused",
+        NOW + 5,
+    );
+    done.also_link = Some(login("wechat-unbound", "o-bob", None));
+    let r = store.complete_login(done, NOW + 5).await.unwrap();
+    assert_eq!(
+        r,
+        LoginCompletion::LinkConflict {
+            owner: user_of(&bob).id.clone()
+        }
+    );
+    // Nothing was written: the request is still there, no session, no code, no profile touch.
+    assert!(store
+        .get_auth_request("ar1", NOW + 6)
+        .await
+        .unwrap()
+        .is_some());
+    let sid = format!("sess-unused-{}", NOW + 5);
+    assert!(store.get_session(&sid).await.unwrap().is_none());
+    let a = store.get_user(&user_of(&alice).id).await.unwrap().unwrap();
+    assert_eq!(a.updated_at, NOW, "profile refresh rolled back");
+}
+
+async fn phone_step_opens_the_session_but_issues_no_code(store: Store) {
+    store
+        .insert_auth_request(auth_request("ar1", NOW, 600))
+        .await
+        .unwrap();
+    store.insert_flow(flow("st1", NOW, 600)).await.unwrap();
+    let mut done = completion(
+        login("dev", "carol", None),
+        FirstLogin::Create,
+        "u-carol",
+        NOW,
+    );
+    done.require_phone = true;
+    let sid = done.session.id.clone();
+    let code_hash = done.code.code_hash.clone();
+    let r = store.complete_login(done, NOW).await.unwrap();
+    let LoginCompletion::SignedIn {
+        user, needs_phone, ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    assert!(needs_phone);
+    assert_eq!(
+        store.get_session(&sid).await.unwrap().unwrap().user_id,
+        user.id
+    );
+    assert!(
+        store.get_code(&code_hash).await.unwrap().is_none(),
+        "no code before the phone step"
+    );
+    assert!(
+        store
+            .get_auth_request("ar1", NOW + 1)
+            .await
+            .unwrap()
+            .is_some(),
+        "request kept"
+    );
+    let flow = store.get_flow("st1").await.unwrap().unwrap();
+    assert_eq!(flow.outcome, Some(json!({"redirect": "phone"})));
+    // With a verified number, the same app gets its code at once.
+    store
+        .set_user_phone(&user.id, "+8613800138000", NOW + 1)
+        .await
+        .unwrap();
+    let mut done = completion(
+        login("dev", "carol", None),
+        FirstLogin::Create,
+        "unused",
+        NOW + 2,
+    );
+    done.require_phone = true;
+    let code_hash = done.code.code_hash.clone();
+    let r = store.complete_login(done, NOW + 2).await.unwrap();
+    assert!(
+        matches!(
+            r,
+            LoginCompletion::SignedIn {
+                needs_phone: false,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert!(store.get_code(&code_hash).await.unwrap().is_some());
+}
+
+async fn account_page_links_and_never_unlinks_the_last_identity(store: Store) {
+    let alice = store
+        .resolve_login(
+            login("dev", "alice", None),
+            FirstLogin::Create,
+            "u-alice".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let alice = user_of(&alice).id.clone();
+    let bob = store
+        .resolve_login(
+            login("dev", "bob", Some("union-b")),
+            FirstLogin::Create,
+            "u-bob".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let bob = user_of(&bob).id.clone();
+    assert_eq!(
+        store.unlink_identity(&alice, "dev", "alice").await.unwrap(),
+        UnlinkOutcome::LastIdentity
+    );
+    let web = login("wechat-web", "o-alice", Some("union-a"));
+    assert_eq!(
+        store
+            .link_identity(web.clone(), &alice, NOW + 1)
+            .await
+            .unwrap(),
+        LinkOutcome::Linked
+    );
+    assert_eq!(
+        store.link_identity(web, &alice, NOW + 2).await.unwrap(),
+        LinkOutcome::AlreadyLinked
+    );
+    // Bob's identity, or an identity carrying Bob's link key, never moves to Alice.
+    assert_eq!(
+        store
+            .link_identity(login("dev", "bob", None), &alice, NOW + 3)
+            .await
+            .unwrap(),
+        LinkOutcome::OtherUser(bob.clone())
+    );
+    assert_eq!(
+        store
+            .link_identity(
+                login("wechat-mp", "o-bob-mp", Some("union-b")),
+                &alice,
+                NOW + 3
+            )
+            .await
+            .unwrap(),
+        LinkOutcome::OtherUser(bob.clone())
+    );
+    assert!(store
+        .get_identity("wechat-mp", "o-bob-mp")
+        .await
+        .unwrap()
+        .is_none());
+    // The new link key reaches Alice.
+    let r = store
+        .resolve_login(
+            login("wechat-mp", "o-alice-mp", Some("union-a")),
+            FirstLogin::Refuse,
+            "x".into(),
+            NOW + 4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(user_of(&r).id, alice);
+    assert_eq!(
+        store.unlink_identity(&alice, "dev", "alice").await.unwrap(),
+        UnlinkOutcome::Unlinked
+    );
+    assert_eq!(
+        store.unlink_identity(&alice, "dev", "bob").await.unwrap(),
+        UnlinkOutcome::NotFound
+    );
+    assert_eq!(store.list_identities(&alice).await.unwrap().len(), 2);
+}
+
+async fn a_verified_phone_number_belongs_to_one_user(store: Store) {
+    let a = store
+        .resolve_login(
+            login("dev", "alice", None),
+            FirstLogin::Create,
+            "u-alice".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let b = store
+        .resolve_login(
+            login("dev", "bob", None),
+            FirstLogin::Create,
+            "u-bob".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let (a, b) = (user_of(&a).id.clone(), user_of(&b).id.clone());
+    assert!(store
+        .find_user_by_phone("+8613800138000")
+        .await
+        .unwrap()
+        .is_none());
+    let PhoneOutcome::Set(user) = store
+        .set_user_phone(&a, "+8613800138000", NOW + 1)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(user.phone_number.as_deref(), Some("+8613800138000"));
+    assert_eq!(user.phone_verified_at, Some(NOW + 1));
+    assert_eq!(
+        store
+            .find_user_by_phone("+8613800138000")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        a
+    );
+    assert_eq!(
+        store
+            .set_user_phone(&b, "+8613800138000", NOW + 2)
+            .await
+            .unwrap(),
+        PhoneOutcome::TakenBy(a.clone())
+    );
+    assert_eq!(
+        store
+            .set_user_phone("nobody", "+8613900000000", NOW + 2)
+            .await
+            .unwrap(),
+        PhoneOutcome::NoSuchUser
+    );
+    // Verifying it again on the same account is fine.
+    assert!(matches!(
+        store
+            .set_user_phone(&a, "+8613800138000", NOW + 3)
+            .await
+            .unwrap(),
+        PhoneOutcome::Set(_)
+    ));
+}
+
+fn vcode(id: &str, dest: &str, now: i64) -> VerificationCode {
+    VerificationCode {
+        id: id.into(),
+        purpose: "bind".into(),
+        channel: "sms".into(),
+        destination: dest.into(),
+        user_id: Some("u1".into()),
+        browser_hash: "browser-1".into(),
+        code_hash: format!("hash-of-{id}"),
+        attempts: 0,
+        created_at: now,
+        expires_at: now + 300,
+        used_at: None,
+    }
+}
+
+async fn verification_codes_are_throttled_single_use_and_die_after_wrong_attempts(store: Store) {
+    let limits = SendLimits {
+        min_interval_secs: 60,
+        per_hour: 3,
+    };
+    let dest = "+8613800138000";
+    assert_eq!(
+        store
+            .insert_verification_code(vcode("c1", dest, NOW), limits)
+            .await
+            .unwrap(),
+        CodeInsert::Stored
+    );
+    assert_eq!(
+        store
+            .insert_verification_code(vcode("c2", dest, NOW + 10), limits)
+            .await
+            .unwrap(),
+        CodeInsert::Throttled { retry_after: 50 }
+    );
+    assert!(store.get_verification_code("c2").await.unwrap().is_none());
+    // Another destination is not throttled by this one.
+    assert_eq!(
+        store
+            .insert_verification_code(vcode("d1", "+8613900000000", NOW + 10), limits)
+            .await
+            .unwrap(),
+        CodeInsert::Stored
+    );
+    assert_eq!(
+        store
+            .insert_verification_code(vcode("c3", dest, NOW + 60), limits)
+            .await
+            .unwrap(),
+        CodeInsert::Stored
+    );
+    assert_eq!(
+        store
+            .insert_verification_code(vcode("c4", dest, NOW + 120), limits)
+            .await
+            .unwrap(),
+        CodeInsert::Stored
+    );
+    assert_eq!(
+        store
+            .insert_verification_code(vcode("c5", dest, NOW + 180), limits)
+            .await
+            .unwrap(),
+        CodeInsert::Throttled {
+            retry_after: 3600 - 180
+        }
+    );
+
+    let right = |id: &'static str| move |h: &str| h == format!("hash-of-{id}");
+    let wrong = |h: &str| h == "nope";
+    // Another browser cannot use it.
+    let other = store
+        .check_verification_code("c1", "browser-2", NOW + 1, 3, right("c1"))
+        .await
+        .unwrap();
+    assert_eq!(other, CodeCheck::Unknown);
+    // Wrong, wrong, then dead even with the right code.
+    assert_eq!(
+        store
+            .check_verification_code("c1", "browser-1", NOW + 1, 3, wrong)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { attempts_left: 2 }
+    );
+    assert_eq!(
+        store
+            .check_verification_code("c1", "browser-1", NOW + 2, 3, wrong)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { attempts_left: 1 }
+    );
+    assert_eq!(
+        store
+            .check_verification_code("c1", "browser-1", NOW + 3, 3, wrong)
+            .await
+            .unwrap(),
+        CodeCheck::TooManyAttempts
+    );
+    assert_eq!(
+        store
+            .check_verification_code("c1", "browser-1", NOW + 4, 3, right("c1"))
+            .await
+            .unwrap(),
+        CodeCheck::TooManyAttempts
+    );
+    // Right code: verified once, then unknown.
+    let ok = store
+        .check_verification_code("c3", "browser-1", NOW + 61, 3, right("c3"))
+        .await
+        .unwrap();
+    let CodeCheck::Verified(row) = ok else {
+        panic!("{ok:?}")
+    };
+    assert_eq!(row.user_id.as_deref(), Some("u1"));
+    assert_eq!(row.used_at, Some(NOW + 61));
+    assert_eq!(
+        store
+            .check_verification_code("c3", "browser-1", NOW + 62, 3, right("c3"))
+            .await
+            .unwrap(),
+        CodeCheck::Unknown
+    );
+    // Expired.
+    assert_eq!(
+        store
+            .check_verification_code("c4", "browser-1", NOW + 420, 3, right("c4"))
+            .await
+            .unwrap(),
+        CodeCheck::Expired
+    );
+    assert_eq!(
+        store
+            .check_verification_code("zz", "browser-1", NOW, 3, wrong)
+            .await
+            .unwrap(),
+        CodeCheck::Unknown
+    );
+    // Expired codes are collected.
+    let report = store.collect_garbage(NOW + 500, 90 * DAY).await.unwrap();
+    assert_eq!(report.verification_codes, 4);
+    assert!(store.get_verification_code("c4").await.unwrap().is_none());
+}
+
+async fn auth_request_payload_can_be_replaced_while_live(store: Store) {
+    store
+        .insert_auth_request(auth_request("ar1", NOW, 60))
+        .await
+        .unwrap();
+    assert!(store
+        .update_auth_request("ar1", json!({"step": "bind"}), NOW + 1)
+        .await
+        .unwrap());
+    let row = store
+        .get_auth_request("ar1", NOW + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.payload, json!({"step": "bind"}));
+    assert!(
+        !store
+            .update_auth_request("ar1", json!({}), NOW + 60)
+            .await
+            .unwrap(),
+        "expired"
+    );
+    assert!(!store
+        .update_auth_request("missing", json!({}), NOW)
+        .await
+        .unwrap());
 }

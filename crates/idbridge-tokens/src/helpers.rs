@@ -48,6 +48,30 @@ pub fn random_alnum(len: usize) -> Result<String, TokenError> {
     Ok(out)
 }
 
+/// `len` random decimal digits, uniformly distributed: a one-time code a person
+/// types (bytes of 250 and above are rejected so that `byte % 10` is unbiased).
+pub fn random_digits(len: usize) -> Result<String, TokenError> {
+    let mut out = String::with_capacity(len);
+    let mut buf = vec![0u8; len + 8];
+    while out.len() < len {
+        fill_random(&mut buf)?;
+        for &b in buf.iter().filter(|&&b| b < 250) {
+            if out.len() == len {
+                break;
+            }
+            out.push(char::from(b'0' + b % 10));
+        }
+    }
+    Ok(out)
+}
+
+/// HMAC-SHA256 of `message` under `key`, lower-case hex: how a receiver checks
+/// that a webhook came from the broker.
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), message);
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// SHA-256 of a bearer value, base64url: what the store keeps instead of an
 /// authorization code or refresh token, so a database leak yields nothing usable.
 /// Unsalted on purpose: the server looks rows up by this value, and the inputs
@@ -215,5 +239,25 @@ mod tests {
         assert!(!pkce_verifier_is_valid(&format!("{}+", "a".repeat(43))));
         assert!(!pkce_verifier_is_valid(&format!("{}=", "a".repeat(43))));
         assert!(!pkce_verifier_is_valid(&format!("{}é", "a".repeat(43))));
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_digits_of_the_asked_length() {
+        let code = random_digits(6).unwrap_or_default();
+        assert_eq!(code.len(), 6);
+        assert!(code.bytes().all(|b| b.is_ascii_digit()));
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_test_case_2() {
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

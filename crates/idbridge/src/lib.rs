@@ -65,6 +65,8 @@ impl DevHome {
         let mut overrides = vec![
             ("server.bind", format!("127.0.0.1:{port}")),
             ("signing.master_key", self.master_key.clone()),
+            // One-time codes are written to the log and /dev/outbox, never sent.
+            ("verification.sender", "log".to_owned()),
         ];
         // Dev mode may run on Postgres, several instances behind one issuer:
         // IDBRIDGE__STORAGE__URL and IDBRIDGE__ISSUER win over the defaults.
@@ -105,7 +107,8 @@ impl DevHome {
                 }));
             }
             // The simulator's Official Account: offered (and picked by itself)
-            // inside WeChat, i.e. with a MicroMessenger User-Agent.
+            // inside WeChat, i.e. with a MicroMessenger User-Agent. It also sends
+            // one-time codes into the person's WeChat chat.
             settings.connectors.push(serde_json::json!({
                 "id": "wechat-mp",
                 "type": "wechat-mp",
@@ -113,6 +116,20 @@ impl DevHome {
                 "appid": wechat_sim::dev::MP_APPID,
                 "appsecret": wechat_sim::dev::MP_SECRET,
                 "open_platform_id": wechat_sim::dev::OPEN_PLATFORM_ID,
+                "callback_domain": "127.0.0.1",
+                "api_base_url": sim,
+                "open_base_url": sim,
+                "messages": true,
+            }));
+            // A website app bound to no Open Platform account (no unionid): a new
+            // person must first prove an existing account (first_login = bind).
+            settings.connectors.push(serde_json::json!({
+                "id": "wechat-unbound",
+                "type": "wechat-web",
+                "name": "微信登录（需关联账号）WeChat, link to your account first (simulator)",
+                "first_login": "bind",
+                "appid": wechat_sim::dev::UNBOUND_WEB_APPID,
+                "appsecret": wechat_sim::dev::UNBOUND_WEB_SECRET,
                 "callback_domain": "127.0.0.1",
                 "api_base_url": sim,
                 "open_base_url": sim,

@@ -335,7 +335,8 @@ async fn two_processes_share_one_postgres_database() {
         .next()
         .unwrap()
         .to_owned();
-    let verifier = demo_cookie.splitn(3, '.').nth(2).unwrap().to_owned();
+    // The demo cookie is client.state.nonce.verifier.
+    let verifier = demo_cookie.splitn(4, '.').nth(3).unwrap().to_owned();
     let page = http().get(location(&start)).send().await.unwrap();
     let browser_cookie = page
         .headers()

@@ -107,6 +107,7 @@ fn client(
         require_pkce: secret.is_none(),
         id_token_signed_response_alg: None,
         connectors: Vec::new(),
+        require_phone: false,
     }
 }
 

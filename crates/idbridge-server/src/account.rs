@@ -1,0 +1,370 @@
+//! The account page (`/account`): a signed-in person sees their account and its
+//! linked sign-in methods, links another one (a normal upstream sign-in whose
+//! identity is attached to this account, never moved from another), and unlinks
+//! one (never the last). Not signed in, it sends the person through the broker's
+//! own sign-in, as the internal client [`ACCOUNT_CLIENT_ID`].
+
+use crate::authorize::{
+    self, begin, current_session, fallback_locale, found, remember_outcome, request_context,
+    usable, AuthRequest,
+};
+use crate::bind::{bad_form, see_other};
+use crate::csrf::{self, Browser};
+use crate::i18n::Tr;
+use crate::pages::{error_page, render, text};
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use idbridge_core::Locale;
+use idbridge_store::{AuthRequestRow, LinkOutcome, NewLogin, UnlinkOutcome};
+use std::collections::BTreeMap;
+
+/// The broker's own client for the account page (its redirect URI is the broker).
+pub const ACCOUNT_CLIENT_ID: &str = "idbridge-account";
+const CSRF_PURPOSE: &str = "account";
+
+/// Its registration: a secret nobody knows, so its codes can never be redeemed.
+pub fn client_settings(issuer: &str) -> Option<crate::config::ClientSettings> {
+    Some(crate::config::ClientSettings {
+        id: ACCOUNT_CLIENT_ID.into(),
+        name: Some("idbridge".into()),
+        secret: Some(idbridge_tokens::random_token(32).ok()?),
+        secret_file: None,
+        public: false,
+        redirect_uris: vec![format!("{issuer}/account/done")],
+        post_logout_redirect_uris: vec![format!("{issuer}/account")],
+        require_pkce: false,
+        id_token_signed_response_alg: None,
+        connectors: Vec::new(),
+        require_phone: false,
+    })
+}
+
+pub struct IdentityView {
+    pub connector_id: String,
+    pub connector_name: String,
+    pub subject: String,
+    pub profile_name: Option<String>,
+    pub linked: String,
+    pub last_used: String,
+}
+
+pub struct LinkChoice {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    t: Tr,
+    notice: Option<&'static str>,
+    user_id: String,
+    name: Option<String>,
+    phone: Option<String>,
+    identities: Vec<IdentityView>,
+    only_one: bool,
+    csrf: String,
+    linkable: Vec<LinkChoice>,
+}
+
+/// `2026-11-30` (UTC) from unix seconds.
+pub fn date(unix: i64) -> String {
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = unix.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[derive(serde::Deserialize)]
+pub struct AccountQuery {
+    done: Option<String>,
+}
+
+fn notice(done: Option<&str>) -> Option<&'static str> {
+    Some(match done? {
+        "linked" => "notice_linked",
+        "already" => "notice_already",
+        "other_account" => "notice_other_account",
+        "unlinked" => "notice_unlinked",
+        "last" => "notice_last",
+        "not_found" => "notice_not_found",
+        _ => return None,
+    })
+}
+
+fn unavailable(locale: Locale) -> HttpResponse {
+    error_page(
+        locale,
+        StatusCode::SERVICE_UNAVAILABLE,
+        text(locale, "db_down"),
+        text(locale, "db_down_todo"),
+    )
+}
+
+/// A request for the internal client: sign in (`link_to` = None) or link a method.
+async fn new_request(
+    state: &AppState,
+    locale: Locale,
+    link_to: Option<String>,
+) -> Result<(String, AuthRequest), HttpResponse> {
+    let id = idbridge_tokens::random_token(24).map_err(|_| unavailable(locale))?;
+    let ar = AuthRequest {
+        client_id: ACCOUNT_CLIENT_ID.into(),
+        redirect_uri: state.endpoint("/account/done"),
+        scope: "openid".into(),
+        state: None,
+        nonce: None,
+        code_challenge: None,
+        prompt: Vec::new(),
+        max_age: None,
+        login_hint: None,
+        ui_locales: Some(locale.tag().into()),
+        pending: None,
+        link_to,
+    };
+    let now = state.now();
+    let payload = serde_json::to_value(&ar).map_err(|_| unavailable(locale))?;
+    state
+        .store
+        .insert_auth_request(AuthRequestRow {
+            id: id.clone(),
+            client_id: ACCOUNT_CLIENT_ID.into(),
+            payload,
+            created_at: now,
+            expires_at: now + state.settings.tokens.auth_request_ttl_secs,
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(stage = "account", error = %e, "cannot store the request");
+            unavailable(locale)
+        })?;
+    Ok((id, ar))
+}
+
+/// GET /account
+pub async fn show(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<AccountQuery>,
+) -> HttpResponse {
+    let locale = fallback_locale(&req);
+    let (_session, user) = match current_session(&state, &req, state.now()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            // Sign in first, through the broker's own chooser.
+            return match new_request(&state, locale, None).await {
+                Ok((id, _)) => found(&state.endpoint(&format!("/login/{id}"))),
+                Err(resp) => resp,
+            };
+        }
+        Err(resp) => return resp,
+    };
+    let Some(browser) = Browser::of(&state, &req) else {
+        return unavailable(locale);
+    };
+    let identities = match state.store.list_identities(&user.id).await {
+        Ok(i) => i,
+        Err(_) => return unavailable(locale),
+    };
+    let name_of = |id: &str| {
+        state
+            .connector(id)
+            .map(|c| c.connector.display_name().to_owned())
+            .unwrap_or_else(|| id.to_owned())
+    };
+    let views: Vec<IdentityView> = identities
+        .iter()
+        .map(|i| IdentityView {
+            connector_id: i.connector_id.clone(),
+            connector_name: name_of(&i.connector_id),
+            subject: i.subject.clone(),
+            profile_name: i
+                .profile
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_owned),
+            linked: date(i.created_at),
+            last_used: date(i.last_login_at),
+        })
+        .collect();
+    let ctx = request_context(&state, &req, locale);
+    let linkable = match state.clients.get(ACCOUNT_CLIENT_ID).await {
+        Ok(Some(client)) => usable(&state, &client, &ctx)
+            .into_iter()
+            .map(|(id, _)| LinkChoice {
+                id: id.to_owned(),
+                name: name_of(id),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let page = AccountPage {
+        t: Tr(locale),
+        notice: notice(query.done.as_deref()).map(|k| text(locale, k)),
+        user_id: user.id.clone(),
+        name: user.name.clone(),
+        phone: user.phone_number.as_deref().map(crate::verify::mask_phone),
+        only_one: views.len() <= 1,
+        identities: views,
+        csrf: browser.csrf(CSRF_PURPOSE),
+        linkable,
+    };
+    let mut resp = render(locale, text(locale, "account_title"), &page);
+    if let Some(c) = &browser.new_cookie {
+        let _ = resp.add_cookie(c);
+    }
+    resp
+}
+
+/// GET /account/done: where the account page's sign-in lands (the code is not
+/// needed: the SSO session is what the account page uses).
+pub async fn done(state: web::Data<AppState>) -> HttpResponse {
+    found(&state.endpoint("/account"))
+}
+
+fn form(body: &[u8]) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// POST /account/link: sign in upstream with another method and link it here.
+pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let locale = fallback_locale(&req);
+    let f = form(&body);
+    if !csrf::valid(&req, CSRF_PURPOSE, f.get("csrf").map(String::as_str)) {
+        return bad_form(locale);
+    }
+    let user = match current_session(&state, &req, state.now()).await {
+        Ok(Some((_, user))) => user,
+        Ok(None) => return found(&state.endpoint("/account")),
+        Err(resp) => return resp,
+    };
+    let connector_id = f.get("connector").cloned().unwrap_or_default();
+    let ctx = request_context(&state, &req, locale);
+    let allowed = match state.clients.get(ACCOUNT_CLIENT_ID).await {
+        Ok(Some(client)) => usable(&state, &client, &ctx)
+            .iter()
+            .any(|(id, _)| *id == connector_id),
+        _ => false,
+    };
+    if !allowed {
+        return error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            text(locale, "no_connectors"),
+            text(locale, "expired_todo"),
+        );
+    }
+    match new_request(&state, locale, Some(user.id.clone())).await {
+        Ok((id, ar)) => begin(&state, &req, &id, &ar, &connector_id, locale).await,
+        Err(resp) => resp,
+    }
+}
+
+/// The callback of a "link another method" sign-in: attach the identity to the
+/// account that asked (never move one from another account).
+pub async fn finish_link(
+    state: &AppState,
+    request_id: &str,
+    flow_state: &str,
+    login: NewLogin,
+    user_id: &str,
+    locale: Locale,
+) -> HttpResponse {
+    let connector_id = login.connector_id.clone();
+    let outcome = state.store.link_identity(login, user_id, state.now()).await;
+    let done = match outcome {
+        Ok(LinkOutcome::Linked) => {
+            tracing::info!(event = "identity_linked", user_id, connector = %connector_id, "a sign-in method was linked on the account page");
+            authorize::audit(
+                state,
+                "identity_linked",
+                Some(user_id),
+                None,
+                Some(&connector_id),
+                serde_json::json!({}),
+            )
+            .await;
+            "linked"
+        }
+        Ok(LinkOutcome::AlreadyLinked) => "already",
+        Ok(LinkOutcome::OtherUser(owner)) => {
+            tracing::info!(event = "link_refused", user_id, owner = %owner, connector = %connector_id, "the sign-in method belongs to another account; not linked");
+            "other_account"
+        }
+        Err(e) => {
+            tracing::error!(stage = "account", error = %e, "cannot link the identity");
+            return unavailable(locale);
+        }
+    };
+    let url = state.endpoint(&format!("/account?done={done}"));
+    remember_outcome(state, flow_state, Some(&url)).await;
+    if let Err(e) = state.store.delete_auth_request(request_id).await {
+        tracing::warn!(stage = "account", error = %e, "cannot delete the used-up request; it expires by itself");
+    }
+    found(&url)
+}
+
+/// POST /account/unlink
+pub async fn unlink(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let locale = fallback_locale(&req);
+    let f = form(&body);
+    if !csrf::valid(&req, CSRF_PURPOSE, f.get("csrf").map(String::as_str)) {
+        return bad_form(locale);
+    }
+    let user = match current_session(&state, &req, state.now()).await {
+        Ok(Some((_, user))) => user,
+        Ok(None) => return found(&state.endpoint("/account")),
+        Err(resp) => return resp,
+    };
+    let connector_id = f.get("connector").cloned().unwrap_or_default();
+    let subject = f.get("subject").cloned().unwrap_or_default();
+    let done = match state
+        .store
+        .unlink_identity(&user.id, &connector_id, &subject)
+        .await
+    {
+        Ok(UnlinkOutcome::Unlinked) => {
+            tracing::info!(event = "identity_unlinked", user_id = %user.id, connector = %connector_id, "a sign-in method was unlinked on the account page");
+            authorize::audit(
+                &state,
+                "identity_unlinked",
+                Some(&user.id),
+                None,
+                Some(&connector_id),
+                serde_json::json!({}),
+            )
+            .await;
+            "unlinked"
+        }
+        Ok(UnlinkOutcome::LastIdentity) => "last",
+        Ok(UnlinkOutcome::NotFound) => "not_found",
+        Err(_) => return unavailable(locale),
+    };
+    see_other(&format!("/account?done={done}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::date;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date(1_795_996_800), "2026-11-30");
+        assert_eq!(date(1_795_996_800 + 86_399), "2026-11-30");
+    }
+}

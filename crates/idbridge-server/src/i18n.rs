@@ -1,0 +1,174 @@
+//! Every string the hosted pages show, in English and Simplified Chinese: one
+//! table, looked up by key. A unit test checks that every key a template or the
+//! code uses is in the table.
+
+use idbridge_core::Locale;
+
+/// (key, English, 简体中文)
+const TEXTS: &[(&str, &str, &str)] = &[
+    // The chooser.
+    ("choose_title", "Choose how to sign in", "选择登录方式"),
+    ("choose_for", "to continue to", "登录到"),
+    ("no_connectors", "No sign-in method is available for this application here.", "此应用没有可用的登录方式。"),
+    ("return_to_app", "Return to the application", "返回应用"),
+    ("try_again", "Try again", "重试"),
+    // Sign-out.
+    ("signed_out_title", "Signed out", "已退出登录"),
+    ("signed_out", "You have been signed out.", "你已退出登录。"),
+    ("logout_title", "Sign out?", "退出登录？"),
+    ("logout_confirm", "Sign out", "退出登录"),
+    // Errors.
+    ("error_title", "Sign-in failed", "无法登录"),
+    ("unknown_client", "The sign-in request came from an application this broker does not know.", "请求来自一个未注册的应用。"),
+    ("unknown_client_todo", "Contact the application's developer: its client_id is not registered with idbridge.", "请联系该应用的开发者：client_id 未在 idbridge 中注册。"),
+    ("bad_redirect", "The request's redirect_uri does not exactly match one registered for this application.", "请求中的回调地址（redirect_uri）与应用注册的地址不一致。"),
+    ("bad_redirect_todo", "For your safety you were not sent back. The application's developer must register the exact redirect_uri.", "为安全起见不会跳转。请应用开发者检查 redirect_uri 配置（必须完全一致）。"),
+    ("expired", "This sign-in request has expired or was already used.", "这个登录请求已过期或已被使用。"),
+    ("expired_todo", "Go back to the application and start signing in again.", "请回到应用重新开始登录。"),
+    ("db_down", "The broker's database is unavailable.", "登录服务的数据库暂时不可用。"),
+    ("db_down_todo", "Retry in a moment.", "请稍后重试。"),
+    ("wrong_browser", "This step was not started in this browser.", "这一步不是在此浏览器中发起的。"),
+    ("bad_form", "The form expired or was sent from another page.", "表单已过期，或不是从本页提交的。"),
+    ("bad_form_todo", "Go back, reload the page and try again.", "请返回并刷新页面后重试。"),
+    ("too_many_failures", "Too many failed attempts from your network.", "失败次数过多。"),
+    ("too_many_failures_todo", "Wait a minute, then try again.", "请一分钟后再试。"),
+    ("account_disabled", "This account is disabled.", "此账号已被停用。"),
+    ("account_disabled_todo", "Contact the site's operator if you think this is a mistake.", "如有疑问，请联系网站管理员。"),
+    // Binding a new sign-in method to an existing account (first_login = bind).
+    ("bind_title", "Link to your account", "关联已有账号"),
+    ("bind_intro", "This sign-in is not linked to an account yet:", "此登录方式尚未关联账号："),
+    ("bind_why", "Prove that you already have an account, and it will be linked: from then on this sign-in takes you straight in.", "请先证明你已有账号，完成后即可关联：以后用这种方式可直接登录。"),
+    ("bind_other_method", "Sign in another way you have used before", "用你以前用过的其他方式登录"),
+    ("bind_by_code", "Or get a one-time code", "或获取一次性验证码"),
+    ("bind_none_here", "No other way to prove your account is available here.", "这里没有其他可用于证明账号的方式。"),
+    ("bind_proof_unknown", "That sign-in is not linked to an account either.", "这种登录方式也没有关联任何账号。"),
+    ("bind_proof_unknown_todo", "Choose a method you have signed in with before, or use a one-time code.", "请选择你以前登录过的方式，或使用一次性验证码。"),
+    ("bind_conflict", "This sign-in was meanwhile linked to another account, so it cannot be linked to this one.", "这种登录方式已关联到另一个账号，无法再关联到此账号。"),
+    ("bind_conflict_todo", "Sign in with it directly, or ask the site's operator to move it.", "请直接用它登录，或联系网站管理员处理。"),
+    ("bind_no_account", "No account could be proven with this code.", "无法用此验证码证明账号。"),
+    // Phone numbers and one-time codes.
+    ("phone_title", "Add your phone number", "验证手机号"),
+    ("phone_intro", "Verify a phone number to continue to", "请验证手机号，以继续登录"),
+    ("phone_label", "Phone number", "手机号"),
+    ("phone_hint", "A Chinese mobile number, or +country code and number.", "中国大陆手机号，或 +国家代码和号码。"),
+    ("phone_invalid", "That does not look like a phone number. Use a mainland China mobile number (11 digits) or +country code and number.", "手机号格式不正确。请输入 11 位中国大陆手机号，或 +国家代码和号码。"),
+    ("phone_taken", "This number is already verified on another account.", "此手机号已在另一个账号上验证。"),
+    ("phone_taken_todo", "Sign in with that account instead, or use another number.", "请改用那个账号登录，或使用其他手机号。"),
+    ("send_code", "Send code", "发送验证码"),
+    ("code_title", "Enter the code", "输入验证码"),
+    ("code_label", "6-digit code", "6 位验证码"),
+    ("code_sent_sms", "We sent a 6-digit code by text message to", "验证码已通过短信发送至"),
+    ("code_sent_wechat", "We sent a 6-digit code to your WeChat, in your chat with our Official Account.", "验证码已发送到你的微信（公众号消息）。"),
+    ("code_sent_maybe", "If this number belongs to an account, we sent its owner a 6-digit code (by text message, or in WeChat).", "如果此手机号属于某个账号，我们已向其发送 6 位验证码（短信或微信）。"),
+    ("code_expires", "The code works once and expires in 5 minutes.", "验证码仅可使用一次，5 分钟内有效。"),
+    ("verify", "Verify", "验证"),
+    ("code_again", "Send a new code or use another number", "重新发送或更换号码"),
+    ("code_wrong", "That code is not right. Attempts left:", "验证码不正确。剩余次数："),
+    ("code_too_many", "Too many wrong codes. Request a new code.", "错误次数过多，请重新获取验证码。"),
+    ("code_expired", "The code has expired. Request a new one.", "验证码已过期，请重新获取。"),
+    ("code_unknown", "This code was already used or was not sent to this browser. Request a new one.", "验证码已使用，或不是发给此浏览器的。请重新获取。"),
+    ("code_throttled", "A code was sent to this number very recently. Seconds until you can ask again:", "刚刚已向此号码发送过验证码。可再次获取的剩余秒数："),
+    ("code_send_failed", "The code could not be sent right now.", "验证码暂时无法发送。"),
+    ("code_send_failed_todo", "Try again in a moment, or use another way.", "请稍后重试，或换一种方式。"),
+    ("codes_unavailable", "One-time codes are not set up on this site.", "本站未开启验证码。"),
+    // The account page.
+    ("account_title", "Your account", "我的账号"),
+    ("account_sign_in", "Sign in to manage your account", "登录以管理你的账号"),
+    ("account_id", "Account ID", "账号 ID"),
+    ("account_phone", "Phone number", "手机号"),
+    ("account_no_phone", "none", "未验证"),
+    ("account_methods", "Sign-in methods", "登录方式"),
+    ("account_linked_on", "linked", "关联于"),
+    ("account_last_used", "last used", "最近使用"),
+    ("account_last_method", "Your only sign-in method cannot be removed.", "唯一的登录方式不能移除。"),
+    ("account_link_another", "Link another sign-in method", "关联其他登录方式"),
+    ("account_nothing_to_link", "No other sign-in method is available here.", "这里没有其他可关联的登录方式。"),
+    ("unlink", "Unlink", "解除关联"),
+    ("sign_out", "Sign out", "退出登录"),
+    ("notice_linked", "Linked. You can now sign in this way too.", "已关联。以后也可以用这种方式登录。"),
+    ("notice_already", "This sign-in method was already linked to your account.", "此登录方式已关联到你的账号。"),
+    ("notice_other_account", "This sign-in method belongs to another account, so it was not linked. Sign in with it to use that account.", "此登录方式属于另一个账号，未关联。用它登录即可使用那个账号。"),
+    ("notice_unlinked", "Unlinked.", "已解除关联。"),
+    ("notice_last", "Your only sign-in method cannot be removed.", "唯一的登录方式不能移除。"),
+    ("notice_not_found", "That sign-in method is not linked to your account.", "此登录方式未关联到你的账号。"),
+];
+
+/// The text for `key` in `locale`; the key itself if it is missing (a test keeps
+/// that from happening).
+pub fn t(locale: Locale, key: &str) -> &'static str {
+    TEXTS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, en, zh)| match locale {
+            Locale::ZhCn => *zh,
+            Locale::En => *en,
+        })
+        .unwrap_or("")
+}
+
+/// The table in a template: `{{ t.s("key") }}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tr(pub Locale);
+
+impl Tr {
+    pub fn s(&self, key: &str) -> &'static str {
+        t(self.0, key)
+    }
+
+    pub fn lang(&self) -> &'static str {
+        self.0.tag()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_both_languages_are_filled_in() {
+        for (i, (k, en, zh)) in TEXTS.iter().enumerate() {
+            assert!(!en.is_empty() && !zh.is_empty(), "{k}");
+            assert!(
+                !TEXTS[..i].iter().any(|(other, _, _)| other == k),
+                "duplicate key {k}"
+            );
+        }
+    }
+
+    /// Every `t.s("…")` in the templates and every `t(…, "…")`/`text(…, "…")` in
+    /// the code names a key of the table.
+    #[test]
+    fn every_key_used_exists() {
+        let sources = [
+            include_str!("../templates/layout.html"),
+            include_str!("../templates/chooser.html"),
+            include_str!("../templates/bind.html"),
+            include_str!("../templates/phone.html"),
+            include_str!("../templates/code.html"),
+            include_str!("../templates/account.html"),
+            include_str!("authorize.rs"),
+            include_str!("logout.rs"),
+            include_str!("bind.rs"),
+            include_str!("phone.rs"),
+            include_str!("account.rs"),
+            include_str!("verify.rs"),
+            include_str!("pages.rs"),
+        ];
+        for src in sources {
+            for marker in [
+                "t.s(\"",
+                "t(locale, \"",
+                "text(locale, \"",
+                "text(fallback, \"",
+            ] {
+                for piece in src.split(marker).skip(1) {
+                    let key = piece.split('"').next().unwrap_or_default();
+                    assert!(
+                        TEXTS.iter().any(|(k, _, _)| *k == key),
+                        "missing text key {key:?}"
+                    );
+                }
+            }
+        }
+    }
+}

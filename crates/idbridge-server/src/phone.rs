@@ -1,0 +1,357 @@
+//! The phone step: an app registered with `require_phone = true` gets its code only
+//! once the signed-in person has a verified phone number. The person is asked once
+//! (after sign-in, or on an SSO visit), a code goes to the number through the
+//! configured sender, and the number is kept on the account (unique among
+//! accounts) and released to apps with the `phone` scope.
+
+use crate::authorize::{
+    code_redirect, current_session, fallback_locale, found, load_request, request_context,
+    AuthRequest,
+};
+use crate::bind::{bad_form, see_other, send_error_text};
+use crate::csrf::{self, Browser};
+use crate::i18n::Tr;
+use crate::pages::{error_page, render_status, text};
+use crate::state::AppState;
+use crate::verify::{self, Purpose};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use idbridge_core::Locale;
+use idbridge_store::{CodeCheck, PhoneOutcome, SessionRow, User};
+use std::collections::BTreeMap;
+
+#[derive(Template)]
+#[template(path = "phone.html")]
+struct PhonePage {
+    t: Tr,
+    client_name: String,
+    error: Option<String>,
+    action: String,
+    csrf: String,
+    phone: String,
+    cancel: String,
+}
+
+fn csrf_purpose(request_id: &str) -> String {
+    format!("phone:{request_id}")
+}
+
+/// The request, the signed-in person and the locale, or the page to show instead.
+async fn context(
+    state: &AppState,
+    req: &HttpRequest,
+    request_id: &str,
+) -> Result<(AuthRequest, SessionRow, User, Locale), HttpResponse> {
+    let fallback = fallback_locale(req);
+    let expired = |locale| {
+        error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            text(locale, "expired"),
+            text(locale, "expired_todo"),
+        )
+    };
+    let Some(ar) = load_request(state, request_id).await? else {
+        return Err(expired(fallback));
+    };
+    let locale = ar.locale(req);
+    let Some((session, user)) = current_session(state, req, state.now()).await? else {
+        // Not signed in (any more): start over at the app.
+        return Err(expired(locale));
+    };
+    Ok((ar, session, user, locale))
+}
+
+/// Send the person on to the app: the code is issued now, the request used up.
+async fn continue_to_app(
+    state: &AppState,
+    request_id: &str,
+    ar: &AuthRequest,
+    session: &SessionRow,
+    user: &User,
+    locale: Locale,
+) -> HttpResponse {
+    match code_redirect(state, ar, &user.id, session).await {
+        Ok(url) => {
+            if let Err(e) = state.store.delete_auth_request(request_id).await {
+                tracing::warn!(stage = "phone", error = %e, "cannot delete the used-up request; it expires by itself");
+            }
+            found(&url)
+        }
+        Err(e) => {
+            tracing::error!(stage = "phone", error = %e.description, "cannot issue the code after the phone step");
+            error_page(
+                locale,
+                StatusCode::SERVICE_UNAVAILABLE,
+                text(locale, "db_down"),
+                text(locale, "db_down_todo"),
+            )
+        }
+    }
+}
+
+async fn phone_page(
+    state: &AppState,
+    req: &HttpRequest,
+    request_id: &str,
+    ar: &AuthRequest,
+    locale: Locale,
+    phone: &str,
+    error: Option<String>,
+) -> HttpResponse {
+    let Some(browser) = Browser::of(state, req) else {
+        return HttpResponse::InternalServerError().finish();
+    };
+    let client_name = match state.clients.get(&ar.client_id).await {
+        Ok(Some(c)) => c.name.clone(),
+        _ => ar.client_id.clone(),
+    };
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let page = PhonePage {
+        t: Tr(locale),
+        client_name,
+        error,
+        action: format!("/login/{request_id}/phone/send"),
+        csrf: browser.csrf(&csrf_purpose(request_id)),
+        phone: phone.to_owned(),
+        cancel: crate::authorize::error_url(
+            state,
+            ar,
+            "access_denied",
+            "the person did not verify a phone number",
+        ),
+    };
+    let mut resp = render_status(locale, text(locale, "phone_title"), status, &page);
+    if let Some(c) = &browser.new_cookie {
+        let _ = resp.add_cookie(c);
+    }
+    resp
+}
+
+/// GET /login/{request}/phone
+pub async fn show(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let request_id = path.into_inner();
+    let (ar, session, user, locale) = match context(&state, &req, &request_id).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    if user.phone_verified_at.is_some() {
+        return continue_to_app(&state, &request_id, &ar, &session, &user, locale).await;
+    }
+    phone_page(&state, &req, &request_id, &ar, locale, "", None).await
+}
+
+fn form(body: &[u8]) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// POST /login/{request}/phone/send
+pub async fn send(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let request_id = path.into_inner();
+    let (ar, _session, user, locale) = match context(&state, &req, &request_id).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let f = form(&body);
+    if !csrf::valid(
+        &req,
+        &csrf_purpose(&request_id),
+        f.get("csrf").map(String::as_str),
+    ) {
+        return bad_form(locale);
+    }
+    let typed = f.get("phone").cloned().unwrap_or_default();
+    let Some(phone) =
+        verify::normalize_phone(&typed, &state.verifier.settings.default_country_code)
+    else {
+        let e = text(locale, "phone_invalid").to_owned();
+        return phone_page(&state, &req, &request_id, &ar, locale, &typed, Some(e)).await;
+    };
+    let Some(browser_hash) = csrf::browser_hash(&req) else {
+        return bad_form(locale);
+    };
+    let ctx = request_context(&state, &req, locale);
+    match verify::send_code(
+        &state,
+        &ctx,
+        Purpose::Phone,
+        &phone,
+        Some(&user),
+        &browser_hash,
+    )
+    .await
+    {
+        Ok(sent) => see_other(&format!(
+            "/login/{request_id}/phone/code?c={}",
+            sent.code_id
+        )),
+        Err(e) => {
+            let message = send_error_text(locale, &e);
+            phone_page(
+                &state,
+                &req,
+                &request_id,
+                &ar,
+                locale,
+                &typed,
+                Some(message),
+            )
+            .await
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct CodeQuery {
+    c: String,
+}
+
+async fn code_page(
+    state: &AppState,
+    req: &HttpRequest,
+    request_id: &str,
+    code_id: &str,
+    locale: Locale,
+    error: Option<String>,
+) -> HttpResponse {
+    let Some(browser) = Browser::of(state, req) else {
+        return HttpResponse::InternalServerError().finish();
+    };
+    // The person typed the number themselves: show it back (masked).
+    let destination = match state.store.get_verification_code(code_id).await {
+        Ok(Some(code)) if Some(&code.browser_hash) == csrf::browser_hash(req).as_ref() => {
+            Some(verify::mask_phone(&code.destination))
+        }
+        _ => None,
+    };
+    verify::code_page(
+        locale,
+        verify::CodePageText {
+            sent: text(locale, "code_sent_sms"),
+            destination,
+        },
+        &format!("/login/{request_id}/phone/code"),
+        &browser.csrf(&csrf_purpose(request_id)),
+        code_id,
+        &format!("/login/{request_id}/phone"),
+        error,
+    )
+}
+
+/// GET /login/{request}/phone/code?c=…
+pub async fn code_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<CodeQuery>,
+) -> HttpResponse {
+    let request_id = path.into_inner();
+    let locale = match context(&state, &req, &request_id).await {
+        Ok((_, _, _, locale)) => locale,
+        Err(resp) => return resp,
+    };
+    code_page(&state, &req, &request_id, &query.c, locale, None).await
+}
+
+/// POST /login/{request}/phone/code: a right code verifies the number; the app
+/// gets its code.
+pub async fn check(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let request_id = path.into_inner();
+    let (ar, session, user, locale) = match context(&state, &req, &request_id).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let f = form(&body);
+    if !csrf::valid(
+        &req,
+        &csrf_purpose(&request_id),
+        f.get("csrf").map(String::as_str),
+    ) {
+        return bad_form(locale);
+    }
+    let Some(browser_hash) = csrf::browser_hash(&req) else {
+        return bad_form(locale);
+    };
+    let ip = req.peer_addr().map(|a| a.ip());
+    if !state.failures.allowed(ip, crate::limits::now_ms()) {
+        return error_page(
+            locale,
+            StatusCode::TOO_MANY_REQUESTS,
+            text(locale, "too_many_failures"),
+            text(locale, "too_many_failures_todo"),
+        );
+    }
+    let code_id = f.get("c").cloned().unwrap_or_default();
+    let attempt = f.get("code").map(String::as_str).unwrap_or_default();
+    let row = match verify::check_code(&state, &code_id, attempt, &browser_hash).await {
+        Ok(CodeCheck::Verified(row)) if row.user_id.as_deref() == Some(user.id.as_str()) => row,
+        Ok(other) => {
+            state.failures.failed(ip, crate::limits::now_ms());
+            tracing::info!(event = "phone_failed", stage = "verification", user_id = %user.id, reason = verify::check_reason(&other), "a wrong or spent code was entered for a phone number");
+            let e = verify::check_error_text(locale, &other);
+            return code_page(&state, &req, &request_id, &code_id, locale, Some(e)).await;
+        }
+        Err(e) => {
+            tracing::error!(stage = "verification", error = %e, "cannot check the code");
+            return error_page(
+                locale,
+                StatusCode::SERVICE_UNAVAILABLE,
+                text(locale, "db_down"),
+                text(locale, "db_down_todo"),
+            );
+        }
+    };
+    match state
+        .store
+        .set_user_phone(&user.id, &row.destination, state.now())
+        .await
+    {
+        Ok(PhoneOutcome::Set(user)) => {
+            tracing::info!(event = "phone_verified", user_id = %user.id, client_id = %ar.client_id, "phone number verified");
+            crate::authorize::audit(
+                &state,
+                "phone_verified",
+                Some(&user.id),
+                Some(&ar.client_id),
+                None,
+                serde_json::json!({}),
+            )
+            .await;
+            continue_to_app(&state, &request_id, &ar, &session, &user, locale).await
+        }
+        Ok(PhoneOutcome::TakenBy(owner)) => {
+            tracing::info!(event = "phone_failed", user_id = %user.id, owner = %owner, reason = "number_on_another_account", "the verified number already belongs to another account");
+            error_page(
+                locale,
+                StatusCode::CONFLICT,
+                text(locale, "phone_taken"),
+                text(locale, "phone_taken_todo"),
+            )
+        }
+        Ok(PhoneOutcome::NoSuchUser) | Err(_) => error_page(
+            locale,
+            StatusCode::SERVICE_UNAVAILABLE,
+            text(locale, "db_down"),
+            text(locale, "db_down_todo"),
+        ),
+    }
+}
