@@ -13,7 +13,7 @@
 //!   store recovers by itself when the database is back.
 
 mod accounts;
-pub use accounts::{CompleteLogin, LoginCompletion};
+pub use accounts::{CompleteExchange, CompleteLogin, LoginCompletion};
 mod audit;
 mod clients;
 mod error;
