@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod exchange;
 pub mod health;
 pub mod issue;
 pub mod keys;

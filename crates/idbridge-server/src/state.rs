@@ -18,6 +18,16 @@ pub enum FirstLoginPolicy {
     Deny,
 }
 
+impl FirstLoginPolicy {
+    /// The store's name for it.
+    pub fn store_policy(self) -> idbridge_store::FirstLogin {
+        match self {
+            FirstLoginPolicy::Create => idbridge_store::FirstLogin::Create,
+            FirstLoginPolicy::Deny => idbridge_store::FirstLogin::Refuse,
+        }
+    }
+}
+
 pub struct ConnectorEntry {
     pub connector: Arc<dyn Connector>,
     pub first_login: FirstLoginPolicy,
