@@ -92,16 +92,24 @@ pub trait Connector: Send + Sync {
     /// The name shown on the login page.
     fn display_name(&self) -> &str;
 
-    /// Whether people sign in through it in a browser (begin, callback). A
-    /// connector that only exchanges tokens from native apps says no, and is never
-    /// offered on the sign-in page.
-    fn browser_flow(&self) -> bool {
-        true
-    }
-
     /// Can it serve this browser?
     fn availability(&self, _ctx: &RequestContext) -> Availability {
         Availability::Available
+    }
+
+    /// Whether people sign in through this connector in a browser (`begin`, then
+    /// the callback). A connector without one (e.g. a native app's SDK code,
+    /// exchanged at the token endpoint) is never offered on the login page and
+    /// cannot be picked with `connector=`. Default: true.
+    fn has_browser_flow(&self) -> bool {
+        true
+    }
+
+    /// The RFC 8693 `subject_token_type` URIs [`Connector::exchange`] accepts at
+    /// the broker's token endpoint. The server calls `exchange` only with a token
+    /// of one of these types. Default: none.
+    fn subject_token_types(&self) -> &[&str] {
+        &[]
     }
 
     /// Start an upstream sign-in.
@@ -130,7 +138,8 @@ pub trait Connector: Send + Sync {
     }
 
     /// Exchange a token obtained by a native app (e.g. a WeChat SDK code) for an
-    /// identity (RFC 8693 token exchange at the broker's token endpoint).
+    /// identity (RFC 8693 token exchange at the broker's token endpoint). Only
+    /// called with a token of a type listed by [`Connector::subject_token_types`].
     async fn exchange(
         &self,
         _ctx: &RequestContext,

@@ -8,14 +8,14 @@ use crate::i18n::Tr;
 use crate::issue::{self, Grant};
 use crate::pages::{error_page, escape, render, text, Link, Page};
 use crate::params::{append_query, parse};
-use crate::state::{AppState, FirstLoginPolicy};
+use crate::state::{AppState, ConnectorEntry, FirstLoginPolicy};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use idbridge_core::{
-    Availability, Begin, BeginRequest, CallbackRequest, ConnectorError, ErrorKind, Locale,
-    RequestContext,
+    Availability, Begin, BeginRequest, CallbackRequest, ConnectorError, ErrorKind,
+    ExternalIdentity, Locale, RequestContext,
 };
 use idbridge_store::{
     AuditEvent, AuthRequestRow, CompleteLogin, FirstLogin, FlowRow, LoginCompletion,
@@ -28,6 +28,21 @@ use std::collections::BTreeMap;
 pub const SESSION_COOKIE: &str = "idb_session";
 pub const BROWSER_COOKIE: &str = "idb_browser";
 const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "phone", "offline_access"];
+
+/// The scope granted for a space-separated request: `openid` is required (else
+/// `None`); `profile` and `offline_access` are kept, anything else is dropped.
+pub fn granted_scope(asked: &str) -> Option<String> {
+    let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
+    if !asked.contains(&"openid") {
+        return None;
+    }
+    let scopes: Vec<&str> = SUPPORTED_SCOPES
+        .iter()
+        .copied()
+        .filter(|s| asked.contains(s))
+        .collect();
+    Some(scopes.join(" "))
+}
 
 /// What the app asked for, kept while the person signs in upstream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,20 +269,12 @@ pub async fn authorize(
             "request_uri is not supported",
         );
     }
-    let asked: Vec<&str> = params
-        .get("scope")
-        .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
-    if !asked.contains(&"openid") {
-        return error_redirect(&state, &ar, "invalid_scope", "the openid scope is required");
+    match granted_scope(params.get("scope").map(String::as_str).unwrap_or("")) {
+        Some(scope) => ar.scope = scope,
+        None => {
+            return error_redirect(&state, &ar, "invalid_scope", "the openid scope is required")
+        }
     }
-    let mut scopes: Vec<&str> = SUPPORTED_SCOPES
-        .iter()
-        .copied()
-        .filter(|s| asked.contains(s))
-        .collect();
-    scopes.dedup();
-    ar.scope = scopes.join(" ");
     if let Some(prompt) = params.get("prompt") {
         let values: Vec<String> = prompt
             .split(' ')
@@ -362,13 +369,20 @@ pub async fn authorize(
     }
     let wanted_connector = params.get("connector").cloned();
     if let Some(c) = &wanted_connector {
-        if state.connector(c).is_none() || !client.may_use_connector(c) {
-            return error_redirect(
-                &state,
-                &ar,
-                "invalid_request",
-                &format!("connector {c:?} is not available to this application"),
-            );
+        match state.connector(c) {
+            Some(entry) if client.may_use_connector(c) => {
+                if !entry.connector.has_browser_flow() {
+                    return error_redirect(&state, &ar, "invalid_request", &no_browser_flow(c));
+                }
+            }
+            _ => {
+                return error_redirect(
+                    &state,
+                    &ar,
+                    "invalid_request",
+                    &format!("connector {c:?} is not available to this application"),
+                )
+            }
         }
     }
     let locale = ar.locale(&req);
@@ -461,16 +475,33 @@ pub async fn authorize(
     }
 }
 
-/// The connectors this client may use in this browser, with their availability.
-pub(crate) fn usable<'a>(
+/// Why `connector=<id>` cannot start a sign-in in a browser.
+fn no_browser_flow(id: &str) -> String {
+    format!(
+        "connector {id:?} has no browser sign-in: it is for native apps, which exchange the upstream token (e.g. a WeChat SDK code) at the token endpoint with grant_type={}",
+        crate::exchange::GRANT_TYPE
+    )
+}
+
+/// The connectors with a browser flow this client may use, in config order.
+fn offered<'a>(
     state: &'a AppState,
-    client: &Client,
-    ctx: &RequestContext,
-) -> Vec<(&'a str, Availability)> {
+    client: &'a Client,
+) -> impl Iterator<Item = &'a (String, ConnectorEntry)> + 'a {
     state
         .connectors
         .iter()
-        .filter(|(id, c)| client.may_use_connector(id) && c.connector.browser_flow())
+        .filter(|(id, c)| client.may_use_connector(id) && c.connector.has_browser_flow())
+}
+
+/// The connectors this client may use in this browser, with their availability.
+/// Connectors without a browser flow (native-app token exchange) are never among them.
+pub(crate) fn usable<'a>(
+    state: &'a AppState,
+    client: &'a Client,
+    ctx: &RequestContext,
+) -> Vec<(&'a str, Availability)> {
+    offered(state, client)
         .map(|(id, c)| (id.as_str(), c.connector.availability(ctx)))
         .filter(|(_, a)| !matches!(a, Availability::Unavailable { .. }))
         .collect()
@@ -602,7 +633,10 @@ pub async fn login(
         }
     };
     if let Some(connector_id) = &query.connector {
-        if state.connector(connector_id).is_none() || !client.may_use_connector(connector_id) {
+        let browser = state
+            .connector(connector_id)
+            .is_some_and(|c| c.connector.has_browser_flow());
+        if !browser || !client.may_use_connector(connector_id) {
             return error_page(
                 locale,
                 StatusCode::BAD_REQUEST,
@@ -625,10 +659,7 @@ pub async fn login(
         .collect();
     // Say why a method the app offers cannot be used here (e.g. "open this link in
     // WeChat" for the in-WeChat login on a desktop browser).
-    let unavailable = state
-        .connectors
-        .iter()
-        .filter(|(id, c)| client.may_use_connector(id) && c.connector.browser_flow())
+    let unavailable = offered(&state, &client)
         .filter_map(|(id, c)| match c.connector.availability(&ctx) {
             Availability::Unavailable { reason } => Some(Unavailable {
                 id: id.clone(),
@@ -792,18 +823,21 @@ pub(crate) async fn begin(
     resp
 }
 
-/// Log a failed upstream step precisely, and tell the person and the app.
-async fn connector_failure(
+/// Record a failed connector step, in the browser flow (`via = "browser"`) or a
+/// token exchange (`via = "token_exchange"`): one precise log line for the
+/// operator, an audit event, and the connector's upstream health.
+pub async fn record_connector_failure(
     state: &AppState,
-    ar: &AuthRequest,
+    client_id: &str,
     connector_id: &str,
     e: &ConnectorError,
-    locale: Locale,
-) -> HttpResponse {
+    via: &str,
+) {
     tracing::warn!(
         event = "login_failed",
         connector = %connector_id,
-        client_id = %ar.client_id,
+        client_id = %client_id,
+        via,
         stage = e.stage.as_str(),
         kind = e.kind.as_str(),
         upstream_code = e.upstream_code.as_deref().unwrap_or("-"),
@@ -815,9 +849,9 @@ async fn connector_failure(
         state,
         "login_failed",
         None,
-        Some(&ar.client_id),
+        Some(client_id),
         Some(connector_id),
-        serde_json::json!({ "error": e }),
+        serde_json::json!({ "error": e, "via": via }),
     )
     .await;
     if matches!(
@@ -829,6 +863,17 @@ async fn connector_failure(
     ) {
         state.upstream.failed(connector_id, state.now());
     }
+}
+
+/// Log a failed upstream step precisely, and tell the person and the app.
+async fn connector_failure(
+    state: &AppState,
+    ar: &AuthRequest,
+    connector_id: &str,
+    e: &ConnectorError,
+    locale: Locale,
+) -> HttpResponse {
+    record_connector_failure(state, &ar.client_id, connector_id, e, "browser").await;
     let description = format!(
         "{} failed at {}: {}",
         connector_id,
@@ -1106,13 +1151,7 @@ pub async fn callback(
     let (policy, also_link) = match &ar.pending {
         // This sign-in proves an existing account for the identity that waits.
         Some(p) => (FirstLogin::Refuse, Some(p.login.clone())),
-        None => (
-            match entry.first_login {
-                FirstLoginPolicy::Create => FirstLogin::Create,
-                FirstLoginPolicy::Deny | FirstLoginPolicy::Bind => FirstLogin::Refuse,
-            },
-            None,
-        ),
+        None => (entry.first_login.store_policy(), None),
     };
     let signing_in = SignIn {
         request_id: &flow.auth_request_id,
@@ -1124,34 +1163,6 @@ pub async fn callback(
         browser_hash: &flow.browser_hash,
     };
     finish_sign_in(&state, &ar, signing_in, locale).await
-}
-
-/// A new identity as the store takes it: upstream tokens sealed with the master
-/// key, bound to the identity.
-pub fn new_login(
-    state: &AppState,
-    connector_id: &str,
-    identity: &idbridge_core::ExternalIdentity,
-) -> NewLogin {
-    let sealed_tokens = identity.upstream_tokens.as_ref().and_then(|t| {
-        let aad = format!("upstream:{}:{}", identity.connector_id, identity.subject);
-        serde_json::to_vec(t)
-            .ok()
-            .and_then(|clear| state.master_key.seal(&clear, aad.as_bytes()).ok())
-    });
-    NewLogin {
-        connector_id: connector_id.to_owned(),
-        subject: identity.subject.clone(),
-        link: identity
-            .link_key
-            .as_ref()
-            .map(|l| (l.scope.clone(), l.key.clone())),
-        name: identity.profile.name.clone(),
-        picture: identity.profile.picture.clone(),
-        locale: identity.profile.locale.clone(),
-        profile: serde_json::to_value(&identity.profile).unwrap_or_default(),
-        upstream_tokens: sealed_tokens,
-    }
 }
 
 /// A sign-in about to be finished: whose identity, through which flow, and how the
@@ -1385,6 +1396,33 @@ pub async fn finish_sign_in(
     let mut resp = found(&next);
     let _ = resp.add_cookie(&cookie(state, SESSION_COOKIE, session_secret));
     resp
+}
+
+/// What the store needs to resolve the account of an upstream identity; the
+/// upstream tokens are sealed with the master key (bound to connector and subject).
+pub fn new_login(state: &AppState, connector_id: &str, identity: &ExternalIdentity) -> NewLogin {
+    let sealed_tokens = match &identity.upstream_tokens {
+        None => None,
+        Some(t) => {
+            let aad = format!("upstream:{}:{}", identity.connector_id, identity.subject);
+            serde_json::to_vec(t)
+                .ok()
+                .and_then(|clear| state.master_key.seal(&clear, aad.as_bytes()).ok())
+        }
+    };
+    NewLogin {
+        connector_id: connector_id.to_owned(),
+        subject: identity.subject.clone(),
+        link: identity
+            .link_key
+            .as_ref()
+            .map(|l| (l.scope.clone(), l.key.clone())),
+        name: identity.profile.name.clone(),
+        picture: identity.profile.picture.clone(),
+        locale: identity.profile.locale.clone(),
+        profile: serde_json::to_value(&identity.profile).unwrap_or_default(),
+        upstream_tokens: sealed_tokens,
+    }
 }
 
 /// Where the app gets its code: `redirect_uri?code&iss[&state]`.

@@ -33,6 +33,7 @@ pub async fn home(state: web::Data<AppState>) -> HttpResponse {
     let connectors: String = state
         .connectors
         .iter()
+        .filter(|(_, c)| c.connector.has_browser_flow())
         .map(|(id, c)| {
             format!(
                 "<li><a class=\"button\" href=\"/demo/login?connector={}\">{}</a></li>",

@@ -10,6 +10,10 @@ pub async fn configuration(state: web::Data<AppState>) -> HttpResponse {
     let iss = &state.issuer;
     let algs = alg_names(&state.keys.algorithms);
     let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
+    let mut grant_types = vec!["authorization_code", "refresh_token"];
+    if crate::exchange::offered(&state) {
+        grant_types.push(crate::exchange::GRANT_TYPE);
+    }
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(serde_json::json!({
@@ -24,7 +28,7 @@ pub async fn configuration(state: web::Data<AppState>) -> HttpResponse {
             "scopes_supported": ["openid", "profile", "phone", "offline_access"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": grant_types,
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": algs,
             "userinfo_signing_alg_values_supported": [],

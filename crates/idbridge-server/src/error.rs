@@ -43,6 +43,11 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
     }
 
+    /// RFC 8693: the requested `resource` or `audience` cannot be served.
+    pub fn invalid_target(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_target", d)
+    }
+
     pub fn invalid_scope(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", d)
     }

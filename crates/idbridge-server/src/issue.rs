@@ -123,6 +123,34 @@ pub fn new_family(
     })
 }
 
+/// A new refresh-token family for a token exchange (not yet stored; the store
+/// fills in the resolved user). It belongs to no SSO session.
+pub fn exchange_family(
+    state: &AppState,
+    client_id: &str,
+    scope: &str,
+    connector_id: &str,
+) -> Result<FamilyRow, OAuthError> {
+    let now = state.now();
+    Ok(FamilyRow {
+        id: random_token(16).map_err(OAuthError::token)?,
+        client_id: client_id.to_owned(),
+        user_id: String::new(),
+        scope: scope.to_owned(),
+        sso_session_id: None,
+        payload: serde_json::json!({
+            "auth_time": now,
+            "connector_id": connector_id,
+            "grant": "token_exchange",
+        }),
+        created_at: now,
+        last_used_at: now,
+        absolute_expires_at: now + state.settings.tokens.refresh_absolute_ttl_secs,
+        revoked_at: None,
+        revoked_reason: None,
+    })
+}
+
 pub struct TokenRequest<'a> {
     pub client: &'a Client,
     pub user: &'a User,

@@ -13,6 +13,7 @@ pub mod csrf;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod exchange;
 pub mod health;
 pub mod i18n;
 pub mod issue;

@@ -23,6 +23,17 @@ pub enum FirstLoginPolicy {
     Deny,
 }
 
+impl FirstLoginPolicy {
+    /// The store's policy for it (`Bind` refuses until the person proves an account).
+    pub fn store_policy(self) -> idbridge_store::FirstLogin {
+        match self {
+            FirstLoginPolicy::Create => idbridge_store::FirstLogin::Create,
+            // Binding is an interactive step: without it, nothing is created.
+            FirstLoginPolicy::Deny | FirstLoginPolicy::Bind => idbridge_store::FirstLogin::Refuse,
+        }
+    }
+}
+
 pub struct ConnectorEntry {
     pub connector: Arc<dyn Connector>,
     pub first_login: FirstLoginPolicy,

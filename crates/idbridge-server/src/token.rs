@@ -1,5 +1,6 @@
 //! The token endpoint: client authentication, then one function per grant
-//! (authorization_code, refresh_token). Every response is `no-store`.
+//! (authorization_code, refresh_token; token exchange lives in
+//! [`crate::exchange`]). Every response is `no-store`.
 
 use crate::error::OAuthError;
 use crate::issue::{self, Grant, Issued, TokenRequest};
@@ -61,6 +62,13 @@ async fn token_inner(
     let issued = match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => authorization_code(state, &client, &form).await?,
         Some("refresh_token") => refresh_token(state, &client, &form).await?,
+        Some(crate::exchange::GRANT_TYPE) => {
+            let issued = crate::exchange::token_exchange(state, req, &client, &form).await?;
+            return Ok(token_response(
+                issued,
+                Some(crate::exchange::ACCESS_TOKEN_TYPE),
+            ));
+        }
         Some(other) => {
             return Err(OAuthError::unsupported_grant_type(format!(
                 "grant_type {other:?} is not supported"
@@ -68,10 +76,11 @@ async fn token_inner(
         }
         None => return Err(OAuthError::invalid_request("grant_type is required")),
     };
-    Ok(token_response(issued))
+    Ok(token_response(issued, None))
 }
 
-fn token_response(issued: Issued) -> HttpResponse {
+/// The token response; `issued_token_type` for RFC 8693 token exchange.
+fn token_response(issued: Issued, issued_token_type: Option<&str>) -> HttpResponse {
     let mut body = serde_json::json!({
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -79,6 +88,9 @@ fn token_response(issued: Issued) -> HttpResponse {
         "scope": issued.scope,
     });
     if let Some(obj) = body.as_object_mut() {
+        if let Some(t) = issued_token_type {
+            obj.insert("issued_token_type".into(), t.into());
+        }
         if let Some(id) = issued.id_token {
             obj.insert("id_token".into(), id.into());
         }

@@ -440,11 +440,32 @@ pub struct CompleteLogin {
     pub phone_outcome: serde_json::Value,
 }
 
-/// What [`Store::complete_login`] decided.
+/// Everything a successful token exchange writes (a native app's upstream token,
+/// e.g. a WeChat SDK code, traded at the token endpoint), for
+/// [`Store::complete_exchange`]. The `user_id` fields of `family` and `audit` are
+/// filled in with the resolved account.
+#[derive(Debug, Clone)]
+pub struct CompleteExchange {
+    pub login: NewLogin,
+    pub policy: FirstLogin,
+    pub new_user_id: String,
+    /// The grant the issued tokens belong to (an exchange opens no SSO session).
+    pub family: crate::models::FamilyRow,
+    /// The family's first refresh token, when one is issued.
+    pub refresh_token_hash: Option<String>,
+    pub audit: crate::models::AuditEvent,
+    /// The app needs a verified phone number: without one, nothing but the
+    /// account is written and the answer is `SignedIn { needs_phone: true }`.
+    pub require_phone: bool,
+}
+
+/// What [`Store::complete_login`] or [`Store::complete_exchange`] decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoginCompletion {
-    /// Signed in: the session, code, audit event and flow outcome are written.
-    /// With `needs_phone`, no code: the person must verify a phone number first.
+    /// Signed in: everything the completion carried is written (session, code,
+    /// audit event and flow outcome; or the family, its refresh token and the
+    /// audit event). With `needs_phone` (sign-in only), no code: the person must
+    /// verify a phone number first.
     SignedIn {
         user: User,
         resolution: LoginResolution,
@@ -724,6 +745,71 @@ impl Store {
                 Err(StoreError::Conflict(_)) => attempt(c),
                 other => other,
             }
+        })
+        .await
+    }
+}
+
+impl Store {
+    /// Finish a token exchange in one transaction: resolve the account (as
+    /// [`Store::resolve_login`]), then store the grant's family and its first
+    /// refresh token, and append the audit event. A refused or disabled account
+    /// gets none of them.
+    pub async fn complete_exchange(
+        &self,
+        done: CompleteExchange,
+        now: i64,
+    ) -> Result<LoginCompletion, StoreError> {
+        let profile = to_json_text(&done.login.profile)?;
+        self.write(move |conn| {
+            let attempt = || {
+                conn.transaction(|c| {
+                    let resolution = resolve_once(
+                        c,
+                        &done.login,
+                        &profile,
+                        &done.policy,
+                        &done.new_user_id,
+                        now,
+                    )?;
+                    let user = match &resolution {
+                        LoginResolution::NotLinked => return Ok(LoginCompletion::NotLinked),
+                        LoginResolution::Existing(u)
+                        | LoginResolution::Linked(u)
+                        | LoginResolution::Created(u) => u.clone(),
+                    };
+                    if user.disabled_at.is_some() {
+                        return Ok(LoginCompletion::Disabled(user));
+                    }
+                    if done.require_phone && user.phone_verified_at.is_none() {
+                        return Ok(LoginCompletion::SignedIn {
+                            user,
+                            resolution,
+                            needs_phone: true,
+                        });
+                    }
+                    let mut family = done.family.clone();
+                    family.user_id = user.id.clone();
+                    let family = crate::models::FamilyRecord::from_api(family)?;
+                    diesel::insert_into(crate::schema::refresh_token_families::table)
+                        .values(&family)
+                        .execute(c)?;
+                    if let Some(hash) = &done.refresh_token_hash {
+                        crate::tokens::insert_token(c, hash.clone(), &family.id, now)?;
+                    }
+                    let mut audit = done.audit.clone();
+                    audit.user_id = Some(user.id.clone());
+                    diesel::insert_into(crate::schema::audit_log::table)
+                        .values(crate::models::NewAuditRecord::from_api(audit)?)
+                        .execute(c)?;
+                    Ok(LoginCompletion::SignedIn {
+                        user,
+                        resolution,
+                        needs_phone: false,
+                    })
+                })
+            };
+            retry_once_on_conflict(attempt)
         })
         .await
     }

@@ -14,7 +14,9 @@
 
 mod accounts;
 mod app_tokens;
-pub use accounts::{CompleteLogin, LinkOutcome, LoginCompletion, PhoneOutcome, UnlinkOutcome};
+pub use accounts::{
+    CompleteExchange, CompleteLogin, LinkOutcome, LoginCompletion, PhoneOutcome, UnlinkOutcome,
+};
 pub use app_tokens::AppTokenRow;
 mod audit;
 mod clients;

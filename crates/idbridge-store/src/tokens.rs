@@ -457,7 +457,7 @@ fn find_token(
         .optional()?)
 }
 
-fn insert_token(
+pub(crate) fn insert_token(
     c: &mut AnyConnection,
     token_hash: String,
     family_id: &str,

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use idbridge_store::testing::TempDatabase;
 use idbridge_store::{
-    AuditEvent, AuthRequestRow, Backend, ClientRow, CodeCheck, CodeInsert, CodeRow, CompleteLogin,
-    FamilyRow, FirstLogin, FlowRow, GcReport, KeyRow, LinkOutcome, LoginCompletion,
-    LoginResolution, NewLogin, PhoneOutcome, Redeem, RefreshOutcome, Rotation, SendLimits,
-    SessionRow, Store, StoreError, StoreOptions, UnlinkOutcome, User, VerificationCode,
+    AuditEvent, AuthRequestRow, Backend, ClientRow, CodeCheck, CodeInsert, CodeRow,
+    CompleteExchange, CompleteLogin, FamilyRow, FirstLogin, FlowRow, GcReport, KeyRow, LinkOutcome,
+    LoginCompletion, LoginResolution, NewLogin, PhoneOutcome, Redeem, RefreshOutcome, Rotation,
+    SendLimits, SessionRow, Store, StoreError, StoreOptions, UnlinkOutcome, User, VerificationCode,
 };
 use serde_json::json;
 
@@ -86,6 +86,7 @@ conformance!(
         a_verified_phone_number_belongs_to_one_user,
         verification_codes_are_throttled_single_use_and_die_after_wrong_attempts,
         auth_request_payload_can_be_replaced_while_live,
+        token_exchange_writes_account_grant_and_audit_at_once_or_nothing,
     ],
 );
 
@@ -2144,4 +2145,171 @@ async fn auth_request_payload_can_be_replaced_while_live(store: Store) {
         .update_auth_request("missing", json!({}), NOW)
         .await
         .unwrap());
+}
+
+// ---------------------------------------------------------------- token exchange
+
+fn exchange(
+    subject: &str,
+    link: Option<&str>,
+    policy: FirstLogin,
+    new_user: &str,
+    family_id: &str,
+    refresh: Option<&str>,
+) -> CompleteExchange {
+    CompleteExchange {
+        login: login("wechat-app", subject, link),
+        policy,
+        new_user_id: new_user.into(),
+        family: family(family_id, "", None, NOW),
+        refresh_token_hash: refresh.map(str::to_owned),
+        audit: audit(NOW, "login", None),
+        require_phone: false,
+    }
+}
+
+async fn token_exchange_writes_account_grant_and_audit_at_once_or_nothing(store: Store) {
+    // A person known through another app of the platform: linked, and the grant is theirs.
+    store
+        .resolve_login(
+            login("wechat-web", "web-o1", Some("union1")),
+            FirstLogin::Create,
+            "u1".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let done = store
+        .complete_exchange(
+            exchange(
+                "app-o1",
+                Some("union1"),
+                FirstLogin::Refuse,
+                "unused",
+                "f1",
+                Some("rt1"),
+            ),
+            NOW,
+        )
+        .await
+        .unwrap();
+    match &done {
+        LoginCompletion::SignedIn {
+            user, resolution, ..
+        } => {
+            assert_eq!(user.id, "u1");
+            assert!(
+                matches!(resolution, LoginResolution::Linked(_)),
+                "{resolution:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let f1 = store.get_family("f1").await.unwrap().unwrap();
+    assert_eq!(f1.user_id, "u1");
+    assert_eq!(f1.sso_session_id, None, "an exchange opens no SSO session");
+    assert_eq!(
+        store
+            .find_refresh_token("rt1")
+            .await
+            .unwrap()
+            .unwrap()
+            .family_id,
+        "f1"
+    );
+    let events = store.list_audit(Some("u1"), 10, None).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event.event, "login");
+    assert_eq!(
+        store
+            .get_identity("wechat-app", "app-o1")
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id,
+        "u1"
+    );
+
+    // A new person under Create: a new account; no refresh token asked for, none stored.
+    let done = store
+        .complete_exchange(
+            exchange("app-o2", None, FirstLogin::Create, "u2", "f2", None),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&done, LoginCompletion::SignedIn { user, resolution: LoginResolution::Created(_), .. } if user.id == "u2"),
+        "{done:?}"
+    );
+    assert_eq!(store.get_family("f2").await.unwrap().unwrap().user_id, "u2");
+
+    // Refused: nothing at all is written.
+    let users = user_count(&store).await;
+    let done = store
+        .complete_exchange(
+            exchange(
+                "app-o3",
+                Some("union3"),
+                FirstLogin::Refuse,
+                "u3",
+                "f3",
+                Some("rt3"),
+            ),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, LoginCompletion::NotLinked);
+    assert_eq!(user_count(&store).await, users);
+    assert_eq!(
+        store.get_identity("wechat-app", "app-o3").await.unwrap(),
+        None
+    );
+    assert_eq!(store.get_family("f3").await.unwrap(), None);
+    assert_eq!(store.find_refresh_token("rt3").await.unwrap(), None);
+
+    // Disabled: no grant, no token, no audit event for the login.
+    store.set_user_disabled("u1", Some(NOW)).await.unwrap();
+    let done = store
+        .complete_exchange(
+            exchange(
+                "app-o1",
+                Some("union1"),
+                FirstLogin::Create,
+                "u4",
+                "f4",
+                Some("rt4"),
+            ),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&done, LoginCompletion::Disabled(u) if u.id == "u1"),
+        "{done:?}"
+    );
+    assert_eq!(store.get_family("f4").await.unwrap(), None);
+    assert_eq!(store.find_refresh_token("rt4").await.unwrap(), None);
+    assert_eq!(
+        store.list_audit(Some("u1"), 10, None).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.get_user("u4").await.unwrap(), None);
+
+    // A family id that is taken fails the whole transaction: no half-created account.
+    let users = user_count(&store).await;
+    let err = store
+        .complete_exchange(
+            exchange("app-o5", None, FirstLogin::Create, "u5", "f2", Some("rt5")),
+            NOW,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert_eq!(user_count(&store).await, users);
+    assert_eq!(
+        store.get_identity("wechat-app", "app-o5").await.unwrap(),
+        None
+    );
 }

@@ -13,6 +13,7 @@ pub fn registry() -> Registry {
         .with(idbridge_connector_dev::DevFactory)
         .with(idbridge_connector_wechat_web::WeChatWebFactory)
         .with(idbridge_connector_wechat_mp::WeChatMpFactory)
+        .with(idbridge_connector_wechat_app::WeChatAppFactory)
 }
 
 /// Dev mode: where its files live and what it generated there.
@@ -58,8 +59,8 @@ impl DevHome {
     }
 
     /// Settings for `serve --dev`: SQLite in the dev directory, the development
-    /// connector, WeChat website login against the simulator at `wechat_sim`
-    /// (when given), and (via `Options`) the demo app.
+    /// connector, WeChat website, Official Account and mobile-app login against
+    /// the simulator at `wechat_sim` (when given), and (via `Options`) the demo app.
     pub fn settings(&self, port: u16, wechat_sim: Option<&str>) -> Result<Settings, String> {
         let db = self.dir.join("idbridge.db");
         let mut overrides = vec![
@@ -106,6 +107,17 @@ impl DevHome {
                     "open_base_url": sim,
                 }));
             }
+            // The simulator's mobile app: no browser flow; a native app (or curl)
+            // exchanges an SDK code from POST {sim}/__sim/codes at /token.
+            settings.connectors.push(serde_json::json!({
+                "id": "wechat-app",
+                "type": "wechat-app",
+                "name": "微信 WeChat mobile app (simulator)",
+                "appid": wechat_sim::dev::MOBILE_APPID,
+                "appsecret": wechat_sim::dev::MOBILE_SECRET,
+                "open_platform_id": wechat_sim::dev::OPEN_PLATFORM_ID,
+                "api_base_url": sim,
+            }));
             // The simulator's Official Account: offered (and picked by itself)
             // inside WeChat, i.e. with a MicroMessenger User-Agent. It also sends
             // one-time codes into the person's WeChat chat.

@@ -215,6 +215,10 @@ async fn serve(
                 "  WeChat simulator:    {}/__sim/  (faults, counters, test users)",
                 sim.base_url()
             );
+            println!(
+                "  Mobile-app login:    exchange an SDK code from POST {}/__sim/codes at {issuer}/token (README: \"Trying the mobile-app flow\")",
+                sim.base_url()
+            );
         }
         println!("  State is kept in:    {}", dir.display());
         println!();

@@ -125,7 +125,11 @@ async fn issue_code(req: HttpRequest, sim: web::Data<Shared>) -> HttpResponse {
         return bad_request("need ?appid=...&user=...[&scope=...]");
     };
     let scope = q.get("scope").map(str::to_owned);
-    match sim.with(|st, now| crate::issue_code(st, appid, user, scope.as_deref(), now)) {
+    let snapshot = q.get("snapshot") == Some("1");
+    if snapshot && scope.as_deref().is_some_and(|s| s != "snsapi_userinfo") {
+        return bad_request("snapshot=1 needs scope snsapi_userinfo (the default)");
+    }
+    match sim.with(|st, now| crate::issue_code(st, appid, user, scope.as_deref(), snapshot, now)) {
         Ok(code) => HttpResponse::Ok().json(json!({"code": code})),
         Err(e) => bad_request(&e.to_string()),
     }
@@ -182,7 +186,7 @@ async fn index(req: HttpRequest, sim: web::Data<Shared>) -> HttpResponse {
     }
     body.push_str("</ul></form>\n");
     body.push_str(&format!(
-        "<h2>Counters</h2><pre id=\"counters\">{}</pre>\n<p class=\"hint\">JSON API: GET/POST/DELETE /__sim/faults, GET /__sim/counters, GET /__sim/messages, GET /__sim/redirects, POST /__sim/advance?secs=N, GET/POST /__sim/limits, POST /__sim/interaction?appid&amp;user, POST /__sim/codes?appid&amp;user&amp;scope</p>",
+        "<h2>Counters</h2><pre id=\"counters\">{}</pre>\n<p class=\"hint\">JSON API: GET/POST/DELETE /__sim/faults, GET /__sim/counters, GET /__sim/messages, GET /__sim/redirects, POST /__sim/advance?secs=N, GET/POST /__sim/limits, POST /__sim/interaction?appid&amp;user, POST /__sim/codes?appid&amp;user&amp;scope[&amp;snapshot=1]</p>",
         esc(&serde_json::to_string_pretty(&counters).unwrap_or_default())
     ));
     html_ok(html_doc(Lang::En, "WeChat simulator", "", &body))

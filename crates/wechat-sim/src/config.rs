@@ -124,6 +124,10 @@ pub mod dev {
     pub const OTHER_WEB_APPID: &str = "wx5d1e7c0a9b3f2405";
     /// Secret of [`OTHER_WEB_APPID`].
     pub const OTHER_WEB_SECRET: &str = "c5f7b9d1e3a4f6b8c0d2e4f6a8b0d2f4";
+    /// Mobile app bound to the other platform, `gh_other_platform`.
+    pub const OTHER_MOBILE_APPID: &str = "wx5d1e7c0a9b3f2406";
+    /// Secret of [`OTHER_MOBILE_APPID`].
+    pub const OTHER_MOBILE_SECRET: &str = "d6a8c0e2f4b5a7c9e1f3a5b7c9d1e3a5";
 
     /// A user with a plain nickname.
     pub const USER_ALICE: &str = "alice";
@@ -170,6 +174,12 @@ impl SimConfig {
                     dev::OTHER_WEB_APPID,
                     dev::OTHER_WEB_SECRET,
                     AppKind::Website,
+                    Some(dev::OTHER_OPEN_PLATFORM_ID),
+                ),
+                app(
+                    dev::OTHER_MOBILE_APPID,
+                    dev::OTHER_MOBILE_SECRET,
+                    AppKind::MobileApp,
                     Some(dev::OTHER_OPEN_PLATFORM_ID),
                 ),
             ],

@@ -23,6 +23,7 @@
 //! | `wx5d1e7c0a9b3f2403` | `a3d5f7b9c1e2d4f6a8b0c2e4f6a8c0e2` | MobileApp | `gh_dev_platform` |
 //! | `wx5d1e7c0a9b3f2404` | `b4e6a8c0d2f3e5a7b9c1d3e5f7a9b1c3` | Website | none (no unionid) |
 //! | `wx5d1e7c0a9b3f2405` | `c5f7b9d1e3a4f6b8c0d2e4f6a8b0d2f4` | Website | `gh_other_platform` |
+//! | `wx5d1e7c0a9b3f2406` | `d6a8c0e2f4b5a7c9e1f3a5b7c9d1e3a5` | MobileApp | `gh_other_platform` |
 //!
 //! All use the callback domain given to `dev_default`. Users: `alice` ("Alice",
 //! avatar ending `/132`), `xiaoming` ("王小明🐼✨", avatar ending `/0`), `alice2`
@@ -89,8 +90,10 @@
 //! [`Fault`]'s docs: `{"endpoint":"access_token","kind":"busy","times":1}`),
 //! `GET /__sim/counters`, `GET /__sim/messages`, `GET /__sim/redirects`,
 //! `POST /__sim/advance?secs=N`, `GET|POST /__sim/limits` (partial JSON),
-//! `POST /__sim/interaction?appid&user`, `POST /__sim/codes?appid&user[&scope]`
-//! (an SDK code, for the mobile app flow), `POST /__sim/wechat-user` (`user=ID`).
+//! `POST /__sim/interaction?appid&user`, `POST /__sim/codes?appid&user[&scope][&snapshot=1]`
+//! (an SDK code, for the mobile app flow: `{"code": "..."}`; `snapshot=1` makes
+//! it a snapshot-mode (virtual) user's, as [`Simulator::issue_snapshot_code`]),
+//! `POST /__sim/wechat-user` (`user=ID`).
 
 mod admin;
 mod api;
@@ -158,6 +161,7 @@ pub(crate) fn issue_code(
     appid: &str,
     user_id: &str,
     scope: Option<&str>,
+    snapshot: bool,
     now: i64,
 ) -> Result<String, SimError> {
     let app = st
@@ -182,7 +186,8 @@ pub(crate) fn issue_code(
         appid: appid.to_owned(),
         user_id: user_id.to_owned(),
         scope: scope.to_owned(),
-        snapshot: false,
+        // Only a snsapi_userinfo grant has a profile to make virtual.
+        snapshot: snapshot && scope == "snsapi_userinfo",
     };
     Ok(st.new_code(grant, now))
 }
@@ -353,7 +358,17 @@ impl Simulator {
     /// Account `snsapi_base`/`snsapi_userinfo`, MobileApp `snsapi_userinfo`).
     pub fn issue_code(&self, appid: &str, user_id: &str, scope: &str) -> Result<String, SimError> {
         self.shared
-            .with(|st, now| issue_code(st, appid, user_id, Some(scope), now))
+            .with(|st, now| issue_code(st, appid, user_id, Some(scope), false, now))
+    }
+
+    /// An SDK code (`snsapi_userinfo`) whose token is a snapshot-mode user's:
+    /// `is_snapshotuser: 1`, a virtual openid and unionid, and userinfo's
+    /// "微信用户" with a grey avatar. WeChat documents snapshot mode for pages
+    /// opened from Moments; this lets a test check that a mobile-app connector
+    /// refuses such a user too.
+    pub fn issue_snapshot_code(&self, appid: &str, user_id: &str) -> Result<String, SimError> {
+        self.shared
+            .with(|st, now| issue_code(st, appid, user_id, Some("snsapi_userinfo"), true, now))
     }
 
     /// The user messaged the Official Account: opens (or reopens) the 48 h

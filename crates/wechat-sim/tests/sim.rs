@@ -523,6 +523,99 @@ async fn mobile_app_codes_come_from_the_sdk_with_snsapi_userinfo() {
     assert_eq!(h.userinfo(&v).await["nickname"], "王小明🐼✨");
 }
 
+#[tokio::test]
+async fn sdk_codes_over_http_and_snapshot_sdk_codes() {
+    let h = start().await;
+    // The admin API hands out an SDK code like the Rust helper does.
+    let resp = h
+        .http
+        .post(format!(
+            "{}/__sim/codes?appid={MOBILE_APPID}&user={USER_XIAOMING}",
+            h.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let code = resp.json::<Value>().await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v = h.exchange(MOBILE_APPID, MOBILE_SECRET, &code).await;
+    assert_success(&v);
+    assert_eq!(
+        v["openid"],
+        h.sim.openid(MOBILE_APPID, USER_XIAOMING).as_str()
+    );
+    assert_eq!(v["scope"], "snsapi_userinfo");
+    assert!(v.get("is_snapshotuser").is_none(), "{v}");
+
+    // A snapshot-mode user: virtual ids and profile, flagged.
+    let code = h.sim.issue_snapshot_code(MOBILE_APPID, USER_ALICE).unwrap();
+    let v = h.exchange(MOBILE_APPID, MOBILE_SECRET, &code).await;
+    assert_eq!(v["is_snapshotuser"], 1, "{v}");
+    assert_ne!(v["openid"], h.sim.openid(MOBILE_APPID, USER_ALICE).as_str());
+    assert_ne!(
+        v["unionid"],
+        h.sim.unionid(MOBILE_APPID, USER_ALICE).unwrap().as_str()
+    );
+    assert_eq!(h.userinfo(&v).await["nickname"], "微信用户");
+    let resp = h
+        .http
+        .post(format!(
+            "{}/__sim/codes?appid={MOBILE_APPID}&user={USER_ALICE}&snapshot=1",
+            h.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let code = resp.json::<Value>().await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        h.exchange(MOBILE_APPID, MOBILE_SECRET, &code).await["is_snapshotuser"],
+        1
+    );
+    let resp = h
+        .http
+        .post(format!(
+            "{}/__sim/codes?appid={WEB_APPID}&user={USER_ALICE}&scope=snsapi_login&snapshot=1",
+            h.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = h
+        .http
+        .post(format!("{}/__sim/codes?appid={MOBILE_APPID}", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // The second mobile app belongs to the other Open Platform account.
+    let mine = h
+        .login(MOBILE_APPID, MOBILE_SECRET, USER_ALICE, "snsapi_userinfo")
+        .await;
+    let other = h
+        .login(
+            OTHER_MOBILE_APPID,
+            OTHER_MOBILE_SECRET,
+            USER_ALICE,
+            "snsapi_userinfo",
+        )
+        .await;
+    assert_ne!(mine["openid"], other["openid"]);
+    assert_ne!(mine["unionid"], other["unionid"]);
+    assert_eq!(
+        other["unionid"],
+        h.sim.unionid(OTHER_WEB_APPID, USER_ALICE).unwrap().as_str(),
+        "one unionid per Open Platform account"
+    );
+}
+
 // ---- Official Account scopes and snapshot mode ------------------------------------
 
 #[tokio::test]

@@ -505,3 +505,83 @@ async fn dev_mode_routes_wechat_browsers_to_the_official_account() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The mobile-app flow in dev mode, exactly as README and docs/wechat-simulator.md
+/// tell a developer to try it with curl: an SDK code from the simulator's admin
+/// API, exchanged at /token by the demo app. The chooser never offers it.
+#[tokio::test]
+async fn dev_mode_exchanges_a_simulator_sdk_code_for_tokens() {
+    let dir = temp_dir("dev-app");
+    let (port, sim_port) = (free_port(), free_port());
+    let home = dir.join(".idbridge-dev");
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--dev",
+        "--port",
+        &port.to_string(),
+        "--sim-port",
+        &sim_port.to_string(),
+        "--dir",
+    ])
+    .arg(&home)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _guard = Killed(cmd.spawn().unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    let sim = format!("http://127.0.0.1:{sim_port}");
+    wait_for(&base).await;
+
+    // curl -s -X POST "$SIM/__sim/codes?appid=wx5d1e7c0a9b3f2403&user=alice"
+    let code: serde_json::Value = http()
+        .post(format!(
+            "{sim}/__sim/codes?appid={}&user=alice",
+            wechat_sim::dev::MOBILE_APPID
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = code["code"].as_str().unwrap();
+    // curl -s -u "demo:$(cat .idbridge-dev/demo-client.secret)" $BROKER/token -d ...
+    let secret = std::fs::read_to_string(home.join("demo-client.secret")).unwrap();
+    let resp = http()
+        .post(format!("{base}/token"))
+        .basic_auth("demo", Some(secret.trim()))
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            (
+                "subject_token_type",
+                "urn:idbridge:params:oauth:token-type:wechat_sdk_code",
+            ),
+            ("subject_token", code),
+            ("scope", "openid profile offline_access"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let t: serde_json::Value = resp.json().await.unwrap();
+    let id = claims(t["id_token"].as_str().unwrap());
+    assert_eq!(id["name"], "Alice");
+    assert_eq!(id["linked_connectors"], serde_json::json!(["wechat-app"]));
+    assert!(t["refresh_token"].is_string());
+
+    // The demo page offers only connectors with a browser flow.
+    let demo = http()
+        .get(format!("{base}/demo"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(demo.contains("connector=wechat-mp"), "{demo}");
+    assert!(!demo.contains("connector=wechat-app"), "{demo}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -9,5 +9,6 @@ mod instances;
 mod oidc_client;
 mod provider;
 mod reliability;
+mod wechat_app;
 mod wechat_mp;
 mod wechat_web;
