@@ -335,7 +335,7 @@ fn resolve_once(
 }
 
 /// Escapes LIKE wildcards so a search for `50%` means the text `50%`.
-fn escape_like(s: &str) -> String {
+pub(crate) fn escape_like(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         if matches!(ch, '\\' | '%' | '_') {

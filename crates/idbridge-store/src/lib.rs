@@ -14,6 +14,8 @@
 
 mod accounts;
 pub use accounts::{CompleteLogin, LoginCompletion};
+mod admin;
+pub use admin::{AccessChange, AccessOutcome, AuditFilter, Unlink, Unlinked, UserSummary};
 mod audit;
 mod clients;
 mod error;
