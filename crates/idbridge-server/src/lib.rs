@@ -3,6 +3,7 @@
 //! `routes` mounts every endpoint; `run` serves them and runs the background jobs
 //! (key rotation, expiry collection).
 
+pub mod admin;
 pub mod authorize;
 pub mod clients;
 pub mod clock;
@@ -58,7 +59,7 @@ pub struct Options {
 
 /// Connect, migrate, build connectors and load (or create) signing keys.
 pub async fn build_state(
-    settings: Settings,
+    mut settings: Settings,
     registry: &Registry,
     options: &Options,
 ) -> Result<web::Data<AppState>, StartError> {
@@ -115,6 +116,12 @@ pub async fn build_state(
         .build()
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     let failures = limits::FailureLimiter::new(settings.server.failures_per_minute);
+    // Only hashes of the admin tokens are kept.
+    let admin = admin::AdminTokens::new(&settings.admin.tokens).map_err(StartError::Config)?;
+    settings.admin.tokens.clear();
+    if admin.enabled() {
+        tracing::info!(path = admin::http::PREFIX, "admin API enabled");
+    }
     Ok(web::Data::new(AppState {
         issuer: settings.issuer.clone(),
         secure_cookies: settings.issuer.starts_with("https://"),
@@ -130,6 +137,7 @@ pub async fn build_state(
         http,
         failures,
         upstream: health::UpstreamHealth::default(),
+        admin,
     }))
 }
 
@@ -181,6 +189,7 @@ pub fn run(
     spawn_background(state.clone());
     let workers = state.settings.server.workers;
     let dev_mode = state.dev_mode;
+    let admin_api = state.admin.enabled();
     let demo = web::Data::new(demo::DemoClient {
         secret: demo_secret.unwrap_or_default(),
     });
@@ -200,6 +209,7 @@ pub fn run(
                     )),
             )
             .configure(|cfg| routes(cfg, dev_mode))
+            .configure(|cfg| admin::http::routes(cfg, admin_api))
     })
     .listen(listener)?;
     if workers > 0 {

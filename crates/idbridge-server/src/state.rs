@@ -41,6 +41,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub failures: crate::limits::FailureLimiter,
     pub upstream: crate::health::UpstreamHealth,
+    /// Admin API tokens (hashes); none configured = the admin API is off.
+    pub admin: crate::admin::AdminTokens,
 }
 
 impl AppState {
