@@ -2,6 +2,7 @@
 //! Postgres databases, driven over HTTP like apps and browsers drive them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod cli;
 mod harness;
 mod instances;
