@@ -17,7 +17,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use idbridge_core::Locale;
-use idbridge_store::{AuthRequestRow, LinkOutcome, NewLogin, UnlinkOutcome};
+use idbridge_store::{AuditEvent, AuthRequestRow, LinkOutcome, NewLogin, Unlink};
 use std::collections::BTreeMap;
 
 /// The broker's own client for the account page (its redirect URI is the broker).
@@ -331,26 +331,26 @@ pub async fn unlink(
     };
     let connector_id = f.get("connector").cloned().unwrap_or_default();
     let subject = f.get("subject").cloned().unwrap_or_default();
+    let now = state.now();
     let done = match state
         .store
-        .unlink_identity(&user.id, &connector_id, &subject)
+        .unlink_identity(&user.id, &connector_id, &subject, false, move |u| AuditEvent {
+            at: now,
+            event: "identity_unlinked".into(),
+            user_id: Some(u.identity.user_id.clone()),
+            client_id: None,
+            connector_id: Some(u.identity.connector_id.clone()),
+            ip: None,
+            detail: serde_json::json!({"by": "account_page", "link_key_removed": u.link_key_removed}),
+        })
         .await
     {
-        Ok(UnlinkOutcome::Unlinked) => {
+        Ok(Unlink::Unlinked(_)) => {
             tracing::info!(event = "identity_unlinked", user_id = %user.id, connector = %connector_id, "a sign-in method was unlinked on the account page");
-            authorize::audit(
-                &state,
-                "identity_unlinked",
-                Some(&user.id),
-                None,
-                Some(&connector_id),
-                serde_json::json!({}),
-            )
-            .await;
             "unlinked"
         }
-        Ok(UnlinkOutcome::LastIdentity) => "last",
-        Ok(UnlinkOutcome::NotFound) => "not_found",
+        Ok(Unlink::LastIdentity) => "last",
+        Ok(Unlink::NoIdentity | Unlink::NoUser) => "not_found",
         Err(_) => return unavailable(locale),
     };
     see_other(&format!("/account?done={done}"))

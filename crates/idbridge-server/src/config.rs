@@ -25,6 +25,8 @@ pub struct Settings {
     pub clients: Vec<ClientSettings>,
     #[serde(default)]
     pub connectors: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub admin: AdminSettings,
 }
 
 /// One-time codes (binding an account by phone, verifying a phone number): how
@@ -180,6 +182,26 @@ impl Default for TokenSettings {
     }
 }
 
+/// The operator's admin HTTP API: off unless at least one token is configured.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Bearer tokens for `/admin/v1` (at least 24 characters each; the
+    /// environment variable takes them space-separated).
+    pub tokens: Vec<String>,
+    /// A file with one token per line (blank lines and `#` comments skipped).
+    pub token_file: Option<String>,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("tokens", &format!("<{} redacted>", self.tokens.len()))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSettings {
@@ -245,7 +267,9 @@ pub fn load_with_problems(
         config::Environment::with_prefix("IDBRIDGE")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true),
+            .try_parsing(true)
+            .list_separator(" ")
+            .with_list_parse_key("admin.tokens"),
     );
     for (key, value) in overrides {
         builder = match builder.set_override(*key, value.clone()) {
@@ -309,6 +333,28 @@ fn resolve_secret_files(s: &mut Settings, errors: &mut Vec<ConfigError>) {
         }
         s.verification.webhook_secret =
             read_secret(&path, "verification.webhook_secret_file", errors);
+    }
+    if let Some(path) = s.admin.token_file.clone() {
+        if !s.admin.tokens.is_empty() {
+            errors.push(ConfigError::new(
+                "admin.token_file",
+                "set either tokens or token_file, not both",
+            ));
+        }
+        if let Some(text) = read_secret(&path, "admin.token_file", errors) {
+            s.admin.tokens = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect();
+            if s.admin.tokens.is_empty() {
+                errors.push(ConfigError::new(
+                    "admin.token_file",
+                    format!("{path} holds no token (one per line)"),
+                ));
+            }
+        }
     }
     for c in &mut s.clients {
         if let Some(path) = c.secret_file.clone() {
@@ -439,6 +485,12 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             "storage.url",
             "use sqlite://path/to/file.db or postgres://user@host/db",
         ));
+    }
+    for (i, token) in s.admin.tokens.iter().enumerate() {
+        if let Err(msg) = crate::admin::tokens::check(token) {
+            let key = crate::admin::tokens::config_key(s.admin.token_file.as_deref(), i);
+            errors.push(ConfigError::new(key, msg));
+        }
     }
     let t = &s.tokens;
     for (key, v) in [

@@ -4,6 +4,7 @@
 //! (key rotation, expiry collection).
 
 pub mod account;
+pub mod admin;
 pub mod authorize;
 pub mod bind;
 pub mod clients;
@@ -66,7 +67,7 @@ pub struct Options {
 
 /// Connect, migrate, build connectors and load (or create) signing keys.
 pub async fn build_state(
-    settings: Settings,
+    mut settings: Settings,
     registry: &Registry,
     options: &Options,
 ) -> Result<web::Data<AppState>, StartError> {
@@ -147,6 +148,12 @@ pub async fn build_state(
     }
     let verifier = verify::Verifier::new(settings.verification.clone())
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
+    // Only hashes of the admin tokens are kept.
+    let admin = admin::AdminTokens::new(&settings.admin.tokens).map_err(StartError::Config)?;
+    settings.admin.tokens.clear();
+    if admin.enabled() {
+        tracing::info!(path = admin::http::PREFIX, "admin API enabled");
+    }
     Ok(web::Data::new(AppState {
         issuer: settings.issuer.clone(),
         secure_cookies: settings.issuer.starts_with("https://"),
@@ -163,6 +170,7 @@ pub async fn build_state(
         failures,
         upstream: health::UpstreamHealth::default(),
         verifier,
+        admin,
     }))
 }
 
@@ -230,6 +238,7 @@ pub fn run(
     spawn_background(state.clone());
     let workers = state.settings.server.workers;
     let dev_mode = state.dev_mode;
+    let admin_api = state.admin.enabled();
     let demo = web::Data::new(demo::DemoClient {
         secret: demo_secret.unwrap_or_default(),
     });
@@ -249,6 +258,7 @@ pub fn run(
                     )),
             )
             .configure(|cfg| routes(cfg, dev_mode))
+            .configure(|cfg| admin::http::routes(cfg, admin_api))
     })
     .listen(listener)?;
     if workers > 0 {

@@ -59,6 +59,8 @@ pub struct AppState {
     pub upstream: crate::health::UpstreamHealth,
     /// One-time codes (binding, phone numbers) and their senders.
     pub verifier: crate::verify::Verifier,
+    /// Admin API tokens (hashes); none configured = the admin API is off.
+    pub admin: crate::admin::AdminTokens,
 }
 
 impl AppState {

@@ -402,7 +402,7 @@ fn attach_new_identity(
 }
 
 /// Escapes LIKE wildcards so a search for `50%` means the text `50%`.
-fn escape_like(s: &str) -> String {
+pub(crate) fn escape_like(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         if matches!(ch, '\\' | '%' | '_') {
@@ -600,16 +600,6 @@ pub enum LinkOutcome {
     OtherUser(String),
 }
 
-/// What [`Store::unlink_identity`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnlinkOutcome {
-    Unlinked,
-    /// The user's only identity: kept, or the account could never sign in again.
-    LastIdentity,
-    /// No such identity on this user.
-    NotFound,
-}
-
 /// What [`Store::set_user_phone`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PhoneOutcome {
@@ -656,40 +646,6 @@ impl Store {
                     insert_identity(c, &login, &profile, &user_id, now)?;
                 }
                 Ok(LinkOutcome::Linked)
-            })
-        })
-        .await
-    }
-
-    /// Unlinks one of a user's identities, never the last one.
-    pub async fn unlink_identity(
-        &self,
-        user_id: &str,
-        connector_id: &str,
-        subject: &str,
-    ) -> Result<UnlinkOutcome, StoreError> {
-        let (user_id, connector_id, subject) = (
-            user_id.to_owned(),
-            connector_id.to_owned(),
-            subject.to_owned(),
-        );
-        self.write(move |c| {
-            c.transaction(|c| {
-                let Some(identity) = find_identity(c, &connector_id, &subject)? else {
-                    return Ok(UnlinkOutcome::NotFound);
-                };
-                if identity.user_id != user_id {
-                    return Ok(UnlinkOutcome::NotFound);
-                }
-                let count: i64 = identities::table
-                    .filter(identities::user_id.eq(&user_id))
-                    .count()
-                    .get_result(c)?;
-                if count <= 1 {
-                    return Ok(UnlinkOutcome::LastIdentity);
-                }
-                diesel::delete(identities::table.find((&connector_id, &subject))).execute(c)?;
-                Ok(UnlinkOutcome::Unlinked)
             })
         })
         .await

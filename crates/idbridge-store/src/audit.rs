@@ -2,8 +2,9 @@
 
 use diesel::prelude::*;
 
+use crate::admin::AuditFilter;
 use crate::error::StoreError;
-use crate::models::{AuditEvent, AuditRecord, AuditRecordRow, NewAuditRecord};
+use crate::models::{AuditEvent, AuditRecord, NewAuditRecord};
 use crate::schema::audit_log;
 use crate::store::Store;
 
@@ -20,31 +21,18 @@ impl Store {
     }
 
     /// Newest first; optionally one user's events only, and only ids below `before_id`
-    /// (pass the last id of a page to get the next page).
+    /// (pass the last id of a page to get the next page). [`Store::find_audit`] filters more.
     pub async fn list_audit(
         &self,
         user_id: Option<&str>,
         limit: i64,
         before_id: Option<i64>,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let user_id = user_id.map(str::to_owned);
-        let limit = limit.max(0);
-        self.read(move |c| {
-            let mut q = audit_log::table
-                .select(AuditRecordRow::as_select())
-                .order(audit_log::id.desc())
-                .limit(limit)
-                .into_boxed();
-            if let Some(u) = user_id {
-                q = q.filter(audit_log::user_id.eq(u));
-            }
-            if let Some(b) = before_id {
-                q = q.filter(audit_log::id.lt(b));
-            }
-            q.load(c)?
-                .into_iter()
-                .map(AuditRecordRow::into_api)
-                .collect()
+        self.find_audit(AuditFilter {
+            user_id: user_id.map(str::to_owned),
+            before_id,
+            limit,
+            ..AuditFilter::default()
         })
         .await
     }

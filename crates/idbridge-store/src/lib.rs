@@ -14,10 +14,10 @@
 
 mod accounts;
 mod app_tokens;
-pub use accounts::{
-    CompleteExchange, CompleteLogin, LinkOutcome, LoginCompletion, PhoneOutcome, UnlinkOutcome,
-};
+pub use accounts::{CompleteExchange, CompleteLogin, LinkOutcome, LoginCompletion, PhoneOutcome};
 pub use app_tokens::AppTokenRow;
+mod admin;
+pub use admin::{AccessChange, AccessOutcome, AuditFilter, Unlink, Unlinked, UserSummary};
 mod audit;
 mod clients;
 mod error;

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use idbridge_store::testing::TempDatabase;
 use idbridge_store::{
-    AuditEvent, AuthRequestRow, Backend, ClientRow, CodeCheck, CodeInsert, CodeRow,
-    CompleteExchange, CompleteLogin, FamilyRow, FirstLogin, FlowRow, GcReport, KeyRow, LinkOutcome,
-    LoginCompletion, LoginResolution, NewLogin, PhoneOutcome, Redeem, RefreshOutcome, Rotation,
-    SendLimits, SessionRow, Store, StoreError, StoreOptions, UnlinkOutcome, User, VerificationCode,
+    AccessChange, AuditEvent, AuditFilter, AuthRequestRow, Backend, ClientRow, CodeCheck,
+    CodeInsert, CodeRow, CompleteExchange, CompleteLogin, FamilyRow, FirstLogin, FlowRow, GcReport,
+    KeyRow, LinkOutcome, LoginCompletion, LoginResolution, NewLogin, PhoneOutcome, Redeem,
+    RefreshOutcome, Rotation, SendLimits, SessionRow, Store, StoreError, StoreOptions, Unlink,
+    User, VerificationCode,
 };
 use serde_json::json;
 
@@ -87,6 +88,13 @@ conformance!(
         verification_codes_are_throttled_single_use_and_die_after_wrong_attempts,
         auth_request_payload_can_be_replaced_while_live,
         token_exchange_writes_account_grant_and_audit_at_once_or_nothing,
+        search_finds_users_by_id_name_subject_and_link_key_with_counts,
+        live_sessions_and_grants_of_a_user_exclude_ended_expired_and_revoked,
+        disabling_ends_access_in_one_transaction_with_its_audit_row,
+        enabling_and_ending_access_touch_only_what_they_say,
+        unlinking_refuses_the_last_identity_unless_allowed,
+        unlinking_removes_a_link_key_no_other_identity_carries,
+        audit_filters_by_event_time_and_user,
     ],
 );
 
@@ -1846,9 +1854,20 @@ async fn account_page_links_and_never_unlinks_the_last_identity(store: Store) {
         .await
         .unwrap();
     let bob = user_of(&bob).id.clone();
+    let unlink = |user: String, connector: &'static str, subject: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .unlink_identity(&user, connector, subject, false, |_| {
+                    audit(NOW, "identity_unlinked", None)
+                })
+                .await
+                .unwrap()
+        }
+    };
     assert_eq!(
-        store.unlink_identity(&alice, "dev", "alice").await.unwrap(),
-        UnlinkOutcome::LastIdentity
+        unlink(alice.clone(), "dev", "alice").await,
+        idbridge_store::Unlink::LastIdentity
     );
     let web = login("wechat-web", "o-alice", Some("union-a"));
     assert_eq!(
@@ -1897,13 +1916,13 @@ async fn account_page_links_and_never_unlinks_the_last_identity(store: Store) {
         .await
         .unwrap();
     assert_eq!(user_of(&r).id, alice);
+    assert!(matches!(
+        unlink(alice.clone(), "dev", "alice").await,
+        idbridge_store::Unlink::Unlinked(_)
+    ));
     assert_eq!(
-        store.unlink_identity(&alice, "dev", "alice").await.unwrap(),
-        UnlinkOutcome::Unlinked
-    );
-    assert_eq!(
-        store.unlink_identity(&alice, "dev", "bob").await.unwrap(),
-        UnlinkOutcome::NotFound
+        unlink(alice.clone(), "dev", "bob").await,
+        idbridge_store::Unlink::NoIdentity
     );
     assert_eq!(store.list_identities(&alice).await.unwrap().len(), 2);
 }
@@ -2312,4 +2331,591 @@ async fn token_exchange_writes_account_grant_and_audit_at_once_or_nothing(store:
         store.get_identity("wechat-app", "app-o5").await.unwrap(),
         None
     );
+}
+// ---------------------------------------------------------------- operator queries and changes
+
+async fn create(store: &Store, l: NewLogin, uid: &str, at: i64) {
+    let r = store
+        .resolve_login(l, FirstLogin::Create, uid.into(), at)
+        .await
+        .unwrap();
+    assert_eq!(user_of(&r).id, uid);
+}
+
+fn admin_event(event: &str, user: &str, detail: serde_json::Value) -> AuditEvent {
+    AuditEvent {
+        at: NOW,
+        event: event.into(),
+        user_id: Some(user.into()),
+        client_id: None,
+        connector_id: None,
+        ip: None,
+        detail,
+    }
+}
+
+async fn search_finds_users_by_id_name_subject_and_link_key_with_counts(store: Store) {
+    create(
+        &store,
+        login("wechat-web", "oA", Some("union-a")),
+        "u1",
+        NOW,
+    )
+    .await;
+    create(
+        &store,
+        login("wechat-mp", "oA2", Some("union-a")),
+        "u1",
+        NOW,
+    )
+    .await;
+    let mut bob = login("wechat-web", "oB", None);
+    bob.name = Some("Bob 50%".into());
+    create(&store, bob, "u2", NOW + 1).await;
+    let mut nameless = login("wechat-web", "oC", None);
+    nameless.name = None;
+    create(&store, nameless, "u3", NOW + 2).await;
+
+    let found = |q: &'static str, limit: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .search_users(q, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.user.id, s.identities))
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = vec![("u1".into(), 2), ("u2".into(), 1), ("u3".into(), 1)];
+    assert_eq!(found("", 10).await, all);
+    assert_eq!(found("", 2).await, all[..2].to_vec());
+    assert_eq!(found("u2", 10).await, [("u2".into(), 1)]);
+    assert_eq!(found("NAME OF oa", 10).await, [("u1".into(), 2)]);
+    assert_eq!(found("50%", 10).await, [("u2".into(), 1)]);
+    assert_eq!(
+        found("%", 10).await,
+        [("u2".into(), 1)],
+        "LIKE wildcards are literal"
+    );
+    // An upstream subject (openid) or link key (unionid) finds its user, exactly.
+    assert_eq!(found("oA2", 10).await, [("u1".into(), 2)]);
+    assert_eq!(found("oC", 10).await, [("u3".into(), 1)]);
+    assert_eq!(found("union-a", 10).await, [("u1".into(), 2)]);
+    assert!(found("union", 10).await.is_empty());
+    assert!(found("nobody", 10).await.is_empty());
+    // A user without identities counts zero.
+    assert!(store.delete_identity("wechat-web", "oC").await.unwrap());
+    assert_eq!(found("u3", 10).await, [("u3".into(), 0)]);
+}
+
+async fn live_sessions_and_grants_of_a_user_exclude_ended_expired_and_revoked(store: Store) {
+    store
+        .insert_session(session("s1", "u1", NOW))
+        .await
+        .unwrap();
+    store
+        .insert_session(session("s2", "u1", NOW + 1))
+        .await
+        .unwrap();
+    let mut old = session("s3", "u1", NOW - 2 * DAY);
+    old.expires_at = NOW - DAY;
+    store.insert_session(old).await.unwrap();
+    store
+        .insert_session(session("s4", "u2", NOW))
+        .await
+        .unwrap();
+    store.end_session("s1", NOW + 2).await.unwrap();
+    let ids = |v: Vec<SessionRow>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.live_sessions_for_user("u1", NOW + 3).await.unwrap()),
+        ["s2"]
+    );
+    assert!(store
+        .live_sessions_for_user("u1", NOW + 1 + DAY)
+        .await
+        .unwrap()
+        .is_empty());
+
+    issue_family(&store, "a", "rta", family("a", "u1", Some("s2"), NOW)).await;
+    issue_family(&store, "b", "rtb", family("b", "u1", None, NOW + 1)).await;
+    issue_family(&store, "c", "rtc", family("c", "u1", None, NOW)).await;
+    issue_family(&store, "d", "rtd", family("d", "u2", None, NOW)).await;
+    store.revoke_family("c", "logout", NOW + 2).await.unwrap();
+    let live = store.live_families_for_user("u1", NOW + 3).await.unwrap();
+    assert_eq!(
+        live.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["b", "a"],
+        "newest first"
+    );
+    assert_eq!(live[1], family("a", "u1", Some("s2"), NOW));
+    assert!(store
+        .live_families_for_user("u1", NOW + 30 * DAY + 1)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn disabling_ends_access_in_one_transaction_with_its_audit_row(store: Store) {
+    create(&store, login("wechat-web", "oA", None), "u1", NOW).await;
+    create(&store, login("wechat-web", "oB", None), "u2", NOW).await;
+    store
+        .insert_session(session("s1", "u1", NOW))
+        .await
+        .unwrap();
+    store
+        .insert_session(session("s2", "u1", NOW))
+        .await
+        .unwrap();
+    store
+        .insert_session(session("s3", "u2", NOW))
+        .await
+        .unwrap();
+    store.end_session("s2", NOW + 1).await.unwrap();
+    issue_family(&store, "a", "rta", family("a", "u1", Some("s1"), NOW)).await;
+    issue_family(&store, "b", "rtb", family("b", "u1", None, NOW)).await;
+    issue_family(&store, "c", "rtc", family("c", "u2", None, NOW)).await;
+    store.revoke_family("b", "logout", NOW + 1).await.unwrap();
+
+    let out = store
+        .change_user_access("u1", AccessChange::Disable, "user_disabled", NOW + 10, |o| {
+            admin_event(
+                "admin_disable",
+                &o.user.id,
+                json!({ "sessions_ended": o.sessions_ended, "grants_revoked": o.grants_revoked }),
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.user.disabled_at, Some(NOW + 10));
+    assert!(!out.was_disabled);
+    assert_eq!((out.sessions_ended, out.grants_revoked), (1, 1));
+    assert_eq!(
+        store.get_user("u1").await.unwrap().unwrap().disabled_at,
+        Some(NOW + 10)
+    );
+    assert_eq!(
+        store.get_session("s1").await.unwrap().unwrap().ended_at,
+        Some(NOW + 10)
+    );
+    assert_eq!(
+        store.get_session("s2").await.unwrap().unwrap().ended_at,
+        Some(NOW + 1),
+        "an ended session keeps its end"
+    );
+    let a = store.get_family("a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.revoked_at, a.revoked_reason.as_deref()),
+        (Some(NOW + 10), Some("user_disabled"))
+    );
+    assert_eq!(
+        store
+            .get_family("b")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_reason
+            .as_deref(),
+        Some("logout"),
+        "a revoked grant keeps its first reason"
+    );
+    // The other user is untouched.
+    assert_eq!(
+        store.get_session("s3").await.unwrap().unwrap().ended_at,
+        None
+    );
+    assert_eq!(
+        store.get_family("c").await.unwrap().unwrap().revoked_at,
+        None
+    );
+    assert_eq!(
+        store.get_user("u2").await.unwrap().unwrap().disabled_at,
+        None
+    );
+    // The refresh grant now refuses the user.
+    let r = store
+        .refresh_grant("rta", "rta2", "app", None, 60, DAY, NOW + 11)
+        .await
+        .unwrap();
+    assert!(matches!(r, RefreshOutcome::UserDisabled), "{r:?}");
+
+    // The audit row was written with the outcome.
+    let audit = store.list_audit(Some("u1"), 10, None).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].event.event, "admin_disable");
+    assert_eq!(
+        audit[0].event.detail,
+        json!({ "sessions_ended": 1, "grants_revoked": 1 })
+    );
+
+    // Disabling again keeps the first time and ends nothing more.
+    let again = store
+        .change_user_access(
+            "u1",
+            AccessChange::Disable,
+            "user_disabled",
+            NOW + 20,
+            |o| admin_event("admin_disable", &o.user.id, json!({})),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.was_disabled);
+    assert_eq!(again.user.disabled_at, Some(NOW + 10));
+    assert_eq!((again.sessions_ended, again.grants_revoked), (0, 0));
+
+    // No such user: nothing written, not even the audit row.
+    let none = store
+        .change_user_access(
+            "nobody",
+            AccessChange::Disable,
+            "user_disabled",
+            NOW,
+            |_| admin_event("admin_disable", "nobody", json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert!(store
+        .list_audit(Some("nobody"), 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn enabling_and_ending_access_touch_only_what_they_say(store: Store) {
+    create(&store, login("wechat-web", "oA", None), "u1", NOW).await;
+    store
+        .insert_session(session("s1", "u1", NOW))
+        .await
+        .unwrap();
+    issue_family(&store, "a", "rta", family("a", "u1", Some("s1"), NOW)).await;
+    // Enabling an enabled user changes nothing but is audited.
+    let out = store
+        .change_user_access("u1", AccessChange::Enable, "unused", NOW + 1, |o| {
+            admin_event("admin_enable", &o.user.id, json!({}))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (out.was_disabled, out.sessions_ended, out.grants_revoked),
+        (false, 0, 0)
+    );
+    assert_eq!(
+        store.get_session("s1").await.unwrap().unwrap().ended_at,
+        None
+    );
+
+    // Ending access: sessions and grants end, the user stays enabled.
+    let out = store
+        .change_user_access(
+            "u1",
+            AccessChange::EndAccess,
+            "revoked_by_admin",
+            NOW + 2,
+            |o| admin_event("admin_revoke", &o.user.id, json!({})),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((out.sessions_ended, out.grants_revoked), (1, 1));
+    assert_eq!(out.user.disabled_at, None);
+    assert_eq!(
+        store
+            .get_family("a")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_reason
+            .as_deref(),
+        Some("revoked_by_admin")
+    );
+    let r = store
+        .rotate_refresh_token("rta", "rta2", 60, DAY, NOW + 3)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotation::Revoked(_)), "{r:?}");
+
+    // Disable, then enable: the user may sign in again; what ended stays ended.
+    store
+        .change_user_access("u1", AccessChange::Disable, "user_disabled", NOW + 4, |o| {
+            admin_event("admin_disable", &o.user.id, json!({}))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let out = store
+        .change_user_access("u1", AccessChange::Enable, "unused", NOW + 5, |o| {
+            admin_event("admin_enable", &o.user.id, json!({}))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.was_disabled);
+    assert_eq!(out.user.disabled_at, None);
+    assert_eq!(out.user.updated_at, NOW + 5);
+    assert!(store
+        .live_families_for_user("u1", NOW + 6)
+        .await
+        .unwrap()
+        .is_empty());
+    let events: Vec<String> = store
+        .list_audit(Some("u1"), 10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.event)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "admin_enable",
+            "admin_disable",
+            "admin_revoke",
+            "admin_enable"
+        ]
+    );
+}
+
+async fn unlinking_refuses_the_last_identity_unless_allowed(store: Store) {
+    create(&store, login("wechat-web", "oA", None), "u1", NOW).await;
+    create(&store, login("dev", "alice", None), "u2", NOW).await;
+    let unlink = |uid: &'static str, conn: &'static str, sub: &'static str, last: bool| {
+        let store = store.clone();
+        async move {
+            store
+                .unlink_identity(uid, conn, sub, last, |u| {
+                    admin_event(
+                        "admin_unlink",
+                        &u.identity.user_id,
+                        json!({ "left": u.identities_left }),
+                    )
+                })
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        unlink("nobody", "wechat-web", "oA", false).await,
+        Unlink::NoUser
+    );
+    assert_eq!(
+        unlink("u2", "wechat-web", "oA", false).await,
+        Unlink::NoIdentity,
+        "another user's identity is not this user's to unlink"
+    );
+    assert_eq!(
+        unlink("u1", "wechat-web", "nope", false).await,
+        Unlink::NoIdentity
+    );
+    assert_eq!(
+        unlink("u1", "wechat-web", "oA", false).await,
+        Unlink::LastIdentity
+    );
+    assert!(store
+        .get_identity("wechat-web", "oA")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store.list_audit(None, 10, None).await.unwrap().is_empty());
+
+    let Unlink::Unlinked(u) = unlink("u1", "wechat-web", "oA", true).await else {
+        panic!("forced unlink of the last identity")
+    };
+    assert_eq!((u.identities_left, u.link_key_removed), (0, false));
+    assert_eq!(u.identity.subject, "oA");
+    assert!(store
+        .get_identity("wechat-web", "oA")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        store.get_user("u1").await.unwrap().is_some(),
+        "the user stays"
+    );
+    let audit = store.list_audit(Some("u1"), 10, None).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].event.detail, json!({ "left": 0 }));
+    // The next sign-in of that upstream identity is a new person to the broker.
+    let r = store
+        .resolve_login(
+            login("wechat-web", "oA", None),
+            FirstLogin::Create,
+            "u3".into(),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, LoginResolution::Created(u) if u.id == "u3"),
+        "{r:?}"
+    );
+}
+
+async fn unlinking_removes_a_link_key_no_other_identity_carries(store: Store) {
+    create(
+        &store,
+        login("wechat-web", "oA", Some("union-a")),
+        "u1",
+        NOW,
+    )
+    .await;
+    create(
+        &store,
+        login("wechat-mp", "oA2", Some("union-a")),
+        "u1",
+        NOW,
+    )
+    .await;
+    create(&store, login("dev", "alice", None), "u1x", NOW).await;
+    let audit =
+        |u: &idbridge_store::Unlinked| admin_event("admin_unlink", &u.identity.user_id, json!({}));
+
+    // The web identity goes; the Official Account identity carries the same
+    // unionid, so the link key stays and a later web sign-in comes back to u1.
+    let Unlink::Unlinked(u) = store
+        .unlink_identity("u1", "wechat-web", "oA", false, audit)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((u.identities_left, u.link_key_removed), (1, false));
+    let r = store
+        .resolve_login(
+            login("wechat-web", "oA", Some("union-a")),
+            FirstLogin::Create,
+            "u2".into(),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, LoginResolution::Linked(u) if u.id == "u1"),
+        "{r:?}"
+    );
+
+    // Now the Official Account identity goes, then the web one (forced): the
+    // link key goes with the last identity that carried it, and the unionid no
+    // longer finds u1.
+    let Unlink::Unlinked(u) = store
+        .unlink_identity("u1", "wechat-mp", "oA2", false, audit)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((u.identities_left, u.link_key_removed), (1, false));
+    let Unlink::Unlinked(u) = store
+        .unlink_identity("u1", "wechat-web", "oA", true, audit)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((u.identities_left, u.link_key_removed), (0, true));
+    let r = store
+        .resolve_login(
+            login("wechat-mp", "oA2", Some("union-a")),
+            FirstLogin::Create,
+            "u4".into(),
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, LoginResolution::Created(u) if u.id == "u4"),
+        "{r:?}"
+    );
+}
+
+async fn audit_filters_by_event_time_and_user(store: Store) {
+    for (i, (event, user)) in [
+        ("login", Some("u1")),
+        ("login", Some("u2")),
+        ("login_denied", None),
+        ("admin_disable", Some("u1")),
+        ("login", Some("u1")),
+        ("admin_enable", Some("u1")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .append_audit(audit(NOW + 10 * i as i64, event, user))
+            .await
+            .unwrap();
+    }
+    let find = |f: AuditFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .find_audit(f)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.event.event, r.event.at - NOW))
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = AuditFilter {
+        limit: 100,
+        ..AuditFilter::default()
+    };
+    assert_eq!(find(all.clone()).await.len(), 6);
+    assert_eq!(
+        find(AuditFilter {
+            events: vec!["admin_disable".into(), "admin_enable".into()],
+            ..all.clone()
+        })
+        .await,
+        [("admin_enable".into(), 50), ("admin_disable".into(), 30)]
+    );
+    assert_eq!(
+        find(AuditFilter {
+            since: Some(NOW + 10),
+            until: Some(NOW + 40),
+            ..all.clone()
+        })
+        .await,
+        [
+            ("admin_disable".to_owned(), 30),
+            ("login_denied".to_owned(), 20),
+            ("login".to_owned(), 10),
+        ],
+        "since is inclusive, until exclusive"
+    );
+    let u1_logins = AuditFilter {
+        user_id: Some("u1".into()),
+        events: vec!["login".into()],
+        limit: 1,
+        ..AuditFilter::default()
+    };
+    let page = store.find_audit(u1_logins.clone()).await.unwrap();
+    assert_eq!((page.len(), page[0].event.at), (1, NOW + 40));
+    let next = store
+        .find_audit(AuditFilter {
+            before_id: Some(page[0].id),
+            ..u1_logins.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!((next.len(), next[0].event.at), (1, NOW));
+    assert!(store
+        .find_audit(AuditFilter {
+            before_id: Some(next[0].id),
+            ..u1_logins
+        })
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(find(AuditFilter {
+        events: vec!["nothing".into()],
+        ..all
+    })
+    .await
+    .is_empty());
 }

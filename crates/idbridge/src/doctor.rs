@@ -54,6 +54,16 @@ pub async fn check(path: &Path) -> Vec<Problem> {
             problems.extend(factory.doctor(&cs, &ctx));
         }
     }
+    for (i, message) in idbridge_server::admin::tokens::warnings(&settings.admin.tokens) {
+        problems.push(Problem {
+            key: idbridge_server::admin::tokens::config_key(
+                settings.admin.token_file.as_deref(),
+                i,
+            ),
+            message,
+            fatal: false,
+        });
+    }
     if settings.connectors.is_empty() {
         problems.push(Problem {
             key: "connectors".into(),

@@ -156,7 +156,24 @@ impl DevHome {
     }
 }
 
+pub mod admin;
 pub mod doctor;
+
+/// Load a config file for a command; on problems print every one (naming its
+/// key) and give exit code 2.
+pub fn load_config(path: &Path) -> Result<Settings, std::process::ExitCode> {
+    idbridge_server::config::load(Some(path), &[]).map_err(|errors| {
+        eprintln!(
+            "idbridge: the configuration in {} has {} problem(s):",
+            path.display(),
+            errors.len()
+        );
+        for e in errors {
+            eprintln!("  - {e}");
+        }
+        std::process::ExitCode::from(2)
+    })
+}
 
 /// Open the configured store (no migrations).
 pub async fn open_store(settings: &Settings) -> Result<idbridge_store::Store, String> {

@@ -1,9 +1,10 @@
 //! `idbridge`: the command line. `serve --config FILE`, `serve --dev`, `migrate`,
-//! `doctor`, `keys list|rotate|generate-master`.
+//! `doctor`, `keys list|rotate|generate-master`, `admin find|show|unlink|disable|
+//! enable|revoke|audit|generate-token`.
 
 use clap::{Parser, Subcommand};
 use idbridge::{registry, DevHome};
-use idbridge_server::config::{self, Settings};
+use idbridge_server::config::Settings;
 use idbridge_server::{build_state, run, Clock, Options};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -60,6 +61,12 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Operators: find users, show, unlink, disable, enable, revoke, read the
+    /// audit log (directly on the database; see docs/admin.md).
+    Admin {
+        #[command(subcommand)]
+        command: idbridge::admin::AdminCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,9 +88,9 @@ enum KeysCommand {
     GenerateMaster,
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IDBRIDGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -97,22 +104,17 @@ fn init_logging(format: &str) {
 }
 
 fn load(path: &std::path::Path) -> Result<Settings, ExitCode> {
-    config::load(Some(path), &[]).map_err(|errors| {
-        eprintln!(
-            "idbridge: the configuration in {} has {} problem(s):",
-            path.display(),
-            errors.len()
-        );
-        for e in errors {
-            eprintln!("  - {e}");
-        }
-        ExitCode::from(2)
-    })
+    idbridge::load_config(path)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    // `admin` commands print what they did; their log lines only on request.
+    let level = match cli.command {
+        Command::Admin { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(&cli.log_format, level);
     actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve {
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
             Command::Migrate { config } => migrate(config).await,
             Command::Doctor { config } => idbridge::doctor::run(&config).await,
             Command::Keys { command } => keys(command).await,
+            Command::Admin { command } => idbridge::admin::run(command).await,
         }
     })
 }
