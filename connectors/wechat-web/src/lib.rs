@@ -171,6 +171,11 @@ impl Connector for WeChatWeb {
         &self.name
     }
 
+    /// The embedded QR code is shown on the sign-in page itself.
+    fn shows_inline(&self) -> bool {
+        self.cfg.mode == "embedded"
+    }
+
     async fn begin(
         &self,
         ctx: &RequestContext,

@@ -92,6 +92,13 @@ pub trait Connector: Send + Sync {
     /// The name shown on the login page.
     fn display_name(&self) -> &str;
 
+    /// Whether `begin` answers with a page fragment that can sit on the sign-in
+    /// page itself, next to the other choices (an embedded QR code). Such a
+    /// connector is begun when the chooser is shown. Default: false.
+    fn shows_inline(&self) -> bool {
+        false
+    }
+
     /// Can it serve this browser?
     fn availability(&self, _ctx: &RequestContext) -> Availability {
         Availability::Available

@@ -6,7 +6,7 @@
 use crate::clients::Client;
 use crate::i18n::Tr;
 use crate::issue::{self, Grant};
-use crate::pages::{error_page, escape, render, text, Link, Page};
+use crate::pages::{error_page, escape, text, Link, Page};
 use crate::params::{append_query, parse};
 use crate::state::{AppState, ConnectorEntry, FirstLoginPolicy};
 use actix_web::cookie::{Cookie, SameSite};
@@ -647,16 +647,48 @@ pub async fn login(
         return begin(&state, &req, &request_id, &ar, connector_id, locale).await;
     }
     let ctx = request_context(&state, &req, locale);
-    let choices = usable(&state, &client, &ctx)
-        .into_iter()
-        .map(|(id, _)| Link {
+    let Some(browser) = crate::csrf::Browser::of(&state, &req) else {
+        return error_page(
+            locale,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "random generator failure",
+            "",
+        );
+    };
+    let mut choices = Vec::new();
+    // Connectors that can show themselves on this page (an embedded QR code) are
+    // begun now and shown inline; the others are buttons.
+    let mut inline = Vec::new();
+    let (mut script_sources, mut frame_sources) = (Vec::new(), Vec::new());
+    for (id, _) in usable(&state, &client, &ctx) {
+        let Some(entry) = state.connector(id) else {
+            continue;
+        };
+        let name = entry.connector.display_name().to_owned();
+        if entry.connector.shows_inline() {
+            let started = start_flow(&state, &req, &browser, &request_id, &ar, id, locale).await;
+            if let Ok(Begin::Page {
+                body_html,
+                script_sources: scripts,
+                frame_sources: frames,
+                ..
+            }) = started
+            {
+                script_sources.extend(scripts);
+                frame_sources.extend(frames);
+                inline.push(Inline {
+                    id: id.to_owned(),
+                    name,
+                    body_html,
+                });
+                continue;
+            }
+        }
+        choices.push(Link {
             href: format!("/login/{request_id}?connector={id}"),
-            name: state
-                .connector(id)
-                .map(|c| c.connector.display_name().to_owned())
-                .unwrap_or_default(),
-        })
-        .collect();
+            name,
+        });
+    }
     // Say why a method the app offers cannot be used here (e.g. "open this link in
     // WeChat" for the in-WeChat login on a desktop browser).
     let unavailable = offered(&state, &client)
@@ -672,6 +704,7 @@ pub async fn login(
     let chooser = Chooser {
         t: Tr(locale),
         client_name: client.name.clone(),
+        inline,
         choices,
         unavailable,
         cancel: error_url(
@@ -681,7 +714,30 @@ pub async fn login(
             "the person cancelled at the broker",
         ),
     };
-    render(locale, text(locale, "choose_title"), &chooser)
+    let body = match chooser.render() {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(stage = "page", error = %e, "the chooser failed to render");
+            return HttpResponse::InternalServerError().finish();
+        }
+    };
+    script_sources.dedup();
+    frame_sources.dedup();
+    let mut page = Page::new(locale, text(locale, "choose_title"), &body);
+    page.script_sources = &script_sources;
+    page.frame_sources = &frame_sources;
+    let mut resp = page.render();
+    if let Some(c) = &browser.new_cookie {
+        let _ = resp.add_cookie(c);
+    }
+    resp
+}
+
+/// A sign-in method shown on the chooser itself (e.g. an embedded QR code).
+pub struct Inline {
+    pub id: String,
+    pub name: String,
+    pub body_html: String,
 }
 
 /// A sign-in method that cannot work in this browser, and why.
@@ -696,6 +752,7 @@ pub struct Unavailable {
 struct Chooser {
     t: Tr,
     client_name: String,
+    inline: Vec<Inline>,
     choices: Vec<Link>,
     unavailable: Vec<Unavailable>,
     cancel: String,
@@ -741,28 +798,67 @@ pub(crate) async fn begin(
     connector_id: &str,
     locale: Locale,
 ) -> HttpResponse {
-    let Some(entry) = state.connector(connector_id) else {
+    let Some(browser) = crate::csrf::Browser::of(state, req) else {
         return error_page(
+            locale,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "random generator failure",
+            "",
+        );
+    };
+    let begin = match start_flow(state, req, &browser, request_id, ar, connector_id, locale).await {
+        Ok(begin) => begin,
+        Err(resp) => return resp,
+    };
+    let mut resp = match begin {
+        Begin::Redirect(url) => found(&url),
+        Begin::Page {
+            title,
+            body_html,
+            script_sources,
+            frame_sources,
+        } => {
+            let mut page = Page::new(locale, &title, &body_html);
+            page.script_sources = &script_sources;
+            page.frame_sources = &frame_sources;
+            page.render()
+        }
+    };
+    if let Some(c) = &browser.new_cookie {
+        let _ = resp.add_cookie(c);
+    }
+    resp
+}
+
+/// Begin an upstream sign-in with `connector_id` and remember the flow under a
+/// short random state, bound to this browser (whose cookie the caller sets when
+/// `browser.new_cookie` says so). Returns where to send the person.
+pub(crate) async fn start_flow(
+    state: &AppState,
+    req: &HttpRequest,
+    browser: &crate::csrf::Browser,
+    request_id: &str,
+    ar: &AuthRequest,
+    connector_id: &str,
+    locale: Locale,
+) -> Result<Begin, HttpResponse> {
+    let Some(entry) = state.connector(connector_id) else {
+        return Err(error_page(
             locale,
             StatusCode::BAD_REQUEST,
             "Unknown sign-in method.",
             text(locale, "expired_todo"),
-        );
+        ));
     };
     let ctx = request_context(state, req, locale);
-    let (upstream_state, browser) = match (random_alnum(32), random_token(32)) {
-        (Ok(s), Ok(b)) => (s, b),
-        _ => {
-            return error_page(
-                locale,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "random generator failure",
-                "",
-            )
-        }
+    let Ok(upstream_state) = random_alnum(32) else {
+        return Err(error_page(
+            locale,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "random generator failure",
+            "",
+        ));
     };
-    let existing_browser = req.cookie(BROWSER_COOKIE).map(|c| c.value().to_owned());
-    let browser_value = existing_browser.clone().unwrap_or(browser);
     let callback_url = state.endpoint(&format!("/callback/{connector_id}"));
     let started = match entry
         .connector
@@ -777,7 +873,7 @@ pub(crate) async fn begin(
         .await
     {
         Ok(s) => s,
-        Err(e) => return connector_failure(state, ar, connector_id, &e, locale).await,
+        Err(e) => return Err(connector_failure(state, ar, connector_id, &e, locale).await),
     };
     let now = state.now();
     if let Err(e) = state
@@ -786,7 +882,7 @@ pub(crate) async fn begin(
             state: upstream_state,
             connector_id: connector_id.to_owned(),
             auth_request_id: request_id.to_owned(),
-            browser_hash: hash_token(&browser_value),
+            browser_hash: browser.hash(),
             data: started.flow_data,
             created_at: now,
             expires_at: now + state.settings.tokens.auth_request_ttl_secs.min(900),
@@ -796,31 +892,14 @@ pub(crate) async fn begin(
         .await
     {
         tracing::error!(stage = "begin", connector = %connector_id, error = %e, "cannot store the upstream flow");
-        return error_redirect(
+        return Err(error_redirect(
             state,
             ar,
             "temporarily_unavailable",
             "the broker's database is unavailable; retry shortly",
-        );
+        ));
     }
-    let mut resp = match started.begin {
-        Begin::Redirect(url) => found(&url),
-        Begin::Page {
-            title,
-            body_html,
-            script_sources,
-            frame_sources,
-        } => {
-            let mut page = Page::new(locale, &title, &body_html);
-            page.script_sources = &script_sources;
-            page.frame_sources = &frame_sources;
-            page.render()
-        }
-    };
-    if existing_browser.is_none() {
-        let _ = resp.add_cookie(&cookie(state, BROWSER_COOKIE, browser_value));
-    }
-    resp
+    Ok(started.begin)
 }
 
 /// Record a failed connector step, in the browser flow (`via = "browser"`) or a
