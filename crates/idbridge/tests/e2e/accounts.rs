@@ -88,7 +88,7 @@ fn authorize_with(base: &str, connector: &str, client: &str, redirect: &str) -> 
 }
 
 /// The `sub` of a code redeemed by the test app.
-async fn sub_of(base: &str, back: &str, verifier: &str) -> String {
+pub async fn sub_of(base: &str, back: &str, verifier: &str) -> String {
     let code = query_param(back, "code").unwrap_or_else(|| panic!("a code in {back}"));
     let t: serde_json::Value = redeem(base, &code, verifier).await.json().await.unwrap();
     claims(t["id_token"].as_str().unwrap())["sub"]
@@ -230,7 +230,7 @@ async fn alice_with_phone(broker: &Broker) -> String {
 }
 
 /// Ask for a code on the bind page; returns (code page URL, its HTML).
-async fn ask_bind_code(
+pub async fn ask_bind_code(
     b: &reqwest::Client,
     bind_url: &str,
     page: &str,
@@ -255,7 +255,7 @@ fn latest_code(broker: &Broker) -> String {
         .clone()
 }
 
-async fn enter_code(b: &reqwest::Client, code_page_url: &str, code: &str) -> reqwest::Response {
+pub async fn enter_code(b: &reqwest::Client, code_page_url: &str, code: &str) -> reqwest::Response {
     let page = b
         .get(code_page_url)
         .send()

@@ -11,5 +11,6 @@ mod oidc_client;
 mod provider;
 mod reliability;
 mod wechat_app;
+mod wechat_codes;
 mod wechat_mp;
 mod wechat_web;
