@@ -22,10 +22,37 @@ pub async fn check(path: &Path) -> Vec<Problem> {
         return problems;
     };
     let registry = crate::registry();
+    if settings.verification.sender == "log" {
+        problems.push(Problem {
+            key: "verification.sender".into(),
+            message: "\"log\" writes one-time codes to the log instead of sending them: it works only under `idbridge serve --dev`; use \"webhook\" (your SMS gateway) or \"none\"".into(),
+            fatal: true,
+        });
+    }
     for raw in &settings.connectors {
         let mut raw = raw.clone();
-        if let Some(m) = raw.as_object_mut() {
-            m.remove("first_login");
+        let first_login = raw.as_object_mut().and_then(|m| m.remove("first_login"));
+        let label = raw
+            .get("id")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned();
+        match first_login.as_ref().map(|v| v.as_str()) {
+            None | Some(Some("create" | "deny")) => {}
+            Some(Some("bind")) => {
+                if settings.connectors.len() < 2 && settings.verification.sender == "none" {
+                    problems.push(Problem {
+                        key: format!("connectors[{label}].first_login"),
+                        message: "\"bind\" makes a new person prove an existing account by signing in another way or with a one-time code, but there is no other connector and phone codes are off (verification.sender = \"none\"): nobody new can get in".into(),
+                        fatal: false,
+                    });
+                }
+            }
+            Some(_) => problems.push(Problem {
+                key: format!("connectors[{label}].first_login"),
+                message: "use \"create\", \"bind\" or \"deny\"".into(),
+                fatal: true,
+            }),
         }
         let cs = match config::connector_settings(&raw) {
             Ok(cs) => cs,

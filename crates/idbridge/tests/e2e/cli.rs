@@ -208,12 +208,15 @@ url = "mysql://db"
 [[clients]]
 id = "a"
 redirect_uris = ["https://a.example/cb#x"]
+[verification]
+sender = "log"
 [[connectors]]
 id = "w"
 type = "wechat-nope"
 [[connectors]]
 id = "d"
 type = "dev"
+first_login = "maybe"
 "#,
     )
     .unwrap();
@@ -232,6 +235,8 @@ type = "dev"
         "clients[a].redirect_uris:",
         "connectors[w].type:",
         "connectors[d].type:",
+        "connectors[d].first_login:",
+        "verification.sender:",
     ] {
         assert!(text.contains(key), "doctor names {key}:\n{text}");
     }

@@ -473,6 +473,45 @@ async fn embedded_mode_shows_wechats_qr_frame_on_the_brokers_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_chooser_shows_the_embedded_qr_inline_beside_the_other_methods() {
+    let w = world("wx-inline", |c| c["mode"] = "embedded".into()).await;
+    let b = browser();
+    let (url, verifier) = authorize_url(&w.broker.base, &[]);
+    // No connector=: the app leaves the choice to the person.
+    let resp = b
+        .get(url.replace("&connector=dev", ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let chooser = b.get(location(&resp)).send().await.unwrap();
+    assert_eq!(chooser.status(), 200);
+    let csp = chooser
+        .headers()
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains(&format!("frame-src {}", w.sim.base_url())),
+        "{csp}"
+    );
+    let page = chooser.text().await.unwrap();
+    assert!(page.contains("id=\"inline-wx-inline\""), "{page}");
+    // The other connector is still a button.
+    assert!(page.contains("connector=wx-inline-other"), "{page}");
+    let marker = "<iframe title=\"Sign in with WeChat\" src=\"";
+    let start = page.find(marker).expect("the QR frame on the chooser") + marker.len();
+    let src = page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&");
+    // Scanning it signs the person in, like the embedded page does.
+    let callback = w.sim.scan(&src, dev::USER_ALICE).unwrap().remove(0);
+    let back = b.get(&callback).send().await.unwrap();
+    let code = query_param(&location(&back), "code").expect("signed in");
+    assert_eq!(redeem(&w.broker.base, &code, &verifier).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_wechat_is_reported_degraded_while_other_connectors_work() {
     let w = world("wx-health", |_| {}).await;
     let health = || async {
