@@ -17,7 +17,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use idbridge_core::Locale;
-use idbridge_store::{AuditEvent, AuthRequestRow, LinkOutcome, NewLogin, Unlink};
+use idbridge_store::{AuditEvent, AuthRequestRow, LinkOutcome, NewLogin, SessionRow, Unlink, User};
 use std::collections::BTreeMap;
 
 /// The broker's own client for the account page (its redirect URI is the broker).
@@ -91,6 +91,7 @@ pub struct AccountQuery {
 
 fn notice(done: Option<&str>) -> Option<&'static str> {
     Some(match done? {
+        "confirmed" => "notice_confirmed",
         "linked" => "notice_linked",
         "already" => "notice_already",
         "other_account" => "notice_other_account",
@@ -115,6 +116,7 @@ async fn new_request(
     state: &AppState,
     locale: Locale,
     link_to: Option<String>,
+    prompt: Vec<String>,
 ) -> Result<(String, AuthRequest), HttpResponse> {
     let id = idbridge_tokens::random_token(24).map_err(|_| unavailable(locale))?;
     let ar = AuthRequest {
@@ -124,7 +126,7 @@ async fn new_request(
         state: None,
         nonce: None,
         code_challenge: None,
-        prompt: Vec::new(),
+        prompt,
         max_age: None,
         login_hint: None,
         ui_locales: Some(locale.tag().into()),
@@ -161,7 +163,7 @@ pub async fn show(
         Ok(Some(s)) => s,
         Ok(None) => {
             // Sign in first, through the broker's own chooser.
-            return match new_request(&state, locale, None).await {
+            return match new_request(&state, locale, None, Vec::new()).await {
                 Ok((id, _)) => found(&state.endpoint(&format!("/login/{id}"))),
                 Err(resp) => resp,
             };
@@ -243,7 +245,12 @@ pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
         return bad_form(locale);
     }
     let user = match current_session(&state, &req, state.now()).await {
-        Ok(Some((_, user))) => user,
+        Ok(Some((session, user))) => {
+            if !recent(&state, &session) {
+                return confirm_page(&state, &req, &user, locale, None).await;
+            }
+            user
+        }
         Ok(None) => return found(&state.endpoint("/account")),
         Err(resp) => return resp,
     };
@@ -263,7 +270,7 @@ pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
             text(locale, "expired_todo"),
         );
     }
-    match new_request(&state, locale, Some(user.id.clone())).await {
+    match new_request(&state, locale, Some(user.id.clone()), Vec::new()).await {
         Ok((id, ar)) => begin(&state, &req, &id, &ar, &connector_id, locale).await,
         Err(resp) => resp,
     }
@@ -325,7 +332,12 @@ pub async fn unlink(
         return bad_form(locale);
     }
     let user = match current_session(&state, &req, state.now()).await {
-        Ok(Some((_, user))) => user,
+        Ok(Some((session, user))) => {
+            if !recent(&state, &session) {
+                return confirm_page(&state, &req, &user, locale, None).await;
+            }
+            user
+        }
         Ok(None) => return found(&state.endpoint("/account")),
         Err(resp) => return resp,
     };
@@ -354,6 +366,216 @@ pub async fn unlink(
         Err(_) => return unavailable(locale),
     };
     see_other(&format!("/account?done={done}"))
+}
+
+// ---- step-up: confirming it's still the owner before changing sign-in methods
+
+/// Whether the session's sign-in (or last confirmation) is recent enough to
+/// change sign-in methods.
+fn recent(state: &AppState, session: &SessionRow) -> bool {
+    state.now() - session.auth_time <= state.settings.account.reauth_after_secs
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct ConfirmPage {
+    t: Tr,
+    error: Option<String>,
+    code: bool,
+    csrf: String,
+}
+
+async fn confirm_page(
+    state: &AppState,
+    req: &HttpRequest,
+    user: &User,
+    locale: Locale,
+    error: Option<String>,
+) -> HttpResponse {
+    let Some(browser) = Browser::of(state, req) else {
+        return unavailable(locale);
+    };
+    let (wechat, phone) = crate::verify::channels(state, user).await;
+    let page = ConfirmPage {
+        t: Tr(locale),
+        error,
+        code: wechat.is_some() || phone.is_some(),
+        csrf: browser.csrf(CSRF_PURPOSE),
+    };
+    render(locale, text(locale, "confirm_title"), &page)
+}
+
+/// The signed-in person, after the CSRF check of a confirmation form.
+async fn confirming(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+    locale: Locale,
+) -> Result<(SessionRow, User, BTreeMap<String, String>), HttpResponse> {
+    let f = form(body);
+    if !csrf::valid(req, CSRF_PURPOSE, f.get("csrf").map(String::as_str)) {
+        return Err(bad_form(locale));
+    }
+    match current_session(state, req, state.now()).await? {
+        Some((session, user)) => Ok((session, user, f)),
+        None => Err(found(&state.endpoint("/account"))),
+    }
+}
+
+/// POST /account/confirm/send: a one-time code into the account's WeChat chat,
+/// or to its verified phone.
+pub async fn confirm_send(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let locale = fallback_locale(&req);
+    let (_, user, _) = match confirming(&state, &req, &body, locale).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let Some(browser_hash) = csrf::browser_hash(&req) else {
+        return bad_form(locale);
+    };
+    let (_, phone) = crate::verify::channels(&state, &user).await;
+    let ctx = request_context(&state, &req, locale);
+    match crate::verify::send_code(
+        &state,
+        &ctx,
+        crate::verify::Purpose::StepUp,
+        phone.as_deref(),
+        Some(&user),
+        &browser_hash,
+    )
+    .await
+    {
+        Ok(sent) => see_other(&format!("/account/confirm/code?c={}", sent.code_id)),
+        Err(e) => {
+            let message = crate::bind::send_error_text(locale, &e);
+            confirm_page(&state, &req, &user, locale, Some(message)).await
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct CodeQuery {
+    c: String,
+}
+
+fn confirm_code_page(
+    state: &AppState,
+    req: &HttpRequest,
+    code_id: &str,
+    locale: Locale,
+    error: Option<String>,
+) -> HttpResponse {
+    let Some(browser) = Browser::of(state, req) else {
+        return unavailable(locale);
+    };
+    crate::verify::code_page(
+        locale,
+        crate::verify::CodePageText {
+            sent: text(locale, "code_sent_account"),
+            destination: None,
+        },
+        "/account/confirm/code",
+        &browser.csrf(CSRF_PURPOSE),
+        code_id,
+        "/account",
+        error,
+    )
+}
+
+/// GET /account/confirm/code?c=…
+pub async fn confirm_code_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<CodeQuery>,
+) -> HttpResponse {
+    let locale = fallback_locale(&req);
+    match current_session(&state, &req, state.now()).await {
+        Ok(Some(_)) => confirm_code_page(&state, &req, &query.c, locale, None),
+        Ok(None) => found(&state.endpoint("/account")),
+        Err(resp) => resp,
+    }
+}
+
+/// POST /account/confirm/code: a right code makes the session's sign-in recent.
+pub async fn confirm_check(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let locale = fallback_locale(&req);
+    let (session, user, f) = match confirming(&state, &req, &body, locale).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let Some(browser_hash) = csrf::browser_hash(&req) else {
+        return bad_form(locale);
+    };
+    let ip = req.peer_addr().map(|a| a.ip());
+    if !state.failures.allowed(ip, crate::limits::now_ms()) {
+        return error_page(
+            locale,
+            StatusCode::TOO_MANY_REQUESTS,
+            text(locale, "too_many_failures"),
+            text(locale, "too_many_failures_todo"),
+        );
+    }
+    let code_id = f.get("c").cloned().unwrap_or_default();
+    let attempt = f.get("code").map(String::as_str).unwrap_or_default();
+    match crate::verify::check_code(&state, &code_id, attempt, &browser_hash).await {
+        Ok(idbridge_store::CodeCheck::Verified(row))
+            if row.user_id.as_deref() == Some(user.id.as_str()) =>
+        {
+            if let Err(e) = state
+                .store
+                .reauthenticate_session(&session.id, state.now())
+                .await
+            {
+                tracing::error!(stage = "account", error = %e, "cannot record the confirmation");
+                return unavailable(locale);
+            }
+            tracing::info!(event = "step_up", user_id = %user.id, "the person confirmed it is them with a one-time code");
+            authorize::audit(
+                &state,
+                "step_up",
+                Some(&user.id),
+                None,
+                None,
+                serde_json::json!({"via": row.channel}),
+            )
+            .await;
+            see_other("/account?done=confirmed")
+        }
+        Ok(other) => {
+            state.failures.failed(ip, crate::limits::now_ms());
+            let e = crate::verify::check_error_text(locale, &other);
+            confirm_code_page(&state, &req, &code_id, locale, Some(e))
+        }
+        Err(e) => {
+            tracing::error!(stage = "verification", error = %e, "cannot check the code");
+            unavailable(locale)
+        }
+    }
+}
+
+/// POST /account/confirm/signin: sign in again (`prompt=login`); the new session
+/// is recent.
+pub async fn confirm_sign_in(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let locale = fallback_locale(&req);
+    if let Err(resp) = confirming(&state, &req, &body, locale).await {
+        return resp;
+    }
+    match new_request(&state, locale, None, vec!["login".into()]).await {
+        Ok((id, _)) => see_other(&state.endpoint(&format!("/login/{id}"))),
+        Err(resp) => resp,
+    }
 }
 
 #[cfg(test)]

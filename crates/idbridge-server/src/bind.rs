@@ -270,7 +270,7 @@ pub async fn send(
         &state,
         &ctx,
         Purpose::Bind,
-        &phone,
+        Some(&phone),
         user.as_ref(),
         &pending.browser_hash,
     )

@@ -22,11 +22,30 @@ pub struct Settings {
     #[serde(default)]
     pub verification: VerificationSettings,
     #[serde(default)]
+    pub account: AccountSettings,
+    #[serde(default)]
     pub clients: Vec<ClientSettings>,
     #[serde(default)]
     pub connectors: Vec<serde_json::Value>,
     #[serde(default)]
     pub admin: AdminSettings,
+}
+
+/// The account page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountSettings {
+    /// Linking or unlinking a sign-in method needs a sign-in (or a one-time code)
+    /// at most this many seconds old; otherwise the person confirms first.
+    pub reauth_after_secs: i64,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Self {
+            reauth_after_secs: 600,
+        }
+    }
 }
 
 /// One-time codes (binding an account by phone, verifying a phone number): how
@@ -594,6 +613,12 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
                 "missing",
             ));
         }
+    }
+    if s.account.reauth_after_secs < 0 {
+        errors.push(ConfigError::new(
+            "account.reauth_after_secs",
+            "must be 0 (always confirm) or a positive number of seconds",
+        ));
     }
     let v = &s.verification;
     match v.sender.as_str() {

@@ -189,7 +189,7 @@ pub async fn send(
         &state,
         &ctx,
         Purpose::Phone,
-        &phone,
+        Some(&phone),
         Some(&user),
         &browser_hash,
     )

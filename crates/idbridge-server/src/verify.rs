@@ -27,6 +27,9 @@ pub enum Purpose {
     Bind,
     /// Ownership of a phone number (a client with `require_phone`).
     Phone,
+    /// That the signed-in person is still the account's owner (before linking
+    /// or unlinking sign-in methods on the account page).
+    StepUp,
 }
 
 impl Purpose {
@@ -34,6 +37,7 @@ impl Purpose {
         match self {
             Purpose::Bind => "bind",
             Purpose::Phone => "phone",
+            Purpose::StepUp => "step_up",
         }
     }
 }
@@ -252,14 +256,31 @@ async fn messaging_identity(state: &AppState, user: &User) -> Option<(String, St
     })
 }
 
-/// Send a code for `purpose` about `phone`. `user` is the account the code proves
-/// (for binding); `None` means no account has this number: a code is stored but
-/// never sent, so the page cannot tell anyone whether the number is known.
+/// Where a code may go for `user`: into WeChat (an identity at a connector that
+/// can message it) and/or by SMS (a verified number, when phone codes are on).
+pub async fn channels(state: &AppState, user: &User) -> (Option<(String, String)>, Option<String>) {
+    let wechat = if state.verifier.settings.wechat {
+        messaging_identity(state, user).await
+    } else {
+        None
+    };
+    let phone = user
+        .phone_number
+        .clone()
+        .filter(|_| user.phone_verified_at.is_some() && state.verifier.phone_codes());
+    (wechat, phone)
+}
+
+/// Send a code for `purpose`. `phone` is the number typed or on file (also what
+/// resends are counted by; without one, the account is). `user` is the account
+/// the code proves: for binding, `None` means no account has this number, and a
+/// code is stored but never sent, so the page cannot tell anyone whether the
+/// number is known. Codes proving an account go into its WeChat chat first.
 pub async fn send_code(
     state: &AppState,
     ctx: &RequestContext,
     purpose: Purpose,
-    phone: &str,
+    phone: Option<&str>,
     user: Option<&User>,
     browser_hash: &str,
 ) -> Result<Sent, SendError> {
@@ -270,19 +291,27 @@ pub async fn send_code(
         _ => return Err(SendError::Failed),
     };
     let wechat = match (purpose, user) {
-        (Purpose::Bind, Some(u)) if v.settings.wechat => messaging_identity(state, u).await,
+        (Purpose::Bind | Purpose::StepUp, Some(u)) if v.settings.wechat => {
+            messaging_identity(state, u).await
+        }
         _ => None,
     };
-    let planned = match (purpose, user, &wechat) {
-        (Purpose::Bind, None, _) => Via::Nowhere,
-        (_, _, Some(_)) => Via::WeChat,
-        _ => Via::Sms,
+    let planned = match (purpose, user, &wechat, phone) {
+        (Purpose::Bind, None, _, _) => Via::Nowhere,
+        (_, _, Some(_), _) => Via::WeChat,
+        (_, _, None, Some(_)) => Via::Sms,
+        (_, _, None, None) => return Err(SendError::Failed),
+    };
+    let destination = match (phone, user) {
+        (Some(p), _) => p.to_owned(),
+        (None, Some(u)) => format!("account:{}", u.id),
+        (None, None) => return Err(SendError::Failed),
     };
     let row = VerificationCode {
         id: id.clone(),
         purpose: purpose.as_str().into(),
         channel: planned.as_str().into(),
-        destination: phone.to_owned(),
+        destination: destination.clone(),
         user_id: user.map(|u| u.id.clone()),
         browser_hash: browser_hash.to_owned(),
         code_hash: code_hash(&id, &code),
@@ -307,8 +336,8 @@ pub async fn send_code(
             via = Via::Sms;
         }
     }
-    let delivered = match via {
-        Via::Nowhere => {
+    let delivered = match (via, phone) {
+        (Via::Nowhere, _) => {
             tracing::info!(
                 stage = "verification",
                 purpose = purpose.as_str(),
@@ -316,8 +345,9 @@ pub async fn send_code(
             );
             true
         }
-        Via::WeChat => true,
-        Via::Sms => send_sms(state, ctx, purpose, phone, &code, &text).await,
+        (Via::WeChat, _) => true,
+        (Via::Sms, Some(phone)) => send_sms(state, ctx, purpose, phone, &code, &text).await,
+        (Via::Sms, None) => false,
     };
     if !delivered {
         // Nothing half-written: the code that never went out does not count.
@@ -336,7 +366,7 @@ pub async fn send_code(
         v.outbox.push(OutboxEntry {
             at: now,
             channel: via.as_str(),
-            to: phone.to_owned(),
+            to: destination,
             code: code.clone(),
             text: text.clone(),
         });

@@ -48,6 +48,26 @@ impl Store {
         .await
     }
 
+    /// The person proved again who they are (a step-up): the session's
+    /// `auth_time` becomes `now`. False when the session has ended.
+    pub async fn reauthenticate_session(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let n = diesel::update(
+                sso_sessions::table
+                    .find(&id)
+                    .filter(sso_sessions::ended_at.is_null()),
+            )
+            .set((
+                sso_sessions::auth_time.eq(now),
+                sso_sessions::last_seen_at.eq(now),
+            ))
+            .execute(c)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     /// Ends a session; true if it was still open.
     pub async fn end_session(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let id = id.to_owned();

@@ -837,3 +837,115 @@ async fn pages_speak_chinese_when_asked() {
     assert!(page.contains("关联已有账号"), "{page}");
     assert!(page.contains("lang=\"zh-CN\""));
 }
+
+/// Sign in to the account page as `user` through `dev`; the browser.
+async fn on_account_page(base: &str, user: &str) -> reqwest::Client {
+    let b = browser();
+    let resp = b.get(format!("{base}/account")).send().await.unwrap();
+    let chooser = location(&resp);
+    let cb = dev_callback(&b, base, &format!("{chooser}?connector=dev"), user).await;
+    assert_eq!(cb.status(), 302);
+    b
+}
+
+async fn changing_sign_in_methods_needs_a_recent_sign_in(db_url: &str) {
+    let broker = accounts_broker(db_url).await;
+    let base = broker.base.clone();
+    let b = on_account_page(&base, "henry").await;
+    let page = account_page(&b, &base).await;
+    // Eleven minutes later the session is too old to change sign-in methods.
+    broker.clock().advance(660);
+    let resp = account_post(&b, &base, "/account/link", &page, &[("connector", "dev2")]).await;
+    assert_eq!(resp.status(), 200);
+    let confirm = resp.text().await.unwrap();
+    assert!(
+        confirm.contains("Changing your sign-in methods needs a recent sign-in"),
+        "{confirm}"
+    );
+    // No phone and no WeChat chat: only signing in again is offered.
+    assert!(!confirm.contains("/account/confirm/send"), "{confirm}");
+    let user = broker
+        .state
+        .store
+        .get_identity("dev", "henry")
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id;
+    assert_eq!(
+        broker
+            .state
+            .store
+            .list_identities(&user)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "nothing linked"
+    );
+    // Sign in again: the new session is recent and linking works.
+    let resp = account_post(&b, &base, "/account/confirm/signin", &confirm, &[]).await;
+    assert_eq!(resp.status(), 303);
+    let chooser = location(&resp);
+    let cb = dev_callback(&b, &base, &format!("{chooser}?connector=dev"), "henry").await;
+    assert_eq!(cb.status(), 302);
+    let page = account_page(&b, &base).await;
+    let resp = account_post(&b, &base, "/account/link", &page, &[("connector", "dev2")]).await;
+    let state = state_from_page(&resp.text().await.unwrap());
+    let cb = b
+        .get(format!("{base}/callback/dev2"))
+        .query(&[("state", state.as_str()), ("user", "henry-two")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&cb), format!("{base}/account?done=linked"));
+
+    // With a verified number, a one-time code confirms instead.
+    broker
+        .state
+        .store
+        .set_user_phone(&user, NUMBER, broker.clock().now())
+        .await
+        .unwrap();
+    broker.clock().advance(660);
+    let page = account_page(&b, &base).await;
+    let resp = account_post(
+        &b,
+        &base,
+        "/account/unlink",
+        &page,
+        &[("connector", "dev2"), ("subject", "henry-two")],
+    )
+    .await;
+    let confirm = resp.text().await.unwrap();
+    assert!(confirm.contains("/account/confirm/send"), "{confirm}");
+    let sent = account_post(&b, &base, "/account/confirm/send", &confirm, &[]).await;
+    assert_eq!(sent.status(), 303);
+    let code_url = format!("{base}{}", location(&sent));
+    let code = latest_code(&broker);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let resp = enter_code(&b, &code_url, wrong).await;
+    assert!(resp.text().await.unwrap().contains("Attempts left: 4"));
+    let resp = enter_code(&b, &code_url, &code).await;
+    assert_eq!(location(&resp), "/account?done=confirmed");
+    let resp = account_post(
+        &b,
+        &base,
+        "/account/unlink",
+        &page,
+        &[("connector", "dev2"), ("subject", "henry-two")],
+    )
+    .await;
+    assert_eq!(location(&resp), "/account?done=unlinked");
+    let audit = broker
+        .state
+        .store
+        .list_audit(Some(&user), 50, None)
+        .await
+        .unwrap();
+    assert!(
+        audit.iter().any(|e| e.event.event == "step_up"),
+        "{audit:?}"
+    );
+}
+crate::both_backends!(changing_sign_in_methods_needs_a_recent_sign_in);

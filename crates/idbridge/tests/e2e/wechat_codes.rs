@@ -4,7 +4,7 @@
 //! message; the phone fallback outside WeChat's 48 h window; two broker instances
 //! on one Postgres database sharing one app token; and the webhook sender.
 
-use crate::accounts::{ask_bind_code, enter_code, sub_of};
+use crate::accounts::{ask_bind_code, enter_code, field, sub_of};
 use crate::harness::*;
 use wechat_sim::{dev, SimConfig, SimUser, Simulator};
 
@@ -61,7 +61,15 @@ fn browser_as(ua: &str) -> reqwest::Client {
 
 /// `user` signs in inside WeChat through the Official Account; their `sub`.
 async fn sign_in_inside_wechat(broker: &Broker, sim: &Simulator, user: &str) -> String {
-    let b = browser_as(WECHAT_UA);
+    sign_in_inside_wechat_with(&browser_as(WECHAT_UA), broker, sim, user).await
+}
+
+async fn sign_in_inside_wechat_with(
+    b: &reqwest::Client,
+    broker: &Broker,
+    sim: &Simulator,
+    user: &str,
+) -> String {
     let (url, verifier) = authorize_url(&broker.base, &[]);
     let url = url.replace("connector=dev", "connector=wechat-mp");
     let resp = b.get(&url).send().await.unwrap();
@@ -390,4 +398,65 @@ async fn the_webhook_sender_posts_a_signed_message_and_a_failing_one_stores_noth
     assert_eq!(resp.status(), 400);
     assert_eq!(failing.seen.lock().unwrap().len(), 2);
     failing.handle.stop(false).await;
+}
+
+/// The account page asks a person whose sign-in is old to confirm it is them
+/// before changing sign-in methods: the code goes into their WeChat chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_step_up_code_reaches_the_wechat_chat() {
+    let db = TestDb::new(Db::Sqlite);
+    let sim = simulator(0).await;
+    let broker = broker(&sim, &db.url()).await;
+    let b = browser_as(WECHAT_UA);
+    let alice = sign_in_inside_wechat_with(&b, &broker, &sim, "alice").await;
+    sim.mark_interaction(dev::MP_APPID, "alice");
+    broker.clock().advance(3600);
+    let base = &broker.base;
+    let page = b
+        .get(format!("{base}/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = b
+        .post(format!("{base}/account/link"))
+        .form(&[
+            ("csrf", field(&page, "csrf").as_str()),
+            ("connector", "wechat-unbound"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let confirm = resp.text().await.unwrap();
+    assert!(confirm.contains("/account/confirm/send"), "{confirm}");
+    let sent = b
+        .post(format!("{base}/account/confirm/send"))
+        .form(&[("csrf", field(&confirm, "csrf").as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 303);
+    let messages = sim.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].touser, sim.openid(dev::MP_APPID, "alice"));
+    let resp = enter_code(
+        &b,
+        &format!("{base}{}", location(&sent)),
+        &code_in(&messages[0].content),
+    )
+    .await;
+    assert_eq!(location(&resp), "/account?done=confirmed");
+    let audit = broker
+        .state
+        .store
+        .list_audit(Some(&alice), 50, None)
+        .await
+        .unwrap();
+    let step_up = audit
+        .iter()
+        .find(|e| e.event.event == "step_up")
+        .expect("audited");
+    assert_eq!(step_up.event.detail["via"], "wechat");
 }
