@@ -271,7 +271,7 @@ pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
         );
     }
     match new_request(&state, locale, Some(user.id.clone()), Vec::new()).await {
-        Ok((id, ar)) => begin(&state, &req, &id, &ar, &connector_id, locale).await,
+        Ok((id, ar)) => begin(&state, &req, None, &id, &ar, &connector_id, locale).await,
         Err(resp) => resp,
     }
 }

@@ -445,17 +445,31 @@ pub async fn authorize(
             )
         }
     };
-    if let Err(e) = state
-        .store
-        .insert_auth_request(AuthRequestRow {
-            id: request_id.clone(),
-            client_id: client.id.clone(),
-            payload,
-            created_at: now,
-            expires_at: now + state.settings.tokens.auth_request_ttl_secs,
-        })
-        .await
-    {
+    let row = AuthRequestRow {
+        id: request_id.clone(),
+        client_id: client.id.clone(),
+        payload,
+        created_at: now,
+        expires_at: now + state.settings.tokens.auth_request_ttl_secs,
+    };
+    let ctx = request_context(&state, &req, locale);
+    let chosen = wanted_connector
+        .filter(|_| !phone_step)
+        .or_else(|| single_choice(&state, &client, &ctx).filter(|_| !phone_step));
+    if let Some(connector_id) = chosen {
+        // The request and its upstream flow are stored together.
+        return begin(
+            &state,
+            &req,
+            Some(row),
+            &request_id,
+            &ar,
+            &connector_id,
+            locale,
+        )
+        .await;
+    }
+    if let Err(e) = state.store.insert_auth_request(row).await {
         tracing::error!(stage = "authorize", error = %e, "cannot store the authorization request");
         return error_redirect(
             &state,
@@ -467,12 +481,7 @@ pub async fn authorize(
     if phone_step {
         return found(&state.endpoint(&format!("/login/{request_id}/phone")));
     }
-    let ctx = request_context(&state, &req, locale);
-    let chosen = wanted_connector.or_else(|| single_choice(&state, &client, &ctx));
-    match chosen {
-        Some(connector_id) => begin(&state, &req, &request_id, &ar, &connector_id, locale).await,
-        None => found(&state.endpoint(&format!("/login/{request_id}"))),
-    }
+    found(&state.endpoint(&format!("/login/{request_id}")))
 }
 
 /// Why `connector=<id>` cannot start a sign-in in a browser.
@@ -644,7 +653,7 @@ pub async fn login(
                 text(locale, "expired_todo"),
             );
         }
-        return begin(&state, &req, &request_id, &ar, connector_id, locale).await;
+        return begin(&state, &req, None, &request_id, &ar, connector_id, locale).await;
     }
     let ctx = request_context(&state, &req, locale);
     let Some(browser) = crate::csrf::Browser::of(&state, &req) else {
@@ -666,7 +675,8 @@ pub async fn login(
         };
         let name = entry.connector.display_name().to_owned();
         if entry.connector.shows_inline() {
-            let started = start_flow(&state, &req, &browser, &request_id, &ar, id, locale).await;
+            let started =
+                start_flow(&state, &req, &browser, None, &request_id, &ar, id, locale).await;
             if let Ok(Begin::Page {
                 body_html,
                 script_sources: scripts,
@@ -793,6 +803,7 @@ pub(crate) async fn load_request(
 pub(crate) async fn begin(
     state: &AppState,
     req: &HttpRequest,
+    new_request: Option<AuthRequestRow>,
     request_id: &str,
     ar: &AuthRequest,
     connector_id: &str,
@@ -806,7 +817,18 @@ pub(crate) async fn begin(
             "",
         );
     };
-    let begin = match start_flow(state, req, &browser, request_id, ar, connector_id, locale).await {
+    let begin = match start_flow(
+        state,
+        req,
+        &browser,
+        new_request,
+        request_id,
+        ar,
+        connector_id,
+        locale,
+    )
+    .await
+    {
         Ok(begin) => begin,
         Err(resp) => return resp,
     };
@@ -832,11 +854,14 @@ pub(crate) async fn begin(
 
 /// Begin an upstream sign-in with `connector_id` and remember the flow under a
 /// short random state, bound to this browser (whose cookie the caller sets when
-/// `browser.new_cookie` says so). Returns where to send the person.
+/// `browser.new_cookie` says so); `new_request`, when given, is the authorization
+/// request itself, stored in the same transaction. Returns where to send the person.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_flow(
     state: &AppState,
     req: &HttpRequest,
     browser: &crate::csrf::Browser,
+    new_request: Option<AuthRequestRow>,
     request_id: &str,
     ar: &AuthRequest,
     connector_id: &str,
@@ -876,21 +901,27 @@ pub(crate) async fn start_flow(
         Err(e) => return Err(connector_failure(state, ar, connector_id, &e, locale).await),
     };
     let now = state.now();
-    if let Err(e) = state
-        .store
-        .insert_flow(FlowRow {
-            state: upstream_state,
-            connector_id: connector_id.to_owned(),
-            auth_request_id: request_id.to_owned(),
-            browser_hash: browser.hash(),
-            data: started.flow_data,
-            created_at: now,
-            expires_at: now + state.settings.tokens.auth_request_ttl_secs.min(900),
-            used_at: None,
-            outcome: None,
-        })
-        .await
-    {
+    let flow = FlowRow {
+        state: upstream_state,
+        connector_id: connector_id.to_owned(),
+        auth_request_id: request_id.to_owned(),
+        browser_hash: browser.hash(),
+        data: started.flow_data,
+        created_at: now,
+        expires_at: now + state.settings.tokens.auth_request_ttl_secs.min(900),
+        used_at: None,
+        outcome: None,
+    };
+    let stored = match new_request {
+        Some(request) => {
+            state
+                .store
+                .insert_auth_request_and_flow(request, flow)
+                .await
+        }
+        None => state.store.insert_flow(flow).await,
+    };
+    if let Err(e) = stored {
         tracing::error!(stage = "begin", connector = %connector_id, error = %e, "cannot store the upstream flow");
         return Err(error_redirect(
             state,

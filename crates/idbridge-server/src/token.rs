@@ -7,7 +7,7 @@ use crate::issue::{self, Grant, Issued, TokenRequest};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use idbridge_store::{Redeem, RefreshOutcome};
+use idbridge_store::{Redeem, Redeemed, RefreshOutcome};
 use idbridge_tokens::{hash_token, pkce_s256_matches, pkce_verifier_is_valid};
 use std::collections::BTreeMap;
 
@@ -163,13 +163,13 @@ async fn authorization_code(
     let family = issue::new_family(state, &client.id, &row.user_id, &grant)?;
     let (refresh, refresh_hash) = issue::new_refresh_token()?;
     let family_id = family.id.clone();
-    match state
+    let redeemed = match state
         .store
         .redeem_code(&code_hash, family, Some(refresh_hash), now)
         .await
         .map_err(OAuthError::store)?
     {
-        Redeem::Won(_) => {}
+        Redeem::Won(redeemed) => redeemed,
         Redeem::AlreadyUsed(used) => {
             if let Some(f) = used.family_id.as_deref() {
                 revoke_replayed(state, f, now).await;
@@ -183,15 +183,16 @@ async fn authorization_code(
                 "the code is invalid, expired or already used",
             ))
         }
-    }
-    let user = state
-        .store
-        .get_user(&row.user_id)
-        .await
-        .map_err(OAuthError::store)?
+    };
+    // The user and their linked connectors come from the redeeming transaction.
+    let Redeemed {
+        user,
+        linked_connectors: linked,
+        ..
+    } = *redeemed;
+    let user = user
         .filter(|u| u.disabled_at.is_none())
         .ok_or_else(|| OAuthError::invalid_grant("the account is disabled"))?;
-    let linked = issue::linked_connectors(state, &user.id).await?;
     issue::sign_tokens(
         state,
         TokenRequest {

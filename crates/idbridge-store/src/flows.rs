@@ -86,6 +86,29 @@ impl Store {
         .await
     }
 
+    /// An authorization request and the upstream flow that answers it, in one
+    /// transaction (the app picked the connector: one trip to the writer).
+    pub async fn insert_auth_request_and_flow(
+        &self,
+        r: AuthRequestRow,
+        f: FlowRow,
+    ) -> Result<(), StoreError> {
+        let request = AuthRequestRecord::from_api(r)?;
+        let flow = FlowRecord::from_api(f)?;
+        self.write(move |c| {
+            c.transaction(|c| {
+                diesel::insert_into(auth_requests::table)
+                    .values(request)
+                    .execute(c)?;
+                diesel::insert_into(upstream_flows::table)
+                    .values(flow)
+                    .execute(c)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     /// The flow as stored, expired or not (the caller compares `expires_at`).
     pub async fn get_flow(&self, state: &str) -> Result<Option<FlowRow>, StoreError> {
         let state = state.to_owned();

@@ -39,8 +39,8 @@ pub mod testing;
 pub use error::StoreError;
 pub use models::{
     AuditEvent, AuditRecord, AuthRequestRow, ClientRow, CodeRow, FamilyRow, FirstLogin, FlowRow,
-    GcReport, Identity, KeyRow, LoginResolution, NewLogin, Redeem, RefreshTokenRow, Rotation,
-    SessionRow, User,
+    GcReport, Identity, KeyRow, LoginResolution, NewLogin, Redeem, Redeemed, RefreshTokenRow,
+    Rotation, SessionRow, User,
 };
 pub use pool::Backend;
 pub use store::{Store, StoreOptions};

@@ -125,11 +125,21 @@ pub struct CodeRow {
 /// Outcome of [`crate::Store::redeem_code`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Redeem {
-    /// This caller redeemed the code; the row as updated.
-    Won(CodeRow),
+    /// This caller redeemed the code: the row as updated, with its user and the
+    /// connectors the user has identities with (read in the same transaction).
+    Won(Box<Redeemed>),
     /// The code was redeemed before; `family_id` names the family to revoke.
     AlreadyUsed(CodeRow),
     Unknown,
+}
+
+/// A code this caller redeemed, and who it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redeemed {
+    pub code: CodeRow,
+    /// `None` when the user no longer exists.
+    pub user: Option<User>,
+    pub linked_connectors: Vec<String>,
 }
 
 /// A refresh-token family: every token rotated from one code redemption.

@@ -77,11 +77,20 @@ impl Store {
                     return Ok(Redeem::Unknown);
                 };
                 let row = row.into_api()?;
-                Ok(if won {
-                    Redeem::Won(row)
-                } else {
-                    Redeem::AlreadyUsed(row)
-                })
+                if !won {
+                    return Ok(Redeem::AlreadyUsed(row));
+                }
+                let user = crate::schema::users::table
+                    .find(&row.user_id)
+                    .select(crate::models::User::as_select())
+                    .first(c)
+                    .optional()?;
+                let linked_connectors = linked_connectors(c, &row.user_id)?;
+                Ok(Redeem::Won(Box::new(crate::models::Redeemed {
+                    code: row,
+                    user,
+                    linked_connectors,
+                })))
             })
         })
         .await

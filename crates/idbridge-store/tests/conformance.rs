@@ -795,7 +795,7 @@ async fn parallel_redemptions_of_one_code_have_one_winner(store: Store) {
     let winners: Vec<_> = results
         .iter()
         .filter_map(|r| match r {
-            Redeem::Won(c) => Some(c.clone()),
+            Redeem::Won(w) => Some(w.code.clone()),
             _ => None,
         })
         .collect();
