@@ -9,6 +9,62 @@ use idbridge_core::{
     Stage, UpstreamTokens,
 };
 
+/// Re-check a returning person with their stored WeChat tokens: renew the user
+/// token with the refresh token (30 days, not renewable), make sure it is still
+/// this `subject`'s, and ask `sns/auth` that it is valid. `again` tells the
+/// operator how the person signs in anew ("scan again", "sign in again inside
+/// WeChat").
+pub async fn refreshed_token(
+    client: &WeChatClient,
+    appid: &str,
+    subject: &str,
+    tokens: &UpstreamTokens,
+    now: i64,
+    again: &str,
+) -> Result<SnsToken, ConnectorError> {
+    let Some(refresh_token) = tokens.refresh_token.as_deref() else {
+        return Err(
+            ConnectorError::new(Stage::Refresh, ErrorKind::InvalidCode).fix(format!(
+                "no WeChat refresh token is stored for this person; they must {again}"
+            )),
+        );
+    };
+    if tokens.refresh_expires_at.is_some_and(|t| t <= now) {
+        return Err(ConnectorError::new(Stage::Refresh, ErrorKind::InvalidCode)
+            .upstream(42002, "refresh_token expired (30 days)")
+            .fix(format!("the person must {again}")));
+    }
+    let token = client
+        .refresh(appid, refresh_token)
+        .await
+        .map_err(ConnectorError::from)?;
+    if token.openid != subject {
+        return Err(
+            ConnectorError::new(Stage::Refresh, ErrorKind::BadResponse).upstream(
+                "openid_mismatch",
+                "the refreshed token belongs to another openid",
+            ),
+        );
+    }
+    client
+        .check_token(&token.access_token, &token.openid)
+        .await
+        .map_err(ConnectorError::from)?;
+    Ok(token)
+}
+
+/// A refreshed identity keeps the stored refresh token's expiry: WeChat does
+/// not renew refresh tokens.
+pub fn keep_refresh_expiry(
+    mut identity: ExternalIdentity,
+    stored: &UpstreamTokens,
+) -> ExternalIdentity {
+    if let Some(t) = identity.upstream_tokens.as_mut() {
+        t.refresh_expires_at = stored.refresh_expires_at.or(t.refresh_expires_at);
+    }
+    identity
+}
+
 /// WeChat user refresh tokens last 30 days and cannot be renewed.
 pub const REFRESH_TOKEN_LIFETIME: i64 = 30 * 86400;
 

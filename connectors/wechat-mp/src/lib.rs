@@ -251,38 +251,19 @@ impl Connector for WeChatMp {
         subject: &str,
         tokens: &UpstreamTokens,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let Some(refresh_token) = tokens.refresh_token.as_deref() else {
-            return Err(ConnectorError::new(Stage::Refresh, ErrorKind::InvalidCode)
-                .fix("no WeChat refresh token is stored for this person; they must sign in again inside WeChat"));
-        };
-        if tokens.refresh_expires_at.is_some_and(|t| t <= ctx.now) {
-            return Err(ConnectorError::new(Stage::Refresh, ErrorKind::InvalidCode)
-                .upstream(42002, "refresh_token expired (30 days)")
-                .fix("the person must sign in again inside WeChat"));
-        }
-        let token = self
-            .client
-            .refresh(&self.cfg.appid, refresh_token)
-            .await
-            .map_err(ConnectorError::from)?;
-        if token.openid != subject {
-            return Err(
-                ConnectorError::new(Stage::Refresh, ErrorKind::BadResponse).upstream(
-                    "openid_mismatch",
-                    "the refreshed token belongs to another openid",
-                ),
-            );
-        }
-        self.client
-            .check_token(&token.access_token, &token.openid)
-            .await
-            .map_err(ConnectorError::from)?;
+        let token = login::refreshed_token(
+            &self.client,
+            &self.cfg.appid,
+            subject,
+            tokens,
+            ctx.now,
+            "sign in again inside WeChat",
+        )
+        .await?;
         let profile = self.profile(&token, ctx).await?;
-        let mut identity = self.identity(&token, profile, ctx.now);
-        // The refresh token itself is not renewed: keep its original expiry.
-        if let Some(t) = identity.upstream_tokens.as_mut() {
-            t.refresh_expires_at = tokens.refresh_expires_at.or(t.refresh_expires_at);
-        }
-        Ok(identity)
+        Ok(login::keep_refresh_expiry(
+            self.identity(&token, profile, ctx.now),
+            tokens,
+        ))
     }
 }
