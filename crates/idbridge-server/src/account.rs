@@ -233,25 +233,14 @@ pub async fn done(state: web::Data<AppState>) -> HttpResponse {
     found(&state.endpoint("/account"))
 }
 
-fn form(body: &[u8]) -> BTreeMap<String, String> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
-
 /// POST /account/link: sign in upstream with another method and link it here.
 pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let locale = fallback_locale(&req);
-    let f = form(&body);
-    if !csrf::valid(&req, CSRF_PURPOSE, f.get("csrf").map(String::as_str)) {
+    let Some(f) = csrf::checked_form(&req, &body, CSRF_PURPOSE) else {
         return bad_form(locale);
-    }
-    let user = match current_session(&state, &req, state.now()).await {
-        Ok(Some((session, user))) => {
-            if !recent(&state, &session) {
-                return confirm_page(&state, &req, &user, locale, None).await;
-            }
-            user
-        }
-        Ok(None) => return found(&state.endpoint("/account")),
+    };
+    let user = match recent_owner(&state, &req, locale).await {
+        Ok(user) => user,
         Err(resp) => return resp,
     };
     let connector_id = f.get("connector").cloned().unwrap_or_default();
@@ -327,18 +316,11 @@ pub async fn unlink(
     body: web::Bytes,
 ) -> HttpResponse {
     let locale = fallback_locale(&req);
-    let f = form(&body);
-    if !csrf::valid(&req, CSRF_PURPOSE, f.get("csrf").map(String::as_str)) {
+    let Some(f) = csrf::checked_form(&req, &body, CSRF_PURPOSE) else {
         return bad_form(locale);
-    }
-    let user = match current_session(&state, &req, state.now()).await {
-        Ok(Some((session, user))) => {
-            if !recent(&state, &session) {
-                return confirm_page(&state, &req, &user, locale, None).await;
-            }
-            user
-        }
-        Ok(None) => return found(&state.endpoint("/account")),
+    };
+    let user = match recent_owner(&state, &req, locale).await {
+        Ok(user) => user,
         Err(resp) => return resp,
     };
     let connector_id = f.get("connector").cloned().unwrap_or_default();
@@ -374,6 +356,20 @@ pub async fn unlink(
 /// change sign-in methods.
 fn recent(state: &AppState, session: &SessionRow) -> bool {
     state.now() - session.auth_time <= state.settings.account.reauth_after_secs
+}
+
+/// The signed-in person, when their sign-in is recent enough to change sign-in
+/// methods; otherwise the page to show (sign in, or confirm it is them).
+async fn recent_owner(
+    state: &AppState,
+    req: &HttpRequest,
+    locale: Locale,
+) -> Result<User, HttpResponse> {
+    match current_session(state, req, state.now()).await? {
+        Some((session, user)) if recent(state, &session) => Ok(user),
+        Some((_, user)) => Err(confirm_page(state, req, &user, locale, None).await),
+        None => Err(found(&state.endpoint("/account"))),
+    }
 }
 
 #[derive(Template)]
@@ -412,10 +408,9 @@ async fn confirming(
     body: &[u8],
     locale: Locale,
 ) -> Result<(SessionRow, User, BTreeMap<String, String>), HttpResponse> {
-    let f = form(body);
-    if !csrf::valid(req, CSRF_PURPOSE, f.get("csrf").map(String::as_str)) {
+    let Some(f) = csrf::checked_form(req, body, CSRF_PURPOSE) else {
         return Err(bad_form(locale));
-    }
+    };
     match current_session(state, req, state.now()).await? {
         Some((session, user)) => Ok((session, user, f)),
         None => Err(found(&state.endpoint("/account"))),
@@ -514,51 +509,47 @@ pub async fn confirm_check(
     let Some(browser_hash) = csrf::browser_hash(&req) else {
         return bad_form(locale);
     };
-    let ip = req.peer_addr().map(|a| a.ip());
-    if !state.failures.allowed(ip, crate::limits::now_ms()) {
-        return error_page(
-            locale,
-            StatusCode::TOO_MANY_REQUESTS,
-            text(locale, "too_many_failures"),
-            text(locale, "too_many_failures_todo"),
-        );
+    let (st, rq) = (&state, &req);
+    let retry = move |code_id: String, e: String| async move {
+        confirm_code_page(st, rq, &code_id, locale, Some(e))
+    };
+    let row = match crate::verify::attempt(
+        &state,
+        &req,
+        &f,
+        &browser_hash,
+        crate::verify::Purpose::StepUp,
+        locale,
+        retry,
+    )
+    .await
+    {
+        Ok(row) if row.user_id.as_deref() == Some(user.id.as_str()) => row,
+        Ok(row) => {
+            let e = crate::verify::check_error_text(locale, &idbridge_store::CodeCheck::Unknown);
+            return confirm_code_page(&state, &req, &row.id, locale, Some(e));
+        }
+        Err(page) => return page,
+    };
+    if let Err(e) = state
+        .store
+        .reauthenticate_session(&session.id, state.now())
+        .await
+    {
+        tracing::error!(stage = "account", error = %e, "cannot record the confirmation");
+        return unavailable(locale);
     }
-    let code_id = f.get("c").cloned().unwrap_or_default();
-    let attempt = f.get("code").map(String::as_str).unwrap_or_default();
-    match crate::verify::check_code(&state, &code_id, attempt, &browser_hash).await {
-        Ok(idbridge_store::CodeCheck::Verified(row))
-            if row.user_id.as_deref() == Some(user.id.as_str()) =>
-        {
-            if let Err(e) = state
-                .store
-                .reauthenticate_session(&session.id, state.now())
-                .await
-            {
-                tracing::error!(stage = "account", error = %e, "cannot record the confirmation");
-                return unavailable(locale);
-            }
-            tracing::info!(event = "step_up", user_id = %user.id, "the person confirmed it is them with a one-time code");
-            authorize::audit(
-                &state,
-                "step_up",
-                Some(&user.id),
-                None,
-                None,
-                serde_json::json!({"via": row.channel}),
-            )
-            .await;
-            see_other("/account?done=confirmed")
-        }
-        Ok(other) => {
-            state.failures.failed(ip, crate::limits::now_ms());
-            let e = crate::verify::check_error_text(locale, &other);
-            confirm_code_page(&state, &req, &code_id, locale, Some(e))
-        }
-        Err(e) => {
-            tracing::error!(stage = "verification", error = %e, "cannot check the code");
-            unavailable(locale)
-        }
-    }
+    tracing::info!(event = "step_up", user_id = %user.id, "the person confirmed it is them with a one-time code");
+    authorize::audit(
+        &state,
+        "step_up",
+        Some(&user.id),
+        None,
+        None,
+        serde_json::json!({"via": row.channel}),
+    )
+    .await;
+    see_other("/account?done=confirmed")
 }
 
 /// POST /account/confirm/signin: sign in again (`prompt=login`); the new session

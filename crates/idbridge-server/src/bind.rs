@@ -17,8 +17,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use idbridge_core::Locale;
-use idbridge_store::{CodeCheck, FirstLogin, NewLogin};
-use std::collections::BTreeMap;
+use idbridge_store::{FirstLogin, NewLogin};
 
 #[derive(Template)]
 #[template(path = "bind.html")]
@@ -218,10 +217,6 @@ pub async fn show(
     }
 }
 
-fn form(body: &[u8]) -> BTreeMap<String, String> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
-
 /// POST /login/{request}/bind/send: a code for the account with this number.
 pub async fn send(
     state: web::Data<AppState>,
@@ -234,14 +229,9 @@ pub async fn send(
         Ok(w) => w,
         Err(resp) => return resp,
     };
-    let f = form(&body);
-    if !csrf::valid(
-        &req,
-        &csrf_purpose(&request_id),
-        f.get("csrf").map(String::as_str),
-    ) {
+    let Some(f) = csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) else {
         return bad_form(locale);
-    }
+    };
     if !state.verifier.phone_codes() {
         let e = text(locale, "codes_unavailable").to_owned();
         return bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await;
@@ -384,53 +374,32 @@ pub async fn check(
         Ok(w) => w,
         Err(resp) => return resp,
     };
-    let f = form(&body);
-    if !csrf::valid(
-        &req,
-        &csrf_purpose(&request_id),
-        f.get("csrf").map(String::as_str),
-    ) {
+    let Some(f) = csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) else {
         return bad_form(locale);
-    }
-    let code_id = f.get("c").cloned().unwrap_or_default();
-    let ip = req.peer_addr().map(|a| a.ip());
-    if !state.failures.allowed(ip, crate::limits::now_ms()) {
-        return error_page(
-            locale,
-            StatusCode::TOO_MANY_REQUESTS,
-            text(locale, "too_many_failures"),
-            text(locale, "too_many_failures_todo"),
-        );
-    }
-    let attempt = f.get("code").map(String::as_str).unwrap_or_default();
-    let checked = verify::check_code(&state, &code_id, attempt, &pending.browser_hash).await;
-    let user_id = match checked {
-        Ok(CodeCheck::Verified(row)) => row.user_id,
-        Ok(other) => {
-            state.failures.failed(ip, crate::limits::now_ms());
-            let e = verify::check_error_text(locale, &other);
-            tracing::info!(
-                event = "bind_failed",
-                stage = "verification",
-                reason = verify::check_reason(&other),
-                "a wrong or spent code was entered for binding"
-            );
-            return code_page(&state, &req, &request_id, &code_id, locale, Some(e));
-        }
-        Err(e) => {
-            tracing::error!(stage = "verification", error = %e, "cannot check the code");
-            return error_page(
-                locale,
-                StatusCode::SERVICE_UNAVAILABLE,
-                text(locale, "db_down"),
-                text(locale, "db_down_todo"),
-            );
-        }
     };
-    let Some(user_id) = user_id else {
+    let row = match verify::attempt(
+        &state,
+        &req,
+        &f,
+        &pending.browser_hash,
+        Purpose::Bind,
+        locale,
+        |code_id, e| {
+            let page = code_page(&state, &req, &request_id, &code_id, locale, Some(e));
+            async { page }
+        },
+    )
+    .await
+    {
+        Ok(row) => row,
+        Err(page) => return page,
+    };
+    let Some(user_id) = row.user_id else {
         // The code was right but no account has that number (none was sent; a
         // guessed code): nothing to link.
-        state.failures.failed(ip, crate::limits::now_ms());
+        state
+            .failures
+            .failed(req.peer_addr().map(|a| a.ip()), crate::limits::now_ms());
         let e = text(locale, "bind_no_account").to_owned();
         return bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await;
     };

@@ -8,6 +8,7 @@ use crate::state::AppState;
 use actix_web::cookie::Cookie;
 use actix_web::HttpRequest;
 use idbridge_tokens::{constant_time_eq, hash_token, random_token};
+use std::collections::BTreeMap;
 
 /// The browser's secret, and the cookie to set when the browser had none yet.
 pub struct Browser {
@@ -59,4 +60,15 @@ pub fn valid(req: &HttpRequest, purpose: &str, sent: Option<&str>) -> bool {
         }
         _ => false,
     }
+}
+
+/// A posted form's fields, when its `csrf` field is the one this browser's form
+/// for `purpose` carried; `None` (refuse it) otherwise.
+pub fn checked_form(
+    req: &HttpRequest,
+    body: &[u8],
+    purpose: &str,
+) -> Option<BTreeMap<String, String>> {
+    let fields: BTreeMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    valid(req, purpose, fields.get("csrf").map(String::as_str)).then_some(fields)
 }

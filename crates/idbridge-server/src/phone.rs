@@ -19,7 +19,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use idbridge_core::Locale;
 use idbridge_store::{CodeCheck, PhoneOutcome, SessionRow, User};
-use std::collections::BTreeMap;
 
 #[derive(Template)]
 #[template(path = "phone.html")]
@@ -150,10 +149,6 @@ pub async fn show(
     phone_page(&state, &req, &request_id, &ar, locale, "", None).await
 }
 
-fn form(body: &[u8]) -> BTreeMap<String, String> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
-
 /// POST /login/{request}/phone/send
 pub async fn send(
     state: web::Data<AppState>,
@@ -166,14 +161,9 @@ pub async fn send(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let f = form(&body);
-    if !csrf::valid(
-        &req,
-        &csrf_purpose(&request_id),
-        f.get("csrf").map(String::as_str),
-    ) {
+    let Some(f) = csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) else {
         return bad_form(locale);
-    }
+    };
     let typed = f.get("phone").cloned().unwrap_or_default();
     let Some(phone) =
         verify::normalize_phone(&typed, &state.verifier.settings.default_country_code)
@@ -280,45 +270,34 @@ pub async fn check(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let f = form(&body);
-    if !csrf::valid(
-        &req,
-        &csrf_purpose(&request_id),
-        f.get("csrf").map(String::as_str),
-    ) {
+    let Some(f) = csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) else {
         return bad_form(locale);
-    }
+    };
     let Some(browser_hash) = csrf::browser_hash(&req) else {
         return bad_form(locale);
     };
-    let ip = req.peer_addr().map(|a| a.ip());
-    if !state.failures.allowed(ip, crate::limits::now_ms()) {
-        return error_page(
-            locale,
-            StatusCode::TOO_MANY_REQUESTS,
-            text(locale, "too_many_failures"),
-            text(locale, "too_many_failures_todo"),
-        );
-    }
-    let code_id = f.get("c").cloned().unwrap_or_default();
-    let attempt = f.get("code").map(String::as_str).unwrap_or_default();
-    let row = match verify::check_code(&state, &code_id, attempt, &browser_hash).await {
-        Ok(CodeCheck::Verified(row)) if row.user_id.as_deref() == Some(user.id.as_str()) => row,
-        Ok(other) => {
-            state.failures.failed(ip, crate::limits::now_ms());
-            tracing::info!(event = "phone_failed", stage = "verification", user_id = %user.id, reason = verify::check_reason(&other), "a wrong or spent code was entered for a phone number");
-            let e = verify::check_error_text(locale, &other);
-            return code_page(&state, &req, &request_id, &code_id, locale, Some(e)).await;
+    let (st, rq, rid) = (&state, &req, &request_id);
+    let retry = move |code_id: String, e: String| async move {
+        code_page(st, rq, rid, &code_id, locale, Some(e)).await
+    };
+    let row = match verify::attempt(
+        &state,
+        &req,
+        &f,
+        &browser_hash,
+        Purpose::Phone,
+        locale,
+        retry,
+    )
+    .await
+    {
+        Ok(row) if row.user_id.as_deref() == Some(user.id.as_str()) => row,
+        // A code of another session's person: as if unknown.
+        Ok(row) => {
+            let e = verify::check_error_text(locale, &CodeCheck::Unknown);
+            return code_page(&state, &req, &request_id, &row.id, locale, Some(e)).await;
         }
-        Err(e) => {
-            tracing::error!(stage = "verification", error = %e, "cannot check the code");
-            return error_page(
-                locale,
-                StatusCode::SERVICE_UNAVAILABLE,
-                text(locale, "db_down"),
-                text(locale, "db_down_todo"),
-            );
-        }
+        Err(page) => return page,
     };
     match state
         .store

@@ -11,11 +11,12 @@ use crate::i18n::{t, Tr};
 use crate::pages::render_status;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 use idbridge_core::{Locale, RequestContext};
 use idbridge_store::{CodeCheck, CodeInsert, SendLimits, StoreError, User, VerificationCode};
 use idbridge_tokens::{constant_time_eq, hash_token, hmac_sha256_hex, random_digits, random_token};
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -532,6 +533,60 @@ pub fn code_page(
         restart,
     };
     render_status(locale, t(locale, "code_title"), status, &page)
+}
+
+/// The code typed into a posted form (fields `c` and `code`), checked for the
+/// browser that asked for it. `Ok` with the code's row when it is right.
+/// Otherwise the page to show: `retry(code id, what was wrong)` (the code page
+/// again), HTTP 429 once the address has failed too often, or 503. Wrong, dead
+/// or unknown codes count against the per-IP failure limit and are logged.
+pub async fn attempt<R, Page>(
+    state: &AppState,
+    req: &HttpRequest,
+    form: &BTreeMap<String, String>,
+    browser_hash: &str,
+    purpose: Purpose,
+    locale: Locale,
+    retry: R,
+) -> Result<VerificationCode, HttpResponse>
+where
+    R: FnOnce(String, String) -> Page,
+    Page: std::future::Future<Output = HttpResponse>,
+{
+    let ip = req.peer_addr().map(|a| a.ip());
+    if !state.failures.allowed(ip, crate::limits::now_ms()) {
+        return Err(crate::pages::error_page(
+            locale,
+            StatusCode::TOO_MANY_REQUESTS,
+            t(locale, "too_many_failures"),
+            t(locale, "too_many_failures_todo"),
+        ));
+    }
+    let code_id = form.get("c").map(String::as_str).unwrap_or_default();
+    let typed = form.get("code").map(String::as_str).unwrap_or_default();
+    match check_code(state, code_id, typed, browser_hash).await {
+        Ok(CodeCheck::Verified(row)) => Ok(row),
+        Ok(other) => {
+            state.failures.failed(ip, crate::limits::now_ms());
+            tracing::info!(
+                event = "verification_failed",
+                stage = "verification",
+                purpose = purpose.as_str(),
+                reason = check_reason(&other),
+                "a wrong, dead or unknown one-time code was entered"
+            );
+            Err(retry(code_id.to_owned(), check_error_text(locale, &other)).await)
+        }
+        Err(e) => {
+            tracing::error!(stage = "verification", error = %e, "cannot check the code");
+            Err(crate::pages::error_page(
+                locale,
+                StatusCode::SERVICE_UNAVAILABLE,
+                t(locale, "db_down"),
+                t(locale, "db_down_todo"),
+            ))
+        }
+    }
 }
 
 /// What the person is told about a code that did not verify.
