@@ -649,7 +649,7 @@ pub async fn login(
             return error_page(
                 locale,
                 StatusCode::BAD_REQUEST,
-                &format!("Unknown sign-in method {connector_id:?}."),
+                &format!("{} {connector_id}", text(locale, "unknown_method")),
                 text(locale, "expired_todo"),
             );
         }

@@ -1,8 +1,9 @@
 //! The demo app of `serve --dev`: a relying party served by the broker itself. It
 //! signs in through the broker's own endpoints like any app would (PKCE, nonce,
 //! code exchange over HTTP) and shows the decoded tokens and the userinfo answer.
+//! Like an app would, it speaks the browser's language (English or 简体中文).
 
-use crate::authorize::found;
+use crate::authorize::{fallback_locale, found};
 use crate::pages::{escape, Page};
 use crate::params::append_query;
 use crate::state::AppState;
@@ -23,13 +24,23 @@ pub struct DemoClient {
     pub secret: String,
 }
 
-fn page(title: &str, body: &str) -> HttpResponse {
-    let mut p = Page::new(Locale::En, title, body);
+fn page(locale: Locale, title: &str, body: &str) -> HttpResponse {
+    let mut p = Page::new(locale, title, body);
     p.wide = true;
     p.render()
 }
 
-pub async fn home(state: web::Data<AppState>) -> HttpResponse {
+/// The demo app's own words (it is an app, not the broker: its text is not in
+/// the broker's table).
+fn tr(locale: Locale, en: &'static str, zh: &'static str) -> &'static str {
+    match locale {
+        Locale::ZhCn => zh,
+        Locale::En => en,
+    }
+}
+
+pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let l = fallback_locale(&req);
     let connectors: String = state
         .connectors
         .iter()
@@ -42,16 +53,40 @@ pub async fn home(state: web::Data<AppState>) -> HttpResponse {
             )
         })
         .collect();
+    // The other language, asked for with ui_locales (it wins over the browser's).
+    let (other_locale, other_label) = match l {
+        Locale::ZhCn => ("en", "Sign in in English"),
+        Locale::En => ("zh-CN", "用中文登录"),
+    };
     let body = format!(
-        "<p>A sample app that signs in through this broker with OpenID Connect (authorization code + PKCE).</p>\
-         <ul class=\"choices\"><li><a class=\"button primary\" href=\"/demo/login\">Sign in</a></li>{connectors}\
-         <li><a class=\"button\" href=\"/demo/login?prompt=login\">Sign in again (prompt=login)</a></li>\
-         <li><a class=\"button\" href=\"/demo/login?ui_locales=zh-CN\">用中文登录</a></li>\
-         <li><a class=\"button\" href=\"/demo/login?app=phone\">Sign in to an app that needs a verified phone number</a></li></ul>\
-         <p class=\"muted\">Your account at the broker: <a href=\"/account\">/account</a> · codes the development sender \"sent\": <a href=\"/dev/outbox\">/dev/outbox</a> · \
-         discovery: <a href=\"/.well-known/openid-configuration\">/.well-known/openid-configuration</a></p>"
+        "<p>{intro}</p>\
+         <ul class=\"choices\"><li><a class=\"button primary\" href=\"/demo/login\">{sign_in}</a></li>{connectors}\
+         <li><a class=\"button\" href=\"/demo/login?prompt=login\">{again}</a></li>\
+         <li><a class=\"button\" href=\"/demo/login?ui_locales={other_locale}\" lang=\"{other_locale}\">{other_label}</a></li>\
+         <li><a class=\"button\" href=\"/demo/login?app=phone\">{phone}</a></li></ul>\
+         <p class=\"muted\">{account} <a href=\"/account\">/account</a> · {outbox} <a href=\"/dev/outbox\">/dev/outbox</a> · \
+         {discovery} <a href=\"/.well-known/openid-configuration\">/.well-known/openid-configuration</a></p>",
+        intro = tr(
+            l,
+            "A sample app that signs in through this broker with OpenID Connect (authorization code + PKCE).",
+            "一个通过本登录服务以 OpenID Connect（授权码 + PKCE）登录的示例应用。"
+        ),
+        sign_in = tr(l, "Sign in", "登录"),
+        again = tr(l, "Sign in again (prompt=login)", "重新登录（prompt=login）"),
+        phone = tr(
+            l,
+            "Sign in to an app that needs a verified phone number",
+            "登录到需要验证手机号的应用"
+        ),
+        account = tr(l, "Your account at the broker:", "你在登录服务的账号："),
+        outbox = tr(
+            l,
+            "codes the development sender \"sent\":",
+            "开发用发送器“发出”的验证码："
+        ),
+        discovery = tr(l, "discovery:", "发现文档："),
     );
-    page("idbridge demo app", &body)
+    page(l, tr(l, "idbridge demo app", "idbridge 示例应用"), &body)
 }
 
 #[derive(serde::Deserialize)]
@@ -138,11 +173,17 @@ pub async fn callback(
     req: HttpRequest,
     q: web::Query<CallbackQuery>,
 ) -> HttpResponse {
+    let l = fallback_locale(&req);
     let fail = |msg: String| {
-        let mut p = Page::new(Locale::En, "Demo app: sign-in failed", "");
+        let mut p = Page::new(
+            l,
+            tr(l, "Demo app: sign-in failed", "示例应用：登录失败"),
+            "",
+        );
         let body = format!(
-            "<p role=\"alert\">{}</p><p><a class=\"button\" href=\"/demo\">Back</a></p>",
-            escape(&msg)
+            "<p role=\"alert\">{}</p><p><a class=\"button\" href=\"/demo\">{}</a></p>",
+            escape(&msg),
+            tr(l, "Back", "返回")
         );
         p.body_html = &body;
         p.status(StatusCode::BAD_REQUEST).render()
@@ -229,23 +270,41 @@ pub async fn callback(
         ],
     );
     let body = format!(
-        "<p>Signed in. The nonce {}.</p>\
-         <h2>ID token</h2><pre>{}</pre><h2>Access token (RFC 9068)</h2><pre>{}</pre>\
-         <h2>userinfo</h2><pre>{}</pre><h2>Token response</h2><pre>{}</pre>\
-         <p><a class=\"button\" href=\"/demo\">Home</a></p><p><a class=\"button\" href=\"{}\">Sign out</a></p>",
-        if nonce_ok { "matches" } else { "DOES NOT match" },
+        "<p>{}</p>\
+         <h2>{}</h2><pre>{}</pre><h2>{}</h2><pre>{}</pre>\
+         <h2>userinfo</h2><pre>{}</pre><h2>{}</h2><pre>{}</pre>\
+         <p><a class=\"button\" href=\"/demo\">{}</a></p><p><a class=\"button\" href=\"{}\">{}</a></p>",
+        if nonce_ok {
+            tr(l, "Signed in. The nonce matches.", "已登录。nonce 一致。")
+        } else {
+            tr(l, "Signed in. The nonce DOES NOT match.", "已登录。nonce 不一致！")
+        },
+        tr(l, "ID token", "ID 令牌"),
         escape(&decoded_id),
+        tr(l, "Access token (RFC 9068)", "访问令牌（RFC 9068）"),
         escape(&decode_jwt(access_token)),
         escape(&userinfo),
+        tr(l, "Token response", "令牌响应"),
         escape(&serde_json::to_string_pretty(&tokens).unwrap_or_default()),
+        tr(l, "Home", "首页"),
         escape(&logout),
+        tr(l, "Sign out", "退出登录"),
     );
-    page("idbridge demo app: signed in", &body)
+    page(
+        l,
+        tr(
+            l,
+            "idbridge demo app: signed in",
+            "idbridge 示例应用：已登录",
+        ),
+        &body,
+    )
 }
 
 /// GET /dev/outbox: the codes the development sender "sent" (newest first), so a
 /// person trying dev mode can finish a phone or binding step without a phone.
-pub async fn outbox(state: web::Data<AppState>) -> HttpResponse {
+pub async fn outbox(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let l = fallback_locale(&req);
     let rows: String = state
         .verifier
         .outbox
@@ -262,8 +321,17 @@ pub async fn outbox(state: web::Data<AppState>) -> HttpResponse {
         })
         .collect();
     let body = format!(
-        "<p>Messages the development sender would have sent (nothing leaves this machine). Newest first.</p>\
-         <table><thead><tr><th>channel</th><th>to</th><th>code</th><th>text</th></tr></thead><tbody>{rows}</tbody></table>"
+        "<p>{}</p>\
+         <table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>",
+        tr(
+            l,
+            "Messages the development sender would have sent (nothing leaves this machine). Newest first.",
+            "开发用发送器本应发出的消息（不会离开本机），最新的在前。"
+        ),
+        tr(l, "channel", "渠道"),
+        tr(l, "to", "发送至"),
+        tr(l, "code", "验证码"),
+        tr(l, "text", "内容"),
     );
-    page("Dev outbox", &body)
+    page(l, tr(l, "Dev outbox", "开发用发件箱"), &body)
 }

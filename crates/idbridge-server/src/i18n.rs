@@ -13,6 +13,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("choose_other", "Or sign in another way", "或选择其他方式"),
     ("return_to_app", "Return to the application", "返回应用"),
     ("try_again", "Try again", "重试"),
+    ("full_stop", ".", "。"),
     // Sign-out.
     ("signed_out_title", "Signed out", "已退出登录"),
     ("signed_out", "You have been signed out.", "你已退出登录。"),
@@ -28,6 +29,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("expired_todo", "Go back to the application and start signing in again.", "请回到应用重新开始登录。"),
     ("db_down", "The broker's database is unavailable.", "登录服务的数据库暂时不可用。"),
     ("db_down_todo", "Retry in a moment.", "请稍后重试。"),
+    ("unknown_method", "This sign-in method is not available for this application:", "此应用不能使用这种登录方式："),
     ("wrong_browser", "This step was not started in this browser.", "这一步不是在此浏览器中发起的。"),
     ("bad_form", "The form expired or was sent from another page.", "表单已过期，或不是从本页提交的。"),
     ("bad_form_todo", "Go back, reload the page and try again.", "请返回并刷新页面后重试。"),

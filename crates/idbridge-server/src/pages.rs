@@ -9,7 +9,7 @@ use askama::Template;
 use idbridge_core::Locale;
 
 pub const STYLESHEET: &str = r#"
-:root { color-scheme: light; --fg:#1b1f24; --muted:#57606a; --accent:#07c160; --bg:#f6f8fa; --card:#fff; --warn:#9a6700; }
+:root { color-scheme: light; --fg:#1b1f24; --muted:#57606a; --accent:#07c160; --accent-strong:#067d3e; --bg:#f6f8fa; --card:#fff; --warn:#9a6700; }
 * { box-sizing: border-box; }
 body { margin:0; font: 16px/1.5 system-ui, -apple-system, "PingFang SC", "Microsoft YaHei", sans-serif; color:var(--fg); background:var(--bg); }
 main { max-width: 28rem; margin: 3rem auto; background: var(--card); padding: 2rem; border-radius: 12px; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
@@ -18,11 +18,14 @@ p.detail, .muted { color: var(--muted); }
 .warning { color: var(--warn); border-left: 4px solid var(--warn); padding-left: .75rem; }
 ul.choices { list-style: none; padding: 0; }
 ul.choices li { margin: .5rem 0; }
-a.button, button { display:block; width:100%; text-align:center; padding:.75rem 1rem; border-radius:8px; border:1px solid #d0d7de; background:#fff; color:var(--fg); font-size:1rem; text-decoration:none; cursor:pointer; }
+a.button, button { display:block; width:100%; text-align:center; padding:.75rem 1rem; border-radius:8px; border:1px solid #d0d7de; background:#fff; color:var(--fg); font-family:inherit; font-size:1rem; text-decoration:none; cursor:pointer; }
 a.button:focus, button:focus, input:focus, select:focus { outline: 3px solid #0969da; outline-offset: 2px; }
-a.button.primary, button.primary, form button[type=submit] { background: var(--accent); color:#fff; border-color: var(--accent); }
+/* White on WeChat green (#07c160) is 2.4:1; the darker green is 5.2:1 (WCAG AA). */
+a.button.primary, button.primary, form button[type=submit] { background: var(--accent-strong); color:#fff; border-color: var(--accent-strong); }
+ul.choices form button[type=submit], ul.identities form button[type=submit] { background:#fff; color:var(--fg); border-color:#d0d7de; }
 label { display:block; margin-top:1rem; font-weight:600; }
-input, select { width:100%; padding:.6rem; font-size:1rem; border:1px solid #8c959f; border-radius:6px; margin:.25rem 0 1rem; }
+input, select { width:100%; padding:.6rem; font-family:inherit; font-size:1rem; border:1px solid #8c959f; border-radius:6px; margin:.25rem 0 1rem; }
+input + p.muted { margin-top: -.75rem; }
 code, pre { font: 13px/1.4 ui-monospace, monospace; }
 pre { white-space: pre-wrap; word-break: break-all; background: var(--bg); padding: .75rem; border-radius: 6px; }
 main.wide { max-width: 60rem; }

@@ -1,0 +1,70 @@
+// Run every scenario in a real browser, once per language, each against that
+// language's own `idbridge serve --dev` (so each run starts from an empty broker).
+// Usage: node tests/browser/run.mjs LANG=BROKER_URL,SIMULATOR_URL [LANG=…]
+//   e.g. node tests/browser/run.mjs en=http://127.0.0.1:8080,http://127.0.0.1:8081
+// $SHOTS: a folder for full-page screenshots (<page>.<lang>.png).
+// $ONLY: run only the scenarios whose name contains this text.
+// Prints one line per scenario, then "N passed, M failed"; exits 1 on a failure.
+import { mkdirSync } from "node:fs";
+import { launch, Run } from "./lib.mjs";
+import { scenarios } from "./scenarios.mjs";
+
+const SCENARIO_TIMEOUT_MS = 60_000;
+
+const targets = process.argv.slice(2).map((arg) => {
+  const m = arg.match(/^([A-Za-z-]+)=(http:\/\/127\.0\.0\.1:\d+),(http:\/\/127\.0\.0\.1:\d+)$/);
+  if (!m) {
+    console.error(`usage: node run.mjs LANG=BROKER_URL,SIMULATOR_URL … (127.0.0.1 only); got ${arg}`);
+    process.exit(2);
+  }
+  return { lang: m[1], broker: m[2], sim: m[3] };
+});
+if (!targets.length) {
+  console.error("usage: node run.mjs LANG=BROKER_URL,SIMULATOR_URL …");
+  process.exit(2);
+}
+const shots = process.env.SHOTS || undefined;
+if (shots) mkdirSync(shots, { recursive: true });
+const only = process.env.ONLY;
+
+const browser = await launch();
+let passed = 0;
+let failed = 0;
+const started = Date.now();
+for (const { lang, broker, sim } of targets) {
+  for (const scenario of scenarios) {
+    if (only && !scenario.name.includes(only)) continue;
+    const run = new Run({ browser, broker, sim, lang, shots });
+    const t0 = Date.now();
+    let timer;
+    try {
+      await Promise.race([
+        scenario.run(run),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`timed out after ${SCENARIO_TIMEOUT_MS / 1000} s`)), SCENARIO_TIMEOUT_MS);
+        }),
+      ]);
+      if (run.offsite.length) throw new Error(`the browser tried to leave 127.0.0.1: ${[...new Set(run.offsite)].join(", ")}`);
+      if (run.problems.length) throw new Error(run.problems.join("\n"));
+      passed++;
+      console.log(`ok    [${lang}] ${scenario.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL  [${lang}] ${scenario.name}`);
+      console.log(`    ${String(e.message ?? e).split("\n").join("\n    ")}`);
+      console.log(`    what the browser showed:\n${await run.describe()}`);
+      if (shots) {
+        const pages = run.contexts.flatMap((c) => c.pages());
+        const last = pages[pages.length - 1];
+        if (last) await last.screenshot({ path: `${shots}/FAILED-${lang}-${passed + failed}.png`, fullPage: true }).catch(() => {});
+      }
+    } finally {
+      clearTimeout(timer);
+      await run.close();
+    }
+  }
+}
+await browser.close();
+console.log(`browser scenarios took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
