@@ -6,7 +6,8 @@
 #     without, then with, the 500 slow logins of the `app` client.
 #  2. Throughput: complete logins (authorize → simulator QR page → confirm →
 #     callback with code exchange and userinfo → code redeemed at /token) against
-#     `idbridge serve --dev`, RS256 (the default) and ES256.
+#     `idbridge serve --dev`: RS256 (the default), ES256, and RS256 ID tokens with
+#     ES256 access tokens.
 # Needs wrk (installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,9 +88,15 @@ kill $broker; wait $broker 2>/dev/null || true
 } | tee -a "$OUT/wechat.txt"
 
 # ---- 2. throughput in dev mode
-for alg in RS256 ES256; do
+# RS256 for everything (the default); ES256 for everything; RS256 ID tokens with
+# ES256 access tokens (signing.access_token_algorithm).
+for alg in RS256 ES256 RS256+ES256-access; do
   dev="$work/dev-$alg"
-  IDBRIDGE_LOG=warn IDBRIDGE__SIGNING__DEFAULT_ALGORITHM=$alg "$T/idbridge" serve --dev --port "$PORT" --dir "$dev" >/dev/null 2>"$work/dev.log" &
+  id_alg=${alg%%+*}
+  access_alg=$id_alg
+  [ "$alg" = "RS256+ES256-access" ] && access_alg=ES256
+  IDBRIDGE_LOG=warn IDBRIDGE__SIGNING__DEFAULT_ALGORITHM=$id_alg IDBRIDGE__SIGNING__ACCESS_TOKEN_ALGORITHM=$access_alg \
+    "$T/idbridge" serve --dev --port "$PORT" --dir "$dev" >/dev/null 2>"$work/dev.log" &
   p=$!
   wait_http "http://127.0.0.1:$PORT/healthz"
   result=$("$T/examples/bench_logins" "http://127.0.0.1:$PORT" demo "$(cat "$dev/demo-client.secret")" \

@@ -151,6 +151,9 @@ pub struct SigningSettings {
     pub algorithms: Vec<String>,
     /// Algorithm for access tokens and (unless a client says otherwise) ID tokens.
     pub default_algorithm: String,
+    /// Algorithm for access tokens only, when it should differ from
+    /// `default_algorithm` (ES256 signs about 20 times faster than RS256).
+    pub access_token_algorithm: Option<String>,
     pub rotate_every_days: i64,
     /// A new key is published this long before it signs, so caches pick it up.
     pub publish_ahead_hours: i64,
@@ -163,6 +166,7 @@ impl Default for SigningSettings {
             master_key_file: None,
             algorithms: vec!["RS256".into(), "ES256".into(), "EdDSA".into()],
             default_algorithm: "RS256".into(),
+            access_token_algorithm: None,
             rotate_every_days: 30,
             publish_ahead_hours: 24,
         }
@@ -468,22 +472,23 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             )),
         }
     }
-    match s
-        .signing
-        .default_algorithm
-        .parse::<idbridge_tokens::Algorithm>()
-    {
-        Ok(alg) if alg != idbridge_tokens::Algorithm::RS256 && !algs.contains(&alg) => {
-            errors.push(ConfigError::new(
-                "signing.default_algorithm",
-                format!("{} is not listed in signing.algorithms", alg.as_str()),
-            ))
+    for (key, value) in [
+        ("signing.default_algorithm", Some(&s.signing.default_algorithm)),
+        (
+            "signing.access_token_algorithm",
+            s.signing.access_token_algorithm.as_ref(),
+        ),
+    ] {
+        let Some(value) = value else { continue };
+        match value.parse::<idbridge_tokens::Algorithm>() {
+            Ok(alg) if alg != idbridge_tokens::Algorithm::RS256 && !algs.contains(&alg) => errors
+                .push(ConfigError::new(
+                    key,
+                    format!("{} is not listed in signing.algorithms", alg.as_str()),
+                )),
+            Ok(_) => {}
+            Err(_) => errors.push(ConfigError::new(key, "use RS256, ES256 or EdDSA")),
         }
-        Ok(_) => {}
-        Err(_) => errors.push(ConfigError::new(
-            "signing.default_algorithm",
-            "use RS256, ES256 or EdDSA",
-        )),
     }
     match &s.signing.master_key {
         None => errors.push(ConfigError::new(

@@ -185,7 +185,7 @@ pub fn sign_tokens(state: &AppState, req: TokenRequest<'_>) -> Result<Issued, OA
         sid: req.sid.map(str::to_owned),
     };
     let access_token = keys
-        .sign(state.default_alg, "at+jwt", &access)
+        .sign(state.access_token_alg, "at+jwt", &access)
         .map_err(OAuthError::token)?;
     let id_token = if has_scope(req.scope, "openid") {
         let alg = req.client.id_token_alg.unwrap_or(state.default_alg);

@@ -103,6 +103,12 @@ pub async fn build_state(
         .default_algorithm
         .parse()
         .unwrap_or(idbridge_tokens::Algorithm::RS256);
+    let access_token_alg = settings
+        .signing
+        .access_token_algorithm
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default_alg);
     let keys = keys::Keys::new(state::algorithms(&settings), keys::policy(&settings))?;
     keys.sync(&store, &master_key, options.clock.now()).await?;
     let mut client_settings = settings.clients.clone();
@@ -159,6 +165,7 @@ pub async fn build_state(
         secure_cookies: settings.issuer.starts_with("https://"),
         dev_mode: options.dev_mode,
         default_alg,
+        access_token_alg,
         settings,
         store,
         keys,

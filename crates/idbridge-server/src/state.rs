@@ -50,6 +50,8 @@ pub struct AppState {
     pub master_key: MasterKey,
     pub clock: Arc<Clock>,
     pub default_alg: Algorithm,
+    /// Signs access tokens (`signing.access_token_algorithm`, else `default_alg`).
+    pub access_token_alg: Algorithm,
     pub dev_mode: bool,
     /// Issuer is https: cookies get `Secure`.
     pub secure_cookies: bool,

@@ -975,3 +975,35 @@ async fn first_login_deny_and_disabled_accounts_are_refused_without_writing_an_a
         "{audit:?}"
     );
 }
+
+/// `signing.access_token_algorithm` signs access tokens with another algorithm
+/// than ID tokens; both verify where apps check them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn access_tokens_may_use_their_own_algorithm() {
+    let db = TestDb::new(Db::Sqlite);
+    let broker = start(&db.url(), None, |s| {
+        s.signing.access_token_algorithm = Some("ES256".into());
+    })
+    .await;
+    let tokens = tokens_for(&broker.base, "alice").await;
+    let header = |jwt: &str| {
+        use base64::Engine;
+        let h = jwt.split('.').next().unwrap();
+        serde_json::from_slice::<serde_json::Value>(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap(),
+        )
+        .unwrap()
+    };
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(header(access)["alg"], "ES256");
+    assert_eq!(header(access)["typ"], "at+jwt");
+    assert_eq!(header(tokens["id_token"].as_str().unwrap())["alg"], "RS256");
+    let info = http()
+        .get(format!("{}/userinfo", broker.base))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), 200);
+    assert_eq!(introspect(&broker.base, access).await["active"], true);
+}
