@@ -292,6 +292,35 @@ export const scenarios = [
     },
   },
   {
+    name: "account page: an old sign-in must confirm it's you (sign in again) before linking",
+    async run(run) {
+      const page = await run.newPage();
+      await page.goto(`${run.broker}/account`);
+      await chooser(page, run);
+      await page.getByRole("link", { name: DEV }).click();
+      await devSignIn(page, run, "step-up-owner");
+      await page.waitForURL(/\/account$/);
+      // Eleven minutes later (the dev clock moves; nothing waits).
+      const moved = await page.request.post(`${run.broker}/dev/clock?secs=660`);
+      if (!moved.ok()) throw new Error(`/dev/clock: ${moved.status()}`);
+      const link = page.getByRole("list", { name: run.t("Link another sign-in method", "关联其他登录方式") });
+      await link.getByRole("button", { name: DEV }).click();
+      await see(page.getByRole("heading", { name: run.t("Confirm it's you", "确认是你本人") }), "the confirm page");
+      await shows(page, run.t("Changing your sign-in methods needs a recent sign-in.", "修改登录方式需要最近登录过。"));
+      await run.page(page, "confirm");
+      await page.getByRole("button", { name: run.t("Sign in again", "重新登录") }).click();
+      await chooser(page, run);
+      await page.getByRole("link", { name: DEV }).click();
+      await devSignIn(page, run, "step-up-owner");
+      await page.waitForURL(/\/account$/);
+      await link.getByRole("button", { name: DEV }).click();
+      await devSignIn(page, run, "step-up-second");
+      await page.waitForURL(/\/account\?done=linked/);
+      const methods = page.getByRole("list", { name: run.t("Sign-in methods", "登录方式"), exact: true }).getByRole("listitem");
+      if ((await methods.count()) !== 2) throw new Error(`expected two sign-in methods, found ${await methods.count()}`);
+    },
+  },
+  {
     name: "error pages: unknown app, unregistered redirect_uri (no redirect), a used sign-in request",
     async run(run) {
       const page = await run.newPage();

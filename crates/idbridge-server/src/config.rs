@@ -473,7 +473,10 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
         }
     }
     for (key, value) in [
-        ("signing.default_algorithm", Some(&s.signing.default_algorithm)),
+        (
+            "signing.default_algorithm",
+            Some(&s.signing.default_algorithm),
+        ),
         (
             "signing.access_token_algorithm",
             s.signing.access_token_algorithm.as_ref(),

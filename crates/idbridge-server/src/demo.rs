@@ -335,3 +335,27 @@ pub async fn outbox(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
     );
     page(l, tr(l, "Dev outbox", "开发用发件箱"), &body)
 }
+
+#[derive(serde::Deserialize)]
+pub struct AdvanceQuery {
+    secs: i64,
+}
+
+/// POST /dev/clock?secs=N (dev mode only): move the broker's clock forward, to
+/// try what happens when codes, requests or a sign-in get old, without waiting.
+pub async fn advance_clock(
+    state: web::Data<AppState>,
+    q: web::Query<AdvanceQuery>,
+) -> HttpResponse {
+    if !(0..=366 * 86_400).contains(&q.secs) {
+        return HttpResponse::BadRequest()
+            .content_type("text/plain; charset=utf-8")
+            .body("secs must be between 0 and one year");
+    }
+    state.clock.advance(q.secs);
+    tracing::info!(
+        secs = q.secs,
+        "dev mode: the broker's clock was moved forward"
+    );
+    HttpResponse::Ok().json(serde_json::json!({ "now": state.now() }))
+}

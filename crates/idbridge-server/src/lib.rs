@@ -247,7 +247,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
         cfg.route("/demo", web::get().to(demo::home))
             .route("/demo/login", web::get().to(demo::login))
             .route("/demo/callback", web::get().to(demo::callback))
-            .route("/dev/outbox", web::get().to(demo::outbox));
+            .route("/dev/outbox", web::get().to(demo::outbox))
+            .route("/dev/clock", web::post().to(demo::advance_clock));
     }
 }
 

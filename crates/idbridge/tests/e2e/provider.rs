@@ -990,7 +990,9 @@ async fn access_tokens_may_use_their_own_algorithm() {
         use base64::Engine;
         let h = jwt.split('.').next().unwrap();
         serde_json::from_slice::<serde_json::Value>(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap(),
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .unwrap(),
         )
         .unwrap()
     };
