@@ -379,6 +379,30 @@ fn resolve_once(
     }
 }
 
+/// The account a login signs in to, or why it signs in to none (no account and
+/// the policy refuses; a disabled account). Shared by browser sign-ins and token
+/// exchanges.
+fn resolve_account(
+    c: &mut AnyConnection,
+    login: &NewLogin,
+    profile: &str,
+    policy: &FirstLogin,
+    new_user_id: &str,
+    now: i64,
+) -> Result<Result<(User, LoginResolution), LoginCompletion>, StoreError> {
+    let resolution = resolve_once(c, login, profile, policy, new_user_id, now)?;
+    let user = match &resolution {
+        LoginResolution::NotLinked => return Ok(Err(LoginCompletion::NotLinked)),
+        LoginResolution::Existing(u) | LoginResolution::Linked(u) | LoginResolution::Created(u) => {
+            u.clone()
+        }
+    };
+    if user.disabled_at.is_some() {
+        return Ok(Err(LoginCompletion::Disabled(user)));
+    }
+    Ok(Ok((user, resolution)))
+}
+
 /// A new identity (and its link key, if any) for `user_id`.
 fn attach_new_identity(
     c: &mut AnyConnection,
@@ -500,23 +524,17 @@ impl Store {
         self.write(move |conn| {
             let attempt = || {
                 conn.transaction(|c| {
-                    let resolution = resolve_once(
+                    let (user, resolution) = match resolve_account(
                         c,
                         &done.login,
                         &profile,
                         &done.policy,
                         &done.new_user_id,
                         now,
-                    )?;
-                    let user = match &resolution {
-                        LoginResolution::NotLinked => return Ok(LoginCompletion::NotLinked),
-                        LoginResolution::Existing(u)
-                        | LoginResolution::Linked(u)
-                        | LoginResolution::Created(u) => u.clone(),
+                    )? {
+                        Ok(found) => found,
+                        Err(refused) => return Ok(refused),
                     };
-                    if user.disabled_at.is_some() {
-                        return Ok(LoginCompletion::Disabled(user));
-                    }
                     if let (Some(pending), Some(pending_profile)) = (&done.also_link, &also_profile)
                     {
                         let linked = resolve_once(
@@ -720,23 +738,17 @@ impl Store {
         self.write(move |conn| {
             let attempt = || {
                 conn.transaction(|c| {
-                    let resolution = resolve_once(
+                    let (user, resolution) = match resolve_account(
                         c,
                         &done.login,
                         &profile,
                         &done.policy,
                         &done.new_user_id,
                         now,
-                    )?;
-                    let user = match &resolution {
-                        LoginResolution::NotLinked => return Ok(LoginCompletion::NotLinked),
-                        LoginResolution::Existing(u)
-                        | LoginResolution::Linked(u)
-                        | LoginResolution::Created(u) => u.clone(),
+                    )? {
+                        Ok(found) => found,
+                        Err(refused) => return Ok(refused),
                     };
-                    if user.disabled_at.is_some() {
-                        return Ok(LoginCompletion::Disabled(user));
-                    }
                     if done.require_phone && user.phone_verified_at.is_none() {
                         return Ok(LoginCompletion::SignedIn {
                             user,
