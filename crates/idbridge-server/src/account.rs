@@ -391,11 +391,11 @@ async fn confirm_page(
     let Some(browser) = Browser::of(state, req) else {
         return unavailable(locale);
     };
-    let (wechat, phone) = crate::verify::channels(state, user).await;
+    let code = crate::verify::reachable(state, user).await;
     let page = ConfirmPage {
         t: Tr(locale),
         error,
-        code: wechat.is_some() || phone.is_some(),
+        code,
         csrf: browser.csrf(CSRF_PURPOSE),
     };
     render(locale, text(locale, "confirm_title"), &page)
@@ -432,7 +432,8 @@ pub async fn confirm_send(
     let Some(browser_hash) = csrf::browser_hash(&req) else {
         return bad_form(locale);
     };
-    let (_, phone) = crate::verify::channels(&state, &user).await;
+    // send_code picks the WeChat chat itself; the number is the SMS fallback.
+    let phone = crate::verify::verified_phone(&state, &user);
     let ctx = request_context(&state, &req, locale);
     match crate::verify::send_code(
         &state,

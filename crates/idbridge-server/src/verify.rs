@@ -257,19 +257,18 @@ async fn messaging_identity(state: &AppState, user: &User) -> Option<(String, St
     })
 }
 
-/// Where a code may go for `user`: into WeChat (an identity at a connector that
-/// can message it) and/or by SMS (a verified number, when phone codes are on).
-pub async fn channels(state: &AppState, user: &User) -> (Option<(String, String)>, Option<String>) {
-    let wechat = if state.verifier.settings.wechat {
-        messaging_identity(state, user).await
-    } else {
-        None
-    };
-    let phone = user
-        .phone_number
+/// Whether a code proving `user` can reach them at all: into WeChat (an identity
+/// at a connector that can message it) or by SMS (a verified number).
+pub async fn reachable(state: &AppState, user: &User) -> bool {
+    verified_phone(state, user).is_some()
+        || (state.verifier.settings.wechat && messaging_identity(state, user).await.is_some())
+}
+
+/// The account's verified number, when phone codes are on.
+pub fn verified_phone(state: &AppState, user: &User) -> Option<String> {
+    user.phone_number
         .clone()
-        .filter(|_| user.phone_verified_at.is_some() && state.verifier.phone_codes());
-    (wechat, phone)
+        .filter(|_| user.phone_verified_at.is_some() && state.verifier.phone_codes())
 }
 
 /// Send a code for `purpose`. `phone` is the number typed or on file (also what
