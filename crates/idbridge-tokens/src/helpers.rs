@@ -1,10 +1,10 @@
 //! Small primitives for the server: random tokens, token hashes for storage,
 //! client-secret hashing, PKCE (RFC 7636) and the OIDC `at_hash`.
 
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ring::digest;
-use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
 use crate::{Algorithm, TokenError};
@@ -68,7 +68,10 @@ pub fn random_digits(len: usize) -> Result<String, TokenError> {
 /// HMAC-SHA256 of `message` under `key`, lower-case hex: how a receiver checks
 /// that a webhook came from the broker.
 pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), message);
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
+        message,
+    );
     tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -4,16 +4,16 @@
 
 use std::fmt;
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents,
+    ECDSA_P256_SHA256_FIXED_SIGNING,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::DecodingKey;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use ring::rand::SystemRandom;
-use ring::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents,
-    ECDSA_P256_SHA256_FIXED_SIGNING,
-};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ const RSA_BITS: usize = 2048;
 /// A freshly generated key, ready to be sealed and stored.
 ///
 /// `private_der` is PKCS#1 `RSAPrivateKey` DER for RS256 and PKCS#8 DER for
-/// ES256 and EdDSA (the forms jsonwebtoken and ring load). Its `Debug` never
+/// ES256 and EdDSA (the forms jsonwebtoken and aws-lc-rs load). Its `Debug` never
 /// shows `private_der`.
 #[derive(Clone)]
 pub struct KeyMaterial {
@@ -73,9 +73,9 @@ pub fn generate_key(alg: Algorithm) -> Result<KeyMaterial, TokenError> {
     })
 }
 
-/// ring cannot generate RSA keys, so the `rsa` crate does, fed by a ChaCha
-/// generator seeded from the OS (`OsRng` would panic if the OS RNG failed;
-/// seeding through ring lets that surface as an error instead).
+/// The `rsa` crate generates RSA keys (as PKCS#1, the stored form), fed by a
+/// ChaCha generator seeded from the OS (`OsRng` would panic if the OS RNG
+/// failed; seeding through aws-lc-rs lets that surface as an error instead).
 fn generate_rsa_pkcs1() -> Result<Vec<u8>, TokenError> {
     let mut seed = [0u8; 32];
     fill_random(&mut seed)?;
@@ -90,12 +90,12 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// The complete public JWK for a private key, computed by parsing the key with
-/// ring (which also validates it). RSA integers are minimal big-endian.
+/// aws-lc-rs (which also validates it). RSA integers are minimal big-endian.
 fn derive_public_jwk(kid: &str, alg: Algorithm, private_der: &[u8]) -> Result<Value, TokenError> {
     match alg {
         Algorithm::RS256 => {
             let pair = RsaKeyPair::from_der(private_der).map_err(|_| TokenError::KeyDecode)?;
-            let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
+            let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
             Ok(json!({
                 "kty": "RSA",
                 "kid": kid,
@@ -106,12 +106,8 @@ fn derive_public_jwk(kid: &str, alg: Algorithm, private_der: &[u8]) -> Result<Va
             }))
         }
         Algorithm::ES256 => {
-            let pair = EcdsaKeyPair::from_pkcs8(
-                &ECDSA_P256_SHA256_FIXED_SIGNING,
-                private_der,
-                &SystemRandom::new(),
-            )
-            .map_err(|_| TokenError::KeyDecode)?;
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, private_der)
+                .map_err(|_| TokenError::KeyDecode)?;
             // Uncompressed SEC1 point: 0x04 || x (32) || y (32).
             let point = pair.public_key().as_ref();
             let (Some(0x04), Some(x), Some(y), 65) = (
@@ -162,29 +158,27 @@ pub struct SigningKey {
 /// as a signature (an ECDSA key recomputes its public point), so it is done once,
 /// not per token.
 pub(crate) enum Signer {
-    Rsa(ring::signature::RsaKeyPair),
-    Ecdsa(ring::signature::EcdsaKeyPair),
-    Ed(ring::signature::Ed25519KeyPair),
+    Rsa(aws_lc_rs::signature::RsaKeyPair),
+    Ecdsa(aws_lc_rs::signature::EcdsaKeyPair),
+    Ed(aws_lc_rs::signature::Ed25519KeyPair),
 }
 
 impl Signer {
     fn parse(alg: Algorithm, private_der: &[u8]) -> Result<Signer, TokenError> {
-        let rng = SystemRandom::new();
         Ok(match alg {
             Algorithm::RS256 => Signer::Rsa(
-                ring::signature::RsaKeyPair::from_der(private_der)
+                aws_lc_rs::signature::RsaKeyPair::from_der(private_der)
                     .map_err(|_| TokenError::KeyDecode)?,
             ),
             Algorithm::ES256 => Signer::Ecdsa(
-                ring::signature::EcdsaKeyPair::from_pkcs8(
-                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+                    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
                     private_der,
-                    &rng,
                 )
                 .map_err(|_| TokenError::KeyDecode)?,
             ),
             Algorithm::EdDSA => Signer::Ed(
-                ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(private_der)
+                aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(private_der)
                     .map_err(|_| TokenError::KeyDecode)?,
             ),
         })
@@ -196,9 +190,14 @@ impl Signer {
         let rng = SystemRandom::new();
         match self {
             Signer::Rsa(key) => {
-                let mut sig = vec![0; key.public().modulus_len()];
-                key.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
-                    .map_err(|_| TokenError::Sign)?;
+                let mut sig = vec![0; key.public_modulus_len()];
+                key.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    message,
+                    &mut sig,
+                )
+                .map_err(|_| TokenError::Sign)?;
                 Ok(sig)
             }
             Signer::Ecdsa(key) => Ok(key

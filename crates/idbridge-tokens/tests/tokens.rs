@@ -400,7 +400,7 @@ fn keys_offered_by_the_token_itself_are_ignored() {
 
 /// A token over exactly these header bytes, validly signed by our EdDSA key.
 fn signed_raw_header(header: &str) -> String {
-    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
     let ed = material(Algorithm::EdDSA);
     let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&ed.private_der).unwrap();
     assert_eq!(
