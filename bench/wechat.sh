@@ -36,7 +36,7 @@ paced() { # tokens file → RESULT line, ~1,000 refresh grants/s for $DURATION s
 
 # ---- 1. isolation
 if [[ " $PARTS " == *" isolation "* ]]; then
-nice -n 19 "$T/examples/devsim" "127.0.0.1:$SIM_PORT" 127.0.0.1 >/dev/null 2>&1 &
+"$T/examples/devsim" "127.0.0.1:$SIM_PORT" 127.0.0.1 >/dev/null 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$SIM_PORT/__sim/counters"
 n=$((DURATION * 1100 + 2000))
@@ -77,7 +77,7 @@ wait_http "http://127.0.0.1:$PORT/healthz"
 quiet=$(paced "$work/a.txt")
 curl -sf -X POST -H 'content-type: application/json' \
   -d '{"endpoint":"access_token","kind":"slow","ms":2000}' "http://127.0.0.1:$SIM_PORT/__sim/faults" >/dev/null
-nice -n 19 "$T/examples/bench_logins" "http://127.0.0.1:$PORT" app "$APP_SECRET" http://127.0.0.1/app/cb wechat 500 $((DURATION + 6)) > "$work/logins.txt" &
+"$T/examples/bench_logins" "http://127.0.0.1:$PORT" app "$APP_SECRET" http://127.0.0.1/app/cb wechat 500 $((DURATION + 6)) > "$work/logins.txt" &
 driver=$!
 sleep 3
 busy=$(paced "$work/b.txt")

@@ -119,7 +119,10 @@ pub trait Connector: Send + Sync {
         &[]
     }
 
-    /// Start an upstream sign-in.
+    /// Start an upstream sign-in: build where to send the browser. It should not
+    /// wait on the upstream — the server runs it within the app's share of local
+    /// work (`server.in_progress_per_client`); fetch what it needs (discovery
+    /// documents, keys) ahead of time or in `complete`.
     async fn begin(
         &self,
         ctx: &RequestContext,

@@ -233,6 +233,15 @@ pub async fn authorize(
             &format!("parameter {name} was given more than once"),
         );
     }
+    // This app's turn at local work (crate::fair); held until the response is built.
+    let Ok(_turn) = state.fair.enter(&client.id).await else {
+        return error_redirect(
+            &state,
+            &ar,
+            "temporarily_unavailable",
+            "the broker is busy with this application's sign-ins; retry shortly",
+        );
+    };
     match params.get("response_type").map(String::as_str) {
         Some("code") => {}
         None => return error_redirect(&state, &ar, "invalid_request", "response_type is required"),
@@ -1231,6 +1240,16 @@ pub async fn callback(
         }
     };
     state.upstream.succeeded(&connector_id);
+    // The app's turn at local work, now that the upstream has answered (crate::fair).
+    let Ok(_turn) = state.fair.enter(&ar.client_id).await else {
+        remember_outcome(&state, &upstream_state, None).await;
+        return error_page(
+            locale,
+            StatusCode::SERVICE_UNAVAILABLE,
+            text(locale, "busy"),
+            text(locale, "busy_todo"),
+        );
+    };
     let login = new_login(&state, &connector_id, &identity);
     if let Some(user_id) = ar.link_to.clone() {
         return crate::account::finish_link(

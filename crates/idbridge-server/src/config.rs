@@ -104,6 +104,10 @@ pub struct ServerSettings {
     /// Failed attempts (bad client credentials, codes, refresh tokens, callback
     /// states) one IP address may make per minute before it gets 429; 0 = off.
     pub failures_per_minute: u32,
+    /// Requests of one app (client) doing local work — database, signing — at
+    /// once; more wait their turn, so one app's burst cannot hold up the
+    /// others. 0 = no limit.
+    pub in_progress_per_client: u32,
 }
 
 impl Default for ServerSettings {
@@ -112,6 +116,7 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             workers: 0,
             failures_per_minute: 30,
+            in_progress_per_client: 8,
         }
     }
 }

@@ -94,6 +94,8 @@ pub async fn token_exchange(
         }
     };
     state.upstream.succeeded(connector_id);
+    // The app's turn at local work, now that the upstream has answered (crate::fair).
+    let _turn = state.fair.enter(&client.id).await?;
 
     let now = state.now();
     let new_user_id = random_token(16).map_err(OAuthError::token)?;

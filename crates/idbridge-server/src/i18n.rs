@@ -27,6 +27,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("bad_redirect_todo", "For your safety you were not sent back. The application's developer must register the exact redirect_uri.", "为安全起见不会跳转。请应用开发者检查 redirect_uri 配置（必须完全一致）。"),
     ("expired", "This sign-in request has expired or was already used.", "这个登录请求已过期或已被使用。"),
     ("expired_todo", "Go back to the application and start signing in again.", "请回到应用重新开始登录。"),
+    ("busy", "The sign-in service is too busy to finish this sign-in.", "登录服务繁忙，未能完成这次登录。"),
+    ("busy_todo", "Wait a moment, then go back to the application and sign in again.", "请稍候，然后回到应用重新登录。"),
     ("db_down", "The broker's database is unavailable.", "登录服务的数据库暂时不可用。"),
     ("db_down_todo", "Retry in a moment.", "请稍后重试。"),
     ("unknown_method", "This sign-in method is not available for this application:", "此应用不能使用这种登录方式："),

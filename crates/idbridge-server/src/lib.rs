@@ -15,6 +15,7 @@ pub mod demo;
 pub mod discovery;
 pub mod error;
 pub mod exchange;
+pub mod fair;
 pub mod health;
 pub mod i18n;
 pub mod issue;
@@ -146,6 +147,7 @@ pub async fn build_state(
         .build()
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     let failures = limits::FailureLimiter::new(settings.server.failures_per_minute);
+    let in_progress = settings.server.in_progress_per_client;
     if settings.verification.sender == "log" && !options.dev_mode {
         return Err(StartError::Config(vec![ConfigError::new(
             "verification.sender",
@@ -175,6 +177,7 @@ pub async fn build_state(
         clock: options.clock.clone(),
         http,
         failures,
+        fair: fair::FairShare::new(in_progress),
         upstream: health::UpstreamHealth::default(),
         verifier,
         admin,

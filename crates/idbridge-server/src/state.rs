@@ -58,6 +58,8 @@ pub struct AppState {
     /// For the demo app and other outbound calls.
     pub http: reqwest::Client,
     pub failures: crate::limits::FailureLimiter,
+    /// Each app's share of the broker's local work (`server.in_progress_per_client`).
+    pub fair: crate::fair::FairShare,
     pub upstream: crate::health::UpstreamHealth,
     /// One-time codes (binding, phone numbers) and their senders.
     pub verifier: crate::verify::Verifier,

@@ -60,8 +60,14 @@ async fn token_inner(
     let form = form(body)?;
     let client = state.clients.authenticate(req, &form).await?;
     let issued = match form.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => authorization_code(state, &client, &form).await?,
-        Some("refresh_token") => refresh_token(state, &client, &form).await?,
+        Some("authorization_code") => {
+            let _turn = state.fair.enter(&client.id).await?;
+            authorization_code(state, &client, &form).await?
+        }
+        Some("refresh_token") => {
+            let _turn = state.fair.enter(&client.id).await?;
+            refresh_token(state, &client, &form).await?
+        }
         Some(crate::exchange::GRANT_TYPE) => {
             let issued = crate::exchange::token_exchange(state, req, &client, &form).await?;
             return Ok(token_response(

@@ -19,6 +19,7 @@ pub use app_tokens::AppTokenRow;
 mod admin;
 pub use admin::{AccessChange, AccessOutcome, AuditFilter, Unlink, Unlinked, UserSummary};
 mod audit;
+mod checkpoint;
 mod clients;
 mod error;
 mod flows;

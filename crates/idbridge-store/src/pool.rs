@@ -127,6 +127,10 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
             if self.read_only {
                 c.batch_execute("PRAGMA query_only = ON;")
                     .map_err(diesel::r2d2::Error::QueryError)?;
+            } else {
+                // Checkpoints run on their own thread (crate::checkpoint), not in commits.
+                c.batch_execute(crate::checkpoint::WRITER_PRAGMAS)
+                    .map_err(diesel::r2d2::Error::QueryError)?;
             }
         }
         Ok(())

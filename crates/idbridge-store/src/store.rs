@@ -50,6 +50,9 @@ pub struct Store {
     read_gate: Arc<Semaphore>,
     write_gate: Arc<Semaphore>,
     wait: Duration,
+    /// Held by every clone; background threads (the SQLite checkpointer) stop
+    /// once it is gone.
+    alive: Arc<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -81,9 +84,13 @@ impl Store {
             read_gate: Arc::new(Semaphore::new(readers)),
             write_gate: Arc::new(Semaphore::new(writers)),
             wait: opts.connect_timeout,
+            alive: Arc::new(()),
         };
         // The writer first: on SQLite it creates the file and switches it to WAL.
         store.write(|conn| Ok(conn.ping()?)).await?;
+        if let Target::Sqlite(path) = &target {
+            crate::checkpoint::spawn(path.clone(), Arc::downgrade(&store.alive));
+        }
         Ok(store)
     }
 

@@ -2919,3 +2919,57 @@ async fn audit_filters_by_event_time_and_user(store: Store) {
     .await
     .is_empty());
 }
+
+// ---------------------------------------------------------------- SQLite checkpoints
+
+/// On SQLite the log (WAL) is copied into the database file by a background
+/// thread, not inside commits. Writes that begin with a read (every lookup-then-
+/// insert sign-in) keep succeeding while it runs, and the database file gets the
+/// data within moments without anyone closing the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_checkpoints_run_beside_the_writer() {
+    let db = TempDatabase::sqlite();
+    let store = open(&db).await;
+    store.migrate().await.unwrap();
+    let file = std::path::PathBuf::from(db.url().trim_start_matches("sqlite://"));
+    let before = std::fs::metadata(&file).unwrap().len();
+
+    // About 8 MB of sign-ins (each reads the identity, then writes a user and an
+    // identity), from 8 tasks at once for long enough to span many checkpoints.
+    let big = "x".repeat(4000);
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let s = store.clone();
+            let big = big.clone();
+            tokio::spawn(async move {
+                for i in 0..250 {
+                    let mut l = login("wechat", &format!("openid-{t}-{i}"), None);
+                    l.profile = json!({ "padding": big });
+                    let r = s
+                        .resolve_login(l, FirstLogin::Create, format!("u-{t}-{i}"), NOW)
+                        .await;
+                    assert!(matches!(r, Ok(LoginResolution::Created(_))), "{r:?}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(user_count(&store).await, 1000);
+
+    // The store is still open: only the checkpoint thread can have moved the
+    // pages into the database file.
+    let mut grown = 0;
+    for _ in 0..50 {
+        grown = std::fs::metadata(&file).unwrap().len();
+        if grown > before + 4_000_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        grown > before + 4_000_000,
+        "database file grew from {before} to only {grown} bytes"
+    );
+}

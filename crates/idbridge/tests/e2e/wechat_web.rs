@@ -14,6 +14,15 @@ struct World {
 /// A broker with wechat-web connectors against a fresh simulator. `id` is unique
 /// per test so its log lines can be told apart.
 async fn world(id: &str, tweak: impl FnOnce(&mut serde_json::Value) + Send + 'static) -> World {
+    world_tuned(id, tweak, |_| {}).await
+}
+
+/// [`world`], with the broker's settings tweaked too.
+async fn world_tuned(
+    id: &str,
+    tweak: impl FnOnce(&mut serde_json::Value) + Send + 'static,
+    settings: impl FnOnce(&mut idbridge_server::Settings) + Send + 'static,
+) -> World {
     let sim = Simulator::start(SimConfig::dev_default("127.0.0.1"))
         .await
         .unwrap();
@@ -35,6 +44,7 @@ async fn world(id: &str, tweak: impl FnOnce(&mut serde_json::Value) + Send + 'st
             "api_base_url": base, "open_base_url": base,
         });
         s.connectors = vec![main, other];
+        settings(s);
     })
     .await;
     World {
@@ -550,4 +560,59 @@ async fn a_failing_wechat_is_reported_degraded_while_other_connectors_work() {
     w.login(dev::USER_ALICE).await;
     let h: serde_json::Value = health().await.json().await.unwrap();
     assert_eq!(h["status"], "ok");
+}
+
+/// Each app has a share of the broker's local work (`server.in_progress_per_client`),
+/// taken only after the upstream has answered. With a share of one, sign-ins
+/// waiting on a slow WeChat hold none of it: the same app's refresh goes through
+/// while they wait, and then every one of them completes, queued, not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_waiting_on_a_slow_wechat_hold_no_share_of_the_broker() {
+    let w = world_tuned(
+        "wx-share",
+        |c| c["timeout_secs"] = serde_json::json!(10.0),
+        |s| s.server.in_progress_per_client = 1,
+    )
+    .await;
+    let refresh_token = w.login(dev::USER_ALICE).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.sim.set_fault(Fault {
+        endpoint: Endpoint::AccessToken,
+        kind: FaultKind::Slow(std::time::Duration::from_secs(3)),
+        times: None,
+    });
+    let mut waiting = Vec::new();
+    for _ in 0..6 {
+        let (b, wechat, verifier) = w.begin().await;
+        let callback = w.sim.scan(&wechat, dev::USER_XIAOMING).unwrap().remove(0);
+        waiting.push((
+            tokio::spawn(async move { b.get(&callback).send().await.unwrap() }),
+            verifier,
+        ));
+    }
+    // The six callbacks are now waiting on WeChat's code exchange.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let resp = refresh(&w.broker.base, &refresh_token).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert!(
+        waiting.iter().all(|(h, _)| !h.is_finished()),
+        "the refresh should not have waited for the slow sign-ins"
+    );
+    // Then all six finish, and their codes are redeemed at once: queued on the
+    // app's single turn, every one succeeds.
+    let mut redeeming = Vec::new();
+    for (h, verifier) in waiting {
+        let resp = h.await.unwrap();
+        assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap());
+        let code = query_param(&location(&resp), "code").expect("code for the app");
+        let base = w.broker.base.clone();
+        redeeming.push(tokio::spawn(async move {
+            redeem(&base, &code, &verifier).await.status()
+        }));
+    }
+    for r in redeeming {
+        assert_eq!(r.await.unwrap(), 200);
+    }
 }

@@ -1,0 +1,101 @@
+//! SQLite checkpoints off the request path.
+//!
+//! In WAL mode SQLite copies the log back into the database file ("checkpoints")
+//! every 1,000 pages by default, and it does so inside the commit that crosses the
+//! mark, `fdatasync` included. Every write queued behind that commit waits, which
+//! was most of the broker's tail latency on SQLite (docs/benchmarks.md). So the
+//! writer connection turns automatic checkpoints off, and this thread runs a
+//! `PASSIVE` checkpoint on its own connection every [`INTERVAL`].
+//!
+//! `PASSIVE` takes neither the write lock nor any reader's lock: the writer keeps
+//! committing while pages are copied, and SQLite restarts the log from the top
+//! at the next write once everything has been copied (`journal_size_limit` then
+//! trims the file). Never `RESTART` or `TRUNCATE` from here: those take the write
+//! lock, and the writer's deferred transactions, which begin with a read, would
+//! get `SQLITE_BUSY` when they upgrade.
+//!
+//! The thread ends by itself once the last clone of the store is dropped.
+
+use std::path::PathBuf;
+use std::sync::Weak;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::BigInt;
+use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+
+/// Time between checkpoints: at a thousand writes a second this keeps the log
+/// to a few megabytes.
+pub(crate) const INTERVAL: Duration = Duration::from_millis(200);
+
+/// A log (WAL) this many pages long means checkpoints cannot keep up — a reader
+/// holds an old snapshot, or the disk is too slow; worth a warning.
+const LONG_LOG_PAGES: i64 = 50_000;
+
+/// The PRAGMAs the writer connection gets when this thread checkpoints for it.
+pub(crate) const WRITER_PRAGMAS: &str =
+    "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;";
+
+#[derive(QueryableByName)]
+struct Checkpointed {
+    #[diesel(sql_type = BigInt)]
+    busy: i64,
+    #[diesel(sql_type = BigInt)]
+    log: i64,
+    #[diesel(sql_type = BigInt)]
+    checkpointed: i64,
+}
+
+/// Starts the checkpoint thread for the database at `path`; it runs while `alive`
+/// can be upgraded.
+pub(crate) fn spawn<T: Send + Sync + 'static>(path: PathBuf, alive: Weak<T>) {
+    let started = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || run(&path, &alive));
+    if let Err(e) = started {
+        tracing::error!(stage = "store", error = %e, "cannot start the SQLite checkpoint thread; the log (WAL) will grow until the broker restarts");
+    }
+}
+
+fn run<T>(path: &std::path::Path, alive: &Weak<T>) {
+    let mut conn: Option<SqliteConnection> = None;
+    let mut warned = false;
+    loop {
+        std::thread::sleep(INTERVAL);
+        if alive.upgrade().is_none() {
+            return;
+        }
+        if conn.is_none() {
+            match open(path) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(stage = "store", error = %e, "cannot open a connection for SQLite checkpoints; retrying");
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<Checkpointed>(c) {
+            Ok(done) => {
+                let behind = done.busy != 0 || done.log - done.checkpointed > LONG_LOG_PAGES;
+                if behind && done.log > LONG_LOG_PAGES && !warned {
+                    tracing::warn!(stage = "store", log_pages = done.log, checkpointed_pages = done.checkpointed, "the SQLite log (WAL) is long and checkpoints are not catching up; a long-running reader (a backup, an sqlite3 shell) may be holding an old snapshot");
+                    warned = true;
+                } else if !behind {
+                    warned = false;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(stage = "store", error = %e, "SQLite checkpoint failed; retrying with a new connection");
+                conn = None;
+            }
+        }
+    }
+}
+
+fn open(path: &std::path::Path) -> Result<SqliteConnection, String> {
+    let mut c = SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| e.to_string())?;
+    c.batch_execute("PRAGMA busy_timeout = 5000;")
+        .map_err(|e| e.to_string())?;
+    Ok(c)
+}
