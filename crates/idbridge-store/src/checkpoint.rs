@@ -1,17 +1,26 @@
-//! SQLite checkpoints off the request path.
+//! SQLite checkpoints, mostly off the request path.
 //!
 //! In WAL mode SQLite copies the log back into the database file ("checkpoints")
 //! every 1,000 pages by default, and it does so inside the commit that crosses the
 //! mark, `fdatasync` included. Every write queued behind that commit waits, which
 //! was most of the broker's tail latency on SQLite (docs/benchmarks.md). So the
-//! writer connection turns automatic checkpoints off, and this thread runs a
-//! `PASSIVE` checkpoint on its own connection every [`INTERVAL`].
+//! writer connection turns automatic checkpoints off, and this thread checkpoints
+//! every [`INTERVAL`], in two steps:
 //!
-//! `PASSIVE` takes neither the write lock nor any reader's lock: the writer keeps
-//! committing while pages are copied, and SQLite restarts the log from the top
-//! at the next write once everything has been copied (`journal_size_limit` then
-//! trims the file). Never `RESTART` or `TRUNCATE` from here: those take the write
-//! lock, and the writer's deferred transactions, which begin with a read, would
+//! 1. A `PASSIVE` checkpoint on the thread's own connection copies the bulk of
+//!    the log. It takes neither the write lock nor any reader's lock: the writer
+//!    keeps committing meanwhile.
+//! 2. Pages committed during step 1 are still only in the log, and SQLite
+//!    restarts the log from the top only when a write begins with every page
+//!    copied. Under steady writes a checkpoint beside the writer never gets
+//!    there, and the log grows without end (162 MB in ten seconds of the refresh
+//!    benchmark, with reads slowing down as it grew). So when the log is longer
+//!    than [`CATCH_UP_PAGES`], a second `PASSIVE` checkpoint runs *on the writer
+//!    connection*: commits pause while it copies the few pages written since step
+//!    1 (a few milliseconds), and the next write restarts the log.
+//!
+//! Never `RESTART` or `TRUNCATE` from the thread's own connection: those take the
+//! write lock, and the writer's deferred transactions, which begin with a read,
 //! get `SQLITE_BUSY` when they upgrade.
 //!
 //! The thread ends by itself once the last clone of the store is dropped.
@@ -24,9 +33,15 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::BigInt;
 use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
 
+use crate::pool::{AnyConnection, DbPool};
+
 /// Time between checkpoints: at a thousand writes a second this keeps the log
 /// to a few megabytes.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(200);
+
+/// A log longer than this (4 MB of 4 KiB pages, SQLite's own default mark) gets
+/// step 2 on the writer.
+const CATCH_UP_PAGES: i64 = 1_000;
 
 /// A log (WAL) this many pages long means checkpoints cannot keep up — a reader
 /// holds an old snapshot, or the disk is too slow; worth a warning.
@@ -46,18 +61,18 @@ struct Checkpointed {
     checkpointed: i64,
 }
 
-/// Starts the checkpoint thread for the database at `path`; it runs while `alive`
-/// can be upgraded.
-pub(crate) fn spawn<T: Send + Sync + 'static>(path: PathBuf, alive: Weak<T>) {
+/// Starts the checkpoint thread for the database at `path`, whose single writer
+/// connection is in `writer`; it runs while `alive` can be upgraded.
+pub(crate) fn spawn<T: Send + Sync + 'static>(path: PathBuf, writer: DbPool, alive: Weak<T>) {
     let started = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
-        .spawn(move || run(&path, &alive));
+        .spawn(move || run(&path, &writer, &alive));
     if let Err(e) = started {
         tracing::error!(stage = "store", error = %e, "cannot start the SQLite checkpoint thread; the log (WAL) will grow until the broker restarts");
     }
 }
 
-fn run<T>(path: &std::path::Path, alive: &Weak<T>) {
+fn run<T>(path: &std::path::Path, writer: &DbPool, alive: &Weak<T>) {
     let mut conn: Option<SqliteConnection> = None;
     let mut warned = false;
     loop {
@@ -75,8 +90,19 @@ fn run<T>(path: &std::path::Path, alive: &Weak<T>) {
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<Checkpointed>(c) {
+        match checkpoint(c) {
             Ok(done) => {
+                let done = if done.log > CATCH_UP_PAGES {
+                    match catch_up(writer) {
+                        Ok(after) => after,
+                        Err(e) => {
+                            tracing::warn!(stage = "store", error = %e, "SQLite checkpoint on the writer failed; retrying");
+                            done
+                        }
+                    }
+                } else {
+                    done
+                };
                 let behind = done.busy != 0 || done.log - done.checkpointed > LONG_LOG_PAGES;
                 if behind && done.log > LONG_LOG_PAGES && !warned {
                     tracing::warn!(stage = "store", log_pages = done.log, checkpointed_pages = done.checkpointed, "the SQLite log (WAL) is long and checkpoints are not catching up; a long-running reader (a backup, an sqlite3 shell) may be holding an old snapshot");
@@ -90,6 +116,19 @@ fn run<T>(path: &std::path::Path, alive: &Weak<T>) {
                 conn = None;
             }
         }
+    }
+}
+
+fn checkpoint(c: &mut SqliteConnection) -> Result<Checkpointed, diesel::result::Error> {
+    diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<Checkpointed>(c)
+}
+
+/// Step 2: the pages left, copied by the writer connection itself.
+fn catch_up(writer: &DbPool) -> Result<Checkpointed, String> {
+    let mut conn = writer.get().map_err(|e| e.to_string())?;
+    match &mut *conn {
+        AnyConnection::Sqlite(c) => checkpoint(c).map_err(|e| e.to_string()),
+        AnyConnection::Postgresql(_) => Err("not a SQLite connection".into()),
     }
 }
 

@@ -89,7 +89,11 @@ impl Store {
         // The writer first: on SQLite it creates the file and switches it to WAL.
         store.write(|conn| Ok(conn.ping()?)).await?;
         if let Target::Sqlite(path) = &target {
-            crate::checkpoint::spawn(path.clone(), Arc::downgrade(&store.alive));
+            crate::checkpoint::spawn(
+                path.clone(),
+                store.pools.writer.clone(),
+                Arc::downgrade(&store.alive),
+            );
         }
         Ok(store)
     }

@@ -2922,41 +2922,72 @@ async fn audit_filters_by_event_time_and_user(store: Store) {
 
 // ---------------------------------------------------------------- SQLite checkpoints
 
+#[derive(diesel::QueryableByName)]
+struct WalState {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    log: i64,
+}
+
 /// On SQLite the log (WAL) is copied into the database file by a background
 /// thread, not inside commits. Writes that begin with a read (every lookup-then-
-/// insert sign-in) keep succeeding while it runs, and the database file gets the
-/// data within moments without anyone closing the store.
+/// insert sign-in) keep succeeding while it runs; the database file gets the
+/// data without anyone closing the store; and under steady writes the log keeps
+/// restarting from the top instead of growing with every page ever written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_checkpoints_run_beside_the_writer() {
+async fn sqlite_checkpoints_run_beside_the_writer_and_the_log_restarts() {
+    use diesel::{Connection, RunQueryDsl};
     let db = TempDatabase::sqlite();
     let store = open(&db).await;
     store.migrate().await.unwrap();
     let file = std::path::PathBuf::from(db.url().trim_start_matches("sqlite://"));
     let before = std::fs::metadata(&file).unwrap().len();
 
-    // About 8 MB of sign-ins (each reads the identity, then writes a user and an
-    // identity), from 8 tasks at once for long enough to span many checkpoints.
-    let big = "x".repeat(4000);
+    // Two seconds of steady sign-ins with large profiles (each reads the
+    // identity, then writes a user and an identity), from 8 tasks at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let big = "x".repeat(12_000);
     let tasks: Vec<_> = (0..8)
         .map(|t| {
             let s = store.clone();
             let big = big.clone();
             tokio::spawn(async move {
-                for i in 0..250 {
-                    let mut l = login("wechat", &format!("openid-{t}-{i}"), None);
+                let mut n = 0;
+                while std::time::Instant::now() < deadline {
+                    let mut l = login("wechat", &format!("openid-{t}-{n}"), None);
                     l.profile = json!({ "padding": big });
                     let r = s
-                        .resolve_login(l, FirstLogin::Create, format!("u-{t}-{i}"), NOW)
+                        .resolve_login(l, FirstLogin::Create, format!("u-{t}-{n}"), NOW)
                         .await;
                     assert!(matches!(r, Ok(LoginResolution::Created(_))), "{r:?}");
+                    n += 1;
                 }
+                n
             })
         })
         .collect();
-    for t in tasks {
-        t.await.unwrap();
+    // Meanwhile, the log's length, ten times a second.
+    let mut probe = diesel::SqliteConnection::establish(&file.to_string_lossy()).unwrap();
+    let mut lengths = Vec::new();
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let wal: WalState = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .get_result(&mut probe)
+            .unwrap();
+        // -1: another checkpoint was running; no reading this time.
+        if wal.log >= 0 {
+            lengths.push(wal.log);
+        }
     }
-    assert_eq!(user_count(&store).await, 1000);
+    let mut written = 0;
+    for t in tasks {
+        written += t.await.unwrap();
+    }
+    assert!(written > 100, "only {written} sign-ins in two seconds");
+    // The log went back to the top at least once while the writes went on.
+    assert!(
+        lengths.windows(2).any(|w| w[1] < w[0]),
+        "the log only grew: {lengths:?}"
+    );
 
     // The store is still open: only the checkpoint thread can have moved the
     // pages into the database file.
