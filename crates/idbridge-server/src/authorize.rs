@@ -1129,7 +1129,7 @@ pub async fn callback(
             }
         }
     }
-    let ip = req.peer_addr().map(|a| a.ip());
+    let ip = state.proxies.of(&req);
     if !state.failures.allowed(ip, crate::limits::now_ms()) {
         tracing::warn!(stage = "rate_limit", ip = ?ip, connector = %connector_id, "too many rejected callbacks from this address");
         return error_page(
@@ -1290,6 +1290,7 @@ pub async fn callback(
         policy,
         also_link,
         browser_hash: &flow.browser_hash,
+        ip,
     };
     finish_sign_in(&state, &ar, signing_in, locale).await
 }
@@ -1307,6 +1308,8 @@ pub struct SignIn<'a> {
     pub also_link: Option<NewLogin>,
     /// The browser signing in (a waiting identity is bound to it).
     pub browser_hash: &'a str,
+    /// Its address, for the audit log.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// Finish a sign-in: resolve the account and, in one transaction, open the SSO
@@ -1327,6 +1330,7 @@ pub async fn finish_sign_in(
         policy,
         also_link,
         browser_hash,
+        ip,
     } = sign_in;
     let now = state.now();
     let unavailable = || {
@@ -1405,7 +1409,7 @@ pub async fn finish_sign_in(
                     user_id: None,
                     client_id: Some(ar.client_id.clone()),
                     connector_id: Some(connector_id.to_owned()),
-                    ip: None,
+                    ip: ip.map(|i| i.to_string()),
                     detail: match &also_link {
                         Some(l) => serde_json::json!({"linked": l.connector_id}),
                         None => serde_json::json!({}),

@@ -399,7 +399,7 @@ pub async fn check(
         // guessed code): nothing to link.
         state
             .failures
-            .failed(req.peer_addr().map(|a| a.ip()), crate::limits::now_ms());
+            .failed(state.proxies.of(&req), crate::limits::now_ms());
         let e = text(locale, "bind_no_account").to_owned();
         return bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await;
     };
@@ -412,6 +412,7 @@ pub async fn check(
         policy: FirstLogin::LinkTo(user_id),
         also_link: None,
         browser_hash: &pending.browser_hash,
+        ip: state.proxies.of(&req),
     };
     finish_sign_in(&state, &ar, sign_in, locale).await
 }

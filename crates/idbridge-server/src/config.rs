@@ -108,6 +108,9 @@ pub struct ServerSettings {
     /// once; more wait their turn, so one app's burst cannot hold up the
     /// others. 0 = no limit.
     pub in_progress_per_client: u32,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For`
+    /// names the client; empty = the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -117,6 +120,7 @@ impl Default for ServerSettings {
             workers: 0,
             failures_per_minute: 30,
             in_progress_per_client: 8,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -466,6 +470,9 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             "issuer",
             format!("{:?} is not an absolute URL: {e}", s.issuer),
         )),
+    }
+    if let Err(e) = crate::client_ip::TrustedProxies::parse(&s.server.trusted_proxies) {
+        errors.push(ConfigError::new("server.trusted_proxies", e));
     }
     let mut algs = Vec::new();
     for a in &s.signing.algorithms {

@@ -124,7 +124,7 @@ pub async fn token_exchange(
                     user_id: None,
                     client_id: Some(client.id.clone()),
                     connector_id: Some(connector_id.to_owned()),
-                    ip: None,
+                    ip: state.proxies.of(req).map(|i| i.to_string()),
                     detail: serde_json::json!({ "grant": "token_exchange" }),
                 },
                 require_phone: client.require_phone,

@@ -7,6 +7,7 @@ pub mod account;
 pub mod admin;
 pub mod authorize;
 pub mod bind;
+pub mod client_ip;
 pub mod clients;
 pub mod clock;
 pub mod config;
@@ -148,6 +149,8 @@ pub async fn build_state(
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     let failures = limits::FailureLimiter::new(settings.server.failures_per_minute);
     let in_progress = settings.server.in_progress_per_client;
+    let proxies = client_ip::TrustedProxies::parse(&settings.server.trusted_proxies)
+        .map_err(|e| StartError::Config(vec![ConfigError::new("server.trusted_proxies", e)]))?;
     if settings.verification.sender == "log" && !options.dev_mode {
         return Err(StartError::Config(vec![ConfigError::new(
             "verification.sender",
@@ -178,6 +181,7 @@ pub async fn build_state(
         http,
         failures,
         fair: fair::FairShare::new(in_progress),
+        proxies,
         upstream: health::UpstreamHealth::default(),
         verifier,
         admin,

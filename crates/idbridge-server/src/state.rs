@@ -58,6 +58,8 @@ pub struct AppState {
     /// For the demo app and other outbound calls.
     pub http: reqwest::Client,
     pub failures: crate::limits::FailureLimiter,
+    /// Who the client is behind a reverse proxy (`server.trusted_proxies`).
+    pub proxies: crate::client_ip::TrustedProxies,
     /// Each app's share of the broker's local work (`server.in_progress_per_client`).
     pub fair: crate::fair::FairShare,
     pub upstream: crate::health::UpstreamHealth,

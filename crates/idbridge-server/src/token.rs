@@ -27,7 +27,7 @@ pub async fn limited<F>(
 where
     F: std::future::Future<Output = Result<HttpResponse, OAuthError>>,
 {
-    let ip = req.peer_addr().map(|a| a.ip());
+    let ip = state.proxies.of(req);
     if !state.failures.allowed(ip, crate::limits::now_ms()) {
         tracing::warn!(stage = "rate_limit", ip = ?ip, path = req.path(), "too many failed requests from this address");
         return Err(OAuthError::slow_down(

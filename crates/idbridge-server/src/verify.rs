@@ -552,7 +552,7 @@ where
     R: FnOnce(String, String) -> Page,
     Page: std::future::Future<Output = HttpResponse>,
 {
-    let ip = req.peer_addr().map(|a| a.ip());
+    let ip = state.proxies.of(req);
     if !state.failures.allowed(ip, crate::limits::now_ms()) {
         return Err(crate::pages::error_page(
             locale,

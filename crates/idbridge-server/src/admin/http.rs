@@ -112,7 +112,7 @@ impl From<AdminError> for ApiError {
 /// often; a missing or wrong token is a 401 and counts as a failure. The token
 /// itself is never logged.
 fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Actor, ApiError> {
-    let ip = req.peer_addr().map(|a| a.ip());
+    let ip = state.proxies.of(req);
     if !state.failures.allowed(ip, crate::limits::now_ms()) {
         tracing::warn!(stage = "rate_limit", ip = ?ip, path = req.path(), "too many failed admin requests from this address");
         return Err(ApiError::new(

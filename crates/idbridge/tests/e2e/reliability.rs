@@ -122,3 +122,79 @@ async fn guessing_is_rate_limited_but_good_traffic_is_not() {
     broker.stop().await;
     broker2.stop().await;
 }
+
+/// A guessed refresh token from `ip`, sent through a proxy at 127.0.0.1 that
+/// says so in `X-Forwarded-For`.
+async fn guess_via_proxy(base: &str, ip: &str) -> u16 {
+    http()
+        .post(format!("{base}/token"))
+        .basic_auth(APP_ID, Some(APP_SECRET))
+        .header("x-forwarded-for", format!("{ip}, 10.9.8.7"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "guess")])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Behind a reverse proxy every request comes from the proxy. With the proxy in
+/// `server.trusted_proxies`, the failure limit counts each client named by
+/// `X-Forwarded-For`, so one guesser does not lock out everyone behind the
+/// proxy, and the audit log records the person's address. Without it, the header
+/// is ignored: a guesser cannot dodge the limit by making addresses up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behind_a_trusted_proxy_each_client_has_its_own_failure_limit() {
+    let db = TestDb::new(Db::Sqlite);
+    let broker = start(&db.url(), None, |s| {
+        s.server.failures_per_minute = 3;
+        s.server.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()];
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(guess_via_proxy(&broker.base, "203.0.113.7").await, 400);
+    }
+    assert_eq!(guess_via_proxy(&broker.base, "203.0.113.7").await, 429);
+    // Another person behind the same proxy is not limited.
+    assert_eq!(guess_via_proxy(&broker.base, "203.0.113.8").await, 400);
+
+    // A sign-in through the proxy: the login event has the person's address.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-forwarded-for",
+        reqwest::header::HeaderValue::from_static("198.51.100.20"),
+    );
+    let b = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let (url, _) = authorize_url(&broker.base, &[]);
+    let back = sign_in(&b, &broker.base, &url, "alice").await;
+    assert!(query_param(&back, "code").is_some(), "{back}");
+    let logins = broker
+        .state
+        .store
+        .find_audit(idbridge_store::AuditFilter {
+            events: vec!["login".into()],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        logins.first().and_then(|l| l.event.ip.clone()).as_deref(),
+        Some("198.51.100.20")
+    );
+    broker.stop().await;
+
+    // No trusted proxies: made-up addresses do not get a guesser more tries.
+    let db2 = TestDb::new(Db::Sqlite);
+    let broker2 = start(&db2.url(), None, |s| s.server.failures_per_minute = 3).await;
+    for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+        assert_eq!(guess_via_proxy(&broker2.base, ip).await, 400);
+    }
+    assert_eq!(guess_via_proxy(&broker2.base, "192.0.2.4").await, 429);
+    broker2.stop().await;
+}
