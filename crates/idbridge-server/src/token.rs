@@ -133,7 +133,7 @@ async fn authorization_code(
         ));
     }
     if let Some(family) = row.family_id.as_deref().filter(|_| row.used_at.is_some()) {
-        revoke_replayed(state, family, now).await;
+        revoke_replayed(state, family, &row, now).await;
         return Err(OAuthError::invalid_grant(
             "the code is invalid, expired or already used",
         ));
@@ -178,7 +178,7 @@ async fn authorization_code(
         Redeem::Won(redeemed) => redeemed,
         Redeem::AlreadyUsed(used) => {
             if let Some(f) = used.family_id.as_deref() {
-                revoke_replayed(state, f, now).await;
+                revoke_replayed(state, f, &used, now).await;
             }
             return Err(OAuthError::invalid_grant(
                 "the code is invalid, expired or already used",
@@ -215,7 +215,8 @@ async fn authorization_code(
     )
 }
 
-async fn revoke_replayed(state: &AppState, family: &str, now: i64) {
+/// A used code came back: revoke the grant made from it, and record whose it was.
+async fn revoke_replayed(state: &AppState, family: &str, code: &idbridge_store::CodeRow, now: i64) {
     match state
         .store
         .revoke_family(family, "code_replayed", now)
@@ -230,8 +231,8 @@ async fn revoke_replayed(state: &AppState, family: &str, now: i64) {
             crate::authorize::audit(
                 state,
                 "code_replayed",
-                None,
-                None,
+                Some(&code.user_id),
+                Some(&code.client_id),
                 None,
                 serde_json::json!({"family": family}),
             )

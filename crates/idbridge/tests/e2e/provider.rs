@@ -268,6 +268,21 @@ async fn parallel_redemptions(db_url: &str) {
         400,
         "the refresh token from a replayed code is revoked"
     );
+    // The audit log says whose code came back, and which app's.
+    let sub = claims(winner["id_token"].as_str().unwrap())["sub"].clone();
+    let replays = broker
+        .state
+        .store
+        .find_audit(idbridge_store::AuditFilter {
+            events: vec!["code_replayed".into()],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let replay = replays.first().expect("a code_replayed event");
+    assert_eq!(replay.event.user_id.as_deref(), sub.as_str());
+    assert_eq!(replay.event.client_id.as_deref(), Some(APP_ID));
     broker.stop().await;
 }
 both_backends!(parallel_redemptions);
