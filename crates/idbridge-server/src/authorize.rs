@@ -408,7 +408,17 @@ pub async fn authorize(
         let fresh_enough = ar.max_age.is_none_or(|m| now - session.auth_time <= m);
         if fresh_enough && client.may_use_connector(&session.connector_id) {
             if !(client.require_phone && user.phone_verified_at.is_none()) {
-                return issue_code(&state, &ar, &user.id, &session).await;
+                // Audited like any sign-in, marked as one through the SSO session.
+                let audit = AuditEvent {
+                    at: now,
+                    event: "login".into(),
+                    user_id: Some(user.id.clone()),
+                    client_id: Some(ar.client_id.clone()),
+                    connector_id: Some(session.connector_id.clone()),
+                    ip: state.proxies.of(&req).map(|i| i.to_string()),
+                    detail: serde_json::json!({ "sso": true }),
+                };
+                return issue_code(&state, &ar, &user.id, &session, Some(audit)).await;
             }
             // Signed in, but this app needs a verified phone number first.
             phone_step = true;
@@ -580,14 +590,16 @@ pub(crate) async fn current_session(
     Ok(Some((session, user)))
 }
 
-/// Issue a code for a signed-in person and send them back to the app.
+/// Issue a code for a signed-in person and send them back to the app; `audit`
+/// is written with the code.
 pub(crate) async fn issue_code(
     state: &AppState,
     ar: &AuthRequest,
     user_id: &str,
     session: &SessionRow,
+    audit: Option<AuditEvent>,
 ) -> HttpResponse {
-    match code_redirect(state, ar, user_id, session).await {
+    match code_redirect(state, ar, user_id, session, audit).await {
         Ok(url) => found(&url),
         Err(e) => error_redirect(state, ar, e.error, &e.description),
     }
@@ -598,6 +610,7 @@ pub(crate) async fn code_redirect(
     ar: &AuthRequest,
     user_id: &str,
     session: &SessionRow,
+    audit: Option<AuditEvent>,
 ) -> Result<String, crate::error::OAuthError> {
     let grant = Grant {
         redirect_uri: ar.redirect_uri.clone(),
@@ -608,7 +621,7 @@ pub(crate) async fn code_redirect(
         sid: session.id.clone(),
         connector_id: session.connector_id.clone(),
     };
-    let code = issue::new_code(state, &ar.client_id, user_id, &grant).await?;
+    let code = issue::new_code(state, &ar.client_id, user_id, &grant, audit).await?;
     Ok(success_url(state, ar, &code))
 }
 

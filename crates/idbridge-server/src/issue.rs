@@ -5,7 +5,7 @@
 use crate::clients::Client;
 use crate::error::OAuthError;
 use crate::state::AppState;
-use idbridge_store::{CodeRow, FamilyRow, User};
+use idbridge_store::{AuditEvent, CodeRow, FamilyRow, User};
 use idbridge_tokens::{at_hash, hash_token, random_token, Algorithm};
 use serde::{Deserialize, Serialize};
 
@@ -81,19 +81,20 @@ pub fn code_row(
     Ok((code, row))
 }
 
-/// Store a new authorization code and return it.
+/// Store a new authorization code, with its audit event when given, and return it.
 pub async fn new_code(
     state: &AppState,
     client_id: &str,
     user_id: &str,
     grant: &Grant,
+    audit: Option<AuditEvent>,
 ) -> Result<String, OAuthError> {
     let (code, row) = code_row(state, client_id, user_id, grant)?;
-    state
-        .store
-        .insert_code(row)
-        .await
-        .map_err(OAuthError::store)?;
+    match audit {
+        Some(event) => state.store.insert_code_audited(row, event).await,
+        None => state.store.insert_code(row).await,
+    }
+    .map_err(OAuthError::store)?;
     Ok(code)
 }
 

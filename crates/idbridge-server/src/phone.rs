@@ -71,7 +71,7 @@ async fn continue_to_app(
     user: &User,
     locale: Locale,
 ) -> HttpResponse {
-    match code_redirect(state, ar, &user.id, session).await {
+    match code_redirect(state, ar, &user.id, session, None).await {
         Ok(url) => {
             if let Err(e) = state.store.delete_auth_request(request_id).await {
                 tracing::warn!(stage = "phone", error = %e, "cannot delete the used-up request; it expires by itself");

@@ -5,7 +5,8 @@ use diesel::prelude::*;
 
 use crate::error::StoreError;
 use crate::models::{
-    CodeRecord, CodeRow, FamilyRecord, FamilyRow, Redeem, RefreshTokenRow, Rotation,
+    AuditEvent, CodeRecord, CodeRow, FamilyRecord, FamilyRow, NewAuditRecord, Redeem,
+    RefreshTokenRow, Rotation,
 };
 use crate::pool::AnyConnection;
 use crate::schema::{authorization_codes, refresh_token_families, refresh_tokens};
@@ -23,6 +24,29 @@ impl Store {
                 .values(rec)
                 .execute(conn)?;
             Ok(())
+        })
+        .await
+    }
+
+    /// [`Store::insert_code`] and its audit event, in one transaction (a sign-in
+    /// through an existing SSO session).
+    pub async fn insert_code_audited(
+        &self,
+        c: CodeRow,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        let rec = CodeRecord::from_api(c)?;
+        let event = NewAuditRecord::from_api(audit)?;
+        self.write(move |conn| {
+            conn.transaction(|conn| {
+                diesel::insert_into(authorization_codes::table)
+                    .values(rec)
+                    .execute(conn)?;
+                diesel::insert_into(crate::schema::audit_log::table)
+                    .values(event)
+                    .execute(conn)?;
+                Ok(())
+            })
         })
         .await
     }

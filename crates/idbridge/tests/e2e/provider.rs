@@ -642,6 +642,29 @@ async fn sso_session_signs_in_a_second_app_without_a_second_login() {
         "{}",
         location(&resp)
     );
+    // Both sign-ins are in the audit log; the second says it came through SSO.
+    let logins = broker
+        .state
+        .store
+        .find_audit(idbridge_store::AuditFilter {
+            events: vec!["login".into()],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let apps: Vec<_> = logins
+        .iter()
+        .map(|l| {
+            (
+                l.event.client_id.as_deref(),
+                l.event.detail["sso"].as_bool(),
+            )
+        })
+        .collect();
+    assert_eq!(apps, [(Some(OTHER_ID), Some(true)), (Some(APP_ID), None)]);
+    assert_eq!(logins[0].event.user_id, logins[1].event.user_id);
+    assert_eq!(logins[0].event.ip.as_deref(), Some("127.0.0.1"));
     // prompt=login forces the upstream login again.
     let (forced, _) = authorize_url(&broker.base, &[("prompt", "login")]);
     assert_eq!(b.get(&forced).send().await.unwrap().status(), 200);
