@@ -87,6 +87,18 @@ impl AppTokens {
                 .await
                 .map_err(cache_error)?;
             if leased {
+                // Another instance may have stored its token and let go of the
+                // lease between the read above and this lease: look once more
+                // before asking WeChat, or both would fetch.
+                let cached = self.shared.get(&self.key, now).await.map_err(cache_error)?;
+                if let Some(v) = cached.filter(|v| Self::usable(v, now)) {
+                    if let Err(release) = self.shared.release(&self.key, &self.holder).await {
+                        tracing::warn!(appid = %self.appid, error = %release, "cannot release the app-token lease; it runs out by itself");
+                    }
+                    let token = v.value.clone();
+                    self.remember(Some(v));
+                    return Ok(token);
+                }
                 return self.fetch(now).await;
             }
             // Another instance is fetching: its token lands in the cache shortly.

@@ -972,3 +972,78 @@ fn unusable_base_urls_are_refused_at_build_time() {
     assert_eq!(client.api_base_url(), "https://api.weixin.qq.com/");
     assert_eq!(Api::SnsAccessToken.path(), "/sns/oauth2/access_token");
 }
+
+// ---------------------------------------------------------------- shared app token
+
+/// A shared cache in which another broker instance stores its freshly fetched
+/// app token (and lets go of the lease) just before this instance takes the
+/// lease: the interleaving that made two instances both fetch.
+struct OtherInstanceStoresFirst {
+    inner: idbridge_core::MemoryCache,
+    value: idbridge_core::CachedValue,
+}
+
+#[async_trait::async_trait]
+impl idbridge_core::SharedCache for OtherInstanceStoresFirst {
+    async fn get(
+        &self,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<idbridge_core::CachedValue>, idbridge_core::CacheError> {
+        self.inner.get(key, now).await
+    }
+    async fn try_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, idbridge_core::CacheError> {
+        assert!(self.inner.try_lease(key, "other", now, until).await?);
+        self.inner.put(key, "other", &self.value, now).await?;
+        self.inner.try_lease(key, holder, now, until).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        holder: &str,
+        value: &idbridge_core::CachedValue,
+        now: i64,
+    ) -> Result<(), idbridge_core::CacheError> {
+        self.inner.put(key, holder, value, now).await
+    }
+    async fn release(&self, key: &str, holder: &str) -> Result<(), idbridge_core::CacheError> {
+        self.inner.release(key, holder).await
+    }
+    async fn invalidate(&self, key: &str, value: &str) -> Result<(), idbridge_core::CacheError> {
+        self.inner.invalidate(key, value).await
+    }
+}
+
+#[actix_web::test]
+async fn an_app_token_stored_by_another_instance_just_before_the_lease_is_used() {
+    let server = Server::start(vec![Reply::wechat(&format!(
+        r#"{{"access_token":"{APP_AT}","expires_in":7200}}"#
+    ))])
+    .await;
+    let now = 1_800_000_000;
+    let cache = OtherInstanceStoresFirst {
+        inner: idbridge_core::MemoryCache::default(),
+        value: idbridge_core::CachedValue {
+            value: "TOKEN_FROM_THE_OTHER_INSTANCE".into(),
+            expires_at: now + 7200,
+        },
+    };
+    let tokens = wechat_api::AppTokens::new(
+        server.client(),
+        APPID,
+        SECRET,
+        idbridge_core::Shared(Arc::new(cache)),
+    );
+    assert_eq!(
+        tokens.get(now).await.unwrap(),
+        "TOKEN_FROM_THE_OTHER_INSTANCE"
+    );
+    assert!(server.seen().is_empty(), "this instance asked WeChat too");
+    server.stop().await;
+}
