@@ -312,6 +312,20 @@ pub async fn introspect(base: &str, token: &str) -> serde_json::Value {
         .expect("json")
 }
 
+/// The broker's audit events named `event`, newest first (at most 10).
+pub async fn audit_events(broker: &Broker, event: &str) -> Vec<idbridge_store::AuditRecord> {
+    broker
+        .state
+        .store
+        .find_audit(idbridge_store::AuditFilter {
+            events: vec![event.into()],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("audit log")
+}
+
 /// Decode a JWT's payload without verifying (to look at claims).
 pub fn claims(jwt: &str) -> serde_json::Value {
     use base64::Engine;

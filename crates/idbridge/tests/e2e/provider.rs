@@ -270,16 +270,7 @@ async fn parallel_redemptions(db_url: &str) {
     );
     // The audit log says whose code came back, and which app's.
     let sub = claims(winner["id_token"].as_str().unwrap())["sub"].clone();
-    let replays = broker
-        .state
-        .store
-        .find_audit(idbridge_store::AuditFilter {
-            events: vec!["code_replayed".into()],
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let replays = audit_events(&broker, "code_replayed").await;
     let replay = replays.first().expect("a code_replayed event");
     assert_eq!(replay.event.user_id.as_deref(), sub.as_str());
     assert_eq!(replay.event.client_id.as_deref(), Some(APP_ID));
@@ -643,16 +634,7 @@ async fn sso_session_signs_in_a_second_app_without_a_second_login() {
         location(&resp)
     );
     // Both sign-ins are in the audit log; the second says it came through SSO.
-    let logins = broker
-        .state
-        .store
-        .find_audit(idbridge_store::AuditFilter {
-            events: vec!["login".into()],
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let logins = audit_events(&broker, "login").await;
     let apps: Vec<_> = logins
         .iter()
         .map(|l| {

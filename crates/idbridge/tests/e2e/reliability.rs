@@ -173,16 +173,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_failure_limit() {
     let (url, _) = authorize_url(&broker.base, &[]);
     let back = sign_in(&b, &broker.base, &url, "alice").await;
     assert!(query_param(&back, "code").is_some(), "{back}");
-    let logins = broker
-        .state
-        .store
-        .find_audit(idbridge_store::AuditFilter {
-            events: vec!["login".into()],
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let logins = audit_events(&broker, "login").await;
     assert_eq!(
         logins.first().and_then(|l| l.event.ip.clone()).as_deref(),
         Some("198.51.100.20")
