@@ -15,7 +15,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 use idbridge_core::{Locale, RequestContext};
 use idbridge_store::{CodeCheck, CodeInsert, SendLimits, StoreError, User, VerificationCode};
-use idbridge_tokens::{constant_time_eq, hash_token, hmac_sha256_hex, random_digits, random_token};
+use idbridge_tokens::{constant_time_eq, hmac_sha256_hex, random_digits, random_token};
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -241,8 +241,12 @@ pub fn mask_phone(e164: &str) -> String {
     }
 }
 
-fn code_hash(id: &str, code: &str) -> String {
-    hash_token(&format!("verification:{id}:{code}"))
+/// What is stored for a code: keyed with the master key, so a copy of the
+/// database alone cannot try the million six-digit codes against it.
+fn code_hash(state: &AppState, id: &str, code: &str) -> String {
+    state
+        .master_key
+        .mac_hex("verification-code", format!("{id}:{code}").as_bytes())
 }
 
 /// The account's identity at a connector that can message it (WeChat Official
@@ -314,7 +318,7 @@ pub async fn send_code(
         destination: destination.clone(),
         user_id: user.map(|u| u.id.clone()),
         browser_hash: browser_hash.to_owned(),
-        code_hash: code_hash(&id, &code),
+        code_hash: code_hash(state, &id, &code),
         attempts: 0,
         created_at: now,
         expires_at: now + v.settings.code_ttl_secs,
@@ -473,7 +477,7 @@ pub async fn check_code(
     attempt: &str,
     browser_hash: &str,
 ) -> Result<CodeCheck, StoreError> {
-    let expected = code_hash(id, attempt.trim());
+    let expected = code_hash(state, id, attempt.trim());
     state
         .store
         .check_verification_code(
