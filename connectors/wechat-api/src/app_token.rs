@@ -75,10 +75,7 @@ impl AppTokens {
             if let Some(token) = self.local(now) {
                 return Ok(token);
             }
-            let cached = self.shared.get(&self.key, now).await.map_err(cache_error)?;
-            if let Some(v) = cached.filter(|v| Self::usable(v, now)) {
-                let token = v.value.clone();
-                self.remember(Some(v));
+            if let Some(token) = self.cached(now).await? {
                 return Ok(token);
             }
             let leased = self
@@ -90,13 +87,8 @@ impl AppTokens {
                 // Another instance may have stored its token and let go of the
                 // lease between the read above and this lease: look once more
                 // before asking WeChat, or both would fetch.
-                let cached = self.shared.get(&self.key, now).await.map_err(cache_error)?;
-                if let Some(v) = cached.filter(|v| Self::usable(v, now)) {
-                    if let Err(release) = self.shared.release(&self.key, &self.holder).await {
-                        tracing::warn!(appid = %self.appid, error = %release, "cannot release the app-token lease; it runs out by itself");
-                    }
-                    let token = v.value.clone();
-                    self.remember(Some(v));
+                if let Some(token) = self.cached(now).await? {
+                    self.release_lease().await;
                     return Ok(token);
                 }
                 return self.fetch(now).await;
@@ -116,6 +108,22 @@ impl AppTokens {
             ),
         )
         .at_stage(Stage::Message))
+    }
+
+    /// A usable token from the shared cache, remembered here too.
+    async fn cached(&self, now: i64) -> Result<Option<String>, WeChatError> {
+        let cached = self.shared.get(&self.key, now).await.map_err(cache_error)?;
+        Ok(cached.filter(|v| Self::usable(v, now)).map(|v| {
+            let token = v.value.clone();
+            self.remember(Some(v));
+            token
+        }))
+    }
+
+    async fn release_lease(&self) {
+        if let Err(release) = self.shared.release(&self.key, &self.holder).await {
+            tracing::warn!(appid = %self.appid, error = %release, "cannot release the app-token lease; it runs out by itself");
+        }
     }
 
     async fn fetch(&self, now: i64) -> Result<String, WeChatError> {
@@ -138,9 +146,7 @@ impl AppTokens {
                 Ok(t.access_token)
             }
             Err(e) => {
-                if let Err(release) = self.shared.release(&self.key, &self.holder).await {
-                    tracing::warn!(appid = %self.appid, error = %release, "cannot release the app-token lease; it runs out by itself");
-                }
+                self.release_lease().await;
                 Err(e.at_stage(Stage::Message))
             }
         }

@@ -90,11 +90,11 @@ pub async fn new_code(
     audit: Option<AuditEvent>,
 ) -> Result<String, OAuthError> {
     let (code, row) = code_row(state, client_id, user_id, grant)?;
-    match audit {
-        Some(event) => state.store.insert_code_audited(row, event).await,
-        None => state.store.insert_code(row).await,
-    }
-    .map_err(OAuthError::store)?;
+    state
+        .store
+        .insert_code(row, audit)
+        .await
+        .map_err(OAuthError::store)?;
     Ok(code)
 }
 

@@ -148,7 +148,7 @@ pub async fn build_state(
         .build()
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     let failures = limits::FailureLimiter::new(settings.server.failures_per_minute);
-    let in_progress = settings.server.in_progress_per_client;
+    let fair = fair::FairShare::new(settings.server.in_progress_per_client);
     let proxies = client_ip::TrustedProxies::parse(&settings.server.trusted_proxies)
         .map_err(|e| StartError::Config(vec![ConfigError::new("server.trusted_proxies", e)]))?;
     if settings.verification.sender == "log" && !options.dev_mode {
@@ -180,7 +180,7 @@ pub async fn build_state(
         clock: options.clock.clone(),
         http,
         failures,
-        fair: fair::FairShare::new(in_progress),
+        fair,
         proxies,
         upstream: health::UpstreamHealth::default(),
         verifier,

@@ -37,7 +37,7 @@ use crate::pool::{AnyConnection, DbPool};
 
 /// Time between checkpoints: at a thousand writes a second this keeps the log
 /// to a few megabytes.
-pub(crate) const INTERVAL: Duration = Duration::from_millis(200);
+const INTERVAL: Duration = Duration::from_millis(200);
 
 /// A log longer than this (4 MB of 4 KiB pages, SQLite's own default mark) gets
 /// step 2 on the writer.
@@ -80,16 +80,16 @@ fn run<T>(path: &std::path::Path, writer: &DbPool, alive: &Weak<T>) {
         if alive.upgrade().is_none() {
             return;
         }
-        if conn.is_none() {
-            match open(path) {
-                Ok(c) => conn = Some(c),
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match open(path) {
+                Ok(c) => conn.insert(c),
                 Err(e) => {
                     tracing::warn!(stage = "store", error = %e, "cannot open a connection for SQLite checkpoints; retrying");
                     continue;
                 }
-            }
-        }
-        let Some(c) = conn.as_mut() else { continue };
+            },
+        };
         match checkpoint(c) {
             Ok(done) => {
                 let done = if done.log > CATCH_UP_PAGES {

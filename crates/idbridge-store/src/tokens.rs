@@ -16,35 +16,26 @@ use crate::store::Store;
 pub const REPLAY_REVOKE_REASON: &str = "refresh_token_replayed";
 
 impl Store {
-    /// `Conflict` when the hash is taken.
-    pub async fn insert_code(&self, c: CodeRow) -> Result<(), StoreError> {
-        let rec = CodeRecord::from_api(c)?;
-        self.write(move |conn| {
-            diesel::insert_into(authorization_codes::table)
-                .values(rec)
-                .execute(conn)?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// [`Store::insert_code`] and its audit event, in one transaction (a sign-in
-    /// through an existing SSO session).
-    pub async fn insert_code_audited(
+    /// Stores a code, with its audit event when one is given (a sign-in through
+    /// an existing SSO session), in one transaction. `Conflict` when the hash is
+    /// taken.
+    pub async fn insert_code(
         &self,
         c: CodeRow,
-        audit: AuditEvent,
+        audit: Option<AuditEvent>,
     ) -> Result<(), StoreError> {
         let rec = CodeRecord::from_api(c)?;
-        let event = NewAuditRecord::from_api(audit)?;
+        let event = audit.map(NewAuditRecord::from_api).transpose()?;
         self.write(move |conn| {
             conn.transaction(|conn| {
                 diesel::insert_into(authorization_codes::table)
                     .values(rec)
                     .execute(conn)?;
-                diesel::insert_into(crate::schema::audit_log::table)
-                    .values(event)
-                    .execute(conn)?;
+                if let Some(event) = event {
+                    diesel::insert_into(crate::schema::audit_log::table)
+                        .values(event)
+                        .execute(conn)?;
+                }
                 Ok(())
             })
         })

@@ -159,7 +159,7 @@ fn code(hash: &str, now: i64) -> CodeRow {
 async fn issue_family(store: &Store, id: &str, token: &str, f: FamilyRow) {
     let code_hash = format!("code-for-{id}");
     store
-        .insert_code(code(&code_hash, f.created_at))
+        .insert_code(code(&code_hash, f.created_at), None)
         .await
         .unwrap();
     let r = store
@@ -767,9 +767,9 @@ async fn flow_is_claimed_once_and_never_when_expired(store: Store) {
 // ---------------------------------------------------------------- codes and refresh tokens
 
 async fn parallel_redemptions_of_one_code_have_one_winner(store: Store) {
-    store.insert_code(code("c1", NOW)).await.unwrap();
+    store.insert_code(code("c1", NOW), None).await.unwrap();
     assert!(store
-        .insert_code(code("c1", NOW))
+        .insert_code(code("c1", NOW), None)
         .await
         .unwrap_err()
         .is_conflict());
@@ -1210,11 +1210,11 @@ async fn garbage_collection_removes_exactly_expired_rows(store: Store) {
         .unwrap();
     // codes: kept one day past expiry
     store
-        .insert_code(code("code-dead", now - DAY - 61))
+        .insert_code(code("code-dead", now - DAY - 61), None)
         .await
         .unwrap(); // expired now-DAY-1
     store
-        .insert_code(code("code-kept", now - DAY - 60))
+        .insert_code(code("code-kept", now - DAY - 60), None)
         .await
         .unwrap(); // expired exactly now-DAY
                    // families (and their tokens): dead once absolute_expires_at <= now

@@ -54,16 +54,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 let code_hash = hash_token(&random_token(32)?);
                 store
-                    .insert_code(CodeRow {
-                        code_hash: code_hash.clone(),
-                        client_id: "bench".into(),
-                        user_id: user_id.clone(),
-                        payload: serde_json::json!({}),
-                        created_at: now,
-                        expires_at: now + 60,
-                        used_at: None,
-                        family_id: None,
-                    })
+                    .insert_code(
+                        CodeRow {
+                            code_hash: code_hash.clone(),
+                            client_id: "bench".into(),
+                            user_id: user_id.clone(),
+                            payload: serde_json::json!({}),
+                            created_at: now,
+                            expires_at: now + 60,
+                            used_at: None,
+                            family_id: None,
+                        },
+                        None,
+                    )
                     .await?;
                 let token = random_token(32)?;
                 let family = FamilyRow {

@@ -27,33 +27,33 @@ fn read_or_create(
     path: &Path,
     make: impl FnOnce() -> Result<String, String>,
 ) -> Result<String, String> {
-    match std::fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        _ => {
-            // Several dev processes may start on one directory at once (they
-            // share a Postgres database): publish the file whole, with a hard
-            // link that fails if another process got there first, and then use
-            // the winner's value, so every process has the same master key.
-            let value = make()?;
-            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            std::fs::write(&tmp, &value)
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            let linked = std::fs::hard_link(&tmp, path);
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => Ok(value),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    match std::fs::read_to_string(path) {
-                        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-                        _ => Err(format!(
-                            "{} exists but is empty or unreadable; delete it to have a new one made",
-                            path.display()
-                        )),
-                    }
-                }
-                Err(e) => Err(format!("cannot write {}: {e}", path.display())),
-            }
-        }
+    let existing = || {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(value) = existing() {
+        return Ok(value);
+    }
+    // Several dev processes may start on one directory at once (they share a
+    // Postgres database): publish the file whole, with a hard link that fails if
+    // another process got there first, and then use the winner's value, so every
+    // process has the same master key.
+    let value = make()?;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, &value).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(value),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => existing().ok_or_else(|| {
+            format!(
+                "{} exists but is empty or unreadable; delete it to have a new one made",
+                path.display()
+            )
+        }),
+        Err(e) => Err(format!("cannot write {}: {e}", path.display())),
     }
 }
 
