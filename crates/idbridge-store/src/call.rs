@@ -187,3 +187,42 @@ impl Job {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sql_types::BigInt;
+    use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    fn rows(conn: &mut AnyConnection) -> i64 {
+        diesel::sql_query("SELECT COUNT(*) AS n FROM t")
+            .get_result::<Count>(conn)
+            .map(|c| c.n)
+            .unwrap_or(-1)
+    }
+
+    #[test]
+    fn a_transaction_past_its_calls_deadline_rolls_back_instead_of_committing() {
+        let mut conn = AnyConnection::Sqlite(SqliteConnection::establish(":memory:").unwrap());
+        conn.batch_execute("CREATE TABLE t (x INTEGER)").unwrap();
+        let insert = |c: &mut AnyConnection| -> Result<usize, StoreError> {
+            Ok(diesel::sql_query("INSERT INTO t VALUES (1)").execute(c)?)
+        };
+        // In time: committed.
+        DEADLINE.with(|d| d.set(Some(Instant::now() + Duration::from_secs(60))));
+        assert_eq!(transaction(&mut conn, insert).unwrap(), 1);
+        assert_eq!(rows(&mut conn), 1);
+        // The caller was told "unavailable" meanwhile: rolled back.
+        DEADLINE.with(|d| d.set(Some(Instant::now() - Duration::from_millis(1))));
+        let err = transaction(&mut conn, insert).unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+        DEADLINE.with(|d| d.set(None));
+        assert_eq!(rows(&mut conn), 1, "the late insert did not commit");
+    }
+}

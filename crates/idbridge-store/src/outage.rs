@@ -123,7 +123,8 @@ impl Outage {
         }
     }
 
-    pub(crate) fn is_down(&self) -> bool {
+    #[cfg(test)]
+    fn is_down(&self) -> bool {
         self.is_down.load(Ordering::Acquire)
     }
 

@@ -177,11 +177,6 @@ impl Store {
         }
     }
 
-    /// True while the store fails calls at once because the database did not answer.
-    pub fn is_down(&self) -> bool {
-        self.outage.is_down()
-    }
-
     fn limits(&self) -> Limits {
         Limits {
             connect: self.wait,
