@@ -131,7 +131,11 @@ pub struct StorageSettings {
     /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
     pub url: String,
     pub max_connections: u32,
+    /// How long a database call waits for a connection.
     pub connect_timeout_secs: u64,
+    /// How long a database call's queries may take once it has a connection (also
+    /// Postgres's `statement_timeout` and `idle_in_transaction_session_timeout`).
+    pub query_timeout_secs: u64,
     /// Seconds between garbage-collection sweeps of expired rows.
     pub gc_interval_secs: u64,
     /// How long audit-log rows are kept.
@@ -144,6 +148,7 @@ impl Default for StorageSettings {
             url: "sqlite://idbridge.db".into(),
             max_connections: 16,
             connect_timeout_secs: 5,
+            query_timeout_secs: 5,
             gc_interval_secs: 300,
             audit_retention_days: 90,
         }
@@ -524,6 +529,17 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             "storage.url",
             "use sqlite://path/to/file.db or postgres://user@host/db",
         ));
+    }
+    for (key, v) in [
+        (
+            "storage.connect_timeout_secs",
+            s.storage.connect_timeout_secs,
+        ),
+        ("storage.query_timeout_secs", s.storage.query_timeout_secs),
+    ] {
+        if v == 0 {
+            errors.push(ConfigError::new(key, "must be at least 1 (seconds)"));
+        }
     }
     for (i, token) in s.admin.tokens.iter().enumerate() {
         if let Err(msg) = crate::admin::tokens::check(token) {

@@ -55,9 +55,14 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .body(state.keys.set().jwks().to_string())
 }
 
+/// The most `/healthz` waits for the database: a stalled database shows as
+/// unavailable within this bound instead of hanging the health check.
+const HEALTH_PING_BOUND: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// GET /healthz: the database and each connector's upstream. 503 only when the
-/// database does not answer (this instance cannot serve); a failing upstream makes
-/// the broker "degraded" but it still serves every other connector.
+/// database does not answer within [`HEALTH_PING_BOUND`] (this instance cannot
+/// serve); a failing upstream makes the broker "degraded" but it still serves
+/// every other connector.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let now = state.now();
     let mut connectors = serde_json::Map::new();
@@ -67,7 +72,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         degraded |= bad;
         connectors.insert(id.clone(), if bad { "degraded" } else { "ok" }.into());
     }
-    match state.store.ping().await {
+    match state.store.ping_within(HEALTH_PING_BOUND).await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({
             "status": if degraded { "degraded" } else { "ok" },
             "database": "ok",

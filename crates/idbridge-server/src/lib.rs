@@ -86,6 +86,7 @@ pub async fn build_state(
         StoreOptions {
             max_connections: settings.storage.max_connections,
             connect_timeout: Duration::from_secs(settings.storage.connect_timeout_secs),
+            query_timeout: Duration::from_secs(settings.storage.query_timeout_secs),
         },
     )
     .await

@@ -58,7 +58,9 @@ impl Store {
         let profile = to_json_text(&login.profile)?;
         self.write(move |conn| {
             let attempt = || {
-                conn.transaction(|c| resolve_once(c, &login, &profile, &policy, &new_user_id, now))
+                crate::call::transaction(conn, |c| {
+                    resolve_once(c, &login, &profile, &policy, &new_user_id, now)
+                })
             };
             retry_once_on_conflict(attempt)
         })
@@ -523,7 +525,7 @@ impl Store {
         let phone_outcome = to_json_text(&done.phone_outcome)?;
         self.write(move |conn| {
             let attempt = || {
-                conn.transaction(|c| {
+                crate::call::transaction(conn, |c| {
                     let (user, resolution) = match resolve_account(
                         c,
                         &done.login,
@@ -639,7 +641,7 @@ impl Store {
         let profile = to_json_text(&login.profile)?;
         let user_id = user_id.to_owned();
         self.write(move |c| {
-            c.transaction(|c| {
+            crate::call::transaction(c, |c| {
                 if let Some(known) = find_identity(c, &login.connector_id, &login.subject)? {
                     return Ok(if known.user_id == user_id {
                         LinkOutcome::AlreadyLinked
@@ -692,7 +694,7 @@ impl Store {
         let (user_id, phone) = (user_id.to_owned(), phone.to_owned());
         self.write(move |c| {
             let attempt = |c: &mut AnyConnection| {
-                c.transaction(|c| {
+                crate::call::transaction(c, |c| {
                     let owner: Option<String> = users::table
                         .filter(users::phone_number.eq(&phone))
                         .select(users::id)
@@ -737,7 +739,7 @@ impl Store {
         let profile = to_json_text(&done.login.profile)?;
         self.write(move |conn| {
             let attempt = || {
-                conn.transaction(|c| {
+                crate::call::transaction(conn, |c| {
                     let (user, resolution) = match resolve_account(
                         c,
                         &done.login,

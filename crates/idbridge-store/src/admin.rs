@@ -208,7 +208,7 @@ impl Store {
         let user_id = user_id.to_owned();
         let reason = revoke_reason.to_owned();
         self.write(move |conn| {
-            conn.transaction(|c| {
+            crate::call::transaction(conn, |c| {
                 let Some(before) = find_user(c, &user_id)? else {
                     return Ok(None);
                 };
@@ -274,7 +274,7 @@ impl Store {
             subject.to_owned(),
         );
         self.write(move |conn| {
-            conn.transaction(|c| {
+            crate::call::transaction(conn, |c| {
                 let (user_id, connector_id, subject) = (&key.0, &key.1, &key.2);
                 if find_user(c, user_id)?.is_none() {
                     return Ok(Unlink::NoUser);

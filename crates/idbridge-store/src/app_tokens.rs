@@ -117,7 +117,7 @@ impl Store {
         let key = key.to_owned();
         let holder = holder.to_owned();
         self.write(move |c| {
-            c.transaction(|c| {
+            crate::call::transaction(c, |c| {
                 let updated = diesel::update(app_tokens::table.find(&key))
                     .set((
                         app_tokens::token.eq(&token),

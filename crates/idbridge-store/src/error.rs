@@ -47,6 +47,15 @@ impl From<DieselError> for StoreError {
             DieselError::BrokenTransactionManager => {
                 StoreError::Unavailable("connection left in a broken transaction state".into())
             }
+            // Postgres cancelled the statement at the connection's statement_timeout, or
+            // ended the session for idling in a transaction (crate::pool::PgSession): the
+            // database did not answer in time, like a call that overran its deadline.
+            DieselError::DatabaseError(_, info)
+                if info.message().contains("statement timeout")
+                    || info.message().contains("idle-in-transaction timeout") =>
+            {
+                StoreError::Unavailable(info.message().to_owned())
+            }
             DieselError::DeserializationError(e) => StoreError::Corrupt(e.to_string()),
             other => StoreError::Database(other.to_string()),
         }

@@ -96,7 +96,7 @@ impl Store {
         let request = AuthRequestRecord::from_api(r)?;
         let flow = FlowRecord::from_api(f)?;
         self.write(move |c| {
-            c.transaction(|c| {
+            crate::call::transaction(c, |c| {
                 diesel::insert_into(auth_requests::table)
                     .values(request)
                     .execute(c)?;

@@ -24,7 +24,7 @@ impl Store {
         now: i64,
         audit_retention_secs: i64,
     ) -> Result<GcReport, StoreError> {
-        self.write(move |c| {
+        self.write_gc(move |c| {
             let count = |n: usize| n as u64;
             let mut report = GcReport {
                 auth_requests: count(
@@ -46,7 +46,7 @@ impl Store {
                 ),
                 ..GcReport::default()
             };
-            (report.refresh_tokens, report.families) = c.transaction(|c| {
+            (report.refresh_tokens, report.families) = crate::call::transaction(c, |c| {
                 let expired = refresh_token_families::table
                     .filter(refresh_token_families::absolute_expires_at.le(now))
                     .select(refresh_token_families::id);

@@ -8,12 +8,14 @@
 //!   in the pool instead of failing with SQLITE_BUSY) and read-only methods use a separate
 //!   reader pool (`PRAGMA query_only`), which WAL lets run beside the writer. On Postgres both
 //!   are one pool.
-//! - A database that cannot be reached gives [`StoreError::Unavailable`] after
-//!   `StoreOptions::connect_timeout`; dead connections are dropped (checked on checkout), so the
-//!   store recovers by itself when the database is back.
+//! - Every call is bounded: [`StoreError::Unavailable`] after `StoreOptions::connect_timeout`
+//!   waiting for a connection, or `StoreOptions::query_timeout` once it has one (a stalled
+//!   database). After that, calls fail at once until the database answers again; dead
+//!   connections are dropped (checked before use), so the store recovers by itself.
 
 mod accounts;
 mod app_tokens;
+mod call;
 pub use accounts::{CompleteExchange, CompleteLogin, LinkOutcome, LoginCompletion, PhoneOutcome};
 pub use app_tokens::AppTokenRow;
 mod admin;
@@ -26,6 +28,7 @@ mod flows;
 mod gc;
 mod keys;
 mod models;
+mod outage;
 mod pool;
 mod schema;
 mod sessions;

@@ -1,7 +1,10 @@
 //! Database URLs, the backend-switching connection type and the r2d2 pools.
 //! SQLite gets a single-connection writer pool and a read-only reader pool; Postgres one shared pool.
+//! Postgres connections get the timeouts that let the database and the OS end a stalled call
+//! (see [`postgres_conninfo`] and [`PgSession`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -9,6 +12,7 @@ use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, R2D2Connection};
 use diesel::{Connection, PgConnection, SqliteConnection};
 
 use crate::error::StoreError;
+use crate::outage::Outage;
 
 /// A connection to whichever database the store was configured with; every query is written
 /// once against this type.
@@ -78,10 +82,15 @@ impl Target {
 }
 
 /// Opens connections of the configured variant only (diesel's own `ConnectionManager` would
-/// try every variant in turn, so a Postgres URL could end up opened as a SQLite file).
+/// try every variant in turn, so a Postgres URL could end up opened as a SQLite file), and
+/// tells the store's [`Outage`] whether the database accepted them.
 #[derive(Debug)]
 pub(crate) struct Manager {
     target: Target,
+    /// For Postgres: the URL with the connection's timeouts added ([`postgres_conninfo`]).
+    conninfo: String,
+    session: PgSession,
+    outage: Arc<Outage>,
 }
 
 impl ManageConnection for Manager {
@@ -89,13 +98,23 @@ impl ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<AnyConnection, Self::Error> {
-        match &self.target {
-            Target::Postgres(url) => PgConnection::establish(url).map(AnyConnection::Postgresql),
-            Target::Sqlite(path) => {
-                SqliteConnection::establish(&path.to_string_lossy()).map(AnyConnection::Sqlite)
-            }
+        let opened = match &self.target {
+            Target::Postgres(_) => PgConnection::establish(&self.conninfo)
+                .map_err(diesel::r2d2::Error::ConnectionError)
+                .and_then(|mut c| {
+                    c.batch_execute(&self.session.settings(self.session.query))
+                        .map_err(diesel::r2d2::Error::QueryError)?;
+                    Ok(AnyConnection::Postgresql(c))
+                }),
+            Target::Sqlite(path) => SqliteConnection::establish(&path.to_string_lossy())
+                .map(AnyConnection::Sqlite)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+        };
+        match &opened {
+            Ok(_) => self.outage.answered(),
+            Err(e) => self.outage.connect_failed(&e.to_string()),
         }
-        .map_err(diesel::r2d2::Error::ConnectionError)
+        opened
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
@@ -103,8 +122,67 @@ impl ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        std::thread::panicking() || conn.is_broken()
+        // A connection whose call overran or failed on the connection is closed, not reused
+        // (crate::call).
+        std::thread::panicking() || crate::call::close_requested() || conn.is_broken()
     }
+}
+
+/// The server-side timeouts of a Postgres session: `statement_timeout` cancels a statement
+/// that runs longer than a call may, `idle_in_transaction_session_timeout` ends (and rolls
+/// back) a transaction whose client stopped talking mid-way — a stalled network, or a
+/// caller's thread stuck elsewhere — so it cannot hold row locks or commit late.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PgSession {
+    /// The store's `query_timeout`.
+    pub(crate) query: Duration,
+}
+
+impl PgSession {
+    /// `SET` statements for a call whose queries may take `statement` (zero: no limit).
+    pub(crate) fn settings(&self, statement: Duration) -> String {
+        format!(
+            "SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {};",
+            statement.as_millis(),
+            self.query.as_millis()
+        )
+    }
+}
+
+/// `url` with the libpq connection parameters that bound a connection's waits at the OS
+/// level, unless the URL sets them itself: `connect_timeout` (a server that accepts TCP but
+/// never answers the start-up), TCP keepalives and `tcp_user_timeout` (a network partition
+/// makes a socket error out instead of waiting for ever, so the thread and the connection
+/// stuck on it are freed).
+pub(crate) fn postgres_conninfo(url: &str, connect: Duration, query: Duration) -> String {
+    let secs = |d: Duration| d.as_secs_f64().ceil().max(1.0) as u64;
+    let params = [
+        ("connect_timeout", secs(connect).to_string()),
+        ("keepalives", "1".to_owned()),
+        ("keepalives_idle", secs(query).to_string()),
+        ("keepalives_interval", "1".to_owned()),
+        ("keepalives_count", "3".to_owned()),
+        ("tcp_user_timeout", (secs(query) * 1000).to_string()),
+    ];
+    let given: Vec<&str> = url
+        .split_once('?')
+        .map(|(_, q)| {
+            q.split('&')
+                .map(|p| p.split('=').next().unwrap_or(p))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = url.to_owned();
+    for (key, value) in params {
+        if given.contains(&key) {
+            continue;
+        }
+        out.push(if out.contains('?') { '&' } else { '?' });
+        out.push_str(key);
+        out.push('=');
+        out.push_str(&value);
+    }
+    out
 }
 
 /// Sets the per-connection SQLite PRAGMAs; does nothing for Postgres connections.
@@ -146,31 +224,45 @@ pub(crate) struct Pools {
     pub(crate) reader: DbPool,
 }
 
-fn build_pool(target: &Target, max_size: u32, timeout: Duration, read_only: bool) -> DbPool {
+/// What every pool of a store shares.
+pub(crate) struct PoolSettings {
+    pub(crate) max_connections: u32,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) query_timeout: Duration,
+    pub(crate) outage: Arc<Outage>,
+}
+
+fn build_pool(target: &Target, max_size: u32, s: &PoolSettings, read_only: bool) -> DbPool {
+    let conninfo = match target {
+        Target::Postgres(url) => postgres_conninfo(url, s.connect_timeout, s.query_timeout),
+        Target::Sqlite(_) => String::new(),
+    };
     Pool::builder()
         .max_size(max_size.max(1))
         // Connections are opened on demand; a database that is down at start-up or later
         // only makes checkouts time out (-> StoreError::Unavailable) until it is back.
         .min_idle(Some(0))
-        .connection_timeout(timeout)
-        // A Postgres connection can die with the server; check it before use so a
-        // restart costs no failed request. A SQLite file connection cannot, and
-        // the check would be a query on every store call.
-        .test_on_check_out(matches!(target, Target::Postgres(_)))
+        .connection_timeout(s.connect_timeout)
+        // A Postgres connection can die with the server, so each call checks its
+        // connection before use (crate::call), so a restart costs no failed request: there,
+        // not here, because a check that hangs on a stalled socket must count against the
+        // call's query deadline. A SQLite file connection cannot die that way.
+        .test_on_check_out(false)
         .connection_customizer(Box::new(SqlitePragmas { read_only }))
         .build_unchecked(Manager {
             target: target.clone(),
+            conninfo,
+            session: PgSession {
+                query: s.query_timeout,
+            },
+            outage: s.outage.clone(),
         })
 }
 
-pub(crate) fn build_pools(
-    target: &Target,
-    max_connections: u32,
-    timeout: Duration,
-) -> Result<Pools, StoreError> {
+pub(crate) fn build_pools(target: &Target, settings: &PoolSettings) -> Result<Pools, StoreError> {
     match target {
         Target::Postgres(_) => {
-            let pool = build_pool(target, max_connections, timeout, false);
+            let pool = build_pool(target, settings.max_connections, settings, false);
             Ok(Pools {
                 writer: pool.clone(),
                 reader: pool,
@@ -180,8 +272,8 @@ pub(crate) fn build_pools(
             create_parent_dir(path)?;
             // One writer connection: writes in this process queue in the pool instead of
             // fighting over SQLite's single write lock (SQLITE_BUSY). Readers run beside it (WAL).
-            let writer = build_pool(target, 1, timeout, false);
-            let reader = build_pool(target, max_connections, timeout, true);
+            let writer = build_pool(target, 1, settings, false);
+            let reader = build_pool(target, settings.max_connections, settings, true);
             Ok(Pools { writer, reader })
         }
     }
@@ -225,6 +317,24 @@ mod tests {
             Target::parse("postgresql://u@h/db").unwrap().backend(),
             Backend::Postgres
         );
+    }
+
+    #[test]
+    fn postgres_urls_get_timeouts_unless_they_set_them() {
+        let d = Duration::from_secs;
+        assert_eq!(
+            postgres_conninfo("postgres://u@h/db", d(5), d(3)),
+            "postgres://u@h/db?connect_timeout=5&keepalives=1&keepalives_idle=3\
+             &keepalives_interval=1&keepalives_count=3&tcp_user_timeout=3000"
+        );
+        let own = postgres_conninfo(
+            "postgres://u@h/db?sslmode=require&connect_timeout=30&tcp_user_timeout=0",
+            Duration::from_millis(500),
+            d(3),
+        );
+        assert!(own.starts_with("postgres://u@h/db?sslmode=require&connect_timeout=30&tcp_user_timeout=0&keepalives=1"), "{own}");
+        assert_eq!(own.matches("connect_timeout").count(), 1, "{own}");
+        assert_eq!(own.matches("tcp_user_timeout").count(), 1, "{own}");
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! The `Store` handle: connecting, migrations, health, and running blocking diesel work on
-//! tokio's blocking pool against the right r2d2 pool.
+//! tokio's blocking pool against the right r2d2 pool, within each call's deadlines
+//! ([`crate::call`]) and failing at once while the database is known to be down
+//! ([`crate::outage`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use diesel::r2d2::R2D2Connection;
 use diesel::RunQueryDsl;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use crate::call::{Job, Limits};
 use crate::error::StoreError;
-use crate::pool::{build_pools, AnyConnection, Backend, DbPool, Pools, Target};
+use crate::outage::{Admission, Outage};
+use crate::pool::{build_pools, AnyConnection, Backend, PgSession, PoolSettings, Pools, Target};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -27,6 +31,9 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a method waits for a connection before failing with `StoreError::Unavailable`.
     pub connect_timeout: Duration,
+    /// How long a method's queries may take once it has a connection before it fails with
+    /// `StoreError::Unavailable` (on Postgres also each connection's `statement_timeout`).
+    pub query_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -34,9 +41,17 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(5),
         }
     }
 }
+
+/// Expiry collection may delete a large backlog in one call (after a long pause, say): its
+/// own, longer bound.
+const GC_QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Slack for the blocking pool to start a call's thread, beyond `connect_timeout`.
+const START_SLACK: Duration = Duration::from_secs(1);
 
 /// The broker's storage: one API over SQLite or Postgres. Cheap to clone; every method is
 /// async and runs its queries on tokio's blocking thread pool.
@@ -50,6 +65,8 @@ pub struct Store {
     read_gate: Arc<Semaphore>,
     write_gate: Arc<Semaphore>,
     wait: Duration,
+    query: Duration,
+    outage: Arc<Outage>,
     /// Held by every clone; background threads (the SQLite checkpointer) stop
     /// once it is gone.
     alive: Arc<()>,
@@ -70,7 +87,16 @@ impl Store {
     pub async fn connect(url: &str, opts: StoreOptions) -> Result<Store, StoreError> {
         let target = Target::parse(url)?;
         let backend = target.backend();
-        let pools = build_pools(&target, opts.max_connections, opts.connect_timeout)?;
+        let outage = Arc::new(Outage::default());
+        let pools = build_pools(
+            &target,
+            &PoolSettings {
+                max_connections: opts.max_connections,
+                connect_timeout: opts.connect_timeout,
+                query_timeout: opts.query_timeout,
+                outage: outage.clone(),
+            },
+        )?;
         let readers = opts.max_connections.max(1) as usize;
         // SQLite has one writer connection; letting a few tasks queue on it keeps
         // the hand-over from one write to the next short.
@@ -84,6 +110,8 @@ impl Store {
             read_gate: Arc::new(Semaphore::new(readers)),
             write_gate: Arc::new(Semaphore::new(writers)),
             wait: opts.connect_timeout,
+            query: opts.query_timeout,
+            outage,
             alive: Arc::new(()),
         };
         // The writer first: on SQLite it creates the file and switches it to WAL.
@@ -106,7 +134,12 @@ impl Store {
     /// schema was up to date). On Postgres an advisory lock makes concurrent callers (several
     /// broker instances starting at once) take turns.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        self.write(|conn| match conn {
+        // No query deadline: a migration may rewrite a large table.
+        let limits = Limits {
+            connect: self.wait,
+            query: None,
+        };
+        self.call(true, limits, false, |conn| match conn {
             AnyConnection::Sqlite(c) => apply_migrations(c, SQLITE_MIGRATIONS),
             AnyConnection::Postgresql(c) => {
                 diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
@@ -123,9 +156,32 @@ impl Store {
         .await
     }
 
-    /// Checks that the database answers.
+    /// Checks that the database answers. Always asks the database, even while it is known
+    /// to be down (this is how the store finds out it is back).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| Ok(conn.ping()?)).await
+        self.call(false, self.limits(), false, |conn| Ok(conn.ping()?))
+            .await
+    }
+
+    /// [`Store::ping`], answering within `bound` however the database behaves (for health
+    /// checks). A ping still under way then goes on in the background and counts as usual.
+    pub async fn ping_within(&self, bound: Duration) -> Result<(), StoreError> {
+        let store = self.clone();
+        let ping = tokio::spawn(async move { store.ping().await });
+        match tokio::time::timeout(bound, ping).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Err(StoreError::Database(format!("ping task failed: {e}"))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the database did not answer a ping within {bound:?}"
+            ))),
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            connect: self.wait,
+            query: Some(self.query),
+        }
     }
 
     /// Runs `f` with a connection from the reader pool (read-only on SQLite).
@@ -134,8 +190,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit = self.enter(&self.read_gate).await?;
-        run_blocking(self.pools.reader.clone(), f).await
+        self.call(false, self.limits(), true, f).await
     }
 
     /// Runs `f` with a connection from the writer pool (the single writer on SQLite).
@@ -144,15 +199,109 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit = self.enter(&self.write_gate).await?;
-        run_blocking(self.pools.writer.clone(), f).await
+        self.call(true, self.limits(), true, f).await
     }
 
-    async fn enter<'a>(
+    /// [`Store::write`] for expiry collection, whose deletes get a longer bound.
+    pub(crate) async fn write_gc<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let limits = Limits {
+            connect: self.wait,
+            query: Some(GC_QUERY_TIMEOUT.max(self.query)),
+        };
+        self.call(true, limits, true, f).await
+    }
+
+    /// One call: fails at once while the database is known to be down (`guarded`; a trial
+    /// ping goes out meanwhile), else runs `f` on the blocking pool and waits for it no
+    /// longer than its deadlines allow.
+    async fn call<T, F>(
         &self,
-        gate: &'a Semaphore,
-    ) -> Result<tokio::sync::SemaphorePermit<'a>, StoreError> {
-        match tokio::time::timeout(self.wait, gate.acquire()).await {
+        writer: bool,
+        limits: Limits,
+        guarded: bool,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        if guarded {
+            match self.outage.admit() {
+                Admission::Go => {}
+                Admission::Refuse(e) => return Err(e),
+                Admission::RefuseAndTry(e) => {
+                    self.spawn_trial();
+                    return Err(e);
+                }
+            }
+        }
+        let (pool, gate) = if writer {
+            (&self.pools.writer, &self.write_gate)
+        } else {
+            (&self.pools.reader, &self.read_gate)
+        };
+        let turn = self.enter(gate).await?;
+        let job = Job {
+            pool: pool.clone(),
+            outage: self.outage.clone(),
+            backend: self.backend,
+            limits,
+            session: PgSession { query: self.query },
+        };
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        // The thread holds the turn: one stuck on a stalled connection keeps it.
+        let mut task = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            job.run(started_tx, f)
+        });
+        let deadline = match tokio::time::timeout(limits.connect + START_SLACK, started).await {
+            Ok(Ok(deadline)) => deadline,
+            // The thread ended before it had a connection: its error says why.
+            Ok(Err(_)) => return joined(task.await),
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "no database connection became free within {:?}",
+                    limits.connect
+                )))
+            }
+        };
+        let result = match deadline {
+            None => joined(task.await),
+            Some(at) => {
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(at), &mut task).await {
+                    Ok(done) => joined(done),
+                    Err(_) => {
+                        let reason = format!(
+                            "the database did not answer within {:?}",
+                            limits.query.unwrap_or_default()
+                        );
+                        self.outage.failed(&reason);
+                        Err(StoreError::Unavailable(reason))
+                    }
+                }
+            }
+        };
+        if result.is_ok() {
+            self.outage.answered();
+        }
+        result
+    }
+
+    /// The one trial ping while the database is down.
+    fn spawn_trial(&self) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let _ = store.ping().await;
+            store.outage.trial_ended();
+        });
+    }
+
+    async fn enter(&self, gate: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, StoreError> {
+        match tokio::time::timeout(self.wait, gate.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(StoreError::Unavailable("the store is shutting down".into())),
             Err(_) => Err(StoreError::Unavailable(format!(
@@ -163,17 +312,8 @@ impl Store {
     }
 }
 
-async fn run_blocking<T, F>(pool: DbPool, f: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get()?;
-        f(&mut conn)
-    })
-    .await
-    .map_err(|e| StoreError::Database(format!("storage task failed: {e}")))?
+fn joined<T>(done: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result<T, StoreError> {
+    done.map_err(|e| StoreError::Database(format!("storage task failed: {e}")))?
 }
 
 fn apply_migrations<DB, C>(

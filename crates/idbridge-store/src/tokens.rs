@@ -27,7 +27,7 @@ impl Store {
         let rec = CodeRecord::from_api(c)?;
         let event = audit.map(NewAuditRecord::from_api).transpose()?;
         self.write(move |conn| {
-            conn.transaction(|conn| {
+            crate::call::transaction(conn, |conn| {
                 diesel::insert_into(authorization_codes::table)
                     .values(rec)
                     .execute(conn)?;
@@ -68,7 +68,7 @@ impl Store {
         let code_hash = code_hash.to_owned();
         let family = FamilyRecord::from_api(new_family)?;
         self.write(move |conn| {
-            conn.transaction(|c| {
+            crate::call::transaction(conn, |c| {
                 let won = diesel::update(
                     authorization_codes::table
                         .find(&code_hash)
@@ -208,7 +208,7 @@ impl Store {
         let token_hash = token_hash.to_owned();
         let new_token_hash = new_token_hash.to_owned();
         self.write(move |conn| {
-            conn.transaction(|c| {
+            crate::call::transaction(conn, |c| {
                 rotate_in(c, &token_hash, &new_token_hash, grace_secs, idle_secs, now)
             })
         })
@@ -236,7 +236,7 @@ impl Store {
         let new_token_hash = new_token_hash.to_owned();
         let client_id = client_id.to_owned();
         self.write(move |conn| {
-            conn.transaction(|c| {
+            crate::call::transaction(conn, |c| {
                 let Some(token) = find_token(c, &token_hash)? else {
                     return Ok(RefreshOutcome::Unknown);
                 };

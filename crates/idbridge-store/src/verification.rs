@@ -75,7 +75,7 @@ impl Store {
         limits: SendLimits,
     ) -> Result<CodeInsert, StoreError> {
         self.write(move |c| {
-            c.transaction(|c| {
+            crate::call::transaction(c, |c| {
                 let now = row.created_at;
                 let recent: Vec<i64> = verification_codes::table
                     .filter(verification_codes::destination.eq(&row.destination))
@@ -117,7 +117,7 @@ impl Store {
     ) -> Result<CodeCheck, StoreError> {
         let (id, browser_hash) = (id.to_owned(), browser_hash.to_owned());
         self.write(move |c| {
-            c.transaction(|c| {
+            crate::call::transaction(c, |c| {
                 let Some(code) = verification_codes::table
                     .find(&id)
                     .select(VerificationCode::as_select())

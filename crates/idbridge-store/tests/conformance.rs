@@ -1361,6 +1361,7 @@ async fn unreachable_postgres_is_unavailable_within_the_timeout() {
     let opts = StoreOptions {
         max_connections: 2,
         connect_timeout: Duration::from_millis(500),
+        ..StoreOptions::default()
     };
     let started = std::time::Instant::now();
     // Port 1 on loopback: connection refused.
@@ -1381,6 +1382,7 @@ async fn postgres_outage_fails_cleanly_and_store_recovers_by_itself() {
     let opts = StoreOptions {
         max_connections: 4,
         connect_timeout: Duration::from_millis(500),
+        ..StoreOptions::default()
     };
     let store = Store::connect(db.url(), opts).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);

@@ -201,6 +201,7 @@ pub async fn open_store(settings: &Settings) -> Result<idbridge_store::Store, St
         idbridge_store::StoreOptions {
             max_connections: 2,
             connect_timeout: std::time::Duration::from_secs(settings.storage.connect_timeout_secs),
+            query_timeout: std::time::Duration::from_secs(settings.storage.query_timeout_secs),
         },
     )
     .await

@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod cli;
+mod db_proxy;
 mod harness;
 mod instances;
 mod oidc_client;

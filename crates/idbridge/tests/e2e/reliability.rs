@@ -1,7 +1,11 @@
 //! Reliability promises: a database outage fails requests cleanly and the broker
-//! recovers by itself; clock skew between instances is tolerated; guessing is
-//! rate-limited while good traffic is not.
+//! recovers by itself; a stalled database turns into quick 503s, not hung requests;
+//! clock skew between instances is tolerated; guessing is rate-limited while good
+//! traffic is not.
 
+use std::time::{Duration, Instant};
+
+use crate::db_proxy::{DbProxy, Mode};
 use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -59,6 +63,192 @@ async fn database_outage_fails_cleanly_and_recovers() {
     // Nothing committed was lost: the refresh token from before the outage works.
     let r = refresh(&broker.base, &rt).await;
     assert_eq!(r.status(), 200);
+    broker.stop().await;
+}
+
+async fn healthz(base: &str) -> (u16, serde_json::Value) {
+    let r = http()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+/// Polls `/healthz` until it answers 200 (at most `within`).
+async fn wait_healthy(base: &str, within: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if healthz(base).await.0 == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/healthz did not answer 200 within {within:?} of the database coming back");
+}
+
+/// `fut`, which must finish within `bound`; returns its output and how long it took.
+async fn within<T>(
+    what: &str,
+    bound: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> (T, Duration) {
+    let started = Instant::now();
+    match tokio::time::timeout(bound, fut).await {
+        Ok(out) => (out, started.elapsed()),
+        Err(_) => panic!("{what}: still waiting {bound:?} into the database stall"),
+    }
+}
+
+/// The connection to Postgres freezes (socket open, no answers): each request gets
+/// a clean 503 within a few seconds instead of hanging for the whole stall,
+/// `/healthz` says the database is down within its bound, and once the store knows,
+/// requests fail at once. Unfrozen, the broker recovers by itself, and nothing the
+/// stalled requests began was written behind the app's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_database_gives_quick_503s_and_healthz_says_so_then_recovers() {
+    let db = TestDb::new(Db::Postgres);
+    let proxy = DbProxy::start(&db.url()).await;
+    let broker = start(&proxy.url(&db.url()), None, |s| {
+        s.storage.connect_timeout_secs = 1;
+        s.storage.query_timeout_secs = 1;
+        // No grace: a rotation landing after the app was told "retry" would make
+        // the retry a replay, revoking the grant.
+        s.tokens.refresh_grace_secs = 0;
+    })
+    .await;
+    let t = tokens_for(&broker.base, "alice").await;
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+
+    proxy.set(Mode::Freeze);
+    let bound = Duration::from_secs(8);
+    let (r, took) = within("refresh", bound, refresh(&broker.base, &rt)).await;
+    assert_eq!(
+        r.status(),
+        503,
+        "a clean error while the database is stalled"
+    );
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "temporarily_unavailable"
+    );
+    assert!(took < Duration::from_secs(3), "the refresh took {took:?}");
+    eprintln!("stalled database: the refresh answered 503 in {took:?}");
+    let ((status, body), took) = within("/healthz", bound, healthz(&broker.base)).await;
+    eprintln!("stalled database: /healthz answered {status} in {took:?}");
+    assert_eq!(
+        (status, &body["database"]),
+        (503, &"unavailable".into()),
+        "{body}"
+    );
+    assert!(took < Duration::from_millis(2500), "/healthz took {took:?}");
+    // The store knows now: requests fail at once instead of each waiting.
+    let (r, took) = within("second refresh", bound, refresh(&broker.base, &rt)).await;
+    assert_eq!(r.status(), 503);
+    assert!(
+        took < Duration::from_millis(500),
+        "the second refresh took {took:?}"
+    );
+    // Sign-ins: /authorize sends the error back to the app; the callback shows the
+    // page that says to retry.
+    let (url, _) = authorize_url(&broker.base, &[]);
+    let (back, _) = within("/authorize", bound, browser().get(&url).send()).await;
+    let back = location(&back.unwrap());
+    assert!(back.starts_with(APP_REDIRECT), "{back}");
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("temporarily_unavailable")
+    );
+    let callback = format!("{}/callback/dev?state=s&user=alice", broker.base);
+    let (page, _) = within("callback", bound, browser().get(&callback).send()).await;
+    let page = page.unwrap();
+    assert_eq!(page.status(), 503);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("database is unavailable"));
+    assert!(
+        !log_lines(&["database unreachable", "did not answer within 1s"]).is_empty(),
+        "an operator reads why"
+    );
+
+    // The stall lasts longer than the timeouts, then ends.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.set(Mode::Forward);
+    wait_healthy(&broker.base, Duration::from_secs(10)).await;
+    assert!(!log_lines(&["database answers again"]).is_empty());
+    let r = refresh(&broker.base, &rt).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "the app's token was not rotated behind its back"
+    );
+    let next: serde_json::Value = r.json().await.unwrap();
+    let r = refresh(&broker.base, next["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 200);
+    broker.stop().await;
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Postgres gone (connections closed, new ones refused) under 50 refreshes a
+/// second, with the default timeouts: every answer is a clean 503, and at once —
+/// a request does not hold its app's share waiting `connect_timeout_secs` for a
+/// database that is known to be down. Back, refreshes succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_gone_under_load_answers_503_at_once_and_recovers() {
+    let db = TestDb::new(Db::Postgres);
+    let proxy = DbProxy::start(&db.url()).await;
+    let broker = start(&proxy.url(&db.url()), None, |_| {}).await;
+    let t = tokens_for(&broker.base, "alice").await;
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+
+    proxy.set(Mode::Refuse);
+    let client = http();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut sent = Vec::new();
+    for _ in 0..150 {
+        tick.tick().await;
+        let (client, base, rt) = (client.clone(), broker.base.clone(), rt.clone());
+        sent.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let r = client
+                .post(format!("{base}/token"))
+                .basic_auth(APP_ID, Some(APP_SECRET))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", &rt)])
+                .send()
+                .await
+                .expect("refresh");
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            (started.elapsed(), status, body["error"].clone())
+        }));
+    }
+    let mut took = Vec::new();
+    for answer in sent {
+        let (elapsed, status, error) = answer.await.unwrap();
+        assert_eq!((status, error), (503, "temporarily_unavailable".into()));
+        took.push(elapsed);
+    }
+    took.sort();
+    let (p50, p99) = (percentile(&took, 0.5), percentile(&took, 0.99));
+    eprintln!(
+        "database gone, 50 refreshes/s: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        took.last().unwrap()
+    );
+    assert!(
+        p99 < Duration::from_millis(1500),
+        "p50 {p50:?}, p99 {p99:?}"
+    );
+
+    proxy.set(Mode::Forward);
+    wait_healthy(&broker.base, Duration::from_secs(10)).await;
+    let r = refresh(&broker.base, &rt).await;
+    assert_eq!(r.status(), 200, "nothing was lost");
     broker.stop().await;
 }
 

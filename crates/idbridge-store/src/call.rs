@@ -1,0 +1,228 @@
+//! One store call on tokio's blocking pool, within its deadlines, and what becomes of a
+//! connection whose call overran.
+//!
+//! A call has two phases, each with its own deadline:
+//! 1. *connect* (`connect_timeout`): waiting for a turn at the pool and checking a
+//!    connection out. While the pool has no connection left and its attempts to open
+//!    one keep failing, the wait ends at once instead (the database is down).
+//! 2. *query* (`query_timeout`): checking that a Postgres connection still answers, then
+//!    the call's own queries. Postgres enforces the same bound on its side
+//!    (`statement_timeout`, `idle_in_transaction_session_timeout`), the OS on the socket
+//!    (keepalives, `tcp_user_timeout`); the caller stops waiting at the deadline however
+//!    the socket behaves.
+//!
+//! A blocking thread cannot be interrupted. One whose caller gave up keeps its connection,
+//! so a connection that is stuck is never handed to another call, and keeps its turn, so
+//! stuck threads never outnumber connections. When it ends, the connection is closed rather
+//! than put back, and a transaction run through [`transaction`] rolls back instead of
+//! committing once its call is past the deadline.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{PooledConnection, R2D2Connection};
+use diesel::Connection;
+
+use crate::error::StoreError;
+use crate::outage::Outage;
+use crate::pool::{AnyConnection, Backend, DbPool, Manager, PgSession};
+
+/// How often a checkout that waits looks whether the pool's connection attempts fail.
+const POLL: Duration = Duration::from_millis(50);
+
+thread_local! {
+    /// Set while a connection that must not be reused is dropped (read by
+    /// `Manager::has_broken`, which r2d2 calls on this thread as the connection is returned).
+    static CLOSE: Cell<bool> = const { Cell::new(false) };
+    /// The query deadline of the call running on this thread, if it has one.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+pub(crate) fn close_requested() -> bool {
+    CLOSE.with(Cell::get)
+}
+
+/// Drops `conn`, closing it instead of returning it to the pool.
+fn close(conn: PooledConnection<Manager>) {
+    CLOSE.with(|c| c.set(true));
+    drop(conn);
+    CLOSE.with(|c| c.set(false));
+}
+
+/// `conn.transaction(f)`, except that it rolls back instead of committing when the call it
+/// runs in is already past its query deadline: its caller has answered "unavailable", and
+/// the work must then not happen behind its back (a refresh token rotated after the app was
+/// told to retry, say).
+pub(crate) fn transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<diesel::result::Error> + From<StoreError>,
+{
+    conn.transaction(|c| {
+        let out = f(c)?;
+        if DEADLINE.with(Cell::get).is_some_and(|d| Instant::now() > d) {
+            return Err(StoreError::Unavailable(
+                "the call overran its deadline before committing; rolled back".into(),
+            )
+            .into());
+        }
+        Ok(out)
+    })
+}
+
+/// The deadlines of one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) connect: Duration,
+    /// `None`: no deadline (migrations).
+    pub(crate) query: Option<Duration>,
+}
+
+/// The blocking half of a call.
+pub(crate) struct Job {
+    pub(crate) pool: DbPool,
+    pub(crate) outage: Arc<Outage>,
+    pub(crate) backend: Backend,
+    pub(crate) limits: Limits,
+    pub(crate) session: PgSession,
+}
+
+impl Job {
+    /// Checks a connection out, reports the query deadline on `started`, and runs `f`.
+    /// Runs nothing when the caller has stopped waiting before a connection was free.
+    pub(crate) fn run<T, F>(
+        self,
+        started: tokio::sync::oneshot::Sender<Option<Instant>>,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    {
+        let mut conn = self.checkout(Instant::now() + self.limits.connect)?;
+        let deadline = self.limits.query.map(|q| Instant::now() + q);
+        if started.send(deadline).is_err() {
+            return Err(StoreError::Unavailable(
+                "the caller stopped waiting before a connection was free".into(),
+            ));
+        }
+        if self.backend == Backend::Postgres {
+            // A pooled connection may have died with the server (a restart): try the next.
+            while let Err(e) = conn.ping() {
+                close(conn);
+                let Some(d) = deadline.filter(|d| Instant::now() < *d) else {
+                    return Err(StoreError::Unavailable(format!(
+                        "no pooled connection answered: {e}"
+                    )));
+                };
+                conn = self.checkout(d)?;
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            // Stuck in the check above until after the caller was told "unavailable".
+            close(conn);
+            return Err(StoreError::Unavailable(
+                "the connection answered only after the call's deadline".into(),
+            ));
+        }
+        let own_limit = self.limits.query != Some(self.session.query);
+        if own_limit && self.backend == Backend::Postgres {
+            let statement = self.limits.query.unwrap_or(Duration::ZERO);
+            if let Err(e) = conn.batch_execute(&self.session.settings(statement)) {
+                close(conn);
+                return Err(e.into());
+            }
+        }
+        DEADLINE.with(|d| d.set(deadline));
+        let result = f(&mut conn);
+        DEADLINE.with(|d| d.set(None));
+        let overran = deadline.is_some_and(|d| Instant::now() > d);
+        let restored = !own_limit
+            || self.backend != Backend::Postgres
+            || conn
+                .batch_execute(&self.session.settings(self.session.query))
+                .is_ok();
+        if overran || !restored || matches!(result, Err(StoreError::Unavailable(_))) {
+            close(conn);
+        }
+        result
+    }
+
+    /// A connection from the pool by `deadline`; gives up at once when the pool has none
+    /// and its attempts to open one fail meanwhile (the database is down, then).
+    fn checkout(&self, deadline: Instant) -> Result<PooledConnection<Manager>, StoreError> {
+        let failures = self.outage.connect_failures();
+        let cannot_connect = || {
+            format!(
+                "cannot connect to the database: {}",
+                self.outage.last_connect_error()
+            )
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                if self.outage.connect_failures() != failures {
+                    let reason = cannot_connect();
+                    self.outage.failed(&reason);
+                    return Err(StoreError::Unavailable(reason));
+                }
+                return Err(StoreError::Unavailable(format!(
+                    "no database connection became free within {:?}",
+                    self.limits.connect
+                )));
+            }
+            match self.pool.get_timeout(left.min(POLL)) {
+                Ok(conn) => return Ok(conn),
+                Err(_) => {
+                    if self.outage.connect_failures() != failures
+                        && self.pool.state().connections == 0
+                    {
+                        let reason = cannot_connect();
+                        self.outage.failed(&reason);
+                        return Err(StoreError::Unavailable(reason));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sql_types::BigInt;
+    use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    fn rows(conn: &mut AnyConnection) -> i64 {
+        diesel::sql_query("SELECT COUNT(*) AS n FROM t")
+            .get_result::<Count>(conn)
+            .map(|c| c.n)
+            .unwrap_or(-1)
+    }
+
+    #[test]
+    fn a_transaction_past_its_calls_deadline_rolls_back_instead_of_committing() {
+        let mut conn = AnyConnection::Sqlite(SqliteConnection::establish(":memory:").unwrap());
+        conn.batch_execute("CREATE TABLE t (x INTEGER)").unwrap();
+        let insert = |c: &mut AnyConnection| -> Result<usize, StoreError> {
+            Ok(diesel::sql_query("INSERT INTO t VALUES (1)").execute(c)?)
+        };
+        // In time: committed.
+        DEADLINE.with(|d| d.set(Some(Instant::now() + Duration::from_secs(60))));
+        assert_eq!(transaction(&mut conn, insert).unwrap(), 1);
+        assert_eq!(rows(&mut conn), 1);
+        // The caller was told "unavailable" meanwhile: rolled back.
+        DEADLINE.with(|d| d.set(Some(Instant::now() - Duration::from_millis(1))));
+        let err = transaction(&mut conn, insert).unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+        DEADLINE.with(|d| d.set(None));
+        assert_eq!(rows(&mut conn), 1, "the late insert did not commit");
+    }
+}
