@@ -263,6 +263,26 @@ pub(crate) fn parse_answer(
     }
 }
 
+/// What the client makes of one raw answer from `host` to `api`: the JSON object of
+/// a success (no `errcode`, or `errcode: 0`) or the typed error, with no request
+/// secrets to redact. Public so that fuzzing (tests/fuzz) and connector tests can
+/// feed it answers without a server.
+pub fn classify_answer(
+    api: Api,
+    host: &str,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Map<String, Value>, WeChatError> {
+    let answer = Answer {
+        status,
+        content_type,
+        location_host: None,
+        body,
+    };
+    parse_answer(api, host, &answer, &Sensitive::default())
+}
+
 /// A BadResponse for a body we cannot use.
 pub(crate) fn bad_body(api: Api, host: &str, what: String) -> WeChatError {
     WeChatError::local(
