@@ -14,7 +14,9 @@ fn keyset() -> Option<&'static KeySet> {
         let mut kids = Vec::new();
         for alg in [Algorithm::ES256, Algorithm::EdDSA] {
             let m = generate_key(alg).ok()?;
-            keys.push(SigningKey::from_material(&m.kid, m.alg, &m.private_der, &m.public_jwk).ok()?);
+            keys.push(
+                SigningKey::from_material(&m.kid, m.alg, &m.private_der, &m.public_jwk).ok()?,
+            );
             kids.push(m.kid);
         }
         KeySet::new(keys, kids).ok()
@@ -24,7 +26,9 @@ fn keyset() -> Option<&'static KeySet> {
 
 fuzz_target!(|data: &[u8]| {
     let Some(ks) = keyset() else { return };
-    let Ok(token) = std::str::from_utf8(data) else { return };
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
     let expect = Expect {
         typ: "at+jwt",
         issuer: "https://id.example.com",
