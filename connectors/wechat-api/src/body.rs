@@ -263,6 +263,26 @@ pub(crate) fn parse_answer(
     }
 }
 
+/// What the client makes of one raw answer from `host` to `api`: the JSON object of
+/// a success (no `errcode`, or `errcode: 0`) or the typed error, with no request
+/// secrets to redact. Public so that fuzzing (tests/fuzz) and connector tests can
+/// feed it answers without a server.
+pub fn classify_answer(
+    api: Api,
+    host: &str,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Map<String, Value>, WeChatError> {
+    let answer = Answer {
+        status,
+        content_type,
+        location_host: None,
+        body,
+    };
+    parse_answer(api, host, &answer, &Sensitive::default())
+}
+
 /// A BadResponse for a body we cannot use.
 pub(crate) fn bad_body(api: Api, host: &str, what: String) -> WeChatError {
     WeChatError::local(
@@ -411,5 +431,114 @@ mod tests {
         assert_eq!(as_i64(&serde_json::json!("7200")), Some(7200));
         assert_eq!(as_i64(&serde_json::json!("x")), None);
         assert_eq!(as_i64(&serde_json::json!(true)), None);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! `parse_answer` over generated answers: it never panics, classifies every
+    //! status the same way, agrees with `errcode`, and never lets a secret of the
+    //! request into an error.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn answer(status: u16, body: &[u8]) -> Answer<'_> {
+        Answer {
+            status,
+            content_type: Some("text/plain"),
+            location_host: None,
+            body,
+        }
+    }
+
+    /// Secrets as WeChat's are shaped; upper case and digits, so that no fixed
+    /// text of an error (`[redacted]`, API paths) can contain one.
+    fn secret() -> impl Strategy<Value = String> {
+        "[A-Z0-9]{8,24}"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_answer_is_classified_without_panicking(
+            status in 100u16..600,
+            content_type in prop::option::of("\\PC{0,40}"),
+            body in prop::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let a = Answer { status, content_type: content_type.as_deref(), location_host: None, body: &body };
+            let got = parse_answer(Api::SnsAccessToken, "api.weixin.qq.com", &a, &Sensitive::default());
+            if !(200..300).contains(&status) {
+                let e = got.err();
+                prop_assert!(e.is_some(), "HTTP {} accepted", status);
+                let kind = e.map(|e| e.kind);
+                if status >= 500 {
+                    prop_assert_eq!(kind, Some(ErrorKind::UpstreamUnavailable));
+                } else {
+                    prop_assert_eq!(kind, Some(ErrorKind::BadResponse));
+                }
+            }
+        }
+
+        #[test]
+        fn errcode_decides(
+            code in any::<i32>(),
+            fields in prop::collection::btree_map("[a-z_]{1,10}", "\\PC{0,20}", 0..5),
+        ) {
+            let mut object: Map<String, Value> =
+                fields.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            object.insert("errcode".into(), Value::from(code));
+            let body = serde_json::to_vec(&object).unwrap_or_default();
+            let got = parse_answer(Api::SnsUserinfo, "h", &answer(200, &body), &Sensitive::default());
+            if code == 0 {
+                prop_assert_eq!(got.ok(), Some(object));
+            } else {
+                prop_assert_eq!(got.err().and_then(|e| e.errcode), Some(i64::from(code)));
+            }
+        }
+
+        #[test]
+        fn a_secret_in_an_unexpected_body_never_reaches_the_error(
+            secret in secret(),
+            before in prop::collection::vec(any::<u8>(), 0..200),
+            after in prop::collection::vec(any::<u8>(), 0..200),
+            status in prop::sample::select(vec![200u16, 403, 404, 500, 502]),
+        ) {
+            let mut body = before;
+            body.extend_from_slice(secret.as_bytes());
+            body.extend_from_slice(&after);
+            let sensitive = Sensitive::new(&[secret.as_str()]);
+            if let Err(e) = parse_answer(Api::SnsAccessToken, "h", &answer(status, &body), &sensitive) {
+                let shown = format!("{e} {e:?}");
+                prop_assert!(!shown.contains(&secret), "{}", shown);
+            }
+        }
+
+        #[test]
+        fn a_secret_in_errmsg_never_reaches_the_error(
+            secret in secret(),
+            before in "\\PC{0,100}",
+            after in "\\PC{0,100}",
+            code in 1i64..100_000,
+        ) {
+            let body = serde_json::to_vec(&serde_json::json!({
+                "errcode": code,
+                "errmsg": format!("{before}{secret}{after}"),
+            }))
+            .unwrap_or_default();
+            let sensitive = Sensitive::new(&[secret.as_str()]);
+            let e = parse_answer(Api::SnsAccessToken, "h", &answer(200, &body), &sensitive).err();
+            let shown = e.map(|e| format!("{e} {e:?}")).unwrap_or_default();
+            prop_assert!(shown.contains(&format!("errcode={code}")), "{}", shown);
+            prop_assert!(!shown.contains(&secret), "{}", shown);
+        }
+
+        #[test]
+        fn excerpts_are_short_and_printable(body in prop::collection::vec(any::<u8>(), 0..1000)) {
+            let out = excerpt(&body, &Sensitive::default());
+            prop_assert!(out.chars().count() <= EXCERPT_CHARS + 1, "{}", out);
+            prop_assert!(!out.chars().any(char::is_control), "{:?}", out);
+        }
     }
 }

@@ -23,7 +23,7 @@ mod types;
 mod urls;
 
 pub use app_token::AppTokens;
-pub use body::MAX_BODY_BYTES;
+pub use body::{classify_answer, MAX_BODY_BYTES};
 pub use client::{BuildError, ClientOptions, WeChatClient, USER_AGENT};
 pub use error::{Api, WeChatError, ERRCODE_BUSY, ERRCODE_CODE_USED};
 pub use types::{AppToken, SnsToken, UserInfo};

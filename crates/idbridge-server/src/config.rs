@@ -329,16 +329,36 @@ pub fn load_with_problems(
 }
 
 fn config_error(e: config::ConfigError) -> ConfigError {
-    // The config crate words these as "missing field `x`" / "unknown field `y`… for key `z`".
     let text = e.to_string();
-    let key = text
-        .split("for key `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_owned)
-        .or_else(|| text.split('`').nth(1).map(str::to_owned))
-        .unwrap_or_else(|| "config".to_owned());
-    ConfigError::new(key, text)
+    match &e {
+        // A file that is not TOML: the key is the file, never a guess taken from
+        // the text, which quotes the operator's own (possibly garbled) lines.
+        config::ConfigError::FileParse { uri, .. } => ConfigError::new(
+            "--config",
+            format!(
+                "{} is not valid TOML: {text}",
+                uri.as_deref().unwrap_or("the configuration file")
+            ),
+        ),
+        config::ConfigError::Type { key: Some(key), .. }
+        | config::ConfigError::At { key: Some(key), .. }
+            if !key.is_empty() =>
+        {
+            ConfigError::new(key.clone(), text)
+        }
+        // serde's own wording: "missing field `x`" / "unknown field `y`".
+        _ => {
+            let key = text
+                .split("for key `")
+                .nth(1)
+                .and_then(|rest| rest.split('`').next())
+                .or_else(|| text.split('`').nth(1))
+                .filter(|k| !k.is_empty())
+                .unwrap_or("config")
+                .to_owned();
+            ConfigError::new(key, text)
+        }
+    }
 }
 
 fn read_secret(path: &str, key: &str, errors: &mut Vec<ConfigError>) -> Option<String> {
@@ -765,4 +785,90 @@ pub fn connector_settings(
         name,
         options: serde_json::Value::Object(map),
     })
+}
+
+#[cfg(test)]
+mod properties {
+    //! Loading over generated values: whatever an operator writes, loading answers
+    //! with settings or with errors that each name a key, never a panic; a wrong
+    //! value is reported under the key it was written to.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY";
+
+    fn base() -> Vec<(&'static str, String)> {
+        vec![
+            ("issuer", "https://id.example.com".to_owned()),
+            ("storage.url", "sqlite://idbridge.db".to_owned()),
+            ("signing.master_key", MASTER_KEY.to_owned()),
+        ]
+    }
+
+    /// Keys an operator sets, with the section each error may be reported under.
+    const KEYS: [&str; 16] = [
+        "issuer",
+        "storage.url",
+        "storage.max_connections",
+        "storage.connect_timeout_secs",
+        "storage.gc_interval_secs",
+        "signing.master_key",
+        "tokens.refresh_grace_secs",
+        "tokens.refresh_idle_ttl_secs",
+        "server.bind",
+        "server.workers",
+        "server.failures_per_minute",
+        "server.in_progress_per_client",
+        "verification.code_ttl_secs",
+        "verification.max_attempts",
+        "verification.sender",
+        "account.reauth_after_secs",
+    ];
+
+    #[test]
+    fn the_base_settings_load() {
+        assert!(load(None, &base()).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_value_of_any_key_loads_or_names_that_key(
+            key in prop::sample::select(KEYS.to_vec()),
+            value in prop_oneof![
+                "\\PC{0,40}",
+                "-?[0-9]{1,25}",
+                Just(String::new()),
+                "(https?|ftp|sqlite|postgres)://[a-z0-9.:@/_-]{0,30}",
+            ],
+        ) {
+            let mut overrides = base();
+            overrides.retain(|(k, _)| *k != key);
+            overrides.push((key, value.clone()));
+            if let Err(errors) = load(None, &overrides) {
+                prop_assert!(!errors.is_empty());
+                for e in &errors {
+                    prop_assert!(!e.message.is_empty(), "{:?}", e);
+                    prop_assert!(
+                        e.key == key || key.starts_with(&format!("{}.", e.key)) || e.key.starts_with(&format!("{key}")),
+                        "{key} = {value:?} was reported under {:?}: {}", e.key, e.message
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn any_file_loads_or_says_why(text in "\\PC{0,200}") {
+            let dir = std::env::temp_dir().join(format!("idbridge-config-prop-{}", std::process::id()));
+            prop_assert!(std::fs::create_dir_all(&dir).is_ok());
+            let path = dir.join("idbridge.toml");
+            prop_assert!(std::fs::write(&path, &text).is_ok());
+            let (_settings, errors) = load_with_problems(Some(&path), &[]);
+            for e in &errors {
+                prop_assert!(!e.key.is_empty() && !e.message.is_empty(), "{:?}", e);
+            }
+        }
+    }
 }

@@ -52,3 +52,51 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! `parse` over generated forms: never a panic; what an encoder wrote comes
+    //! back as it was; a repeated name is always caught.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode(pairs: &[(String, String)]) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            out.append_pair(k, v);
+        }
+        out.finish()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_text_parses_or_names_a_parameter(raw in "\\PC{0,200}") {
+            if let Err(name) = parse(&raw) {
+                prop_assert!(raw.contains('&') || raw.contains('='), "{name:?} from {raw:?}");
+            }
+        }
+
+        #[test]
+        fn encoded_forms_round_trip(
+            form in prop::collection::btree_map("[a-z_]{1,12}", "\\PC{1,40}", 0..8),
+        ) {
+            let pairs: Vec<(String, String)> = form.clone().into_iter().collect();
+            prop_assert_eq!(parse(&encode(&pairs)), Ok(form));
+        }
+
+        #[test]
+        fn a_repeated_name_is_refused(
+            form in prop::collection::btree_map("[a-z_]{1,12}", "\\PC{1,40}", 1..8),
+            pick in any::<prop::sample::Index>(),
+            again in "\\PC{1,40}",
+        ) {
+            let mut pairs: Vec<(String, String)> = form.into_iter().collect();
+            let name = pairs[pick.index(pairs.len())].0.clone();
+            pairs.push((name.clone(), again));
+            prop_assert_eq!(parse(&encode(&pairs)), Err(name));
+        }
+    }
+}
