@@ -852,7 +852,7 @@ mod properties {
                 for e in &errors {
                     prop_assert!(!e.message.is_empty(), "{:?}", e);
                     prop_assert!(
-                        e.key == key || key.starts_with(&format!("{}.", e.key)) || e.key.starts_with(&format!("{key}")),
+                        e.key == key || key.starts_with(&format!("{}.", e.key)) || e.key.starts_with(key),
                         "{key} = {value:?} was reported under {:?}: {}", e.key, e.message
                     );
                 }
