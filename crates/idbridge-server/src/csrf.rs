@@ -6,7 +6,8 @@
 use crate::authorize::{cookie, BROWSER_COOKIE};
 use crate::state::AppState;
 use actix_web::cookie::Cookie;
-use actix_web::HttpRequest;
+use actix_web::{HttpRequest, HttpResponse};
+use idbridge_core::Locale;
 use idbridge_tokens::{constant_time_eq, hash_token, random_token};
 use std::collections::BTreeMap;
 
@@ -63,12 +64,19 @@ pub fn valid(req: &HttpRequest, purpose: &str, sent: Option<&str>) -> bool {
 }
 
 /// A posted form's fields, when its `csrf` field is the one this browser's form
-/// for `purpose` carried; `None` (refuse it) otherwise.
+/// for `purpose` carried and no field holds a control character; otherwise the
+/// page that refuses it (in `locale`).
 pub fn checked_form(
     req: &HttpRequest,
     body: &[u8],
     purpose: &str,
-) -> Option<BTreeMap<String, String>> {
-    let fields: BTreeMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
-    valid(req, purpose, fields.get("csrf").map(String::as_str)).then_some(fields)
+    locale: Locale,
+) -> Result<BTreeMap<String, String>, HttpResponse> {
+    let fields = crate::params::parse_first(body)
+        .map_err(|r| crate::screen::page_refusal(req, &r, locale))?;
+    if valid(req, purpose, fields.get("csrf").map(String::as_str)) {
+        Ok(fields)
+    } else {
+        Err(crate::bind::bad_form(locale))
+    }
 }
