@@ -1246,7 +1246,9 @@ pub async fn callback(
         callback_url: state.endpoint(&format!("/callback/{connector_id}")),
         flow_data: flow.data.clone(),
     };
-    let identity = match entry.connector.complete(&ctx, &callback).await {
+    let completed = entry.connector.complete(&ctx, &callback).await;
+    // Every connector's answer passes the same check (idbridge_core::ExternalIdentity::screened).
+    let identity = match completed.and_then(|i| i.screened(idbridge_core::Stage::Callback)) {
         Ok(i) => i,
         Err(e) => {
             remember_outcome(&state, &upstream_state, None).await;
