@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod cli;
 mod harness;
+mod input;
 mod instances;
 mod oidc_client;
 mod provider;
