@@ -236,9 +236,9 @@ pub async fn done(state: web::Data<AppState>) -> HttpResponse {
 /// POST /account/link: sign in upstream with another method and link it here.
 pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let locale = fallback_locale(&req);
-    let f = match csrf::checked_form(&req, &body, CSRF_PURPOSE, locale) {
+    let f = match csrf::checked_form(&req, &body, CSRF_PURPOSE) {
         Ok(f) => f,
-        Err(page) => return page,
+        Err(e) => return e.page(&req, locale),
     };
     let user = match recent_owner(&state, &req, locale).await {
         Ok(user) => user,
@@ -317,9 +317,9 @@ pub async fn unlink(
     body: web::Bytes,
 ) -> HttpResponse {
     let locale = fallback_locale(&req);
-    let f = match csrf::checked_form(&req, &body, CSRF_PURPOSE, locale) {
+    let f = match csrf::checked_form(&req, &body, CSRF_PURPOSE) {
         Ok(f) => f,
-        Err(page) => return page,
+        Err(e) => return e.page(&req, locale),
     };
     let user = match recent_owner(&state, &req, locale).await {
         Ok(user) => user,
@@ -410,7 +410,7 @@ async fn confirming(
     body: &[u8],
     locale: Locale,
 ) -> Result<(SessionRow, User, BTreeMap<String, String>), HttpResponse> {
-    let f = csrf::checked_form(req, body, CSRF_PURPOSE, locale)?;
+    let f = csrf::checked_form(req, body, CSRF_PURPOSE).map_err(|e| e.page(req, locale))?;
     match current_session(state, req, state.now()).await? {
         Some((session, user)) => Ok((session, user, f)),
         None => Err(found(&state.endpoint("/account"))),

@@ -229,9 +229,9 @@ pub async fn send(
         Ok(w) => w,
         Err(resp) => return resp,
     };
-    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id), locale) {
+    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) {
         Ok(f) => f,
-        Err(page) => return page,
+        Err(e) => return e.page(&req, locale),
     };
     if !state.verifier.phone_codes() {
         let e = text(locale, "codes_unavailable").to_owned();
@@ -375,9 +375,9 @@ pub async fn check(
         Ok(w) => w,
         Err(resp) => return resp,
     };
-    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id), locale) {
+    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) {
         Ok(f) => f,
-        Err(page) => return page,
+        Err(e) => return e.page(&req, locale),
     };
     let row = match verify::attempt(
         &state,

@@ -63,20 +63,36 @@ pub fn valid(req: &HttpRequest, purpose: &str, sent: Option<&str>) -> bool {
     }
 }
 
+/// Why a posted form was refused.
+#[derive(Debug)]
+pub enum FormRefused {
+    /// Its `csrf` field is missing or not this browser's for this form.
+    Forged,
+    /// A field holds a control character.
+    Input(crate::params::Rejected),
+}
+
+impl FormRefused {
+    /// The page that says so, in `locale`.
+    pub fn page(&self, req: &HttpRequest, locale: Locale) -> HttpResponse {
+        match self {
+            FormRefused::Forged => crate::bind::bad_form(locale),
+            FormRefused::Input(r) => crate::screen::page_refusal(req, r, locale),
+        }
+    }
+}
+
 /// A posted form's fields, when its `csrf` field is the one this browser's form
-/// for `purpose` carried and no field holds a control character; otherwise the
-/// page that refuses it (in `locale`).
+/// for `purpose` carried and no field holds a control character.
 pub fn checked_form(
     req: &HttpRequest,
     body: &[u8],
     purpose: &str,
-    locale: Locale,
-) -> Result<BTreeMap<String, String>, HttpResponse> {
-    let fields = crate::params::parse_first(body)
-        .map_err(|r| crate::screen::page_refusal(req, &r, locale))?;
+) -> Result<BTreeMap<String, String>, FormRefused> {
+    let fields = crate::params::parse_first(body).map_err(FormRefused::Input)?;
     if valid(req, purpose, fields.get("csrf").map(String::as_str)) {
         Ok(fields)
     } else {
-        Err(crate::bind::bad_form(locale))
+        Err(FormRefused::Forged)
     }
 }

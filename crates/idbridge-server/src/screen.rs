@@ -118,19 +118,12 @@ pub fn refusal(req: &HttpRequest, place: &Place) -> HttpResponse {
     }
 }
 
-/// A hosted page's form (or its parameters) that holds a control character or
-/// repeats a parameter: logged (the name only), and the 400 page in `locale`.
+/// A hosted page's form (or its parameters) that holds a control character
+/// (`r` is a [`Rejected::Control`]: a repeated parameter is each handler's to
+/// report): logged (the name only), and the 400 page in `locale`.
 pub fn page_refusal(req: &HttpRequest, r: &Rejected, locale: Locale) -> HttpResponse {
     tracing::warn!(stage = "input", place = %r.name(), path = req.path(), "refused a form: {r}");
-    match r {
-        Rejected::Control(_) => crate::pages::bad_input_page(locale, &r.name()),
-        Rejected::Repeated(_) => crate::pages::error_page(
-            locale,
-            actix_web::http::StatusCode::BAD_REQUEST,
-            &r.to_string(),
-            crate::pages::text(locale, "bad_form_todo"),
-        ),
-    }
+    crate::pages::bad_input_page(locale, &r.name())
 }
 
 /// The page's language: the app's `ui_locales` when it is readable, else the
