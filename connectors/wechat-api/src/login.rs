@@ -124,7 +124,7 @@ pub fn identity(
                 .map(|p| p.nickname.clone())
                 .filter(|n| !n.is_empty()),
             picture: profile
-                .map(|p| p.headimgurl.clone())
+                .map(|p| avatar_over_https(&p.headimgurl))
                 .filter(|h| !h.is_empty()),
             locale: None,
         },
@@ -141,6 +141,31 @@ pub fn identity(
             "scope": token.scope,
             "appid": appid,
         }),
+    }
+}
+
+/// The hosts of WeChat's avatar CDN. They serve https too, but some profiles
+/// still carry `http://` avatars, which the broker would drop (apps only get
+/// https pictures, `idbridge_core::Profile::safe_picture`).
+const AVATAR_HOSTS: [&str; 2] = ["thirdwx.qlogo.cn", "wx.qlogo.cn"];
+
+/// `headimgurl` with an `http://` avatar on WeChat's own CDN moved to https;
+/// anything else as it came (the broker's picture rule decides about it).
+pub fn avatar_over_https(headimgurl: &str) -> String {
+    // The URL parser drops tabs and newlines: such a URL is left for the rule to drop.
+    if headimgurl.chars().any(char::is_control) {
+        return headimgurl.to_owned();
+    }
+    let Ok(mut u) = url::Url::parse(headimgurl) else {
+        return headimgurl.to_owned();
+    };
+    let ours = u.scheme() == "http"
+        && u.host_str().is_some_and(|h| AVATAR_HOSTS.contains(&h))
+        && u.port().is_none();
+    if ours && u.set_scheme("https").is_ok() {
+        u.to_string()
+    } else {
+        headimgurl.to_owned()
     }
 }
 
@@ -302,5 +327,33 @@ impl AppKeys<'_> {
             });
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_avatars_on_the_wechat_cdn_move_to_https_and_nothing_else_does() {
+        assert_eq!(
+            avatar_over_https("http://thirdwx.qlogo.cn/mmopen/vi_32/abc/132"),
+            "https://thirdwx.qlogo.cn/mmopen/vi_32/abc/132"
+        );
+        assert_eq!(
+            avatar_over_https("http://wx.qlogo.cn/mmhead/abc/0"),
+            "https://wx.qlogo.cn/mmhead/abc/0"
+        );
+        for same in [
+            "https://thirdwx.qlogo.cn/mmopen/vi_32/abc/132",
+            "http://example.com/a.png",
+            "http://thirdwx.qlogo.cn.example.com/a",
+            "http://thirdwx.qlogo.cn:8080/a",
+            "http://thirdwx.qlogo.cn/a\n/132",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(avatar_over_https(same), same);
+        }
     }
 }

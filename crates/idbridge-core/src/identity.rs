@@ -1,8 +1,16 @@
 //! What a connector learns about a person: who they are upstream, how to link them
-//! across apps, and what their profile says.
+//! across apps, and what their profile says; and [`ExternalIdentity::screened`],
+//! the check every connector's output passes before the broker stores or shows
+//! any of it.
 
+use crate::{ConnectorError, ErrorKind, Stage};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// The longest profile picture URL handed to apps, in bytes.
+pub const MAX_PICTURE_BYTES: usize = 2048;
+/// The longest display string (name, locale) kept, in characters.
+pub const MAX_DISPLAY_CHARS: usize = 256;
 
 /// The configured id of a connector (`[[connectors]] id = "wechat"`). It appears in
 /// URLs (`/callback/{id}`) and in the `connector=` authorization parameter.
@@ -62,6 +70,54 @@ pub struct Profile {
     pub locale: Option<String>,
 }
 
+impl Profile {
+    /// `url` when it is fit to be an app's `picture` claim: an absolute `https`
+    /// URL with a host, without userinfo (`user:pass@`) or control characters,
+    /// at most [`MAX_PICTURE_BYTES`] long; as the `url` crate writes it. `Err`
+    /// says why not (for the log); such a picture is dropped, never repaired.
+    pub fn safe_picture(url: &str) -> Result<String, &'static str> {
+        if url.len() > MAX_PICTURE_BYTES {
+            return Err("longer than 2048 bytes");
+        }
+        // Checked before parsing: the URL parser silently drops tabs and newlines.
+        if url.chars().any(char::is_control) {
+            return Err("holds a control character");
+        }
+        let parsed = url::Url::parse(url).map_err(|_| "not an absolute URL")?;
+        if parsed.scheme() != "https" {
+            return Err("not an https URL");
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err("has no host");
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("carries a user name or password");
+        }
+        let out = parsed.to_string();
+        if out.len() > MAX_PICTURE_BYTES {
+            return Err("longer than 2048 bytes");
+        }
+        Ok(out)
+    }
+}
+
+/// A display string without control characters (line breaks and tabs become
+/// spaces, the others are removed), trimmed and at most [`MAX_DISPLAY_CHARS`]
+/// long; `None` when nothing is left.
+pub fn clean_display(s: &str) -> Option<String> {
+    let cleaned: String = s
+        .chars()
+        .filter_map(|c| match c {
+            c if c.is_control() && c.is_whitespace() => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .take(MAX_DISPLAY_CHARS)
+        .collect();
+    let trimmed = cleaned.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
 /// Upstream tokens a connector may want back later (refresh, re-check). The server
 /// stores them encrypted and never logs them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -109,4 +165,145 @@ pub struct ExternalIdentity {
     /// Whatever else the upstream said, for the audit log and debugging; never
     /// holds secrets.
     pub raw_claims: serde_json::Value,
+}
+
+impl ExternalIdentity {
+    /// What the broker accepts from a connector, the same for every connector
+    /// and every database: the identifiers (subject, link key) must be free of
+    /// control characters, or the sign-in fails at `stage` (an identifier is
+    /// never altered: a changed one would be someone else); the display strings
+    /// are cleaned ([`clean_display`]); the picture is kept only when
+    /// [`Profile::safe_picture`] allows it, else dropped with a log line.
+    pub fn screened(mut self, stage: Stage) -> Result<Self, ConnectorError> {
+        let connector = self.connector_id.as_str();
+        let mut identifiers = vec![("subject", self.subject.as_str())];
+        if let Some(l) = &self.link_key {
+            identifiers.push(("link key scope", l.scope.as_str()));
+            identifiers.push(("link key", l.key.as_str()));
+        }
+        if let Some((what, _)) = identifiers
+            .into_iter()
+            .find(|(_, v)| v.chars().any(char::is_control))
+        {
+            // Not retryable and not the person's doing: this identity cannot sign in.
+            return Err(ConnectorError::new(stage, ErrorKind::NotAllowed)
+                .upstream(
+                    "control_character",
+                    format!("the upstream {what} holds a control character"),
+                )
+                .fix(format!(
+                    "connector {connector} returned a {what} with a control character (such as NUL or a line break); no account is created or signed in from it. If the upstream is real, report it to the provider; if it is a simulator or proxy, fix that"
+                )));
+        }
+        self.profile.name = self.profile.name.as_deref().and_then(clean_display);
+        self.profile.locale = self.profile.locale.as_deref().and_then(clean_display);
+        if let Some(picture) = self.profile.picture.take() {
+            match Profile::safe_picture(&picture) {
+                Ok(p) => self.profile.picture = Some(p),
+                Err(reason) => tracing::info!(
+                    connector,
+                    reason,
+                    "dropped the upstream profile picture: apps only get https URLs"
+                ),
+            }
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn identity(subject: &str, unionid: Option<&str>, profile: Profile) -> ExternalIdentity {
+        ExternalIdentity {
+            connector_id: ConnectorId::parse("wechat").unwrap(),
+            subject: subject.to_owned(),
+            link_key: unionid.map(|k| LinkKey {
+                scope: "gh_platform".to_owned(),
+                key: k.to_owned(),
+            }),
+            profile,
+            upstream_tokens: None,
+            raw_claims: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn only_plain_https_pictures_are_kept() {
+        let ok = "https://thirdwx.qlogo.cn/mmopen/vi_32/abc/132";
+        assert_eq!(Profile::safe_picture(ok).as_deref(), Ok(ok));
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:image/png;base64,AAAA",
+            "http://example.com/a.png",
+            "//example.com/a.png",
+            "/a.png",
+            "https://user:pw@example.com/a.png",
+            "https://user@example.com/a.png",
+            "https://exa\nmple.com/a.png",
+            "https://example.com/\u{0}.png",
+            "ftp://example.com/a.png",
+        ] {
+            assert!(Profile::safe_picture(bad).is_err(), "{bad:?} was kept");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_PICTURE_BYTES));
+        assert!(Profile::safe_picture(&long).is_err());
+    }
+
+    #[test]
+    fn display_strings_lose_their_control_characters() {
+        assert_eq!(clean_display("Ali\u{0}ce").as_deref(), Some("Alice"));
+        assert_eq!(
+            clean_display("王小明🐼\n✨\t").as_deref(),
+            Some("王小明🐼 ✨")
+        );
+        assert_eq!(clean_display("\u{0}\u{7f}\u{1b}"), None);
+        assert_eq!(
+            clean_display(&"x".repeat(1000)).map(|s| s.chars().count()),
+            Some(MAX_DISPLAY_CHARS)
+        );
+    }
+
+    #[test]
+    fn identifiers_with_control_characters_fail_the_sign_in() {
+        for (subject, unionid, what) in [
+            ("o\u{0}x", None, "subject"),
+            ("ok", Some("u\u{0}x"), "link key"),
+            ("o\nx", Some("u"), "subject"),
+        ] {
+            let e = identity(subject, unionid, Profile::default())
+                .screened(Stage::Callback)
+                .unwrap_err();
+            assert_eq!(e.stage, Stage::Callback);
+            assert_eq!(e.kind, ErrorKind::NotAllowed);
+            assert_eq!(e.upstream_code.as_deref(), Some("control_character"));
+            assert!(
+                e.upstream_message.as_deref().unwrap_or("").contains(what),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_screened_identity_keeps_its_ids_and_a_clean_profile() {
+        let i = identity(
+            "o1",
+            Some("u1"),
+            Profile {
+                name: Some("Ali\u{0}ce\n".into()),
+                picture: Some("javascript:alert(1)".into()),
+                locale: Some("zh_CN".into()),
+            },
+        )
+        .screened(Stage::Callback)
+        .unwrap();
+        assert_eq!(i.subject, "o1");
+        assert_eq!(i.link_key.map(|l| l.key).as_deref(), Some("u1"));
+        assert_eq!(i.profile.name.as_deref(), Some("Alice"));
+        assert_eq!(i.profile.picture, None);
+        assert_eq!(i.profile.locale.as_deref(), Some("zh_CN"));
+    }
 }

@@ -17,7 +17,10 @@ pub use connector::{Availability, Begin, BeginRequest, CallbackRequest, Connecto
 pub use context::{ClientClass, Locale, RequestContext};
 pub use error::{ConnectorError, ErrorKind, Stage};
 pub use html::escape_html;
-pub use identity::{ConnectorId, ExternalIdentity, LinkKey, Profile, UpstreamTokens};
+pub use identity::{
+    clean_display, ConnectorId, ExternalIdentity, LinkKey, Profile, UpstreamTokens,
+    MAX_DISPLAY_CHARS, MAX_PICTURE_BYTES,
+};
 pub use registry::{
     BuildContext, ConfigError, ConnectorFactory, ConnectorSettings, Problem, Registry,
 };

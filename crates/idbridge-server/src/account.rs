@@ -236,8 +236,9 @@ pub async fn done(state: web::Data<AppState>) -> HttpResponse {
 /// POST /account/link: sign in upstream with another method and link it here.
 pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let locale = fallback_locale(&req);
-    let Some(f) = csrf::checked_form(&req, &body, CSRF_PURPOSE) else {
-        return bad_form(locale);
+    let f = match csrf::checked_form(&req, &body, CSRF_PURPOSE) {
+        Ok(f) => f,
+        Err(e) => return e.page(&req, locale),
     };
     let user = match recent_owner(&state, &req, locale).await {
         Ok(user) => user,
@@ -316,8 +317,9 @@ pub async fn unlink(
     body: web::Bytes,
 ) -> HttpResponse {
     let locale = fallback_locale(&req);
-    let Some(f) = csrf::checked_form(&req, &body, CSRF_PURPOSE) else {
-        return bad_form(locale);
+    let f = match csrf::checked_form(&req, &body, CSRF_PURPOSE) {
+        Ok(f) => f,
+        Err(e) => return e.page(&req, locale),
     };
     let user = match recent_owner(&state, &req, locale).await {
         Ok(user) => user,
@@ -408,9 +410,7 @@ async fn confirming(
     body: &[u8],
     locale: Locale,
 ) -> Result<(SessionRow, User, BTreeMap<String, String>), HttpResponse> {
-    let Some(f) = csrf::checked_form(req, body, CSRF_PURPOSE) else {
-        return Err(bad_form(locale));
-    };
+    let f = csrf::checked_form(req, body, CSRF_PURPOSE).map_err(|e| e.page(req, locale))?;
     match current_session(state, req, state.now()).await? {
         Some((session, user)) => Ok((session, user, f)),
         None => Err(found(&state.endpoint("/account"))),

@@ -7,7 +7,7 @@ use crate::clients::Client;
 use crate::i18n::Tr;
 use crate::issue::{self, Grant};
 use crate::pages::{error_page, escape, text, Link, Page};
-use crate::params::{append_query, parse};
+use crate::params::{append_query, parse, Rejected};
 use crate::state::{AppState, ConnectorEntry, FirstLoginPolicy};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
@@ -151,18 +151,19 @@ pub async fn authorize(
             accept_language(&req),
         )
     };
-    let (params, duplicate) = match parse(&raw) {
-        Ok(p) => (p, None),
-        Err(name) => {
-            // Still find the client and redirect URI, to report the error properly.
-            let mut lenient = BTreeMap::new();
-            for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
-                lenient
-                    .entry(k.into_owned())
-                    .or_insert_with(|| v.into_owned());
-            }
-            (lenient, Some(name))
+    // A control character anywhere is refused outright (the query was screened
+    // already, crate::screen; this catches a POSTed form).
+    let parsed = match parse(&raw) {
+        Ok(p) => Ok((p, None)),
+        // Still find the client and redirect URI, to report the error properly.
+        Err(Rejected::Repeated(name)) => {
+            crate::params::parse_first(raw.as_bytes()).map(|lenient| (lenient, Some(name)))
         }
+        Err(control) => Err(control),
+    };
+    let (params, duplicate) = match parsed {
+        Ok(p) => p,
+        Err(r) => return crate::screen::page_refusal(&req, &r, fallback_locale(&req)),
     };
     let locale = locale_hint(&params);
     if matches!(
@@ -1129,19 +1130,19 @@ pub async fn callback(
 ) -> HttpResponse {
     let connector_id = path.into_inner();
     let locale = Locale::negotiate(None, accept_language(&req));
-    let mut params: BTreeMap<String, String> =
-        url::form_urlencoded::parse(req.query_string().as_bytes())
-            .into_owned()
-            .collect();
-    if req.method() == actix_web::http::Method::POST {
-        if let Some(b) = &body {
-            for (k, v) in url::form_urlencoded::parse(b) {
-                params
-                    .entry(k.into_owned())
-                    .or_insert_with(|| v.into_owned());
+    // The query first; a POSTed form (response_mode=form_post) adds what it lacks.
+    let params = crate::params::parse_first(req.query_string().as_bytes()).and_then(|mut p| {
+        if let (true, Some(b)) = (req.method() == actix_web::http::Method::POST, &body) {
+            for (k, v) in crate::params::parse_first(b)? {
+                p.entry(k).or_insert(v);
             }
         }
-    }
+        Ok(p)
+    });
+    let params = match params {
+        Ok(p) => p,
+        Err(r) => return crate::screen::page_refusal(&req, &r, locale),
+    };
     let ip = state.proxies.of(&req);
     if !state.failures.allowed(ip, crate::limits::now_ms()) {
         tracing::warn!(stage = "rate_limit", ip = ?ip, connector = %connector_id, "too many rejected callbacks from this address");
@@ -1245,7 +1246,9 @@ pub async fn callback(
         callback_url: state.endpoint(&format!("/callback/{connector_id}")),
         flow_data: flow.data.clone(),
     };
-    let identity = match entry.connector.complete(&ctx, &callback).await {
+    let completed = entry.connector.complete(&ctx, &callback).await;
+    // Every connector's answer passes the same check (idbridge_core::ExternalIdentity::screened).
+    let identity = match completed.and_then(|i| i.screened(idbridge_core::Stage::Callback)) {
         Ok(i) => i,
         Err(e) => {
             remember_outcome(&state, &upstream_state, None).await;

@@ -229,8 +229,9 @@ pub async fn send(
         Ok(w) => w,
         Err(resp) => return resp,
     };
-    let Some(f) = csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) else {
-        return bad_form(locale);
+    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) {
+        Ok(f) => f,
+        Err(e) => return e.page(&req, locale),
     };
     if !state.verifier.phone_codes() {
         let e = text(locale, "codes_unavailable").to_owned();
@@ -374,8 +375,9 @@ pub async fn check(
         Ok(w) => w,
         Err(resp) => return resp,
     };
-    let Some(f) = csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) else {
-        return bad_form(locale);
+    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) {
+        Ok(f) => f,
+        Err(e) => return e.page(&req, locale),
     };
     let row = match verify::attempt(
         &state,

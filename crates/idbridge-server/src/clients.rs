@@ -260,5 +260,14 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAut
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default()
     };
-    Ok(Some((unescape(id), unescape(secret))))
+    let (id, secret) = (unescape(id), unescape(secret));
+    // The same rule as for every parameter (crate::params), after both decodings.
+    for (name, value) in [("client_id", &id), ("client_secret", &secret)] {
+        if !crate::params::control_free(value) {
+            return Err(OAuthError::invalid_request(format!(
+                "the {name} in the Authorization header (Basic) contains a control character (such as NUL or a line break), which is never valid"
+            )));
+        }
+    }
+    Ok(Some((id, secret)))
 }

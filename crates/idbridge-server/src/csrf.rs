@@ -6,7 +6,8 @@
 use crate::authorize::{cookie, BROWSER_COOKIE};
 use crate::state::AppState;
 use actix_web::cookie::Cookie;
-use actix_web::HttpRequest;
+use actix_web::{HttpRequest, HttpResponse};
+use idbridge_core::Locale;
 use idbridge_tokens::{constant_time_eq, hash_token, random_token};
 use std::collections::BTreeMap;
 
@@ -62,13 +63,36 @@ pub fn valid(req: &HttpRequest, purpose: &str, sent: Option<&str>) -> bool {
     }
 }
 
+/// Why a posted form was refused.
+#[derive(Debug)]
+pub enum FormRefused {
+    /// Its `csrf` field is missing or not this browser's for this form.
+    Forged,
+    /// A field holds a control character.
+    Input(crate::params::Rejected),
+}
+
+impl FormRefused {
+    /// The page that says so, in `locale`.
+    pub fn page(&self, req: &HttpRequest, locale: Locale) -> HttpResponse {
+        match self {
+            FormRefused::Forged => crate::bind::bad_form(locale),
+            FormRefused::Input(r) => crate::screen::page_refusal(req, r, locale),
+        }
+    }
+}
+
 /// A posted form's fields, when its `csrf` field is the one this browser's form
-/// for `purpose` carried; `None` (refuse it) otherwise.
+/// for `purpose` carried and no field holds a control character.
 pub fn checked_form(
     req: &HttpRequest,
     body: &[u8],
     purpose: &str,
-) -> Option<BTreeMap<String, String>> {
-    let fields: BTreeMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
-    valid(req, purpose, fields.get("csrf").map(String::as_str)).then_some(fields)
+) -> Result<BTreeMap<String, String>, FormRefused> {
+    let fields = crate::params::parse_first(body).map_err(FormRefused::Input)?;
+    if valid(req, purpose, fields.get("csrf").map(String::as_str)) {
+        Ok(fields)
+    } else {
+        Err(FormRefused::Forged)
+    }
 }

@@ -86,7 +86,9 @@ pub async fn token_exchange(
         .and_then(|v| v.to_str().ok());
     let ctx =
         crate::authorize::request_context(state, req, Locale::negotiate(None, accept_language));
-    let identity = match entry.connector.exchange(&ctx, subject_token).await {
+    let exchanged = entry.connector.exchange(&ctx, subject_token).await;
+    // Every connector's answer passes the same check (idbridge_core::ExternalIdentity::screened).
+    let identity = match exchanged.and_then(|i| i.screened(idbridge_core::Stage::Exchange)) {
         Ok(identity) => identity,
         Err(e) => {
             record_connector_failure(state, &client.id, connector_id, &e, "token_exchange").await;

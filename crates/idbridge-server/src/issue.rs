@@ -232,8 +232,14 @@ pub fn profile_claims(user: &User, obj: &mut serde_json::Map<String, serde_json:
     if let Some(name) = &user.name {
         obj.insert("name".into(), name.clone().into());
     }
-    if let Some(picture) = &user.picture {
-        obj.insert("picture".into(), picture.clone().into());
+    // Pictures are screened when they arrive; one stored before that rule is
+    // held to it here too.
+    if let Some(picture) = user
+        .picture
+        .as_deref()
+        .and_then(|p| idbridge_core::Profile::safe_picture(p).ok())
+    {
+        obj.insert("picture".into(), picture.into());
     }
     if let Some(locale) = &user.locale {
         obj.insert("locale".into(), locale.clone().into());

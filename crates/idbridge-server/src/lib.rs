@@ -27,6 +27,7 @@ pub mod pages;
 pub mod params;
 pub mod phone;
 pub mod resources;
+pub mod screen;
 pub mod shared_cache;
 pub mod state;
 pub mod token;
@@ -279,6 +280,8 @@ pub fn run(
             .app_data(state.clone())
             .app_data(demo.clone())
             .app_data(web::PayloadConfig::new(64 * 1024))
+            // Inside DefaultHeaders, so its refusals carry the security headers too.
+            .wrap(actix_web::middleware::from_fn(screen::guard))
             .wrap(
                 DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff"))

@@ -13,18 +13,17 @@ use idbridge_core::Locale;
 use idbridge_tokens::{constant_time_eq, hash_token, Expect};
 use std::collections::BTreeMap;
 
-fn params(req: &HttpRequest, body: Option<&web::Bytes>) -> BTreeMap<String, String> {
-    let mut p: BTreeMap<String, String> =
-        url::form_urlencoded::parse(req.query_string().as_bytes())
-            .into_owned()
-            .collect();
+/// The query and (for POST) the form; a form value overrides the query's.
+fn params(
+    req: &HttpRequest,
+    body: Option<&web::Bytes>,
+) -> Result<BTreeMap<String, String>, crate::params::Rejected> {
+    let mut p = crate::params::parse_first(req.query_string().as_bytes())?;
     if let Some(b) = body {
-        for (k, v) in url::form_urlencoded::parse(b) {
-            p.insert(k.into_owned(), v.into_owned());
-        }
+        p.extend(crate::params::parse_first(b)?);
     }
     p.retain(|_, v| !v.is_empty());
-    p
+    Ok(p)
 }
 
 pub async fn logout(
@@ -33,11 +32,14 @@ pub async fn logout(
     body: Option<web::Bytes>,
 ) -> HttpResponse {
     let is_post = req.method() == actix_web::http::Method::POST;
-    let p = params(&req, body.as_ref().filter(|_| is_post));
     let accept = req
         .headers()
         .get(actix_web::http::header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok());
+    let p = match params(&req, body.as_ref().filter(|_| is_post)) {
+        Ok(p) => p,
+        Err(r) => return crate::screen::page_refusal(&req, &r, Locale::negotiate(None, accept)),
+    };
     let locale = Locale::negotiate(p.get("ui_locales").map(String::as_str), accept);
     let now = state.now();
 

@@ -116,6 +116,23 @@ pub fn error_page(locale: Locale, status: StatusCode, what: &str, todo: &str) ->
     Page::new(locale, title, &body).status(status).render()
 }
 
+/// The page for input with a control character in it ([`crate::params::control_free`]):
+/// what was wrong, where (`place`: a parameter name, "path", "cookie idb_session"),
+/// and what to do. 400.
+pub fn bad_input_page(locale: Locale, place: &str) -> HttpResponse {
+    let todo = if place.starts_with("cookie") {
+        text(locale, "bad_input_cookie_todo")
+    } else {
+        text(locale, "bad_input_todo")
+    };
+    error_page(
+        locale,
+        StatusCode::BAD_REQUEST,
+        &format!("{} {place}", text(locale, "bad_input")),
+        todo,
+    )
+}
+
 /// Two-language strings for the hosted pages (the table is in [`crate::i18n`]).
 pub fn text(locale: Locale, key: &str) -> &'static str {
     crate::i18n::t(locale, key)

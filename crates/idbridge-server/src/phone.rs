@@ -161,8 +161,9 @@ pub async fn send(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let Some(f) = csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) else {
-        return bad_form(locale);
+    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) {
+        Ok(f) => f,
+        Err(e) => return e.page(&req, locale),
     };
     let typed = f.get("phone").cloned().unwrap_or_default();
     let Some(phone) =
@@ -270,8 +271,9 @@ pub async fn check(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let Some(f) = csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) else {
-        return bad_form(locale);
+    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) {
+        Ok(f) => f,
+        Err(e) => return e.page(&req, locale),
     };
     let Some(browser_hash) = csrf::browser_hash(&req) else {
         return bad_form(locale);

@@ -12,9 +12,8 @@ use idbridge_tokens::{hash_token, pkce_s256_matches, pkce_verifier_is_valid};
 use std::collections::BTreeMap;
 
 pub fn form(body: &[u8]) -> Result<BTreeMap<String, String>, OAuthError> {
-    crate::params::parse(&String::from_utf8_lossy(body)).map_err(|name| {
-        OAuthError::invalid_request(format!("parameter {name} was given more than once"))
-    })
+    crate::params::parse(&String::from_utf8_lossy(body))
+        .map_err(|r| OAuthError::invalid_request(r.to_string()))
 }
 
 /// Run a back-channel handler under the per-IP failure limit: refused with 429

@@ -177,6 +177,7 @@ impl DevHome {
 
 pub mod admin;
 pub mod doctor;
+pub mod log_fields;
 
 /// Load a config file for a command; on problems print every one (naming its
 /// key) and give exit code 2.

@@ -99,7 +99,10 @@ fn init_logging(format: &str, default_level: &str) {
     if format == "json" {
         builder.json().init();
     } else {
-        builder.init();
+        // Control characters in values are escaped, so no value can forge a line.
+        builder
+            .fmt_fields(idbridge::log_fields::EscapedFields)
+            .init();
     }
 }
 

@@ -97,7 +97,8 @@ pub(crate) fn raw_fault(req: &HttpRequest, kind: &FaultKind) -> Option<HttpRespo
         | FaultKind::BusyAfterApply
         | FaultKind::Errcode(..)
         | FaultKind::Slow(_)
-        | FaultKind::DoubleCallback => None,
+        | FaultKind::DoubleCallback
+        | FaultKind::Patch(_) => None,
     }
 }
 
@@ -123,6 +124,15 @@ async fn api_call(
                 return reply(wire, Err(busy()));
             }
             FaultKind::Errcode(code, msg) => return reply(wire, Err(WxError { code, msg })),
+            FaultKind::Patch(fields) => {
+                let answer = sim.with(f).map(|mut body| {
+                    if let Value::Object(o) = &mut body {
+                        o.extend(fields);
+                    }
+                    body
+                });
+                return reply(wire, answer);
+            }
             other => {
                 if let Some(resp) = raw_fault(req, &other) {
                     return resp;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// One fault to inject.
 ///
@@ -12,7 +13,8 @@ use serde::{Deserialize, Serialize};
 /// `auth`, `app_token`, `stable_token`, `custom_send`, `authorize`, `any`; K one
 /// of `busy`, `busy_after_apply`, `errcode` (+ `errcode`, `errmsg`), `http5xx`
 /// (+ `status`, default 502), `garbage`, `html_gbk`, `slow` (+ `ms`), `drop`,
-/// `double_callback`; `times` optional (absent = until cleared).
+/// `double_callback`, `patch` (+ `fields`, a JSON object); `times` optional
+/// (absent = until cleared).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "FaultWire", into = "FaultWire")]
 pub struct Fault {
@@ -84,6 +86,11 @@ pub enum FaultKind {
     /// two different codes and the same state (the endpoint is ignored: it
     /// only ever applies to that step).
     DoubleCallback,
+    /// The call works as usual, but its success answer has these fields set to
+    /// these values: an answer WeChat should never send (an openid with a NUL,
+    /// a `javascript:` headimgurl), to test what the broker accepts. Error
+    /// answers are left alone.
+    Patch(Map<String, Value>),
 }
 
 /// The JSON form: `{"endpoint":"access_token","kind":"errcode","errcode":40001,
@@ -103,6 +110,8 @@ struct FaultWire {
     status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fields: Option<Map<String, Value>>,
 }
 
 impl TryFrom<FaultWire> for Fault {
@@ -128,10 +137,11 @@ impl TryFrom<FaultWire> for Fault {
             "slow" => FaultKind::Slow(Duration::from_millis(w.ms.ok_or("kind slow needs \"ms\"")?)),
             "drop" => FaultKind::Drop,
             "double_callback" => FaultKind::DoubleCallback,
+            "patch" => FaultKind::Patch(w.fields.ok_or("kind patch needs \"fields\"")?),
             other => {
                 return Err(format!(
                     "unknown kind {other:?}; one of busy, busy_after_apply, errcode, http5xx, \
-                     garbage, html_gbk, slow, drop, double_callback"
+                     garbage, html_gbk, slow, drop, double_callback, patch"
                 ))
             }
         };
@@ -153,6 +163,7 @@ impl From<Fault> for FaultWire {
             errmsg: None,
             status: None,
             ms: None,
+            fields: None,
         };
         w.kind = match f.kind {
             FaultKind::Busy => "busy",
@@ -174,6 +185,10 @@ impl From<Fault> for FaultWire {
             }
             FaultKind::Drop => "drop",
             FaultKind::DoubleCallback => "double_callback",
+            FaultKind::Patch(fields) => {
+                w.fields = Some(fields);
+                "patch"
+            }
         }
         .to_owned();
         w

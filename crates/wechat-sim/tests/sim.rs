@@ -1652,6 +1652,49 @@ async fn busy_after_apply_spends_the_code_so_the_retry_gets_40163() {
 }
 
 #[tokio::test]
+async fn patch_fault_changes_fields_of_a_success_answer_only() {
+    let h = start().await;
+    // Over the admin API, as a test in another language would set it.
+    let resp = h
+        .http
+        .post(format!("{}/__sim/faults", h.base))
+        .json(&json!({"endpoint": "access_token", "kind": "patch", "fields": {"unionid": "u\u{0}x"}, "times": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        h.json("/__sim/faults").await[0]["fields"]["unionid"],
+        "u\u{0}x"
+    );
+    let token = h
+        .login(WEB_APPID, WEB_SECRET, USER_ALICE, "snsapi_login")
+        .await;
+    assert_eq!(token["unionid"], "u\u{0}x");
+    assert_success(&token);
+    // Once: the next answer is WeChat's own again.
+    let again = h
+        .login(WEB_APPID, WEB_SECRET, USER_ALICE, "snsapi_login")
+        .await;
+    assert_eq!(
+        again["unionid"],
+        json!(h.sim.unionid(WEB_APPID, USER_ALICE))
+    );
+    // An error answer is left alone.
+    h.sim.set_fault(fault(
+        Endpoint::AccessToken,
+        FaultKind::Patch(serde_json::Map::from_iter([(
+            "openid".to_owned(),
+            json!("o\u{0}"),
+        )])),
+        Some(1),
+    ));
+    let err = h.exchange(WEB_APPID, WEB_SECRET, "made-up").await;
+    assert_wx_error(&err, 40029);
+    assert!(err.get("openid").is_none(), "{err}");
+}
+
+#[tokio::test]
 async fn errcode_fault_answers_that_error() {
     let h = start().await;
     h.sim.set_fault(fault(

@@ -176,8 +176,8 @@ fn ok<T: serde::Serialize>(value: &T) -> HttpResponse {
 
 /// The query string, strictly: no repeated and no unknown parameters.
 fn query(req: &HttpRequest, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
-    let q = crate::params::parse(req.query_string())
-        .map_err(|name| ApiError::invalid(format!("parameter {name} was given more than once")))?;
+    let q =
+        crate::params::parse(req.query_string()).map_err(|r| ApiError::invalid(r.to_string()))?;
     if let Some(unknown) = q.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::invalid(format!(
             "unknown parameter {unknown:?}; this endpoint takes {}",
@@ -187,15 +187,49 @@ fn query(req: &HttpRequest, allowed: &[&str]) -> Result<BTreeMap<String, String>
     Ok(q)
 }
 
-/// A JSON object body; an empty body is `{}`.
+/// A JSON object body; an empty body is `{}`. No string in it (name or value)
+/// may hold a control character.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         bytes
     };
-    serde_json::from_slice(bytes)
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid(format!("the JSON body is not valid: {e}")))?;
+    if let Some(field) = control_in_json(&value, "") {
+        return Err(ApiError::invalid(format!(
+            "field {field} of the JSON body contains a control character (such as NUL or a line break), which is never valid"
+        )));
+    }
+    serde_json::from_value(value)
         .map_err(|e| ApiError::invalid(format!("the JSON body is not valid: {e}")))
+}
+
+/// The first field (a dotted path) whose name or string value holds a control
+/// character.
+fn control_in_json(value: &serde_json::Value, at: &str) -> Option<String> {
+    use crate::params::{control_free, printable};
+    match value {
+        serde_json::Value::String(s) if !control_free(s) => Some(at.to_owned()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| control_in_json(v, &format!("{at}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if at.is_empty() {
+                printable(k)
+            } else {
+                format!("{at}.{}", printable(k))
+            };
+            if control_free(k) {
+                control_in_json(v, &here)
+            } else {
+                Some(here)
+            }
+        }),
+        _ => None,
+    }
 }
 
 #[derive(Deserialize)]
