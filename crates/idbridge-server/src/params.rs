@@ -201,9 +201,33 @@ mod properties {
 
         #[test]
         fn any_text_parses_or_names_a_parameter(raw in "\\PC{0,200}") {
-            if let Err(name) = parse(&raw) {
-                prop_assert!(raw.contains('&') || raw.contains('='), "{name:?} from {raw:?}");
+            let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            match parse(&raw) {
+                Ok(form) => prop_assert!(form.iter().all(|(k, v)| control_free(k) && control_free(v))),
+                Err(Rejected::Repeated(name)) => {
+                    prop_assert!(pairs.iter().filter(|(k, v)| *k == name && !v.is_empty()).count() >= 2)
+                }
+                Err(Rejected::Control(name)) => prop_assert!(pairs
+                    .iter()
+                    .any(|(k, v)| *k == name && !(control_free(k) && control_free(v)))),
             }
+        }
+
+        #[test]
+        fn a_control_character_anywhere_is_refused_and_named(
+            form in prop::collection::btree_map("[a-z_]{1,12}", "\\PC{1,40}", 1..8),
+            pick in any::<prop::sample::Index>(),
+            at in any::<prop::sample::Index>(),
+            control in prop::sample::select(vec!['\0', '\n', '\r', '\t', '\u{1b}', '\u{7f}', '\u{85}']),
+        ) {
+            let mut pairs: Vec<(String, String)> = form.into_iter().collect();
+            let i = pick.index(pairs.len());
+            let value: Vec<char> = pairs[i].1.chars().collect();
+            let cut = at.index(value.len() + 1);
+            pairs[i].1 = value[..cut].iter().chain([control].iter()).chain(value[cut..].iter()).collect();
+            prop_assert_eq!(parse(&encode(&pairs)), Err(Rejected::Control(pairs[i].0.clone())));
         }
 
         #[test]
@@ -223,7 +247,7 @@ mod properties {
             let mut pairs: Vec<(String, String)> = form.into_iter().collect();
             let name = pairs[pick.index(pairs.len())].0.clone();
             pairs.push((name.clone(), again));
-            prop_assert_eq!(parse(&encode(&pairs)), Err(name));
+            prop_assert_eq!(parse(&encode(&pairs)), Err(Rejected::Repeated(name)));
         }
     }
 }
