@@ -256,12 +256,29 @@ pub fn phone_claims(user: &User, obj: &mut serde_json::Map<String, serde_json::V
     }
 }
 
-/// A random refresh token and its stored hash.
+/// A random refresh token and its stored hash: the first token of a grant.
 pub fn new_refresh_token() -> Result<(String, String), OAuthError> {
     let token = random_token(32).map_err(OAuthError::token)?;
     let hash = hash_token(&token);
     Ok((token, hash))
 }
+
+/// The refresh token that `token` rotates to, and its stored hash: an HMAC of
+/// `token` under a key derived from the master key, shaped like
+/// [`new_refresh_token`]'s. Every presentation of one token yields the same
+/// successor, so a retry or a parallel refresh within the grace window gets the
+/// successor the first one got (the store hands out no other), and only the
+/// broker can compute it.
+pub fn successor_refresh_token(state: &AppState, token: &str) -> (String, String) {
+    let successor = state
+        .master_key
+        .mac_token(REFRESH_SUCCESSOR_PURPOSE, token.as_bytes());
+    let hash = hash_token(&successor);
+    (successor, hash)
+}
+
+/// The purpose the master key is derived for to compute refresh successors.
+const REFRESH_SUCCESSOR_PURPOSE: &str = "refresh-successor";
 
 /// Connector ids the user has identities with, for the `linked_connectors` claim.
 pub async fn linked_connectors(state: &AppState, user_id: &str) -> Result<Vec<String>, OAuthError> {

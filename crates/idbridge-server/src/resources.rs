@@ -203,43 +203,46 @@ async fn introspect_inner(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(serde_json::json!({"active": false}))
     };
-    // A refresh token?
-    if let Some(rt) = state
+    // A refresh token? Active exactly when `/token` would refresh it for this client
+    // now: unused, or reused within the grace window while its successor is unused.
+    let t = &state.settings.tokens;
+    let (_, successor_hash) = crate::issue::successor_refresh_token(state, token);
+    if let Some((rt, f)) = state
         .store
-        .find_refresh_token(&hash_token(token))
+        .refreshable(
+            &hash_token(token),
+            &successor_hash,
+            &client.id,
+            t.refresh_grace_secs,
+            t.refresh_idle_ttl_secs,
+            now,
+        )
         .await
         .map_err(OAuthError::store)?
     {
-        let family = state
-            .store
-            .get_family(&rt.family_id)
-            .await
-            .map_err(OAuthError::store)?;
-        let t = &state.settings.tokens;
-        let live = family_live(family.as_ref(), now)
-            && rt.used_at.is_none_or(|u| now - u <= t.refresh_grace_secs);
-        return Ok(match family {
-            Some(f)
-                if live
-                    && f.client_id == client.id
-                    && f.last_used_at + t.refresh_idle_ttl_secs > now =>
-            {
-                HttpResponse::Ok()
-                    .insert_header((header::CACHE_CONTROL, "no-store"))
-                    .json(serde_json::json!({
-                        "active": true,
-                        "token_type": "refresh_token",
-                        "client_id": f.client_id,
-                        "sub": f.user_id,
-                        "scope": f.scope,
-                        "iss": state.issuer,
-                        "iat": rt.created_at,
-                        "exp": f.absolute_expires_at.min(f.last_used_at + t.refresh_idle_ttl_secs),
-                    }))
-            }
-            _ => inactive(),
-        });
+        // When `/token` stops taking it: the grant's lifetimes, and for a token
+        // already rotated, the end of its grace window.
+        let mut exp = f
+            .absolute_expires_at
+            .min(f.last_used_at.saturating_add(t.refresh_idle_ttl_secs));
+        if let Some(used_at) = rt.used_at {
+            exp = exp.min(used_at.saturating_add(t.refresh_grace_secs));
+        }
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "client_id": f.client_id,
+                "sub": f.user_id,
+                "scope": f.scope,
+                "iss": state.issuer,
+                "iat": rt.created_at,
+                "exp": exp,
+            })));
     }
+    // Not a refresh token /token would take: an access token, or inactive (a refresh
+    // token is no JWT, so it fails verification below).
     match check_access_token(state, token).await? {
         Some(live) if live.claims.client_id == client.id => {
             let c = &live.claims;

@@ -261,7 +261,8 @@ async fn refresh_token(
             .map(str::to_owned)
             .collect()
     });
-    let (new_token, new_hash) = issue::new_refresh_token()?;
+    // Derived from the token: a retry within the grace window asks for the same one.
+    let (new_token, new_hash) = issue::successor_refresh_token(state, token);
     let t = &state.settings.tokens;
     // One transaction: client binding, scope, user, rotation.
     let grant = match state
@@ -290,6 +291,10 @@ async fn refresh_token(
                 serde_json::json!({"family": f.id}),
             )
             .await;
+            return Err(invalid());
+        }
+        RefreshOutcome::OtherSuccessor(f) => {
+            tracing::warn!(stage = "token", client_id = %client.id, user_id = %f.user_id, family = %f.id, "refresh token reused within the grace window, but it was rotated to another successor than this broker computes (rotated before an upgrade, or the master key changed); refused, nothing issued");
             return Err(invalid());
         }
         RefreshOutcome::WrongClient => {

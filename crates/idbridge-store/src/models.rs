@@ -166,16 +166,27 @@ pub struct RefreshTokenRow {
     pub family_id: String,
     pub created_at: i64,
     pub used_at: Option<i64>,
+    /// The hash of the token this one was rotated to, set with `used_at` (the
+    /// one successor it can ever have).
+    pub successor_hash: Option<String>,
 }
 
 /// Outcome of [`crate::Store::rotate_refresh_token`]; every variant but `Unknown` carries the
 /// family as it is after the call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rotation {
+    /// First use (the successor joined the family), or a reuse within the grace
+    /// window while that same successor is still unused (nothing was added).
     Rotated(FamilyRow),
+    /// Presented after the grace window, or within it after its successor was
+    /// itself used: the family is now revoked.
     Replayed(FamilyRow),
     Revoked(FamilyRow),
     Expired(FamilyRow),
+    /// Reused within the grace window with another successor than the one
+    /// recorded at its first use (it was rotated before successors were
+    /// recorded, or the master key changed): refused, nothing changed.
+    OtherSuccessor(FamilyRow),
     Unknown,
 }
 

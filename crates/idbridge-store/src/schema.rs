@@ -106,6 +106,7 @@ diesel::table! {
         family_id -> Text,
         created_at -> BigInt,
         used_at -> Nullable<BigInt>,
+        successor_hash -> Nullable<Text>,
     }
 }
 

@@ -1,5 +1,11 @@
 //! Authorization codes and refresh-token families: single-use redemption, rotation with a
 //! grace window, replay detection and revocation, each decided in one transaction.
+//!
+//! A refresh token has at most one successor, recorded on the token when it is first used.
+//! The caller derives the successor from the token (the server keys an HMAC with the master
+//! key), so every presentation asks for the same one: a reuse within the grace window gets
+//! that successor back while it is unused, and nothing else is ever inserted for the token.
+//! A grant therefore never has two live chains.
 
 use diesel::prelude::*;
 
@@ -191,26 +197,79 @@ impl Store {
         self.read(move |c| find_token(c, &token_hash)).await
     }
 
-    /// Rotates a refresh token, in one transaction whose first statement is a write (so SQLite
-    /// takes the write lock up front, and Postgres serialises racing rotations on the token
-    /// row). Outcomes: unknown hash → `Unknown`; revoked family → `Revoked`; family past
-    /// `absolute_expires_at` or idle longer than `idle_secs` → `Expired`; first use, or reuse
-    /// within `grace_secs` of the first use → `new_token_hash` joins the family → `Rotated`;
-    /// reuse after the grace window → family revoked ("refresh_token_replayed") → `Replayed`.
+    /// Rotates a refresh token to `successor_hash`, which must be the same on every call with
+    /// one token (derived from it), in one transaction whose first statement is a write (so
+    /// SQLite takes the write lock up front, and Postgres serialises racing rotations on the
+    /// token row). Outcomes: unknown hash → `Unknown`; revoked family → `Revoked`; family past
+    /// `absolute_expires_at` or idle longer than `idle_secs` → `Expired`; first use → the
+    /// successor is recorded on the token and joins the family → `Rotated`; reuse within
+    /// `grace_secs` of the first use while the recorded successor is `successor_hash` and
+    /// still unused → nothing added → `Rotated`; such a reuse naming another successor →
+    /// nothing changed → `OtherSuccessor`; reuse after the grace window, or within it once
+    /// the successor has been used → family revoked ("refresh_token_replayed") → `Replayed`.
     pub async fn rotate_refresh_token(
         &self,
         token_hash: &str,
-        new_token_hash: &str,
+        successor_hash: &str,
         grace_secs: i64,
         idle_secs: i64,
         now: i64,
     ) -> Result<Rotation, StoreError> {
         let token_hash = token_hash.to_owned();
-        let new_token_hash = new_token_hash.to_owned();
+        let successor_hash = successor_hash.to_owned();
         self.write(move |conn| {
             crate::call::transaction(conn, |c| {
-                rotate_in(c, &token_hash, &new_token_hash, grace_secs, idle_secs, now)
+                rotate_in(c, &token_hash, &successor_hash, grace_secs, idle_secs, now)
             })
+        })
+        .await
+    }
+
+    /// Whether [`Store::refresh_grant`] would rotate this token for `client_id` now (with the
+    /// scope as granted), without changing anything: the token and its family when it would,
+    /// `None` when it would refuse or the hash is unknown. What introspection answers.
+    pub async fn refreshable(
+        &self,
+        token_hash: &str,
+        successor_hash: &str,
+        client_id: &str,
+        grace_secs: i64,
+        idle_secs: i64,
+        now: i64,
+    ) -> Result<Option<(RefreshTokenRow, FamilyRow)>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        let successor_hash = successor_hash.to_owned();
+        let client_id = client_id.to_owned();
+        self.read(move |c| {
+            let Some(token) = find_token(c, &token_hash)? else {
+                return Ok(None);
+            };
+            let Some(family) = find_family(c, &token.family_id)? else {
+                return Ok(None);
+            };
+            if family.client_id != client_id {
+                return Ok(None);
+            }
+            let disabled_at: Option<Option<i64>> = crate::schema::users::table
+                .find(&family.user_id)
+                .select(crate::schema::users::disabled_at)
+                .first(c)
+                .optional()?;
+            if disabled_at != Some(None) {
+                return Ok(None);
+            }
+            match standing(
+                c,
+                &token,
+                &family,
+                &successor_hash,
+                grace_secs,
+                idle_secs,
+                now,
+            )? {
+                Standing::Fresh | Standing::GraceReuse => Ok(Some((token, family.into_api()?))),
+                _ => Ok(None),
+            }
         })
         .await
     }
@@ -220,12 +279,12 @@ impl Store {
     /// asked scope must be within the granted one, and the user must be enabled,
     /// all checked before anything changes; then the token rotates as in
     /// [`Store::rotate_refresh_token`], and the user and their linked connector ids
-    /// come back for the new tokens.
+    /// come back for the new tokens. `successor_hash` as for `rotate_refresh_token`.
     #[allow(clippy::too_many_arguments)]
     pub async fn refresh_grant(
         &self,
         token_hash: &str,
-        new_token_hash: &str,
+        successor_hash: &str,
         client_id: &str,
         requested_scope: Option<Vec<String>>,
         grace_secs: i64,
@@ -233,7 +292,7 @@ impl Store {
         now: i64,
     ) -> Result<RefreshOutcome, StoreError> {
         let token_hash = token_hash.to_owned();
-        let new_token_hash = new_token_hash.to_owned();
+        let successor_hash = successor_hash.to_owned();
         let client_id = client_id.to_owned();
         self.write(move |conn| {
             crate::call::transaction(conn, |c| {
@@ -261,16 +320,24 @@ impl Store {
                     return Ok(RefreshOutcome::UserDisabled);
                 };
                 // The common case, a fresh token of a live family, without re-reading
-                // what was just read: mark it used (only if it still is fresh and its
-                // family still live), add the new token, touch the family.
+                // what was just read: mark it used and record its successor (only if it
+                // still is fresh and its family still live), add the successor, touch
+                // the family.
                 let live = family.revoked_at.is_none()
                     && now < family.absolute_expires_at
                     && family.last_used_at.saturating_add(idle_secs) >= now;
                 if token.used_at.is_none()
                     && live
-                    && mark_used_if_live(c, &token_hash, &family.id, idle_secs, now)?
+                    && mark_used_if_live(
+                        c,
+                        &token_hash,
+                        &family.id,
+                        &successor_hash,
+                        idle_secs,
+                        now,
+                    )?
                 {
-                    insert_token(c, new_token_hash.clone(), &family.id, now)?;
+                    insert_token(c, successor_hash.clone(), &family.id, now)?;
                     diesel::update(refresh_token_families::table.find(&family.id))
                         .set(refresh_token_families::last_used_at.eq(now))
                         .execute(c)?;
@@ -284,7 +351,7 @@ impl Store {
                     }));
                 }
                 // Everything else (grace reuse, replay, expiry, a lost race): the general rule.
-                match rotate_in(c, &token_hash, &new_token_hash, grace_secs, idle_secs, now)? {
+                match rotate_in(c, &token_hash, &successor_hash, grace_secs, idle_secs, now)? {
                     Rotation::Rotated(family) => {
                         let linked_connectors = linked_connectors(c, &user.id)?;
                         Ok(RefreshOutcome::Rotated(RefreshGrant {
@@ -296,6 +363,7 @@ impl Store {
                     Rotation::Replayed(f) => Ok(RefreshOutcome::Replayed(f)),
                     Rotation::Revoked(f) => Ok(RefreshOutcome::Revoked(f)),
                     Rotation::Expired(f) => Ok(RefreshOutcome::Expired(f)),
+                    Rotation::OtherSuccessor(f) => Ok(RefreshOutcome::OtherSuccessor(f)),
                     Rotation::Unknown => Ok(RefreshOutcome::Unknown),
                 }
             })
@@ -316,11 +384,17 @@ pub struct RefreshGrant {
 /// What [`Store::refresh_grant`] decided. Only `Rotated` and `Replayed` changed anything.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RefreshOutcome {
+    /// Rotated: on first use the successor was stored; on a reuse within the grace
+    /// window the same successor stands (nothing was added).
     Rotated(RefreshGrant),
-    /// Presented after the grace window: the family is now revoked.
+    /// Presented after the grace window, or within it once its successor was used:
+    /// the family is now revoked.
     Replayed(FamilyRow),
     Revoked(FamilyRow),
     Expired(FamilyRow),
+    /// Reused within the grace window with another successor than the recorded one:
+    /// nothing changed (see [`Rotation::OtherSuccessor`]).
+    OtherSuccessor(FamilyRow),
     /// The token belongs to another client: nothing changed.
     WrongClient,
     /// The asked scope names this scope, which was not granted: nothing changed.
@@ -330,13 +404,15 @@ pub enum RefreshOutcome {
     Unknown,
 }
 
-/// Marks a refresh token used, in one statement, only if it is still unused and
-/// its family still live (not revoked, within its absolute and idle lifetimes):
-/// under concurrency exactly one caller gets `true`.
+/// Marks a refresh token used and records its successor, in one statement, only
+/// if it is still unused and its family still live (not revoked, within its
+/// absolute and idle lifetimes): under concurrency exactly one caller gets
+/// `true`, so a token gets one successor at most.
 fn mark_used_if_live(
     c: &mut AnyConnection,
     token_hash: &str,
     family_id: &str,
+    successor_hash: &str,
     idle_secs: i64,
     now: i64,
 ) -> Result<bool, StoreError> {
@@ -352,7 +428,10 @@ fn mark_used_if_live(
             .filter(refresh_tokens::used_at.is_null())
             .filter(refresh_tokens::family_id.eq_any(live_family)),
     )
-    .set(refresh_tokens::used_at.eq(now))
+    .set((
+        refresh_tokens::used_at.eq(now),
+        refresh_tokens::successor_hash.eq(successor_hash),
+    ))
     .execute(c)?
         == 1)
 }
@@ -368,18 +447,75 @@ fn linked_connectors(c: &mut AnyConnection, user_id: &str) -> Result<Vec<String>
     Ok(linked)
 }
 
+/// Where a presented refresh token stands, by the rules of [`Store::rotate_refresh_token`].
+enum Standing {
+    Revoked,
+    Expired,
+    /// Unused, of a live family.
+    Fresh,
+    /// Used within the grace window; its recorded successor is the one asked for and is
+    /// still unused.
+    GraceReuse,
+    /// Used within the grace window, but another successor was recorded (or none).
+    OtherSuccessor,
+    /// Used within the grace window, and its successor has been used too.
+    ChainMovedOn,
+    /// Used longer ago than the grace window.
+    Replay,
+}
+
+/// Judges a token on its row, its family's and (for a reuse within the grace window)
+/// its successor's. Used by rotation and by [`Store::refreshable`], so introspection
+/// says what `/token` does.
+fn standing(
+    c: &mut AnyConnection,
+    token: &RefreshTokenRow,
+    family: &FamilyRecord,
+    successor_hash: &str,
+    grace_secs: i64,
+    idle_secs: i64,
+    now: i64,
+) -> Result<Standing, StoreError> {
+    if family.revoked_at.is_some() {
+        return Ok(Standing::Revoked);
+    }
+    if now >= family.absolute_expires_at || family.last_used_at.saturating_add(idle_secs) < now {
+        return Ok(Standing::Expired);
+    }
+    let Some(used_at) = token.used_at else {
+        return Ok(Standing::Fresh);
+    };
+    if now.saturating_sub(used_at) > grace_secs {
+        return Ok(Standing::Replay);
+    }
+    if token.successor_hash.as_deref() != Some(successor_hash) {
+        return Ok(Standing::OtherSuccessor);
+    }
+    let successor_used: Option<Option<i64>> = refresh_tokens::table
+        .find(successor_hash)
+        .select(refresh_tokens::used_at)
+        .first(c)
+        .optional()?;
+    Ok(match successor_used {
+        Some(None) => Standing::GraceReuse,
+        Some(Some(_)) => Standing::ChainMovedOn,
+        // Recorded but gone (cannot happen while the family lives): give out nothing.
+        None => Standing::OtherSuccessor,
+    })
+}
+
 /// Rotation inside an open transaction (see [`Store::rotate_refresh_token`]).
 fn rotate_in(
     c: &mut AnyConnection,
     token_hash: &str,
-    new_token_hash: &str,
+    successor_hash: &str,
     grace_secs: i64,
     idle_secs: i64,
     now: i64,
 ) -> Result<Rotation, StoreError> {
-    // Mark the token used if it is fresh and its family is live. (The
-    // family is looked up first so the liveness check is a key lookup,
-    // not a scan of every live family.)
+    // Mark the token used and record its successor if it is fresh and its family
+    // is live. (The family is looked up first so the liveness check is a key
+    // lookup, not a scan of every live family.)
     let Some(family_id) = refresh_tokens::table
         .find(&token_hash)
         .select(refresh_tokens::family_id)
@@ -388,7 +524,10 @@ fn rotate_in(
     else {
         return Ok(Rotation::Unknown);
     };
-    let first_use = mark_used_if_live(c, token_hash, &family_id, idle_secs, now)?;
+    if mark_used_if_live(c, token_hash, &family_id, successor_hash, idle_secs, now)? {
+        insert_token(c, successor_hash.to_owned(), &family_id, now)?;
+        return Ok(Rotation::Rotated(touch_family(c, &family_id, now)?));
+    }
 
     let Some(token) = find_token(c, token_hash)? else {
         return Ok(Rotation::Unknown);
@@ -399,30 +538,42 @@ fn rotate_in(
             token.family_id
         )));
     };
-    if family.revoked_at.is_some() {
-        return Ok(Rotation::Revoked(family.into_api()?));
-    }
-    if now >= family.absolute_expires_at || family.last_used_at.saturating_add(idle_secs) < now {
-        return Ok(Rotation::Expired(family.into_api()?));
-    }
-    let within_grace = match token.used_at {
-        _ if first_use => true,
-        Some(used_at) => now - used_at <= grace_secs,
-        // Cannot happen: a fresh token of a live family was marked above.
-        None => false,
+    let moved_on = match standing(
+        c,
+        &token,
+        &family,
+        successor_hash,
+        grace_secs,
+        idle_secs,
+        now,
+    )? {
+        Standing::Revoked => return Ok(Rotation::Revoked(family.into_api()?)),
+        Standing::Expired => return Ok(Rotation::Expired(family.into_api()?)),
+        // The same successor again, for a lost response or a parallel refresh.
+        Standing::GraceReuse => return Ok(Rotation::Rotated(touch_family(c, &family.id, now)?)),
+        Standing::OtherSuccessor => return Ok(Rotation::OtherSuccessor(family.into_api()?)),
+        // The mark above has the same conditions as `Fresh`, under the row lock.
+        Standing::Fresh => {
+            return Err(StoreError::Corrupt(format!(
+                "refresh token of live family {} is unused but could not be marked",
+                family.id
+            )))
+        }
+        Standing::ChainMovedOn => true,
+        Standing::Replay => false,
     };
-    if within_grace {
-        insert_token(c, new_token_hash.to_owned(), &family.id, now)?;
-        diesel::update(refresh_token_families::table.find(&family.id))
-            .set(refresh_token_families::last_used_at.eq(now))
-            .execute(c)?;
-        return Ok(Rotation::Rotated(reload_family(c, &family.id)?));
-    }
+    // Two parties hold this grant (or a client lost track of it): end it, whoever
+    // of them is the rightful one.
     tracing::warn!(
         family_id = %family.id,
         user_id = %family.user_id,
         client_id = %family.client_id,
-        "refresh token replayed after the grace window; revoking its family"
+        "{}",
+        if moved_on {
+            "refresh token reused within the grace window after its successor was used; revoking its family"
+        } else {
+            "refresh token replayed after the grace window; revoking its family"
+        }
     );
     diesel::update(
         refresh_token_families::table
@@ -432,6 +583,14 @@ fn rotate_in(
     .set(revocation(REPLAY_REVOKE_REASON, now))
     .execute(c)?;
     Ok(Rotation::Replayed(reload_family(c, &family.id)?))
+}
+
+/// Records use of the family now; the family as it is then.
+fn touch_family(c: &mut AnyConnection, family_id: &str, now: i64) -> Result<FamilyRow, StoreError> {
+    diesel::update(refresh_token_families::table.find(family_id))
+        .set(refresh_token_families::last_used_at.eq(now))
+        .execute(c)?;
+    reload_family(c, family_id)
 }
 
 #[allow(clippy::type_complexity)]
@@ -493,6 +652,7 @@ pub(crate) fn insert_token(
             family_id: family_id.to_owned(),
             created_at: now,
             used_at: None,
+            successor_hash: None,
         })
         .execute(c)?;
     Ok(())

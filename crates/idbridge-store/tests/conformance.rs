@@ -72,7 +72,11 @@ conformance!(
         parallel_redemptions_of_one_code_have_one_winner,
         refresh_token_rotates_and_replay_revokes_family,
         refresh_family_expires_when_idle_or_past_absolute_lifetime,
-        parallel_rotations_within_grace_all_succeed,
+        reuse_within_grace_gets_the_same_successor_and_stores_nothing,
+        parallel_rotations_within_grace_share_one_successor,
+        parallel_rotations_asking_for_different_successors_fork_nothing,
+        reuse_within_grace_after_the_successor_was_used_revokes_the_family,
+        refreshable_says_what_a_refresh_grant_would_do,
         refresh_grant_checks_client_scope_and_user_before_rotating,
         revocations_by_user_and_session,
         concurrent_key_inserts_have_one_winner,
@@ -879,13 +883,13 @@ async fn refresh_token_rotates_and_replay_revokes_family(store: Store) {
         ("f1", NOW + 100, None)
     );
 
-    // The response was lost; the client retries rt1 within the grace window.
+    // The response was lost; the client retries rt1 within the grace window and
+    // gets the same successor.
     let r = store
-        .rotate_refresh_token("rt1", "rt2b", grace, idle, NOW + 100 + grace)
+        .rotate_refresh_token("rt1", "rt2", grace, idle, NOW + 100 + grace)
         .await
         .unwrap();
     assert!(matches!(r, Rotation::Rotated(_)), "{r:?}");
-    assert!(store.find_refresh_token("rt2b").await.unwrap().is_some());
 
     // rt1 comes back after the grace window: replay, the whole family is revoked.
     let r = store
@@ -968,35 +972,306 @@ async fn refresh_family_expires_when_idle_or_past_absolute_lifetime(store: Store
     );
 }
 
-async fn parallel_rotations_within_grace_all_succeed(store: Store) {
-    issue_family(&store, "f1", "rt0", family("f1", "u1", None, NOW)).await;
-    let tasks: Vec<_> = (0..8)
+/// Creates user `id` (signed in once through the dev connector), for refresh grants.
+async fn make_user(store: &Store, id: &str) {
+    store
+        .resolve_login(
+            login("dev", &format!("o-{id}"), None),
+            FirstLogin::Create,
+            id.into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+}
+
+/// How many refresh-token rows family `id` (the only family expiring then) has:
+/// garbage collection after its absolute lifetime deletes and counts them.
+async fn token_rows_at_expiry(store: &Store, f: &FamilyRow) -> u64 {
+    let report = store
+        .collect_garbage(f.absolute_expires_at, 365 * DAY)
+        .await
+        .unwrap();
+    assert_eq!(report.families, 1, "{report:?}");
+    report.refresh_tokens
+}
+
+async fn reuse_within_grace_gets_the_same_successor_and_stores_nothing(store: Store) {
+    make_user(&store, "u1").await;
+    let f = family("f1", "u1", None, NOW);
+    issue_family(&store, "f1", "rt1", f.clone()).await;
+    let r = store
+        .rotate_refresh_token("rt1", "rt2", 10, DAY, NOW + 1)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotation::Rotated(_)), "{r:?}");
+    let rt1 = store.find_refresh_token("rt1").await.unwrap().unwrap();
+    assert_eq!(
+        (rt1.used_at, rt1.successor_hash.as_deref()),
+        (Some(NOW + 1), Some("rt2"))
+    );
+    // A lost response: the same token again, at the edge of the window, by the
+    // store API and by the grant the server uses. The same successor stands.
+    let r = store
+        .rotate_refresh_token("rt1", "rt2", 10, DAY, NOW + 11)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Rotation::Rotated(f) if f.last_used_at == NOW + 11 && f.revoked_at.is_none()),
+        "{r:?}"
+    );
+    let r = store
+        .refresh_grant("rt1", "rt2", "app", None, 10, DAY, NOW + 11)
+        .await
+        .unwrap();
+    assert!(matches!(r, RefreshOutcome::Rotated(_)), "{r:?}");
+    let rt2 = store.find_refresh_token("rt2").await.unwrap().unwrap();
+    assert_eq!((rt2.created_at, rt2.used_at), (NOW + 1, None));
+    // Asking for any other successor gets nothing, and stores nothing.
+    let r = store
+        .rotate_refresh_token("rt1", "rt2b", 10, DAY, NOW + 11)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Rotation::OtherSuccessor(f) if f.id == "f1"),
+        "{r:?}"
+    );
+    let r = store
+        .refresh_grant("rt1", "rt2c", "app", None, 10, DAY, NOW + 11)
+        .await
+        .unwrap();
+    assert!(matches!(r, RefreshOutcome::OtherSuccessor(_)), "{r:?}");
+    assert_eq!(store.find_refresh_token("rt2b").await.unwrap(), None);
+    assert_eq!(store.find_refresh_token("rt2c").await.unwrap(), None);
+    // The successor refreshes normally.
+    let r = store
+        .refresh_grant("rt2", "rt3", "app", None, 10, DAY, NOW + 12)
+        .await
+        .unwrap();
+    assert!(matches!(r, RefreshOutcome::Rotated(_)), "{r:?}");
+    // After the window the first token is a replay: the family is revoked, and
+    // its newest token dies with it.
+    let r = store
+        .rotate_refresh_token("rt1", "rt2", 10, DAY, NOW + 12)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Rotation::Replayed(f) if f.revoked_reason.as_deref() == Some("refresh_token_replayed")),
+        "{r:?}"
+    );
+    let r = store
+        .refresh_grant("rt3", "rt4", "app", None, 10, DAY, NOW + 13)
+        .await
+        .unwrap();
+    assert!(matches!(r, RefreshOutcome::Revoked(_)), "{r:?}");
+    // One chain, rt1 → rt2 → rt3: three rows, nothing else.
+    assert_eq!(token_rows_at_expiry(&store, &f).await, 3);
+}
+
+async fn parallel_rotations_within_grace_share_one_successor(store: Store) {
+    make_user(&store, "u1").await;
+    let f = family("f1", "u1", None, NOW);
+    issue_family(&store, "f1", "rt0", f.clone()).await;
+    // Twenty refreshes of one token at once; the server derives the successor
+    // from the token, so all ask for the same one. Half go through the grant the
+    // server uses, half through the plain rotation.
+    let tasks: Vec<_> = (0..20)
         .map(|i| {
             let s = store.clone();
             tokio::spawn(async move {
-                s.rotate_refresh_token("rt0", &format!("new{i}"), 60, DAY, NOW + 10)
-                    .await
-                    .unwrap()
+                if i % 2 == 0 {
+                    match s
+                        .refresh_grant("rt0", "rt1", "app", None, 10, DAY, NOW + 10)
+                        .await
+                        .unwrap()
+                    {
+                        RefreshOutcome::Rotated(g) => g.family,
+                        other => panic!("{other:?}"),
+                    }
+                } else {
+                    match s
+                        .rotate_refresh_token("rt0", "rt1", 10, DAY, NOW + 10)
+                        .await
+                        .unwrap()
+                    {
+                        Rotation::Rotated(f) => f,
+                        other => panic!("{other:?}"),
+                    }
+                }
             })
         })
         .collect();
     for t in tasks {
-        let r = t.await.unwrap();
-        assert!(
-            matches!(&r, Rotation::Rotated(f) if f.revoked_at.is_none()),
-            "{r:?}"
-        );
+        let f = t.await.unwrap();
+        assert_eq!((f.id.as_str(), f.revoked_at), ("f1", None));
     }
-    for i in 0..8 {
-        let t = store
-            .find_refresh_token(&format!("new{i}"))
+    let rt0 = store.find_refresh_token("rt0").await.unwrap().unwrap();
+    assert_eq!(rt0.successor_hash.as_deref(), Some("rt1"));
+    let rt1 = store.find_refresh_token("rt1").await.unwrap().unwrap();
+    assert_eq!((rt1.family_id.as_str(), rt1.used_at), ("f1", None));
+    // The successor then refreshes normally; the chain is rt0 → rt1 → rt2.
+    let r = store
+        .refresh_grant("rt1", "rt2", "app", None, 10, DAY, NOW + 11)
+        .await
+        .unwrap();
+    assert!(matches!(r, RefreshOutcome::Rotated(_)), "{r:?}");
+    assert_eq!(token_rows_at_expiry(&store, &f).await, 3);
+}
+
+async fn parallel_rotations_asking_for_different_successors_fork_nothing(store: Store) {
+    let f = family("f1", "u1", None, NOW);
+    issue_family(&store, "f1", "rt0", f.clone()).await;
+    // Whatever callers ask (say, after a master key change), one parent gets one
+    // successor: the first rotation's. The others are refused and store nothing.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                let asked = format!("new{i}");
+                let r = s
+                    .rotate_refresh_token("rt0", &asked, 10, DAY, NOW + 10)
+                    .await
+                    .unwrap();
+                (asked, r)
+            })
+        })
+        .collect();
+    let mut rotated = Vec::new();
+    for t in tasks {
+        let (asked, r) = t.await.unwrap();
+        match r {
+            Rotation::Rotated(_) => rotated.push(asked),
+            Rotation::OtherSuccessor(f) => assert_eq!(f.revoked_at, None),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    let rt0 = store.find_refresh_token("rt0").await.unwrap().unwrap();
+    assert_eq!(rt0.successor_hash.as_ref(), rotated.first());
+    for i in 0..20 {
+        let asked = format!("new{i}");
+        let stored = store.find_refresh_token(&asked).await.unwrap();
+        assert_eq!(stored.is_some(), rotated.contains(&asked), "{asked}");
+    }
+    assert_eq!(token_rows_at_expiry(&store, &f).await, 2);
+}
+
+async fn reuse_within_grace_after_the_successor_was_used_revokes_the_family(store: Store) {
+    make_user(&store, "u1").await;
+    issue_family(&store, "f1", "rt1", family("f1", "u1", None, NOW)).await;
+    for (from, to, at) in [("rt1", "rt2", NOW + 1), ("rt2", "rt3", NOW + 2)] {
+        let r = store
+            .refresh_grant(from, to, "app", None, 10, DAY, at)
+            .await
+            .unwrap();
+        assert!(matches!(r, RefreshOutcome::Rotated(_)), "{r:?}");
+    }
+    // rt1 again, still inside its window, but the chain has moved on past rt2:
+    // two parties hold this grant. It ends, and rt1 gets nothing.
+    let r = store
+        .refresh_grant("rt1", "rt2", "app", None, 10, DAY, NOW + 3)
+        .await
+        .unwrap();
+    let RefreshOutcome::Replayed(f) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        (f.revoked_at, f.revoked_reason.as_deref()),
+        (Some(NOW + 3), Some("refresh_token_replayed"))
+    );
+    for (token, next) in [("rt3", "rt4"), ("rt2", "rt3")] {
+        let r = store
+            .refresh_grant(token, next, "app", None, 10, DAY, NOW + 4)
+            .await
+            .unwrap();
+        assert!(matches!(r, RefreshOutcome::Revoked(_)), "{token}: {r:?}");
+    }
+    assert_eq!(store.find_refresh_token("rt4").await.unwrap(), None);
+}
+
+async fn refreshable_says_what_a_refresh_grant_would_do(store: Store) {
+    make_user(&store, "u-rf").await;
+    issue_family(&store, "f1", "rt1", family("f1", "u-rf", None, NOW)).await;
+    let active = |store: Store, token: &'static str, next: &'static str, client, at| async move {
+        store
+            .refreshable(token, next, client, 10, DAY, at)
             .await
             .unwrap()
-            .unwrap();
-        assert_eq!(t.family_id, "f1");
-    }
+            .map(|(rt, f)| (rt.token_hash, f.id))
+    };
+    let yes = |t: &str| Some((t.to_owned(), "f1".to_owned()));
     assert_eq!(
-        store.get_family("f1").await.unwrap().unwrap().revoked_at,
+        active(store.clone(), "rt1", "rt2", "app", NOW).await,
+        yes("rt1")
+    );
+    assert_eq!(
+        active(store.clone(), "rt1", "rt2", "other-app", NOW).await,
+        None
+    );
+    assert_eq!(active(store.clone(), "nope", "x", "app", NOW).await, None);
+    // Asking changes nothing.
+    assert_eq!(
+        store
+            .find_refresh_token("rt1")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        None
+    );
+    store
+        .refresh_grant("rt1", "rt2", "app", None, 10, DAY, NOW + 1)
+        .await
+        .unwrap();
+    // Inside the window, for its own successor only; not after it.
+    assert_eq!(
+        active(store.clone(), "rt1", "rt2", "app", NOW + 11).await,
+        yes("rt1")
+    );
+    assert_eq!(
+        active(store.clone(), "rt1", "rt2x", "app", NOW + 11).await,
+        None
+    );
+    assert_eq!(
+        active(store.clone(), "rt1", "rt2", "app", NOW + 12).await,
+        None
+    );
+    assert_eq!(
+        active(store.clone(), "rt2", "rt3", "app", NOW + 12).await,
+        yes("rt2")
+    );
+    // A disabled user's tokens are refused at /token, so inactive here.
+    store
+        .set_user_disabled("u-rf", Some(NOW + 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        active(store.clone(), "rt2", "rt3", "app", NOW + 2).await,
+        None
+    );
+    store.set_user_disabled("u-rf", None).await.unwrap();
+    // Idle: exactly at the limit still refreshes, one second later not.
+    assert_eq!(
+        active(store.clone(), "rt2", "rt3", "app", NOW + 1 + DAY).await,
+        yes("rt2")
+    );
+    assert_eq!(
+        active(store.clone(), "rt2", "rt3", "app", NOW + 2 + DAY).await,
+        None
+    );
+    // Once the successor is used, the first token is inactive even inside its window.
+    store
+        .refresh_grant("rt2", "rt3", "app", None, 10, DAY, NOW + 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        active(store.clone(), "rt1", "rt2", "app", NOW + 4).await,
+        None
+    );
+    // Revoked: nothing of the family is active.
+    store.revoke_family("f1", "admin", NOW + 5).await.unwrap();
+    assert_eq!(
+        active(store.clone(), "rt3", "rt4", "app", NOW + 5).await,
         None
     );
 }

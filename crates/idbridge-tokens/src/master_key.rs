@@ -106,15 +106,27 @@ impl MasterKey {
     /// (HMAC(master, "idbridge mac v1: " || purpose)); the master key itself
     /// keys nothing but encryption.
     pub fn mac_hex(&self, purpose: &str, message: &[u8]) -> String {
+        self.mac(purpose, message)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The same keyed hash as [`MasterKey::mac_hex`], shaped like a token from
+    /// [`crate::random_token`]`(32)`: base64url without padding, 43 characters.
+    /// For a value the broker must be able to compute again from its input but
+    /// nobody else can, such as the successor of a refresh token.
+    pub fn mac_token(&self, purpose: &str, message: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(purpose, message))
+    }
+
+    fn mac(&self, purpose: &str, message: &[u8]) -> aws_lc_rs::hmac::Tag {
         use aws_lc_rs::hmac;
         let master = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
         let derived = hmac::sign(&master, format!("idbridge mac v1: {purpose}").as_bytes());
         let key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
         hmac::sign(&key, message)
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
     }
 
     /// Encrypts and authenticates `plaintext`, binding it to `aad` (which is
@@ -172,6 +184,22 @@ mod tests {
         assert_ne!(m, a.mac_hex("verification-code", b"id:123457"));
         // Not the plain SHA-256 a database reader could compute.
         assert_ne!(m, crate::hash_token("id:123456"));
+    }
+
+    #[test]
+    fn token_shaped_macs_are_the_same_mac_in_base64url() {
+        let key = MasterKey([7u8; KEY_LEN]);
+        let t = key.mac_token("refresh-successor", b"rt");
+        assert_eq!(t.len(), crate::random_token(32).unwrap().len());
+        assert_eq!(t, key.mac_token("refresh-successor", b"rt"));
+        let hex: String = URL_SAFE_NO_PAD
+            .decode(&t)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, key.mac_hex("refresh-successor", b"rt"));
+        assert_ne!(t, key.mac_token("verification-code", b"rt"));
     }
     use super::*;
 

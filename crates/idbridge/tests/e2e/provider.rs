@@ -509,6 +509,114 @@ async fn refresh_rotation_and_replay(db_url: &str) {
 }
 both_backends!(refresh_rotation_and_replay);
 
+/// The grant (family) id an access token belongs to: its `jti` is `<family>.<random>`.
+fn family_of(access_token: &str) -> String {
+    let jti = claims(access_token)["jti"].as_str().unwrap().to_owned();
+    jti.split('.').next().unwrap().to_owned()
+}
+
+async fn refresh_grace_gives_one_successor(db_url: &str) {
+    let broker = start(db_url, None, |_| {}).await;
+    let t = tokens_for(&broker.base, "alice").await;
+    let rt0 = t["refresh_token"].as_str().unwrap().to_owned();
+    // Twenty refreshes of one token at once (an app with several threads, or a
+    // thief racing it): all succeed, all get the same successor.
+    let answers = join_all((0..20).map(|_| {
+        let (base, rt) = (broker.base.clone(), rt0.clone());
+        tokio::spawn(async move {
+            let r = refresh(&base, &rt).await;
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        })
+    }))
+    .await;
+    let mut successors = std::collections::BTreeSet::new();
+    for a in answers {
+        let (status, body) = a.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body["access_token"].is_string(), "{body}");
+        successors.insert(body["refresh_token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(successors.len(), 1, "one successor, not {successors:?}");
+    let rt1 = successors.into_iter().next().unwrap();
+    assert_ne!(rt1, rt0);
+    // Inside the window introspection agrees with /token: both are active, and
+    // the rotated one only until its window ends.
+    let now = broker.state.now();
+    let i0 = introspect(&broker.base, &rt0).await;
+    assert_eq!(i0["active"], true, "{i0}");
+    assert!(i0["exp"].as_i64().unwrap() <= now + 10, "{i0}");
+    assert_eq!(introspect(&broker.base, &rt1).await["active"], true);
+    // The successor refreshes normally.
+    let r2: serde_json::Value = refresh(&broker.base, &rt1).await.json().await.unwrap();
+    let rt2 = r2["refresh_token"].as_str().unwrap().to_owned();
+    let family = family_of(r2["access_token"].as_str().unwrap());
+    // Past the window the first token is a replay: the whole grant ends, the
+    // newest token included, and the audit log says so.
+    broker.clock().advance(11);
+    assert_eq!(introspect(&broker.base, &rt0).await["active"], false);
+    let replay = refresh(&broker.base, &rt0).await;
+    assert_eq!(replay.status(), 400);
+    assert_eq!(
+        replay.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    let latest = refresh(&broker.base, &rt2).await;
+    assert_eq!(
+        latest.status(),
+        400,
+        "the newest token of a replayed grant is dead"
+    );
+    assert_eq!(introspect(&broker.base, &rt2).await["active"], false);
+    let events = audit_events(&broker, "refresh_token_replayed").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.detail["family"] == family.as_str()),
+        "{events:?}"
+    );
+    broker.stop().await;
+}
+both_backends!(refresh_grace_gives_one_successor);
+
+async fn refresh_reuse_after_the_chain_moved_on_ends_the_grant(db_url: &str) {
+    let broker = start(db_url, None, |_| {}).await;
+    let t = tokens_for(&broker.base, "alice").await;
+    let rt0 = t["refresh_token"].as_str().unwrap().to_owned();
+    let r1: serde_json::Value = refresh(&broker.base, &rt0).await.json().await.unwrap();
+    let rt1 = r1["refresh_token"].as_str().unwrap().to_owned();
+    let r2: serde_json::Value = refresh(&broker.base, &rt1).await.json().await.unwrap();
+    let rt2 = r2["refresh_token"].as_str().unwrap().to_owned();
+    let family = family_of(r2["access_token"].as_str().unwrap());
+    // rt0 again, still inside its grace window, but its successor has been used:
+    // whoever holds rt0 is not the one holding the chain. Introspection says
+    // inactive; /token issues nothing and ends the grant.
+    assert_eq!(introspect(&broker.base, &rt0).await["active"], false);
+    let again = refresh(&broker.base, &rt0).await;
+    assert_eq!(again.status(), 400);
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    for token in [&rt2, &rt1] {
+        assert_eq!(refresh(&broker.base, token).await.status(), 400);
+    }
+    assert_eq!(
+        introspect(&broker.base, r2["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+    let events = audit_events(&broker, "refresh_token_replayed").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.detail["family"] == family.as_str()),
+        "{events:?}"
+    );
+    broker.stop().await;
+}
+both_backends!(refresh_reuse_after_the_chain_moved_on_ends_the_grant);
+
 #[tokio::test]
 async fn refresh_tokens_expire_when_idle() {
     let (_db, broker) = sqlite_broker().await;
