@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod harness;
 mod instances;
+mod limits;
 mod oidc_client;
 mod provider;
 mod reliability;
