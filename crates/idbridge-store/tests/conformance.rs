@@ -9,10 +9,10 @@ use std::time::Duration;
 use idbridge_store::testing::TempDatabase;
 use idbridge_store::{
     AccessChange, AuditEvent, AuditFilter, AuthRequestRow, Backend, ClientRow, CodeCheck,
-    CodeInsert, CodeRow, CompleteExchange, CompleteLogin, FamilyRow, FirstLogin, FlowRow, GcReport,
-    KeyRow, LinkOutcome, LoginCompletion, LoginResolution, NewLogin, PhoneOutcome, Redeem,
-    RefreshOutcome, Rotation, SendLimits, SessionRow, Store, StoreError, StoreOptions, Unlink,
-    User, VerificationCode,
+    CodeInsert, CodeRow, CompleteExchange, CompleteLogin, FailureLimit, FamilyRow, FirstLogin,
+    FlowRow, GcReport, KeyRow, LinkOutcome, LoginCompletion, LoginResolution, NewLogin,
+    PhoneOutcome, Redeem, RefreshOutcome, Rotation, SendLimits, SessionRow, Store, StoreError,
+    StoreOptions, Unlink, User, VerificationCode,
 };
 use serde_json::json;
 
@@ -95,6 +95,8 @@ conformance!(
         unlinking_refuses_the_last_identity_unless_allowed,
         unlinking_removes_a_link_key_no_other_identity_carries,
         audit_filters_by_event_time_and_user,
+        failure_counters_count_cap_refill_and_are_collected,
+        concurrent_failures_are_all_counted,
     ],
 );
 
@@ -1283,6 +1285,7 @@ async fn garbage_collection_removes_exactly_expired_rows(store: Store) {
             keys: 1,
             audit: 1,
             verification_codes: 0,
+            failure_counters: 0,
         }
     );
     assert!(store
@@ -3003,4 +3006,104 @@ async fn sqlite_checkpoints_run_beside_the_writer_and_the_log_restarts() {
         grown > before + 4_000_000,
         "database file grew from {before} to only {grown} bytes"
     );
+}
+
+// ---------------------------------------------------------------- failure counters
+
+async fn failure_counters_count_cap_refill_and_are_collected(store: Store) {
+    let t = NOW * 1000;
+    let limit = FailureLimit::per_minute(3); // one failure refills every 20 s
+    assert_eq!(store.failure_counter("ip:a").await.unwrap(), None);
+    for (n, expect) in [(1, t + 20_000), (2, t + 40_000), (3, t + 60_000)] {
+        let full_at = store.count_failure("ip:a", t, limit).await.unwrap();
+        assert_eq!(full_at, expect, "failure {n}");
+        assert_eq!(limit.left(full_at, t), 3 - n);
+    }
+    assert_eq!(
+        store.failure_counter("ip:a").await.unwrap(),
+        Some(t + 60_000)
+    );
+    // Past the limit the bucket owes no more than a full refill.
+    assert_eq!(
+        store.count_failure("ip:a", t, limit).await.unwrap(),
+        t + 60_000
+    );
+    assert_eq!(
+        store.failure_counter("ip:b").await.unwrap(),
+        None,
+        "keys are apart"
+    );
+    // Half a minute on, one and a half failures have refilled: one more counts.
+    let full_at = store
+        .count_failure("ip:a", t + 30_000, limit)
+        .await
+        .unwrap();
+    assert_eq!(full_at, t + 80_000);
+    assert_eq!(limit.left(full_at, t + 30_000), 0);
+    assert_eq!(limit.left(full_at, t + 40_000), 1);
+    // A counter that has refilled completely starts over.
+    store
+        .count_failure("ip:b", t - 100_000, limit)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.count_failure("ip:b", t, limit).await.unwrap(),
+        t + 20_000
+    );
+    // Expiry collection: counters full again are deleted, the others kept.
+    store
+        .count_failure("ip:old", t - 100_000, limit)
+        .await
+        .unwrap();
+    store
+        .count_failure("ip:edge", t - 20_000, limit)
+        .await
+        .unwrap(); // full at t
+    let report = store.collect_garbage(NOW, 90 * DAY).await.unwrap();
+    assert_eq!(
+        report,
+        GcReport {
+            failure_counters: 2,
+            ..GcReport::default()
+        }
+    );
+    assert_eq!(store.failure_counter("ip:old").await.unwrap(), None);
+    assert_eq!(store.failure_counter("ip:edge").await.unwrap(), None);
+    assert_eq!(
+        store.failure_counter("ip:a").await.unwrap(),
+        Some(t + 80_000)
+    );
+    assert_eq!(
+        store.failure_counter("ip:b").await.unwrap(),
+        Some(t + 20_000)
+    );
+}
+
+/// Failures counted at once from many tasks (on Postgres over many
+/// connections, as several instances would) are each counted exactly once,
+/// including the key's first failure, which inserts its row.
+async fn concurrent_failures_are_all_counted(store: Store) {
+    let t = NOW * 1000;
+    let limit = FailureLimit::per_minute(1000); // 60 ms a failure, never capped here
+    for key in ["ip:new", "ip:known"] {
+        if key == "ip:known" {
+            store.count_failure(key, t, limit).await.unwrap();
+        }
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.count_failure(key, t, limit).await })
+            })
+            .collect();
+        for task in tasks {
+            let full_at = task.await.unwrap().unwrap();
+            assert!(full_at > t && full_at <= t + 41 * 60, "{key}: {full_at}");
+        }
+        let expected = if key == "ip:known" { 41 } else { 40 };
+        assert_eq!(
+            store.failure_counter(key).await.unwrap(),
+            Some(t + expected * 60),
+            "{key}: every failure counted once"
+        );
+    }
 }
