@@ -148,7 +148,7 @@ pub async fn build_state(
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
-    let failures = limits::FailureLimiter::new(settings.server.failures_per_minute);
+    let failures = limits::FailureLimiter::new(settings.server.failures_per_minute, store.clone());
     let fair = fair::FairShare::new(settings.server.in_progress_per_client);
     let proxies = client_ip::TrustedProxies::parse(&settings.server.trusted_proxies)
         .map_err(|e| StartError::Config(vec![ConfigError::new("server.trusted_proxies", e)]))?;

@@ -145,3 +145,42 @@ async fn stalled_bodies_are_cut_off_within_the_bound() {
     );
     broker.stop().await;
 }
+
+/// Two instances on one Postgres database behind a load balancer: failures
+/// from one address, alternated between them, count in total: the limit trips
+/// after `failures_per_minute` failures, on both, not after twice as many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_failure_limit_holds_across_instances() {
+    let db = TestDb::new(Db::Postgres);
+    let url = db.url();
+    let tweak = |s: &mut idbridge_server::Settings| s.server.failures_per_minute = 6;
+    let (a, b) = tokio::join!(start(&url, None, tweak), start(&url, None, tweak));
+    // Good traffic first: never counted, on either.
+    let t = tokens_for(&a.base, "alice").await;
+    let mut rt = t["refresh_token"].as_str().unwrap().to_owned();
+    for base in [&a.base, &b.base, &a.base, &b.base] {
+        let r: serde_json::Value = refresh(base, &rt).await.json().await.unwrap();
+        rt = r["refresh_token"].as_str().unwrap().to_owned();
+    }
+    for n in 0..6 {
+        let base = if n % 2 == 0 { &a.base } else { &b.base };
+        let r = refresh(base, "guess").await;
+        assert_eq!(r.status(), 400, "failure {n} at {base}");
+    }
+    for base in [&a.base, &b.base] {
+        let r = refresh(base, "guess").await;
+        assert_eq!(r.status(), 429, "{base}: the seventh failure in total");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "slow_down");
+        // Good requests from the address are refused too until it refills.
+        assert_eq!(refresh(base, &rt).await.status(), 429);
+    }
+    // A minute on (the brokers' clocks), the budget is back on both.
+    a.clock().advance(60);
+    b.clock().advance(60);
+    let r: serde_json::Value = refresh(&b.base, &rt).await.json().await.unwrap();
+    assert!(r["access_token"].is_string(), "{r}");
+    assert_eq!(refresh(&a.base, "guess").await.status(), 400);
+    a.stop().await;
+    b.stop().await;
+}
