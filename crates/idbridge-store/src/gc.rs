@@ -18,7 +18,8 @@ impl Store {
     /// Deletes: auth requests and flows with `expires_at <= now`; codes with
     /// `expires_at < now - 86400`; families with `absolute_expires_at <= now` and their refresh
     /// tokens; sessions with `expires_at <= now` or `ended_at < now - 86400`; keys with
-    /// `expires_at < now`; verification codes with `expires_at <= now`; failure counters full again
+    /// `expires_at < now`; verification codes with `expires_at <= now` sent an hour or more ago
+    /// (they count towards the hourly send cap until then); failure counters full again
     /// (`full_at_ms <= now * 1000`); audit rows with `at < now - audit_retention_secs`.
     pub async fn collect_garbage(
         &self,
@@ -78,7 +79,12 @@ impl Store {
             );
             report.verification_codes = count(
                 diesel::delete(
-                    verification_codes::table.filter(verification_codes::expires_at.le(now)),
+                    verification_codes::table
+                        .filter(verification_codes::expires_at.le(now))
+                        .filter(
+                            verification_codes::created_at
+                                .le(now - crate::verification::SEND_WINDOW_SECS),
+                        ),
                 )
                 .execute(c)?,
             );
