@@ -44,11 +44,6 @@ impl FailureLimit {
         let owed_failures = (owed + self.interval_ms - 1) / self.interval_ms;
         self.burst - owed_failures
     }
-
-    /// When a counter full again at `full_at_ms` next allows a failure.
-    pub fn allows_again_at(&self, full_at_ms: i64) -> i64 {
-        full_at_ms - (self.burst - 1) * self.interval_ms
-    }
 }
 
 impl Store {
@@ -140,6 +135,5 @@ mod tests {
             "a part refill is owed"
         );
         assert_eq!(l.left(now + 60_000, now + 20_000), 1);
-        assert_eq!(l.allows_again_at(now + 60_000), now + 20_000);
     }
 }
