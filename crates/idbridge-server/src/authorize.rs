@@ -1144,7 +1144,17 @@ pub async fn callback(
         Err(r) => return crate::screen::page_refusal(&req, &r, locale),
     };
     let ip = state.proxies.of(&req);
-    if !state.failures.allowed(ip, crate::limits::now_ms()) {
+    let checked = state.failures.check(ip, state.now_ms()).await;
+    if let Err(crate::limits::Refused::Store(e)) = &checked {
+        tracing::error!(stage = "rate_limit", error = %e, "cannot read the failure counter");
+        return error_page(
+            locale,
+            StatusCode::SERVICE_UNAVAILABLE,
+            text(locale, "db_down"),
+            text(locale, "db_down_todo"),
+        );
+    }
+    if checked.is_err() {
         tracing::warn!(stage = "rate_limit", ip = ?ip, connector = %connector_id, "too many rejected callbacks from this address");
         return error_page(
             locale,
@@ -1162,8 +1172,8 @@ pub async fn callback(
         );
     }
     // Every rejection below counts against the address (state guessing).
-    let expired = || {
-        state.failures.failed(ip, crate::limits::now_ms());
+    let expired = || async {
+        state.failures.failed(ip, state.now_ms()).await;
         error_page(
             locale,
             StatusCode::BAD_REQUEST,
@@ -1173,13 +1183,13 @@ pub async fn callback(
     };
     let Some(upstream_state) = params.get("state").filter(|s| !s.is_empty()).cloned() else {
         tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "missing_state", "callback without state; cannot tell which sign-in it belongs to");
-        return expired();
+        return expired().await;
     };
     let flow = match state.store.get_flow(&upstream_state).await {
         Ok(Some(f)) => f,
         Ok(None) => {
             tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "unknown_state", "callback state is unknown or was collected; the person must start again");
-            return expired();
+            return expired().await;
         }
         Err(e) => {
             tracing::error!(stage = "callback", error = %e, "cannot load the flow");
@@ -1193,7 +1203,7 @@ pub async fn callback(
     };
     if flow.connector_id != connector_id {
         tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, flow_connector = %flow.connector_id, reason = "connector_mismatch", "callback arrived at another connector's path (mix-up); rejected before any upstream call");
-        return expired();
+        return expired().await;
     }
     let browser_ok = req.cookie(BROWSER_COOKIE).is_some_and(|c| {
         idbridge_tokens::constant_time_eq(
@@ -1203,7 +1213,7 @@ pub async fn callback(
     });
     if !browser_ok {
         tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "browser_mismatch", "callback came from a browser that did not start this sign-in; rejected");
-        state.failures.failed(ip, crate::limits::now_ms());
+        state.failures.failed(ip, state.now_ms()).await;
         return error_page(
             locale,
             StatusCode::BAD_REQUEST,
@@ -1233,12 +1243,12 @@ pub async fn callback(
     }
     let ar = match load_request(&state, &flow.auth_request_id).await {
         Ok(Some(ar)) => ar,
-        Ok(None) => return expired(),
+        Ok(None) => return expired().await,
         Err(resp) => return resp,
     };
     let locale = ar.locale(&req);
     let Some(entry) = state.connector(&connector_id) else {
-        return expired();
+        return expired().await;
     };
     let ctx = request_context(&state, &req, locale);
     let callback = CallbackRequest {

@@ -401,7 +401,8 @@ pub async fn check(
         // guessed code): nothing to link.
         state
             .failures
-            .failed(state.proxies.of(&req), crate::limits::now_ms());
+            .failed(state.proxies.of(&req), state.now_ms())
+            .await;
         let e = text(locale, "bind_no_account").to_owned();
         return bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await;
     };

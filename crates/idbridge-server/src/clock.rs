@@ -19,6 +19,15 @@ impl Clock {
         wall + self.offset.load(Ordering::Relaxed)
     }
 
+    /// Unix milliseconds, on the same clock.
+    pub fn now_ms(&self) -> i64 {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        wall + self.offset.load(Ordering::Relaxed) * 1000
+    }
+
     /// Move the broker's clock forward (tests only ever need forward).
     pub fn advance(&self, secs: i64) {
         self.offset.fetch_add(secs, Ordering::Relaxed);

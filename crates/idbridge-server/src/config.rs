@@ -111,6 +111,9 @@ pub struct ServerSettings {
     /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For`
     /// names the client; empty = the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// Seconds a client may take to send a request's head, and again its body;
+    /// a connection still sending after that is answered 408 and closed.
+    pub request_read_timeout_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -121,6 +124,7 @@ impl Default for ServerSettings {
             failures_per_minute: 30,
             in_progress_per_client: 8,
             trusted_proxies: Vec::new(),
+            request_read_timeout_secs: 5,
         }
     }
 }
@@ -498,6 +502,12 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
     }
     if let Err(e) = crate::client_ip::TrustedProxies::parse(&s.server.trusted_proxies) {
         errors.push(ConfigError::new("server.trusted_proxies", e));
+    }
+    if !(1..=300).contains(&s.server.request_read_timeout_secs) {
+        errors.push(ConfigError::new(
+            "server.request_read_timeout_secs",
+            "must be between 1 and 300 seconds",
+        ));
     }
     let mut algs = Vec::new();
     for a in &s.signing.algorithms {

@@ -40,6 +40,10 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("bad_form_todo", "Go back, reload the page and try again.", "请返回并刷新页面后重试。"),
     ("too_many_failures", "Too many failed attempts from your network.", "失败次数过多。"),
     ("too_many_failures_todo", "Wait a minute, then try again.", "请一分钟后再试。"),
+    ("body_too_large", "The form sent to this page was too large.", "提交到此页面的表单内容过大。"),
+    ("body_stalled", "The form sent to this page did not arrive in time.", "提交到此页面的表单未能及时送达。"),
+    ("body_broken", "The form sent to this page arrived incomplete.", "提交到此页面的表单内容不完整。"),
+    ("body_refused_todo", "Go back, reload the page and send it again. If it keeps happening, check your network connection.", "请返回并刷新页面后重新提交。如果一直出现此问题，请检查网络连接。"),
     ("account_disabled", "This account is disabled.", "此账号已被停用。"),
     ("account_disabled_todo", "Contact the site's operator if you think this is a mistake.", "如有疑问，请联系网站管理员。"),
     // Binding a new sign-in method to an existing account (first_login = bind).
@@ -169,6 +173,7 @@ mod tests {
             include_str!("account.rs"),
             include_str!("verify.rs"),
             include_str!("pages.rs"),
+            include_str!("body.rs"),
         ];
         for src in sources {
             for marker in [

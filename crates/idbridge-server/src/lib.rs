@@ -7,6 +7,7 @@ pub mod account;
 pub mod admin;
 pub mod authorize;
 pub mod bind;
+pub mod body;
 pub mod client_ip;
 pub mod clients;
 pub mod clock;
@@ -149,7 +150,7 @@ pub async fn build_state(
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
-    let failures = limits::FailureLimiter::new(settings.server.failures_per_minute);
+    let failures = limits::FailureLimiter::new(settings.server.failures_per_minute, store.clone());
     let fair = fair::FairShare::new(settings.server.in_progress_per_client);
     let proxies = client_ip::TrustedProxies::parse(&settings.server.trusted_proxies)
         .map_err(|e| StartError::Config(vec![ConfigError::new("server.trusted_proxies", e)]))?;
@@ -275,11 +276,14 @@ pub fn run(
     let demo = web::Data::new(demo::DemoClient {
         secret: demo_secret.unwrap_or_default(),
     });
+    // Bounds how long a client may take to send a request's head (actix answers
+    // 408 and closes); the body gets the same again in `body::read`.
+    let read_timeout = Duration::from_secs(state.settings.server.request_read_timeout_secs);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(demo.clone())
-            .app_data(web::PayloadConfig::new(64 * 1024))
+            .app_data(web::PayloadConfig::new(body::LIMIT))
             // Inside DefaultHeaders, so its refusals carry the security headers too.
             .wrap(actix_web::middleware::from_fn(screen::guard))
             .wrap(
@@ -292,9 +296,13 @@ pub fn run(
                         "default-src 'none'; frame-ancestors 'none'",
                     )),
             )
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                body::read(read_timeout, req, next)
+            }))
             .configure(|cfg| routes(cfg, dev_mode))
             .configure(|cfg| admin::http::routes(cfg, admin_api))
     })
+    .client_request_timeout(read_timeout)
     .listen(listener)?;
     if workers > 0 {
         server = server.workers(workers);

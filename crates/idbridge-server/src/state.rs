@@ -81,6 +81,10 @@ impl AppState {
         self.clock.now()
     }
 
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.issuer, path)
     }

@@ -4,6 +4,7 @@
 
 use crate::error::OAuthError;
 use crate::issue::{self, Grant, Issued, TokenRequest};
+use crate::limits::Refused;
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,16 +28,20 @@ where
     F: std::future::Future<Output = Result<HttpResponse, OAuthError>>,
 {
     let ip = state.proxies.of(req);
-    if !state.failures.allowed(ip, crate::limits::now_ms()) {
-        tracing::warn!(stage = "rate_limit", ip = ?ip, path = req.path(), "too many failed requests from this address");
-        return Err(OAuthError::slow_down(
-            "too many failed requests from this address; wait a minute",
-        ));
+    match state.failures.check(ip, state.now_ms()).await {
+        Ok(()) => {}
+        Err(Refused::Limited) => {
+            tracing::warn!(stage = "rate_limit", ip = ?ip, path = req.path(), "too many failed requests from this address");
+            return Err(OAuthError::slow_down(
+                "too many failed requests from this address; wait a minute",
+            ));
+        }
+        Err(Refused::Store(e)) => return Err(OAuthError::store(e)),
     }
     let result = work.await;
     if let Err(e) = &result {
         if matches!(e.error, "invalid_client" | "invalid_grant") {
-            state.failures.failed(ip, crate::limits::now_ms());
+            state.failures.failed(ip, state.now_ms()).await;
         }
     }
     result

@@ -557,20 +557,32 @@ where
     Page: std::future::Future<Output = HttpResponse>,
 {
     let ip = state.proxies.of(req);
-    if !state.failures.allowed(ip, crate::limits::now_ms()) {
-        return Err(crate::pages::error_page(
-            locale,
-            StatusCode::TOO_MANY_REQUESTS,
-            t(locale, "too_many_failures"),
-            t(locale, "too_many_failures_todo"),
-        ));
+    match state.failures.check(ip, state.now_ms()).await {
+        Ok(()) => {}
+        Err(crate::limits::Refused::Limited) => {
+            return Err(crate::pages::error_page(
+                locale,
+                StatusCode::TOO_MANY_REQUESTS,
+                t(locale, "too_many_failures"),
+                t(locale, "too_many_failures_todo"),
+            ))
+        }
+        Err(crate::limits::Refused::Store(e)) => {
+            tracing::error!(stage = "rate_limit", error = %e, "cannot read the failure counter");
+            return Err(crate::pages::error_page(
+                locale,
+                StatusCode::SERVICE_UNAVAILABLE,
+                t(locale, "db_down"),
+                t(locale, "db_down_todo"),
+            ));
+        }
     }
     let code_id = form.get("c").map(String::as_str).unwrap_or_default();
     let typed = form.get("code").map(String::as_str).unwrap_or_default();
     match check_code(state, code_id, typed, browser_hash).await {
         Ok(CodeCheck::Verified(row)) => Ok(row),
         Ok(other) => {
-            state.failures.failed(ip, crate::limits::now_ms());
+            state.failures.failed(ip, state.now_ms()).await;
             tracing::info!(
                 event = "verification_failed",
                 stage = "verification",

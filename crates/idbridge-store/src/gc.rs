@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use crate::error::StoreError;
 use crate::models::GcReport;
 use crate::schema::{
-    audit_log, auth_requests, authorization_codes, refresh_token_families, refresh_tokens,
-    signing_keys, sso_sessions, upstream_flows, verification_codes,
+    audit_log, auth_requests, authorization_codes, failure_counters, refresh_token_families,
+    refresh_tokens, signing_keys, sso_sessions, upstream_flows, verification_codes,
 };
 use crate::store::Store;
 
@@ -18,7 +18,9 @@ impl Store {
     /// Deletes: auth requests and flows with `expires_at <= now`; codes with
     /// `expires_at < now - 86400`; families with `absolute_expires_at <= now` and their refresh
     /// tokens; sessions with `expires_at <= now` or `ended_at < now - 86400`; keys with
-    /// `expires_at < now`; verification codes with `expires_at <= now`; audit rows with `at < now - audit_retention_secs`.
+    /// `expires_at < now`; verification codes with `expires_at <= now` sent an hour or more ago
+    /// (they count towards the hourly send cap until then); failure counters full again
+    /// (`full_at_ms <= now * 1000`); audit rows with `at < now - audit_retention_secs`.
     pub async fn collect_garbage(
         &self,
         now: i64,
@@ -77,7 +79,18 @@ impl Store {
             );
             report.verification_codes = count(
                 diesel::delete(
-                    verification_codes::table.filter(verification_codes::expires_at.le(now)),
+                    verification_codes::table
+                        .filter(verification_codes::expires_at.le(now))
+                        .filter(
+                            verification_codes::created_at
+                                .le(now - crate::verification::SEND_WINDOW_SECS),
+                        ),
+                )
+                .execute(c)?,
+            );
+            report.failure_counters = count(
+                diesel::delete(
+                    failure_counters::table.filter(failure_counters::full_at_ms.le(now * 1000)),
                 )
                 .execute(c)?,
             );

@@ -24,6 +24,8 @@ mod audit;
 mod checkpoint;
 mod clients;
 mod error;
+mod failures;
+pub use failures::FailureLimit;
 mod flows;
 mod gc;
 mod keys;

@@ -250,6 +250,7 @@ pub struct GcReport {
     pub keys: u64,
     pub audit: u64,
     pub verification_codes: u64,
+    pub failure_counters: u64,
 }
 
 // ---- private records: the rows as the database holds them ----

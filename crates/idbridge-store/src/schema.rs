@@ -177,6 +177,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    failure_counters (key) {
+        key -> Text,
+        full_at_ms -> BigInt,
+    }
+}
+
 diesel::joinable!(identities -> users (user_id));
 diesel::joinable!(link_keys -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
@@ -196,4 +203,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     app_tokens,
     verification_codes,
+    failure_counters,
 );

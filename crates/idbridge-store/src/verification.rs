@@ -5,8 +5,26 @@
 use diesel::prelude::*;
 
 use crate::error::StoreError;
+use crate::pool::AnyConnection;
 use crate::schema::verification_codes;
 use crate::store::Store;
+
+/// The window of the hourly send cap; expiry collection keeps codes this long
+/// after they were sent, so that expired ones still count.
+pub(crate) const SEND_WINDOW_SECS: i64 = 3600;
+
+/// Makes transactions about the same `what` take turns, on every instance:
+/// on Postgres an advisory lock held until the transaction ends (read
+/// committed would let two of them read the same count and both act on it);
+/// on SQLite transactions already run one at a time on the one writer.
+fn one_at_a_time(c: &mut AnyConnection, what: &str) -> Result<(), StoreError> {
+    if let AnyConnection::Postgresql(pg) = c {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<diesel::sql_types::Text, _>(what)
+            .execute(pg)?;
+    }
+    Ok(())
+}
 
 /// A code as stored (never the code itself).
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -66,9 +84,8 @@ pub enum CodeCheck {
 
 impl Store {
     /// Stores a new code unless its destination was sent one too recently. One
-    /// transaction, so two simultaneous requests cannot both slip under the limit
-    /// on SQLite (one writer) — on Postgres the limit may be exceeded by a
-    /// concurrent request, which the per-hour cap bounds.
+    /// transaction per destination at a time, so simultaneous requests (at any
+    /// instance) cannot both slip under the limit.
     pub async fn insert_verification_code(
         &self,
         row: VerificationCode,
@@ -76,10 +93,11 @@ impl Store {
     ) -> Result<CodeInsert, StoreError> {
         self.write(move |c| {
             crate::call::transaction(c, |c| {
+                one_at_a_time(c, &format!("verification-send:{}", row.destination))?;
                 let now = row.created_at;
                 let recent: Vec<i64> = verification_codes::table
                     .filter(verification_codes::destination.eq(&row.destination))
-                    .filter(verification_codes::created_at.gt(now - 3600))
+                    .filter(verification_codes::created_at.gt(now - SEND_WINDOW_SECS))
                     .select(verification_codes::created_at)
                     .order(verification_codes::created_at.desc())
                     .load(c)?;
@@ -92,7 +110,7 @@ impl Store {
                 if recent.len() as i64 >= limits.per_hour {
                     let oldest = recent.last().copied().unwrap_or(now);
                     return Ok(CodeInsert::Throttled {
-                        retry_after: (oldest + 3600 - now).max(1),
+                        retry_after: (oldest + SEND_WINDOW_SECS - now).max(1),
                     });
                 }
                 diesel::insert_into(verification_codes::table)
@@ -104,9 +122,10 @@ impl Store {
         .await
     }
 
-    /// Checks a code attempt for the browser that asked for it, in one transaction:
-    /// a right code is used up; a wrong one counts; past `max_attempts` the code is
-    /// dead. `matches` compares the stored hash with the attempt (in constant time).
+    /// Checks a code attempt for the browser that asked for it, in one transaction
+    /// (attempts at one code take turns, on every instance): a right code is used
+    /// up, once; a wrong one counts; past `max_attempts` the code is dead.
+    /// `matches` compares the stored hash with the attempt (in constant time).
     pub async fn check_verification_code(
         &self,
         id: &str,
@@ -118,6 +137,7 @@ impl Store {
         let (id, browser_hash) = (id.to_owned(), browser_hash.to_owned());
         self.write(move |c| {
             crate::call::transaction(c, |c| {
+                one_at_a_time(c, &format!("verification-check:{id}"))?;
                 let Some(code) = verification_codes::table
                     .find(&id)
                     .select(VerificationCode::as_select())

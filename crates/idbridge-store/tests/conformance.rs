@@ -9,10 +9,10 @@ use std::time::Duration;
 use idbridge_store::testing::TempDatabase;
 use idbridge_store::{
     AccessChange, AuditEvent, AuditFilter, AuthRequestRow, Backend, ClientRow, CodeCheck,
-    CodeInsert, CodeRow, CompleteExchange, CompleteLogin, FamilyRow, FirstLogin, FlowRow, GcReport,
-    KeyRow, LinkOutcome, LoginCompletion, LoginResolution, NewLogin, PhoneOutcome, Redeem,
-    RefreshOutcome, Rotation, SendLimits, SessionRow, Store, StoreError, StoreOptions, Unlink,
-    User, VerificationCode,
+    CodeInsert, CodeRow, CompleteExchange, CompleteLogin, FailureLimit, FamilyRow, FirstLogin,
+    FlowRow, GcReport, KeyRow, LinkOutcome, LoginCompletion, LoginResolution, NewLogin,
+    PhoneOutcome, Redeem, RefreshOutcome, Rotation, SendLimits, SessionRow, Store, StoreError,
+    StoreOptions, Unlink, User, VerificationCode,
 };
 use serde_json::json;
 
@@ -99,6 +99,11 @@ conformance!(
         unlinking_refuses_the_last_identity_unless_allowed,
         unlinking_removes_a_link_key_no_other_identity_carries,
         audit_filters_by_event_time_and_user,
+        failure_counters_count_cap_refill_and_are_collected,
+        concurrent_failures_are_all_counted,
+        concurrent_code_attempts_are_each_counted_and_a_code_verifies_once,
+        concurrent_sends_to_one_destination_store_one_code,
+        the_hourly_send_cap_survives_expiry_collection,
     ],
 );
 
@@ -1558,6 +1563,7 @@ async fn garbage_collection_removes_exactly_expired_rows(store: Store) {
             keys: 1,
             audit: 1,
             verification_codes: 0,
+            failure_counters: 0,
         }
     );
     assert!(store
@@ -2409,8 +2415,14 @@ async fn verification_codes_are_throttled_single_use_and_die_after_wrong_attempt
             .unwrap(),
         CodeCheck::Unknown
     );
-    // Expired codes are collected.
+    // Expired codes are collected once they no longer count towards the
+    // hourly cap (an hour after they were sent).
     let report = store.collect_garbage(NOW + 500, 90 * DAY).await.unwrap();
+    assert_eq!(report.verification_codes, 0);
+    let report = store
+        .collect_garbage(NOW + 3600 + 180, 90 * DAY)
+        .await
+        .unwrap();
     assert_eq!(report.verification_codes, 4);
     assert!(store.get_verification_code("c4").await.unwrap().is_none());
 }
@@ -3279,5 +3291,233 @@ async fn sqlite_checkpoints_run_beside_the_writer_and_the_log_restarts() {
     assert!(
         grown > before + 4_000_000,
         "database file grew from {before} to only {grown} bytes"
+    );
+}
+
+// ---------------------------------------------------------------- failure counters
+
+async fn failure_counters_count_cap_refill_and_are_collected(store: Store) {
+    let t = NOW * 1000;
+    let limit = FailureLimit::per_minute(3); // one failure refills every 20 s
+    assert_eq!(store.failure_counter("ip:a").await.unwrap(), None);
+    for (n, expect) in [(1, t + 20_000), (2, t + 40_000), (3, t + 60_000)] {
+        let full_at = store.count_failure("ip:a", t, limit).await.unwrap();
+        assert_eq!(full_at, expect, "failure {n}");
+        assert_eq!(limit.left(full_at, t), 3 - n);
+    }
+    assert_eq!(
+        store.failure_counter("ip:a").await.unwrap(),
+        Some(t + 60_000)
+    );
+    // Past the limit the bucket owes no more than a full refill.
+    assert_eq!(
+        store.count_failure("ip:a", t, limit).await.unwrap(),
+        t + 60_000
+    );
+    assert_eq!(
+        store.failure_counter("ip:b").await.unwrap(),
+        None,
+        "keys are apart"
+    );
+    // Half a minute on, one and a half failures have refilled: one more counts.
+    let full_at = store
+        .count_failure("ip:a", t + 30_000, limit)
+        .await
+        .unwrap();
+    assert_eq!(full_at, t + 80_000);
+    assert_eq!(limit.left(full_at, t + 30_000), 0);
+    assert_eq!(limit.left(full_at, t + 40_000), 1);
+    // A counter that has refilled completely starts over.
+    store
+        .count_failure("ip:b", t - 100_000, limit)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.count_failure("ip:b", t, limit).await.unwrap(),
+        t + 20_000
+    );
+    // Expiry collection: counters full again are deleted, the others kept.
+    store
+        .count_failure("ip:old", t - 100_000, limit)
+        .await
+        .unwrap();
+    store
+        .count_failure("ip:edge", t - 20_000, limit)
+        .await
+        .unwrap(); // full at t
+    let report = store.collect_garbage(NOW, 90 * DAY).await.unwrap();
+    assert_eq!(
+        report,
+        GcReport {
+            failure_counters: 2,
+            ..GcReport::default()
+        }
+    );
+    assert_eq!(store.failure_counter("ip:old").await.unwrap(), None);
+    assert_eq!(store.failure_counter("ip:edge").await.unwrap(), None);
+    assert_eq!(
+        store.failure_counter("ip:a").await.unwrap(),
+        Some(t + 80_000)
+    );
+    assert_eq!(
+        store.failure_counter("ip:b").await.unwrap(),
+        Some(t + 20_000)
+    );
+}
+
+/// Failures counted at once from many tasks (on Postgres over many
+/// connections, as several instances would) are each counted exactly once,
+/// including the key's first failure, which inserts its row.
+async fn concurrent_failures_are_all_counted(store: Store) {
+    let t = NOW * 1000;
+    let limit = FailureLimit::per_minute(1000); // 60 ms a failure, never capped here
+    for key in ["ip:new", "ip:known"] {
+        if key == "ip:known" {
+            store.count_failure(key, t, limit).await.unwrap();
+        }
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.count_failure(key, t, limit).await })
+            })
+            .collect();
+        for task in tasks {
+            let full_at = task.await.unwrap().unwrap();
+            assert!(full_at > t && full_at <= t + 41 * 60, "{key}: {full_at}");
+        }
+        let expected = if key == "ip:known" { 41 } else { 40 };
+        assert_eq!(
+            store.failure_counter(key).await.unwrap(),
+            Some(t + expected * 60),
+            "{key}: every failure counted once"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- code throttles under concurrency
+
+/// Wrong attempts at one code from many requests at once (several instances,
+/// or one with many connections) each use up one attempt: exactly
+/// `max_attempts`, never more; and a right code sent twice at once verifies once.
+async fn concurrent_code_attempts_are_each_counted_and_a_code_verifies_once(store: Store) {
+    let limits = SendLimits {
+        min_interval_secs: 0,
+        per_hour: 100,
+    };
+    store
+        .insert_verification_code(vcode("cw", "+8613800138001", NOW), limits)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .check_verification_code("cw", "browser-1", NOW + 1, 5, |_| false)
+                    .await
+            })
+        })
+        .collect();
+    let mut left = Vec::new();
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            CodeCheck::Wrong { attempts_left } => left.push(attempts_left),
+            CodeCheck::TooManyAttempts => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    left.sort_unstable();
+    assert_eq!(left, [1, 2, 3, 4], "each wrong attempt used up one attempt");
+    let row = store.get_verification_code("cw").await.unwrap().unwrap();
+    assert_eq!(row.attempts, 5);
+
+    store
+        .insert_verification_code(vcode("cr", "+8613800138002", NOW), limits)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .check_verification_code("cr", "browser-1", NOW + 1, 5, |_| true)
+                    .await
+            })
+        })
+        .collect();
+    let mut verified = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            CodeCheck::Verified(_) => verified += 1,
+            CodeCheck::Unknown => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(verified, 1, "a code is used once");
+}
+
+/// Sends to one destination at once (say, two instances each asked for a
+/// code): one code is stored, the rest are throttled.
+async fn concurrent_sends_to_one_destination_store_one_code(store: Store) {
+    let limits = SendLimits {
+        min_interval_secs: 60,
+        per_hour: 5,
+    };
+    for round in 0..10 {
+        let dest = format!("+86138001390{round:02}");
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let store = store.clone();
+                let code = vcode(&format!("cs{round}-{i}"), &dest, NOW);
+                tokio::spawn(async move { store.insert_verification_code(code, limits).await })
+            })
+            .collect();
+        let mut stored = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() == CodeInsert::Stored {
+                stored += 1;
+            }
+        }
+        assert_eq!(stored, 1, "round {round}: one code per destination");
+    }
+}
+
+/// The hourly cap counts the codes sent in the last hour, including those
+/// that expired meanwhile: expiry collection keeps them until they are an
+/// hour old.
+async fn the_hourly_send_cap_survives_expiry_collection(store: Store) {
+    let limits = SendLimits {
+        min_interval_secs: 60,
+        per_hour: 3,
+    };
+    let dest = "+8613800138004";
+    for (i, at) in [NOW, NOW + 600, NOW + 1200].into_iter().enumerate() {
+        assert_eq!(
+            store
+                .insert_verification_code(vcode(&format!("ch{i}"), dest, at), limits)
+                .await
+                .unwrap(),
+            CodeInsert::Stored
+        );
+    }
+    // The first two have expired (300 s each); collection runs.
+    store.collect_garbage(NOW + 1800, 90 * DAY).await.unwrap();
+    assert_eq!(
+        store
+            .insert_verification_code(vcode("ch3", dest, NOW + 1800), limits)
+            .await
+            .unwrap(),
+        CodeInsert::Throttled { retry_after: 1800 },
+        "three codes in the last hour"
+    );
+    // An hour after the first, it no longer counts, and collection may take it.
+    let report = store.collect_garbage(NOW + 3600, 90 * DAY).await.unwrap();
+    assert_eq!(report.verification_codes, 1);
+    assert_eq!(
+        store
+            .insert_verification_code(vcode("ch4", dest, NOW + 3600), limits)
+            .await
+            .unwrap(),
+        CodeInsert::Stored
     );
 }

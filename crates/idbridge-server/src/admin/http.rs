@@ -111,15 +111,19 @@ impl From<AdminError> for ApiError {
 /// Check the admin token. Refused with 429 once this address has failed too
 /// often; a missing or wrong token is a 401 and counts as a failure. The token
 /// itself is never logged.
-fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Actor, ApiError> {
+async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Actor, ApiError> {
     let ip = state.proxies.of(req);
-    if !state.failures.allowed(ip, crate::limits::now_ms()) {
-        tracing::warn!(stage = "rate_limit", ip = ?ip, path = req.path(), "too many failed admin requests from this address");
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "slow_down",
-            "too many failed requests from this address; wait a minute",
-        ));
+    match state.failures.check(ip, state.now_ms()).await {
+        Ok(()) => {}
+        Err(crate::limits::Refused::Limited) => {
+            tracing::warn!(stage = "rate_limit", ip = ?ip, path = req.path(), "too many failed admin requests from this address");
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "too many failed requests from this address; wait a minute",
+            ));
+        }
+        Err(crate::limits::Refused::Store(e)) => return Err(AdminError::Store(e).into()),
     }
     let presented = req
         .headers()
@@ -129,8 +133,8 @@ fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Actor, ApiError> 
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty());
-    let fail = |reason: &'static str, mut e: ApiError| {
-        state.failures.failed(ip, crate::limits::now_ms());
+    let fail = |reason: &'static str, mut e: ApiError| async move {
+        state.failures.failed(ip, state.now_ms()).await;
         tracing::warn!(event = "admin_auth_failed", reason, ip = ?ip, path = req.path(), "admin API request refused");
         e.challenge = Some(match e.error {
             "invalid_token" => format!("{REALM}, error=\"invalid_token\""),
@@ -146,7 +150,8 @@ fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Actor, ApiError> 
                 "unauthorized",
                 "an admin token is required: Authorization: Bearer <token>",
             ),
-        ));
+        )
+        .await);
     };
     match state.admin.verify(token) {
         Some(id) => Ok(Actor::Token {
@@ -160,7 +165,8 @@ fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Actor, ApiError> 
                 "invalid_token",
                 "the admin token is not valid",
             ),
-        )),
+        )
+        .await),
     }
 }
 
@@ -253,7 +259,7 @@ async fn find_users(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = authenticate(&state, &req)?;
+    let actor = authenticate(&state, &req).await?;
     let q = query(&req, &["q", "limit"])?;
     let list = ops(&state, actor)
         .find_users(
@@ -270,7 +276,7 @@ async fn show_user(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = authenticate(&state, &req)?;
+    let actor = authenticate(&state, &req).await?;
     query(&req, &[])?;
     Ok(ok(&ops(&state, actor).show_user(&path).await?))
 }
@@ -282,7 +288,7 @@ async fn unlink(
     path: web::Path<String>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = authenticate(&state, &req)?;
+    let actor = authenticate(&state, &req).await?;
     query(&req, &[])?;
     let b: UnlinkBody = body(&bytes)?;
     let out = ops(&state, actor)
@@ -304,7 +310,7 @@ async fn access(
     bytes: web::Bytes,
     action: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = authenticate(&state, &req)?;
+    let actor = authenticate(&state, &req).await?;
     query(&req, &[])?;
     let b: ReasonBody = body(&bytes)?;
     let admin = ops(&state, actor);
@@ -349,7 +355,7 @@ async fn revoke(
 
 /// GET /admin/v1/audit?user=&event=&since=&until=&before=&limit=
 async fn audit(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let actor = authenticate(&state, &req)?;
+    let actor = authenticate(&state, &req).await?;
     let mut q = query(
         &req,
         &["user", "event", "since", "until", "before", "limit"],
@@ -369,7 +375,7 @@ async fn audit(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespo
 
 /// Anything else under the prefix (after the token check, so probing counts).
 async fn unknown(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    authenticate(&state, &req)?;
+    authenticate(&state, &req).await?;
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",

@@ -9,6 +9,7 @@ mod db_proxy;
 mod harness;
 mod input;
 mod instances;
+mod limits;
 mod oidc_client;
 mod provider;
 mod reliability;
