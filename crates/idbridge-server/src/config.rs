@@ -597,6 +597,13 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             ));
         }
     }
+    if !(0..=300).contains(&t.refresh_grace_secs) {
+        errors.push(ConfigError::new(
+            "tokens.refresh_grace_secs",
+            "must be from 0 to 300 seconds: the window only has to cover a retry after a \
+             lost response, and inside it a stolen refresh token works as well as the app's",
+        ));
+    }
     if t.code_ttl_secs > 600 {
         errors.push(ConfigError::new(
             "tokens.code_ttl_secs",
@@ -839,6 +846,27 @@ mod properties {
     #[test]
     fn the_base_settings_load() {
         assert!(load(None, &base()).is_ok());
+    }
+
+    #[test]
+    fn the_refresh_grace_window_is_bounded() {
+        for (value, ok) in [
+            ("-1", false),
+            ("0", true),
+            ("10", true),
+            ("300", true),
+            ("301", false),
+        ] {
+            let mut overrides = base();
+            overrides.push(("tokens.refresh_grace_secs", value.to_owned()));
+            match load(None, &overrides) {
+                Ok(_) => assert!(ok, "{value} accepted"),
+                Err(errors) => {
+                    assert!(!ok, "{value} refused: {errors:?}");
+                    assert_eq!(errors[0].key, "tokens.refresh_grace_secs");
+                }
+            }
+        }
     }
 
     proptest! {
