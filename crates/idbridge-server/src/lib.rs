@@ -284,8 +284,11 @@ pub fn run(
             .app_data(state.clone())
             .app_data(demo.clone())
             .app_data(web::PayloadConfig::new(body::LIMIT))
-            // Inside DefaultHeaders, so its refusals carry the security headers too.
+            // Both inside DefaultHeaders, so their refusals carry the security headers too.
             .wrap(actix_web::middleware::from_fn(screen::guard))
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                body::read(read_timeout, req, next)
+            }))
             .wrap(
                 DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff"))
@@ -296,9 +299,6 @@ pub fn run(
                         "default-src 'none'; frame-ancestors 'none'",
                     )),
             )
-            .wrap(actix_web::middleware::from_fn(move |req, next| {
-                body::read(read_timeout, req, next)
-            }))
             .configure(|cfg| routes(cfg, dev_mode))
             .configure(|cfg| admin::http::routes(cfg, admin_api))
     })

@@ -57,6 +57,9 @@ async fn oversized_bodies_get_oauth_errors_and_pages() {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
+    // A hosted page, refused or not, carries the pages' security headers.
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     let page = resp.text().await.unwrap();
     assert!(page.contains("was too large"), "{page}");
     assert!(page.contains("send it again"), "{page}");
