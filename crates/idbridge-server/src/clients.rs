@@ -25,6 +25,8 @@ pub struct Client {
     pub connectors: Vec<String>,
     /// The person must have a verified phone number before the app gets a code.
     pub require_phone: bool,
+    /// Refresh tokens even without `offline_access` in the granted scope.
+    pub refresh_without_offline_access: bool,
 }
 
 impl Client {
@@ -50,6 +52,7 @@ impl Client {
                 .and_then(|a| a.parse().ok()),
             connectors: c.connectors.clone(),
             require_phone: c.require_phone,
+            refresh_without_offline_access: c.refresh_without_offline_access,
         })
     }
 
@@ -87,6 +90,10 @@ impl Client {
             connectors: strings("connectors"),
             require_phone: m
                 .get("require_phone")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            refresh_without_offline_access: m
+                .get("refresh_without_offline_access")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
         }
@@ -130,6 +137,13 @@ impl Client {
             }
             reg.as_str() == asked.as_str()
         })
+    }
+
+    /// Whether a new grant with `scope` gets a refresh token: only with
+    /// `offline_access` (OpenID Connect Core §11), unless this client is
+    /// registered with `refresh_without_offline_access`.
+    pub fn gets_refresh_token(&self, scope: &str) -> bool {
+        self.refresh_without_offline_access || crate::issue::has_scope(scope, "offline_access")
     }
 
     pub fn may_use_connector(&self, id: &str) -> bool {

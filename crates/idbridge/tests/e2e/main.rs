@@ -11,6 +11,7 @@ mod harness;
 mod input;
 mod instances;
 mod limits;
+mod offline_access;
 mod oidc_client;
 mod provider;
 mod reliability;
