@@ -38,6 +38,7 @@ pub fn client_settings(issuer: &str) -> Option<crate::config::ClientSettings> {
         id_token_signed_response_alg: None,
         connectors: Vec::new(),
         require_phone: false,
+        refresh_without_offline_access: false,
     })
 }
 

@@ -25,6 +25,8 @@ pub struct Client {
     pub connectors: Vec<String>,
     /// The person must have a verified phone number before the app gets a code.
     pub require_phone: bool,
+    /// Refresh tokens even without `offline_access` in the granted scope.
+    pub refresh_without_offline_access: bool,
 }
 
 impl Client {
@@ -50,6 +52,7 @@ impl Client {
                 .and_then(|a| a.parse().ok()),
             connectors: c.connectors.clone(),
             require_phone: c.require_phone,
+            refresh_without_offline_access: c.refresh_without_offline_access,
         })
     }
 
@@ -87,6 +90,10 @@ impl Client {
             connectors: strings("connectors"),
             require_phone: m
                 .get("require_phone")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            refresh_without_offline_access: m
+                .get("refresh_without_offline_access")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
         }
@@ -132,6 +139,13 @@ impl Client {
         })
     }
 
+    /// Whether a new grant with `scope` gets a refresh token: only with
+    /// `offline_access` (OpenID Connect Core §11), unless this client is
+    /// registered with `refresh_without_offline_access`.
+    pub fn gets_refresh_token(&self, scope: &str) -> bool {
+        self.refresh_without_offline_access || crate::issue::has_scope(scope, "offline_access")
+    }
+
     pub fn may_use_connector(&self, id: &str) -> bool {
         self.connectors.is_empty() || self.connectors.iter().any(|c| c == id)
     }
@@ -170,75 +184,172 @@ impl Clients {
             .map(|row| Arc::new(Client::from_row(row))))
     }
 
-    /// Authenticate the client calling a back-channel endpoint.
+    /// Authenticate the client calling a back-channel endpoint. Every refusal
+    /// writes one WARN line naming the client id (escaped) and the reason, never
+    /// the secret.
     pub async fn authenticate(
         &self,
         req: &HttpRequest,
         form: &BTreeMap<String, String>,
     ) -> Result<Arc<Client>, OAuthError> {
-        let basic = basic_credentials(req)?;
+        let refused = |id: Option<&str>, why: AuthFailure| {
+            why.log(req.path(), id);
+            why.error()
+        };
+        let basic = match basic_credentials(req) {
+            Ok(basic) => basic,
+            Err(BasicRefused { client_id, why }) => return Err(refused(client_id.as_deref(), why)),
+        };
         let form_id = form.get("client_id").filter(|s| !s.is_empty());
         let form_secret = form.get("client_secret").filter(|s| !s.is_empty());
-        if basic.is_some() && form_secret.is_some() {
-            return Err(OAuthError::invalid_request(
-                "use one client authentication method, not both client_secret_basic and client_secret_post",
-            ));
-        }
         let (id, secret, via_basic) = match (&basic, form_id) {
+            (Some((id, _)), _) if form_secret.is_some() => {
+                return Err(refused(Some(id), AuthFailure::SentTwice))
+            }
             (Some((id, secret)), form_id) => {
                 if form_id.is_some_and(|f| f != id) {
-                    return Err(OAuthError::invalid_request(
-                        "client_id in the body differs from the Authorization header",
-                    ));
+                    return Err(refused(Some(id), AuthFailure::IdMismatch));
                 }
                 (id.clone(), Some(secret.clone()), true)
             }
             (None, Some(id)) => (id.clone(), form_secret.cloned(), false),
-            (None, None) => {
-                return Err(OAuthError::invalid_client(
-                    "client authentication is required (client_secret_basic, client_secret_post, or client_id for public clients)",
-                    false,
-                ))
-            }
+            (None, None) => return Err(refused(None, AuthFailure::NoCredentials)),
         };
-        let client = self
-            .get(&id)
-            .await?
-            .ok_or_else(|| OAuthError::invalid_client("unknown client", via_basic))?;
+        let Some(client) = self.get(&id).await? else {
+            return Err(refused(Some(&id), AuthFailure::UnknownClient { via_basic }));
+        };
         match (&client.secret_hash, secret) {
             (None, None) => Ok(client),
-            (None, Some(_)) => Err(OAuthError::invalid_client(
-                "this is a public client; it has no secret",
-                via_basic,
+            (None, Some(_)) => Err(refused(
+                Some(&id),
+                AuthFailure::PublicWithSecret { via_basic },
             )),
-            (Some(_), None) => Err(OAuthError::invalid_client(
-                "client secret missing",
-                via_basic,
-            )),
+            (Some(_), None) => Err(refused(Some(&id), AuthFailure::NoSecret)),
             (Some(hash), Some(secret)) => {
                 if idbridge_tokens::verify_client_secret(&secret, hash) {
                     Ok(client)
                 } else {
-                    Err(OAuthError::invalid_client(
-                        "client authentication failed",
-                        via_basic,
-                    ))
+                    Err(refused(Some(&id), AuthFailure::WrongSecret { via_basic }))
                 }
             }
         }
     }
 }
 
+/// Why client authentication failed: the reason in the log line, and the
+/// answer (`invalid_client`, or `invalid_request` where RFC 6749 §5.2 says so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthFailure {
+    /// Neither an Authorization header nor a client_id.
+    NoCredentials,
+    UnknownClient {
+        via_basic: bool,
+    },
+    WrongSecret {
+        via_basic: bool,
+    },
+    /// A confidential client sent only its client_id (method `none`).
+    NoSecret,
+    /// A public client sent a secret (it has none).
+    PublicWithSecret {
+        via_basic: bool,
+    },
+    /// client_secret_basic and client_secret_post in one request.
+    SentTwice,
+    /// Basic names one client, the form's client_id another.
+    IdMismatch,
+    /// The Authorization header is not valid Basic credentials.
+    MalformedBasic,
+    /// A control character in the id or secret of Basic credentials.
+    ControlInBasic {
+        field: &'static str,
+    },
+}
+
+impl AuthFailure {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::NoCredentials => "no credentials",
+            Self::UnknownClient { .. } => "unknown client",
+            Self::WrongSecret { .. } => "wrong secret",
+            Self::NoSecret => {
+                "method not allowed for this client: a confidential client sent no secret"
+            }
+            Self::PublicWithSecret { .. } => {
+                "method not allowed for this client: a public client sent a secret"
+            }
+            Self::SentTwice => "credentials sent twice (Basic and form)",
+            Self::IdMismatch => "client_id in the form differs from the one in Basic",
+            Self::MalformedBasic | Self::ControlInBasic { .. } => "malformed Basic",
+        }
+    }
+
+    fn log(self, path: &str, client_id: Option<&str>) {
+        let reason = self.reason();
+        // `?` writes the id quoted and escaped, whatever it holds.
+        match client_id {
+            Some(id) => tracing::warn!(
+                stage = "client_auth",
+                client_id = ?id,
+                reason,
+                path,
+                "client authentication failed"
+            ),
+            None => tracing::warn!(
+                stage = "client_auth",
+                reason,
+                path,
+                "client authentication failed"
+            ),
+        }
+    }
+
+    fn error(self) -> OAuthError {
+        match self {
+            Self::NoCredentials => OAuthError::invalid_client(
+                "client authentication is required (client_secret_basic, client_secret_post, or client_id for public clients)",
+                false,
+            ),
+            Self::UnknownClient { via_basic } => OAuthError::invalid_client("unknown client", via_basic),
+            Self::WrongSecret { via_basic } => {
+                OAuthError::invalid_client("client authentication failed", via_basic)
+            }
+            Self::NoSecret => OAuthError::invalid_client("client secret missing", false),
+            Self::PublicWithSecret { via_basic } => OAuthError::invalid_client(
+                "this is a public client; it has no secret",
+                via_basic,
+            ),
+            Self::SentTwice => OAuthError::invalid_request(
+                "use one client authentication method, not both client_secret_basic and client_secret_post",
+            ),
+            Self::IdMismatch => OAuthError::invalid_request(
+                "client_id in the body differs from the Authorization header",
+            ),
+            Self::MalformedBasic => OAuthError::invalid_client("malformed Basic credentials", true),
+            Self::ControlInBasic { field } => OAuthError::invalid_request(format!(
+                "the {field} in the Authorization header (Basic) contains a control character (such as NUL or a line break), which is never valid"
+            )),
+        }
+    }
+}
+
+/// Basic credentials refused: why, and the client id when one could be read.
+struct BasicRefused {
+    client_id: Option<String>,
+    why: AuthFailure,
+}
+
 /// `Authorization: Basic` credentials, form-urlencoded inside (RFC 6749 §2.3.1).
-fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAuthError> {
+fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, BasicRefused> {
     let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
+    let malformed = || BasicRefused {
+        client_id: None,
+        why: AuthFailure::MalformedBasic,
+    };
     let Ok(value) = header.to_str() else {
-        return Err(OAuthError::invalid_client(
-            "malformed Authorization header",
-            true,
-        ));
+        return Err(malformed());
     };
     let Some(encoded) = value
         .strip_prefix("Basic ")
@@ -250,10 +361,8 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAut
         .decode(encoded.trim())
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
-    let (id, secret) = decoded
-        .split_once(':')
-        .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
+        .ok_or_else(malformed)?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
     let unescape = |s: &str| {
         url::form_urlencoded::parse(format!("x={s}").as_bytes())
             .next()
@@ -262,11 +371,12 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAut
     };
     let (id, secret) = (unescape(id), unescape(secret));
     // The same rule as for every parameter (crate::params), after both decodings.
-    for (name, value) in [("client_id", &id), ("client_secret", &secret)] {
+    for (field, value) in [("client_id", &id), ("client_secret", &secret)] {
         if !crate::params::control_free(value) {
-            return Err(OAuthError::invalid_request(format!(
-                "the {name} in the Authorization header (Basic) contains a control character (such as NUL or a line break), which is never valid"
-            )));
+            return Err(BasicRefused {
+                client_id: Some(id.clone()),
+                why: AuthFailure::ControlInBasic { field },
+            });
         }
     }
     Ok(Some((id, secret)))

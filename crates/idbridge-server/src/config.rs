@@ -267,6 +267,10 @@ pub struct ClientSettings {
     /// The person must have a verified phone number (asked once, after sign-in).
     #[serde(default)]
     pub require_phone: bool,
+    /// Issue refresh tokens even when the app did not ask for `offline_access`
+    /// (a deviation from OpenID Connect Core §11, for apps that cannot ask).
+    #[serde(default)]
+    pub refresh_without_offline_access: bool,
 }
 
 fn yes() -> bool {

@@ -8,7 +8,7 @@
 use crate::authorize::{audit, granted_scope, new_login, record_connector_failure};
 use crate::clients::Client;
 use crate::error::OAuthError;
-use crate::issue::{self, has_scope, Issued, TokenRequest};
+use crate::issue::{self, Issued, TokenRequest};
 use crate::state::{AppState, ConnectorEntry};
 use actix_web::http::header;
 use actix_web::HttpRequest;
@@ -103,7 +103,7 @@ pub async fn token_exchange(
     let new_user_id = random_token(16).map_err(OAuthError::token)?;
     let family = issue::exchange_family(state, &client.id, &scope, connector_id)?;
     let family_id = family.id.clone();
-    let (refresh_token, refresh_hash) = if has_scope(&scope, "offline_access") {
+    let (refresh_token, refresh_hash) = if client.gets_refresh_token(&scope) {
         let (token, hash) = issue::new_refresh_token()?;
         (Some(token), Some(hash))
     } else {

@@ -139,6 +139,7 @@ pub async fn build_state(
                 id_token_signed_response_alg: None,
                 connectors: Vec::new(),
                 require_phone,
+                refresh_without_offline_access: false,
             });
         }
     }

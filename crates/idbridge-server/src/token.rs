@@ -170,12 +170,19 @@ async fn authorization_code(
         }
         (None, None) => {}
     }
+    // The family always exists (access tokens are revoked by it); a refresh token
+    // only when the app asked for offline_access (OpenID Connect Core §11).
     let family = issue::new_family(state, &client.id, &row.user_id, &grant)?;
-    let (refresh, refresh_hash) = issue::new_refresh_token()?;
+    let (refresh, refresh_hash) = if client.gets_refresh_token(&grant.scope) {
+        let (token, hash) = issue::new_refresh_token()?;
+        (Some(token), Some(hash))
+    } else {
+        (None, None)
+    };
     let family_id = family.id.clone();
     let redeemed = match state
         .store
-        .redeem_code(&code_hash, family, Some(refresh_hash), now)
+        .redeem_code(&code_hash, family, refresh_hash, now)
         .await
         .map_err(OAuthError::store)?
     {
@@ -213,7 +220,7 @@ async fn authorization_code(
             auth_time: grant.auth_time,
             sid: Some(&grant.sid),
             nonce: grant.nonce.as_deref(),
-            refresh_token: Some(refresh),
+            refresh_token: refresh,
             linked_connectors: linked,
         },
     )
@@ -267,6 +274,9 @@ async fn refresh_token(
             .collect()
     });
     // Derived from the token: a retry within the grace window asks for the same one.
+    // A refresh always rotates, whatever the family's scope: families made since
+    // refresh tokens need offline_access carry it, and ones made before (without
+    // it) keep working rather than break live grants on upgrade.
     let (new_token, new_hash) = issue::successor_refresh_token(state, token);
     let t = &state.settings.tokens;
     // One transaction: client binding, scope, user, rotation.

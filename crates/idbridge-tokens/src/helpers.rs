@@ -24,6 +24,14 @@ pub fn random_token(bytes: usize) -> Result<String, TokenError> {
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
+/// A new client secret: 256 random bits, base64url without padding (43
+/// characters), so only RFC 3986 unreserved characters (`A-Z a-z 0-9 - _`):
+/// it needs no escaping in `Authorization: Basic`, so `curl -u` and libraries
+/// that skip RFC 6749 §2.3.1's form-encoding send it correctly.
+pub fn generate_client_secret() -> Result<String, TokenError> {
+    random_token(32)
+}
+
 const ALNUM: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// `len` random characters from `A-Za-z0-9`, uniformly distributed (bytes of
@@ -205,6 +213,30 @@ mod tests {
                 char::from(c)
             );
         }
+    }
+
+    #[test]
+    fn generated_client_secrets_use_only_unreserved_characters() {
+        let unreserved = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+        for _ in 0..200 {
+            let s = generate_client_secret().unwrap();
+            assert_eq!(s.len(), 43, "{s}");
+            assert!(s.chars().all(unreserved), "{s}");
+            // Form-encoding leaves it as it is: Basic needs no extra step.
+            let encoded: String = url_form_encode(&s);
+            assert_eq!(encoded, s);
+        }
+    }
+
+    fn url_form_encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
     }
 
     #[test]

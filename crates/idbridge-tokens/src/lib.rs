@@ -18,9 +18,9 @@ mod rotation;
 pub use algorithm::Algorithm;
 pub use error::TokenError;
 pub use helpers::{
-    at_hash, constant_time_eq, hash_client_secret, hash_token, hmac_sha256_hex, pkce_s256,
-    pkce_s256_matches, pkce_verifier_is_valid, random_alnum, random_digits, random_token,
-    verify_client_secret,
+    at_hash, constant_time_eq, generate_client_secret, hash_client_secret, hash_token,
+    hmac_sha256_hex, pkce_s256, pkce_s256_matches, pkce_verifier_is_valid, random_alnum,
+    random_digits, random_token, verify_client_secret,
 };
 pub use keys::{generate_key, KeyMaterial, SigningKey};
 pub use keyset::{Expect, KeySet};

@@ -68,7 +68,7 @@ impl DevHome {
                 .map_err(|e| e.to_string())
         })?;
         let demo_secret = read_or_create(&dir.join("demo-client.secret"), || {
-            idbridge_tokens::random_token(24).map_err(|e| e.to_string())
+            idbridge_tokens::generate_client_secret().map_err(|e| e.to_string())
         })?;
         Ok(Self {
             dir: dir.to_owned(),

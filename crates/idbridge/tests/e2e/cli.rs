@@ -552,6 +552,14 @@ async fn dev_mode_exchanges_a_simulator_sdk_code_for_tokens() {
     let code = code["code"].as_str().unwrap();
     // curl -s -u "demo:$(cat .idbridge-dev/demo-client.secret)" $BROKER/token -d ...
     let secret = std::fs::read_to_string(home.join("demo-client.secret")).unwrap();
+    // Only unreserved characters: sent as is in Basic (like `curl -u`), it works.
+    assert!(
+        secret
+            .trim()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)),
+        "{secret:?}"
+    );
     let resp = http()
         .post(format!("{base}/token"))
         .basic_auth("demo", Some(secret.trim()))

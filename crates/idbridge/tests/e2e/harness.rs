@@ -108,6 +108,7 @@ fn client(
         id_token_signed_response_alg: None,
         connectors: Vec::new(),
         require_phone: false,
+        refresh_without_offline_access: false,
     }
 }
 

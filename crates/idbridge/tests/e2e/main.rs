@@ -5,11 +5,13 @@
 mod accounts;
 mod admin;
 mod cli;
+mod client_auth;
 mod db_proxy;
 mod harness;
 mod input;
 mod instances;
 mod limits;
+mod offline_access;
 mod oidc_client;
 mod provider;
 mod reliability;

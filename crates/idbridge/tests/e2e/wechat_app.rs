@@ -77,6 +77,7 @@ fn client_settings(id: &str, secret: Option<&str>, connectors: Vec<String>) -> C
         id_token_signed_response_alg: None,
         connectors,
         require_phone: false,
+        refresh_without_offline_access: false,
     }
 }
 
