@@ -114,6 +114,9 @@ pub struct ServerSettings {
     /// Seconds a client may take to send a request's head, and again its body;
     /// a connection still sending after that is answered 408 and closed.
     pub request_read_timeout_secs: u64,
+    /// Seconds requests still in flight at SIGTERM/SIGINT get to finish before
+    /// their connections are closed and the process exits.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -125,6 +128,7 @@ impl Default for ServerSettings {
             in_progress_per_client: 8,
             trusted_proxies: Vec::new(),
             request_read_timeout_secs: 5,
+            shutdown_timeout_secs: 10,
         }
     }
 }
@@ -509,6 +513,12 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             "must be between 1 and 300 seconds",
         ));
     }
+    if s.server.shutdown_timeout_secs > 300 {
+        errors.push(ConfigError::new(
+            "server.shutdown_timeout_secs",
+            "must be between 0 and 300 seconds",
+        ));
+    }
     let mut algs = Vec::new();
     for a in &s.signing.algorithms {
         match a.parse::<idbridge_tokens::Algorithm>() {
@@ -817,7 +827,7 @@ mod properties {
     }
 
     /// Keys an operator sets, with the section each error may be reported under.
-    const KEYS: [&str; 16] = [
+    const KEYS: [&str; 17] = [
         "issuer",
         "storage.url",
         "storage.max_connections",
@@ -830,6 +840,7 @@ mod properties {
         "server.workers",
         "server.failures_per_minute",
         "server.in_progress_per_client",
+        "server.shutdown_timeout_secs",
         "verification.code_ttl_secs",
         "verification.max_attempts",
         "verification.sender",
@@ -839,6 +850,27 @@ mod properties {
     #[test]
     fn the_base_settings_load() {
         assert!(load(None, &base()).is_ok());
+    }
+
+    #[test]
+    fn shutdown_timeout_is_bounded_and_named() {
+        for (value, ok) in [("0", true), ("300", true), ("301", false)] {
+            let mut overrides = base();
+            overrides.push(("server.shutdown_timeout_secs", value.into()));
+            match load(None, &overrides) {
+                Ok(s) => assert!(ok && s.server.shutdown_timeout_secs.to_string() == value),
+                Err(errors) => {
+                    assert!(!ok, "{value}: {errors:?}");
+                    assert_eq!(errors[0].key, "server.shutdown_timeout_secs");
+                }
+            }
+        }
+        assert_eq!(
+            load(None, &base())
+                .map(|s| s.server.shutdown_timeout_secs)
+                .ok(),
+            Some(10)
+        );
     }
 
     proptest! {

@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod db_proxy;
 mod harness;
+mod health;
 mod input;
 mod instances;
 mod limits;
