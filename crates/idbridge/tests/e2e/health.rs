@@ -107,3 +107,50 @@ async fn readyz_names_the_database_when_postgres_is_unreachable_and_livez_stays_
     }
     broker.stop().await;
 }
+
+/// A migration this build embeds is missing from the database (say, rolled back by
+/// hand while the broker ran): `/readyz` answers 503 naming `migrations` and which
+/// one, and the other checks still pass.
+async fn readyz_names_a_pending_migration(kind: Db) {
+    let db = TestDb::new(kind);
+    let broker = start(&db.url(), None, |_| {}).await;
+    let newest = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/sqlite"
+    ))
+    .unwrap()
+    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    .max()
+    .unwrap();
+    db.db.execute(
+        "DELETE FROM __diesel_schema_migrations \
+         WHERE version = (SELECT MAX(version) FROM __diesel_schema_migrations)",
+    );
+    let (status, body, _) = probe(&broker.base, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["not_ready"],
+        serde_json::json!(["migrations"]),
+        "{body}"
+    );
+    assert_eq!(body["checks"]["migrations"], "pending", "{body}");
+    assert_eq!(
+        body["checks"]["migrations_pending"],
+        serde_json::json!([newest]),
+        "{body}"
+    );
+    assert_eq!(body["checks"]["database"], "ok", "{body}");
+    assert_eq!(body["checks"]["signing_keys"], "ok", "{body}");
+    assert!(!log_lines(&["readiness", "migrations not applied", &newest]).is_empty());
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_names_a_pending_migration_on_sqlite() {
+    readyz_names_a_pending_migration(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_names_a_pending_migration_on_postgres() {
+    readyz_names_a_pending_migration(Db::Postgres).await;
+}
