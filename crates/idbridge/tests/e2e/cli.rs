@@ -597,8 +597,18 @@ async fn dev_mode_exchanges_a_simulator_sdk_code_for_tokens() {
 /// `server.shutdown_timeout_secs`, logging when shutdown starts and ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
+    stops_gracefully_on("TERM").await;
+}
+
+/// SIGINT (Ctrl-C) stops the same graceful way (actix alone would cut requests off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_finishes_requests_in_flight_then_exits_zero() {
+    stops_gracefully_on("INT").await;
+}
+
+async fn stops_gracefully_on(signal: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = temp_dir("sigterm");
+    let dir = temp_dir(&format!("sig{signal}"));
     let config = example_config(&dir);
     let port = free_port();
     let log_path = dir.join("serve.log");
@@ -652,7 +662,10 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
 
     let pid = guard.0.id().to_string();
     let signalled = Instant::now();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
     assert!(status.success());
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -668,7 +681,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
     assert!(
         refused.is_err(),
-        "a new connection was accepted after SIGTERM"
+        "a new connection was accepted after SIG{signal}"
     );
 
     // The request in flight is still answered.
@@ -692,7 +705,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
         }
         assert!(
             signalled.elapsed() < Duration::from_secs(5 + 3),
-            "still running {:?} after SIGTERM",
+            "still running {:?} after SIG{signal}",
             signalled.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -701,7 +714,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     let started = log
         .lines()
-        .filter(|l| l.contains("shutdown started") && l.contains("SIGTERM"))
+        .filter(|l| l.contains("shutdown started") && l.contains(&format!("SIG{signal}")))
         .count();
     let ended = log
         .lines()
