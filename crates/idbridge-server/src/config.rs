@@ -114,6 +114,9 @@ pub struct ServerSettings {
     /// Seconds a client may take to send a request's head, and again its body;
     /// a connection still sending after that is answered 408 and closed.
     pub request_read_timeout_secs: u64,
+    /// Seconds requests still in flight at SIGTERM/SIGINT get to finish before
+    /// their connections are closed and the process exits.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -125,6 +128,7 @@ impl Default for ServerSettings {
             in_progress_per_client: 8,
             trusted_proxies: Vec::new(),
             request_read_timeout_secs: 5,
+            shutdown_timeout_secs: 10,
         }
     }
 }
@@ -513,6 +517,12 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             "must be between 1 and 300 seconds",
         ));
     }
+    if s.server.shutdown_timeout_secs > 300 {
+        errors.push(ConfigError::new(
+            "server.shutdown_timeout_secs",
+            "must be between 0 and 300 seconds",
+        ));
+    }
     let mut algs = Vec::new();
     for a in &s.signing.algorithms {
         match a.parse::<idbridge_tokens::Algorithm>() {
@@ -828,7 +838,7 @@ mod properties {
     }
 
     /// Keys an operator sets, with the section each error may be reported under.
-    const KEYS: [&str; 16] = [
+    const KEYS: [&str; 17] = [
         "issuer",
         "storage.url",
         "storage.max_connections",
@@ -841,6 +851,7 @@ mod properties {
         "server.workers",
         "server.failures_per_minute",
         "server.in_progress_per_client",
+        "server.shutdown_timeout_secs",
         "verification.code_ttl_secs",
         "verification.max_attempts",
         "verification.sender",
@@ -853,24 +864,33 @@ mod properties {
     }
 
     #[test]
-    fn the_refresh_grace_window_is_bounded() {
-        for (value, ok) in [
-            ("-1", false),
-            ("0", true),
-            ("10", true),
-            ("300", true),
-            ("301", false),
+    fn bounded_keys_refuse_values_outside_their_range() {
+        for (key, value, ok) in [
+            ("tokens.refresh_grace_secs", "-1", false),
+            ("tokens.refresh_grace_secs", "0", true),
+            ("tokens.refresh_grace_secs", "10", true),
+            ("tokens.refresh_grace_secs", "300", true),
+            ("tokens.refresh_grace_secs", "301", false),
+            ("server.shutdown_timeout_secs", "0", true),
+            ("server.shutdown_timeout_secs", "300", true),
+            ("server.shutdown_timeout_secs", "301", false),
         ] {
             let mut overrides = base();
-            overrides.push(("tokens.refresh_grace_secs", value.to_owned()));
+            overrides.push((key, value.to_owned()));
             match load(None, &overrides) {
-                Ok(_) => assert!(ok, "{value} accepted"),
+                Ok(_) => assert!(ok, "{key} = {value} accepted"),
                 Err(errors) => {
-                    assert!(!ok, "{value} refused: {errors:?}");
-                    assert_eq!(errors[0].key, "tokens.refresh_grace_secs");
+                    assert!(!ok, "{key} = {value} refused: {errors:?}");
+                    assert_eq!(errors[0].key, key);
                 }
             }
         }
+        assert_eq!(
+            load(None, &base())
+                .map(|s| s.server.shutdown_timeout_secs)
+                .ok(),
+            Some(10)
+        );
     }
 
     proptest! {

@@ -4,7 +4,25 @@
 //! reports it as degraded.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+/// What `/readyz` remembers between probes.
+#[derive(Default)]
+pub struct Readiness {
+    /// Every embedded migration was seen applied once.
+    migrations_current: AtomicBool,
+}
+
+impl Readiness {
+    pub fn migrations_current(&self) -> bool {
+        self.migrations_current.load(Ordering::Relaxed)
+    }
+
+    pub fn set_migrations_current(&self) {
+        self.migrations_current.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Failures in a row before a connector counts as degraded.
 const DEGRADED_AFTER: u32 = 3;

@@ -187,6 +187,7 @@ pub async fn build_state(
         fair,
         proxies,
         upstream: health::UpstreamHealth::default(),
+        readiness: health::Readiness::default(),
         verifier,
         admin,
     }))
@@ -210,6 +211,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
     )
     .route("/jwks", web::get().to(discovery::jwks))
     .route("/healthz", web::get().to(discovery::health))
+    .route("/livez", web::get().to(discovery::live))
+    .route("/readyz", web::get().to(discovery::ready))
     .route("/authorize", web::get().to(authorize::authorize))
     .route("/authorize", web::post().to(authorize::authorize))
     .route("/login/{request}", web::get().to(authorize::login))
@@ -280,6 +283,7 @@ pub fn run(
     // Bounds how long a client may take to send a request's head (actix answers
     // 408 and closes); the body gets the same again in `body::read`.
     let read_timeout = Duration::from_secs(state.settings.server.request_read_timeout_secs);
+    let state_shutdown_timeout = state.settings.server.shutdown_timeout_secs;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -304,11 +308,67 @@ pub fn run(
             .configure(|cfg| admin::http::routes(cfg, admin_api))
     })
     .client_request_timeout(read_timeout)
+    // Requests in flight when the server stops get this long to finish.
+    .shutdown_timeout(state_shutdown_timeout)
+    // actix would stop at once on SIGINT; `stop_on_signals` stops gracefully on
+    // both SIGTERM and SIGINT, and says so in the log.
+    .disable_signals()
     .listen(listener)?;
     if workers > 0 {
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+/// Stops `server` gracefully on the first SIGTERM or SIGINT: it stops accepting
+/// at once (new connections are refused), lets requests in flight finish within
+/// `server.shutdown_timeout_secs`, then closes whatever is left. Logs one line
+/// when shutdown starts; the caller logs when the server has stopped.
+pub fn stop_on_signals(server: actix_web::dev::ServerHandle, timeout_secs: u64) {
+    actix_web::rt::spawn(async move {
+        let Some(signal) = shutdown_signal().await else {
+            return;
+        };
+        tracing::info!(
+            signal,
+            timeout_secs,
+            "shutdown started: no new connections; finishing requests in flight"
+        );
+        server.stop(true).await;
+    });
+}
+
+/// The name of the first SIGTERM or SIGINT received; `None` when the handlers
+/// cannot be installed (then the process keeps the default behaviour: it dies).
+#[cfg(unix)]
+async fn shutdown_signal() -> Option<&'static str> {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGTERM; it will end the process at once");
+            return None;
+        }
+    };
+    let mut int = match signal(SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGINT; it will end the process at once");
+            return None;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => Some("SIGTERM"),
+        _ = int.recv() => Some("SIGINT"),
+    }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() -> Option<&'static str> {
+    actix_web::rt::signal::ctrl_c()
+        .await
+        .ok()
+        .map(|()| "ctrl-c")
 }
 
 fn spawn_background(state: web::Data<AppState>) {

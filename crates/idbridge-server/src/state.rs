@@ -63,6 +63,8 @@ pub struct AppState {
     /// Each app's share of the broker's local work (`server.in_progress_per_client`).
     pub fair: crate::fair::FairShare,
     pub upstream: crate::health::UpstreamHealth,
+    /// What `/readyz` has already established.
+    pub readiness: crate::health::Readiness,
     /// One-time codes (binding, phone numbers) and their senders.
     pub verifier: crate::verify::Verifier,
     /// Admin API tokens (hashes); none configured = the admin API is off.

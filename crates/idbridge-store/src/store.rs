@@ -156,6 +156,17 @@ impl Store {
         .await
     }
 
+    /// Names of the embedded migrations the database has not applied (empty when the
+    /// schema is up to date). Only reads the migrations table: cheap enough for a
+    /// readiness probe, and never changes anything.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| match conn {
+            AnyConnection::Sqlite(c) => not_applied(c, SQLITE_MIGRATIONS),
+            AnyConnection::Postgresql(c) => not_applied(c, POSTGRES_MIGRATIONS),
+        })
+        .await
+    }
+
     /// Checks that the database answers. Always asks the database, even while it is known
     /// to be down (this is how the store finds out it is back).
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -337,4 +348,45 @@ where
         applied.push(name);
     }
     Ok(applied)
+}
+
+#[derive(diesel::QueryableByName)]
+struct AppliedVersion {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+/// The embedded migrations whose version is missing from `__diesel_schema_migrations`
+/// (all of them when the table does not exist yet).
+fn not_applied<DB, C>(conn: &mut C, source: EmbeddedMigrations) -> Result<Vec<String>, StoreError>
+where
+    DB: diesel::backend::Backend + 'static,
+    C: diesel::Connection<Backend = DB> + diesel::connection::LoadConnection,
+    EmbeddedMigrations: diesel::migration::MigrationSource<DB>,
+    AppliedVersion: diesel::QueryableByName<DB>,
+    diesel::query_builder::SqlQuery: diesel::query_builder::QueryFragment<DB>,
+{
+    use diesel::migration::MigrationSource;
+    let embedded = source
+        .migrations()
+        .map_err(|e| StoreError::Database(format!("embedded migrations: {e}")))?;
+    let applied: Vec<AppliedVersion> =
+        match diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(conn) {
+            Ok(rows) => rows,
+            // No migrations table: nothing has been applied.
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("__diesel_schema_migrations") =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let applied: std::collections::HashSet<String> =
+        applied.into_iter().map(|r| r.version).collect();
+    Ok(embedded
+        .iter()
+        .map(|m| m.name())
+        .filter(|name| !applied.contains(&name.version().to_string()))
+        .map(|name| name.to_string())
+        .collect())
 }

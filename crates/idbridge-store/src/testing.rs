@@ -101,6 +101,35 @@ impl TempDatabase {
     }
 }
 
+impl TempDatabase {
+    /// Runs `sql` on this database behind the store's back (to set up states the API
+    /// cannot reach, such as a migration missing from the migrations table).
+    pub fn execute(&self, sql: &str) {
+        let done = match &self.kind {
+            Kind::Sqlite { dir } => {
+                let path = dir.join("idbridge.db");
+                diesel::SqliteConnection::establish(&path.display().to_string())
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut c| {
+                        diesel::sql_query(sql)
+                            .execute(&mut c)
+                            .map_err(|e| e.to_string())
+                    })
+            }
+            Kind::Postgres { .. } => PgConnection::establish(&self.url)
+                .map_err(|e| e.to_string())
+                .and_then(|mut c| {
+                    diesel::sql_query(sql)
+                        .execute(&mut c)
+                        .map_err(|e| e.to_string())
+                }),
+        };
+        if let Err(e) = done {
+            panic!("{sql}: {e}");
+        }
+    }
+}
+
 impl Drop for TempDatabase {
     fn drop(&mut self) {
         match &self.kind {

@@ -56,7 +56,11 @@ macro_rules! conformance {
 }
 
 conformance!(
-    fresh: [migrate_is_idempotent, concurrent_migrations_both_succeed],
+    fresh: [
+        migrate_is_idempotent,
+        concurrent_migrations_both_succeed,
+        pending_migrations_lists_what_migrate_would_apply,
+    ],
     migrated: [
         first_login_creates_user_then_later_logins_find_it,
         new_connector_with_known_link_key_links_to_same_user,
@@ -261,6 +265,15 @@ async fn migrate_is_idempotent(store: Store) {
     assert_eq!(store.migrate().await.unwrap(), Vec::<String>::new());
     store.ping().await.unwrap();
     assert_eq!(user_count(&store).await, 0);
+}
+
+async fn pending_migrations_lists_what_migrate_would_apply(store: Store) {
+    assert_eq!(store.pending_migrations().await.unwrap(), migration_names());
+    store.migrate().await.unwrap();
+    assert_eq!(
+        store.pending_migrations().await.unwrap(),
+        Vec::<String>::new()
+    );
 }
 
 async fn concurrent_migrations_both_succeed(store: Store) {

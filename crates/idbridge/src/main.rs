@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand};
 use idbridge::{registry, DevHome};
 use idbridge_server::config::Settings;
-use idbridge_server::{build_state, run, Clock, Options};
+use idbridge_server::{build_state, run, stop_on_signals, Clock, Options};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -229,14 +229,21 @@ async fn serve(
         println!("  State is kept in:    {}", dir.display());
         println!();
     }
+    let shutdown_timeout = state.settings.server.shutdown_timeout_secs;
     match run(state, demo_secret, listener) {
-        Ok(server) => match server.await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("idbridge: server error: {e}");
-                ExitCode::FAILURE
+        Ok(server) => {
+            stop_on_signals(server.handle(), shutdown_timeout);
+            match server.await {
+                Ok(()) => {
+                    tracing::info!("shutdown complete");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("idbridge: server error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Err(e) => {
             eprintln!("idbridge: cannot start the HTTP server: {e}");
             ExitCode::FAILURE

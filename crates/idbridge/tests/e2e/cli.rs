@@ -598,3 +598,136 @@ async fn dev_mode_exchanges_a_simulator_sdk_code_for_tokens() {
     assert!(!demo.contains("connector=wechat-app"), "{demo}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `idbridge serve` on SQLite stops gracefully on SIGTERM: the listener closes at
+/// once (a new connection is refused), a request already in flight (its body
+/// still arriving) is answered, and the process exits 0 within
+/// `server.shutdown_timeout_secs`, logging when shutdown starts and ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
+    stops_gracefully_on("TERM").await;
+}
+
+/// SIGINT (Ctrl-C) stops the same graceful way (actix alone would cut requests off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_finishes_requests_in_flight_then_exits_zero() {
+    stops_gracefully_on("INT").await;
+}
+
+async fn stops_gracefully_on(signal: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = temp_dir(&format!("sig{signal}"));
+    let config = example_config(&dir);
+    let port = free_port();
+    let log_path = dir.join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("IDBRIDGE__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("IDBRIDGE__SERVER__SHUTDOWN_TIMEOUT_SECS", "5")
+        .env("IDBRIDGE__SERVER__REQUEST_READ_TIMEOUT_SECS", "30")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let mut guard = Killed(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&base).await;
+
+    // An idle keep-alive connection, after one answered request.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    idle.write_all(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("{\"status\":\"ok\"}") {
+        let mut buf = [0u8; 1024];
+        let n = idle.read(&mut buf).await.unwrap();
+        assert!(n > 0, "keep-alive connection closed early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+
+    // A token request whose body has not fully arrived yet.
+    let body = "grant_type=authorization_code&code=nothing&client_id=nobody";
+    let (first, rest) = body.split_at(12);
+    let mut in_flight = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    in_flight
+        .write_all(
+            format!(
+                "POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = guard.0.id().to_string();
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The idle connection is closed (no waiting for its keep-alive to run out).
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), idle.read(&mut buf))
+        .await
+        .expect("the idle keep-alive connection is closed at shutdown")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing more on the idle connection");
+
+    // Not accepting any more.
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted after SIG{signal}"
+    );
+
+    // The request in flight is still answered.
+    in_flight.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), in_flight.read_to_end(&mut answer))
+        .await
+        .expect("the in-flight request is answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let status_line = answer.lines().next().unwrap_or_default();
+    assert!(
+        status_line.starts_with("HTTP/1.1 4") && answer.contains("invalid_"),
+        "{answer}"
+    );
+
+    // Then the process exits 0 within the shutdown bound.
+    let code = loop {
+        if let Some(code) = guard.0.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5 + 3),
+            "still running {:?} after SIG{signal}",
+            signalled.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(code.success(), "exit status {code:?}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let started = log
+        .lines()
+        .filter(|l| l.contains("shutdown started") && l.contains(&format!("SIG{signal}")))
+        .count();
+    let ended = log
+        .lines()
+        .filter(|l| l.contains("shutdown complete"))
+        .count();
+    assert_eq!((started, ended), (1, 1), "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}

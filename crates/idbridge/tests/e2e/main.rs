@@ -8,6 +8,7 @@ mod cli;
 mod client_auth;
 mod db_proxy;
 mod harness;
+mod health;
 mod input;
 mod instances;
 mod limits;

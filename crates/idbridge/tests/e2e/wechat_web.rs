@@ -549,6 +549,17 @@ async fn a_failing_wechat_is_reported_degraded_while_other_connectors_work() {
     assert_eq!(h["status"], "degraded");
     assert_eq!(h["connectors"]["wx-health"], "degraded");
     assert_eq!(h["connectors"]["wx-health-other"], "ok");
+    // One upstream down never takes the broker out of its load balancer.
+    let ready = http()
+        .get(format!("{}/readyz", w.broker.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "a degraded upstream leaves /readyz ready"
+    );
     // Another WeChat app's connector still signs people in meanwhile.
     let b = browser();
     let (url, _) = authorize_url(&w.broker.base, &[]);
