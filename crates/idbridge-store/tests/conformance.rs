@@ -1086,6 +1086,23 @@ async fn reuse_within_grace_gets_the_same_successor_and_stores_nothing(store: St
     assert_eq!(token_rows_at_expiry(&store, &f).await, 3);
 }
 
+/// Runs `n` copies of `task` at once, each with its own handle on the store and
+/// its index, and returns their results in index order.
+async fn at_once<T, Fut>(store: &Store, n: usize, task: impl Fn(Store, usize) -> Fut) -> Vec<T>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n)
+        .map(|i| tokio::spawn(task(store.clone(), i)))
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
 async fn parallel_rotations_within_grace_share_one_successor(store: Store) {
     make_user(&store, "u1").await;
     let f = family("f1", "u1", None, NOW);
@@ -1093,34 +1110,29 @@ async fn parallel_rotations_within_grace_share_one_successor(store: Store) {
     // Twenty refreshes of one token at once; the server derives the successor
     // from the token, so all ask for the same one. Half go through the grant the
     // server uses, half through the plain rotation.
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let s = store.clone();
-            tokio::spawn(async move {
-                if i % 2 == 0 {
-                    match s
-                        .refresh_grant("rt0", "rt1", "app", None, 10, DAY, NOW + 10)
-                        .await
-                        .unwrap()
-                    {
-                        RefreshOutcome::Rotated(g) => g.family,
-                        other => panic!("{other:?}"),
-                    }
-                } else {
-                    match s
-                        .rotate_refresh_token("rt0", "rt1", 10, DAY, NOW + 10)
-                        .await
-                        .unwrap()
-                    {
-                        Rotation::Rotated(f) => f,
-                        other => panic!("{other:?}"),
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        let f = t.await.unwrap();
+    let families = at_once(&store, 20, |s, i| async move {
+        if i % 2 == 0 {
+            match s
+                .refresh_grant("rt0", "rt1", "app", None, 10, DAY, NOW + 10)
+                .await
+                .unwrap()
+            {
+                RefreshOutcome::Rotated(g) => g.family,
+                other => panic!("{other:?}"),
+            }
+        } else {
+            match s
+                .rotate_refresh_token("rt0", "rt1", 10, DAY, NOW + 10)
+                .await
+                .unwrap()
+            {
+                Rotation::Rotated(f) => f,
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await;
+    for f in families {
         assert_eq!((f.id.as_str(), f.revoked_at), ("f1", None));
     }
     let rt0 = store.find_refresh_token("rt0").await.unwrap().unwrap();
@@ -1141,22 +1153,17 @@ async fn parallel_rotations_asking_for_different_successors_fork_nothing(store: 
     issue_family(&store, "f1", "rt0", f.clone()).await;
     // Whatever callers ask (say, after a master key change), one parent gets one
     // successor: the first rotation's. The others are refused and store nothing.
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let s = store.clone();
-            tokio::spawn(async move {
-                let asked = format!("new{i}");
-                let r = s
-                    .rotate_refresh_token("rt0", &asked, 10, DAY, NOW + 10)
-                    .await
-                    .unwrap();
-                (asked, r)
-            })
-        })
-        .collect();
+    let answers = at_once(&store, 20, |s, i| async move {
+        let asked = format!("new{i}");
+        let r = s
+            .rotate_refresh_token("rt0", &asked, 10, DAY, NOW + 10)
+            .await
+            .unwrap();
+        (asked, r)
+    })
+    .await;
     let mut rotated = Vec::new();
-    for t in tasks {
-        let (asked, r) = t.await.unwrap();
+    for (asked, r) in answers {
         match r {
             Rotation::Rotated(_) => rotated.push(asked),
             Rotation::OtherSuccessor(f) => assert_eq!(f.revoked_at, None),
@@ -3388,14 +3395,12 @@ async fn concurrent_failures_are_all_counted(store: Store) {
         if key == "ip:known" {
             store.count_failure(key, t, limit).await.unwrap();
         }
-        let tasks: Vec<_> = (0..40)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { store.count_failure(key, t, limit).await })
-            })
-            .collect();
-        for task in tasks {
-            let full_at = task.await.unwrap().unwrap();
+        let answers = at_once(&store, 40, |s, _| async move {
+            s.count_failure(key, t, limit).await
+        })
+        .await;
+        for full_at in answers {
+            let full_at = full_at.unwrap();
             assert!(full_at > t && full_at <= t + 41 * 60, "{key}: {full_at}");
         }
         let expected = if key == "ip:known" { 41 } else { 40 };
@@ -3421,19 +3426,14 @@ async fn concurrent_code_attempts_are_each_counted_and_a_code_verifies_once(stor
         .insert_verification_code(vcode("cw", "+8613800138001", NOW), limits)
         .await
         .unwrap();
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .check_verification_code("cw", "browser-1", NOW + 1, 5, |_| false)
-                    .await
-            })
-        })
-        .collect();
+    let checks = at_once(&store, 20, |s, _| async move {
+        s.check_verification_code("cw", "browser-1", NOW + 1, 5, |_| false)
+            .await
+    })
+    .await;
     let mut left = Vec::new();
-    for t in tasks {
-        match t.await.unwrap().unwrap() {
+    for check in checks {
+        match check.unwrap() {
             CodeCheck::Wrong { attempts_left } => left.push(attempts_left),
             CodeCheck::TooManyAttempts => {}
             other => panic!("unexpected {other:?}"),
@@ -3448,19 +3448,14 @@ async fn concurrent_code_attempts_are_each_counted_and_a_code_verifies_once(stor
         .insert_verification_code(vcode("cr", "+8613800138002", NOW), limits)
         .await
         .unwrap();
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .check_verification_code("cr", "browser-1", NOW + 1, 5, |_| true)
-                    .await
-            })
-        })
-        .collect();
+    let checks = at_once(&store, 10, |s, _| async move {
+        s.check_verification_code("cr", "browser-1", NOW + 1, 5, |_| true)
+            .await
+    })
+    .await;
     let mut verified = 0;
-    for t in tasks {
-        match t.await.unwrap().unwrap() {
+    for check in checks {
+        match check.unwrap() {
             CodeCheck::Verified(_) => verified += 1,
             CodeCheck::Unknown => {}
             other => panic!("unexpected {other:?}"),
@@ -3478,19 +3473,15 @@ async fn concurrent_sends_to_one_destination_store_one_code(store: Store) {
     };
     for round in 0..10 {
         let dest = format!("+86138001390{round:02}");
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let store = store.clone();
-                let code = vcode(&format!("cs{round}-{i}"), &dest, NOW);
-                tokio::spawn(async move { store.insert_verification_code(code, limits).await })
-            })
-            .collect();
-        let mut stored = 0;
-        for t in tasks {
-            if t.await.unwrap().unwrap() == CodeInsert::Stored {
-                stored += 1;
-            }
-        }
+        let inserts = at_once(&store, 16, |s, i| {
+            let code = vcode(&format!("cs{round}-{i}"), &dest, NOW);
+            async move { s.insert_verification_code(code, limits).await }
+        })
+        .await;
+        let stored = inserts
+            .into_iter()
+            .filter(|r| *r.as_ref().unwrap() == CodeInsert::Stored)
+            .count();
         assert_eq!(stored, 1, "round {round}: one code per destination");
     }
 }

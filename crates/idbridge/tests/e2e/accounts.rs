@@ -256,14 +256,7 @@ fn latest_code(broker: &Broker) -> String {
 }
 
 pub async fn enter_code(b: &reqwest::Client, code_page_url: &str, code: &str) -> reqwest::Response {
-    let page = b
-        .get(code_page_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(b, code_page_url).await;
     let action = code_page_url.split('?').next().unwrap().to_owned();
     b.post(action)
         .form(&[
@@ -721,14 +714,7 @@ async fn the_account_page_links_and_unlinks_but_never_the_last(db_url: &str) {
         .await
         .unwrap();
     assert_eq!(location(&cb), format!("{base}/account?done=linked"));
-    let page = b
-        .get(location(&cb))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&b, location(&cb)).await;
     assert!(
         page.contains("Linked. You can now sign in this way too."),
         "{page}"

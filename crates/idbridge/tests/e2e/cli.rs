@@ -88,14 +88,7 @@ async fn dev_mode_serves_discovery_within_seconds_and_keeps_its_keys() {
         .unwrap();
     assert_eq!(demo.status(), 302);
     assert!(location(&demo).starts_with(&format!("{base}/authorize?")));
-    let jwks: serde_json::Value = http()
-        .get(format!("{base}/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: serde_json::Value = get_json(&http(), format!("{base}/jwks")).await;
     drop(guard);
     // A restart reuses the same keys (same master key and database in the dir).
     let child = dev_command(port, &dir.join(".idbridge-dev"))
@@ -586,14 +579,7 @@ async fn dev_mode_exchanges_a_simulator_sdk_code_for_tokens() {
     assert!(t["refresh_token"].is_string());
 
     // The demo page offers only connectors with a browser flow.
-    let demo = http()
-        .get(format!("{base}/demo"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let demo = get_text(&http(), format!("{base}/demo")).await;
     assert!(demo.contains("connector=wechat-mp"), "{demo}");
     assert!(!demo.contains("connector=wechat-app"), "{demo}");
     let _ = std::fs::remove_dir_all(dir);

@@ -167,6 +167,30 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// GET `url` with `client` and parse the answer as JSON, whatever its status.
+pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> serde_json::Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
+/// GET `url` with `client` (a browser keeps its cookies) and read the body.
+pub async fn get_text(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("a body")
+}
+
 pub fn location(resp: &reqwest::Response) -> String {
     resp.headers()
         .get("location")

@@ -172,14 +172,7 @@ async fn control_characters_in_requests_get_400_never_5xx(db_url: &str) {
     let chooser = location(&resp);
     let cb = dev_callback(&b, &base, &format!("{chooser}?connector=dev"), "grace").await;
     assert_eq!(cb.status(), 302);
-    let page = b
-        .get(format!("{base}/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&b, format!("{base}/account")).await;
     let resp = b
         .post(format!("{base}/account/unlink"))
         .form(&[

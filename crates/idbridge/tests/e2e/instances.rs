@@ -13,22 +13,8 @@ async fn two_instances_share_flows_and_keys() {
     let issuer = a.base.clone();
     b.stop().await;
     let b = start(&db.url(), Some(&issuer), |_| {}).await;
-    let jwks_a: serde_json::Value = http()
-        .get(format!("{}/jwks", a.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let jwks_b: serde_json::Value = http()
-        .get(format!("{}/jwks", b.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_a: serde_json::Value = get_json(&http(), format!("{}/jwks", a.base)).await;
+    let jwks_b: serde_json::Value = get_json(&http(), format!("{}/jwks", b.base)).await;
     assert_eq!(jwks_a, jwks_b, "the same keys on both instances");
     assert_eq!(
         jwks_a["keys"].as_array().unwrap().len(),
@@ -69,14 +55,7 @@ async fn two_instances_share_flows_and_keys() {
     // Restart A: nothing about the keys changes.
     a.stop().await;
     let a2 = start(&db.url(), Some(&issuer), |_| {}).await;
-    let jwks_a2: serde_json::Value = http()
-        .get(format!("{}/jwks", a2.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_a2: serde_json::Value = get_json(&http(), format!("{}/jwks", a2.base)).await;
     assert_eq!(jwks_a, jwks_a2, "a restart changes no key");
     a2.stop().await;
     b.stop().await;

@@ -18,14 +18,11 @@ async fn code_without_offline_access(base: &str) -> (String, String) {
 
 async fn refresh_token_only_with_offline_access(db_url: &str) {
     let broker = start(db_url, None, |_| {}).await;
-    let discovery: serde_json::Value = http()
-        .get(format!("{}/.well-known/openid-configuration", broker.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: serde_json::Value = get_json(
+        &http(),
+        format!("{}/.well-known/openid-configuration", broker.base),
+    )
+    .await;
     assert!(
         discovery["scopes_supported"]
             .as_array()

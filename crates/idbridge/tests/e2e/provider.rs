@@ -856,14 +856,7 @@ async fn chooser_lists_connectors_when_the_app_does_not_pick_one() {
     let url = url.replace("&connector=dev", "");
     let resp = b.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 302);
-    let chooser = b
-        .get(location(&resp))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let chooser = get_text(&b, location(&resp)).await;
     assert!(
         chooser.contains("Dev two") && chooser.contains("?connector=dev2"),
         "{chooser}"
@@ -873,14 +866,7 @@ async fn chooser_lists_connectors_when_the_app_does_not_pick_one() {
         .send()
         .await
         .unwrap();
-    let chooser = b
-        .get(location(&zh))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let chooser = get_text(&b, location(&zh)).await;
     assert!(chooser.contains("选择登录方式"), "{chooser}");
 }
 
@@ -929,14 +915,7 @@ async fn logout_without_a_hint_asks_first_and_unregistered_targets_are_refused()
 #[tokio::test]
 async fn health_reports_the_database() {
     let (_db, broker) = sqlite_broker().await;
-    let r: serde_json::Value = http()
-        .get(format!("{}/healthz", broker.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: serde_json::Value = get_json(&http(), format!("{}/healthz", broker.base)).await;
     assert_eq!(r["status"], "ok");
 }
 

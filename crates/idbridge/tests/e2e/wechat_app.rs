@@ -865,14 +865,7 @@ async fn the_login_page_never_offers_the_app_connector() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 302);
-    let chooser = b
-        .get(location(&resp))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let chooser = get_text(&b, location(&resp)).await;
     assert!(
         chooser.contains(&format!("connector={}-web", w.tag)),
         "{chooser}"
@@ -967,14 +960,11 @@ async fn failed_exchanges_count_against_the_failure_limit() {
 async fn without_an_exchanging_connector_the_grant_is_not_offered() {
     let db = TestDb::new(Db::Sqlite);
     let broker = start(&db.url(), None, |_| {}).await;
-    let meta: serde_json::Value = http()
-        .get(format!("{}/.well-known/openid-configuration", broker.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: serde_json::Value = get_json(
+        &http(),
+        format!("{}/.well-known/openid-configuration", broker.base),
+    )
+    .await;
     assert_eq!(
         meta["grant_types_supported"],
         serde_json::json!(["authorization_code", "refresh_token"])

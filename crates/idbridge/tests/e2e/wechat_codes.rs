@@ -412,14 +412,7 @@ async fn a_step_up_code_reaches_the_wechat_chat() {
     sim.mark_interaction(dev::MP_APPID, "alice");
     broker.clock().advance(3600);
     let base = &broker.base;
-    let page = b
-        .get(format!("{base}/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&b, format!("{base}/account")).await;
     let resp = b
         .post(format!("{base}/account/link"))
         .form(&[

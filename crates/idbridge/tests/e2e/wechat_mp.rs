@@ -273,14 +273,7 @@ async fn outside_wechat_the_page_says_to_open_the_link_in_wechat() {
     let url = url.replace("&connector=dev", "");
     let resp = b.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 302);
-    let chooser = b
-        .get(location(&resp))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let chooser = get_text(&b, location(&resp)).await;
     assert!(
         chooser.contains("No sign-in method is available"),
         "{chooser}"
