@@ -395,17 +395,40 @@ pub async fn authorize(
             }
         }
     }
+    // id_token_hint (OpenID Connect Core §3.1.2.1): an ID token this broker issued
+    // to this app, expired or not, naming the person the app expects.
+    let hinted_sub = match params.get("id_token_hint") {
+        None => None,
+        Some(t) => match issue::verify_id_token_hint(&state, t, Some(&client.id)) {
+            Some(h) => Some(h.sub),
+            None => {
+                tracing::warn!(stage = "authorize", client_id = %client.id, "id_token_hint is not a valid ID token from this broker for this client");
+                return error_redirect(
+                    &state,
+                    &ar,
+                    "invalid_request",
+                    "id_token_hint is not a valid ID token issued by this broker to this application",
+                );
+            }
+        },
+    };
     let locale = ar.locale(&req);
 
-    // An SSO session satisfies the request unless the app asks for a fresh login.
+    // An SSO session satisfies the request unless the app asks for a fresh login,
+    // or names (id_token_hint) someone other than the person signed in.
     let now = state.now();
     let session = match current_session(&state, &req, now).await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
     let force_login = ar.prompt.iter().any(|p| p == "login");
+    let someone_else = session.as_ref().is_some_and(|(_, user)| {
+        hinted_sub
+            .as_deref()
+            .is_some_and(|sub| sub != user.id.as_str())
+    });
     let mut phone_step = false;
-    if let Some((session, user)) = session.filter(|_| !force_login) {
+    if let Some((session, user)) = session.filter(|_| !force_login && !someone_else) {
         let fresh_enough = ar.max_age.is_none_or(|m| now - session.auth_time <= m);
         if fresh_enough && client.may_use_connector(&session.connector_id) {
             if !(client.require_phone && user.phone_verified_at.is_none()) {
@@ -432,6 +455,13 @@ pub async fn authorize(
                 &ar,
                 "interaction_required",
                 "the person must verify a phone number for this application first",
+            )
+        } else if someone_else {
+            error_redirect(
+                &state,
+                &ar,
+                "login_required",
+                "the person named by id_token_hint is not the one signed in at the broker",
             )
         } else {
             error_redirect(

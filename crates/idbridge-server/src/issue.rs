@@ -298,3 +298,40 @@ pub async fn linked_connectors(state: &AppState, user_id: &str) -> Result<Vec<St
 pub fn alg_names(algs: &[Algorithm]) -> Vec<&'static str> {
     algs.iter().map(|a| a.as_str()).collect()
 }
+
+/// What the broker reads from an `id_token_hint` (OpenID Connect Core §3.1.2.1,
+/// RP-Initiated Logout §2): the person and session an ID token it issued names.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdTokenHint {
+    pub sub: String,
+    /// A string (what the broker issues) or an array.
+    #[serde(default)]
+    pub aud: serde_json::Value,
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+impl IdTokenHint {
+    /// The single client the token was issued to, when `aud` is one string.
+    pub fn client_id(&self) -> Option<&str> {
+        self.aud.as_str()
+    }
+}
+
+/// Verify `token` as an ID token this broker issued: signed with its keys, its
+/// `iss`, typed `JWT`, and (when given) issued to `client_id`. An expired ID
+/// token is still a fine hint, so `exp` is not enforced.
+pub fn verify_id_token_hint(
+    state: &AppState,
+    token: &str,
+    client_id: Option<&str>,
+) -> Option<IdTokenHint> {
+    let expect = idbridge_tokens::Expect {
+        typ: "JWT",
+        issuer: &state.issuer,
+        audience: client_id,
+        now: state.now(),
+        leeway: i64::MAX / 4,
+    };
+    state.keys.set().verify(token, &expect).ok()
+}

@@ -10,7 +10,7 @@ use actix_web::cookie::Cookie;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use idbridge_core::Locale;
-use idbridge_tokens::{constant_time_eq, hash_token, Expect};
+use idbridge_tokens::{constant_time_eq, hash_token};
 use std::collections::BTreeMap;
 
 /// The query and (for POST) the form; a form value overrides the query's.
@@ -44,16 +44,9 @@ pub async fn logout(
     let now = state.now();
 
     // Who is asking: the id_token_hint's audience, or client_id.
-    let hint: Option<serde_json::Value> = p.get("id_token_hint").and_then(|t| {
-        let expect = Expect {
-            typ: "JWT",
-            issuer: &state.issuer,
-            audience: None,
-            now,
-            leeway: i64::MAX / 4, // an expired ID token is still a fine hint
-        };
-        state.keys.set().verify(t, &expect).ok()
-    });
+    let hint = p
+        .get("id_token_hint")
+        .and_then(|t| crate::issue::verify_id_token_hint(&state, t, None));
     if p.contains_key("id_token_hint") && hint.is_none() {
         return error_page(
             locale,
@@ -62,11 +55,7 @@ pub async fn logout(
             "The application should send the ID token it received, or no hint.",
         );
     }
-    let hint_client = hint
-        .as_ref()
-        .and_then(|h| h.get("aud"))
-        .and_then(|a| a.as_str())
-        .map(str::to_owned);
+    let hint_client = hint.as_ref().and_then(|h| h.client_id()).map(str::to_owned);
     let client_id = match (hint_client, p.get("client_id")) {
         (Some(a), Some(b)) if &a != b => {
             return error_page(
@@ -101,8 +90,7 @@ pub async fn logout(
         .map(|s| hash_token(&format!("logout:{s}")));
     let hint_matches = hint
         .as_ref()
-        .and_then(|h| h.get("sid"))
-        .and_then(|s| s.as_str())
+        .and_then(|h| h.sid.as_deref())
         .is_some_and(|sid| Some(sid) == session_id.as_deref());
     let confirmed = is_post
         && match (p.get("csrf"), &csrf) {

@@ -9,6 +9,7 @@ mod client_auth;
 mod db_proxy;
 mod harness;
 mod health;
+mod id_token_hint;
 mod input;
 mod instances;
 mod limits;
