@@ -355,3 +355,23 @@ pub async fn keys_rotate(settings: &Settings, alg: &str) -> Result<String, Strin
         settings.signing.publish_ahead_hours
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pg_dump_command_drops_the_password_and_quotes_for_the_shell() {
+        assert_eq!(
+            pg_dump_command(
+                "postgres://app:p%40ss@db:5432/idb",
+                Path::new("/backups/it's here.dump")
+            ),
+            "pg_dump --format=custom --file='/backups/it'\\''s here.dump' postgres://app@db:5432/idb"
+        );
+        assert_eq!(
+            pg_dump_command("postgresql://db/idb?sslmode=require", Path::new("x.dump")),
+            "pg_dump --format=custom --file=x.dump 'postgresql://db/idb?sslmode=require'"
+        );
+    }
+}
