@@ -21,6 +21,8 @@ pub use app_tokens::AppTokenRow;
 mod admin;
 pub use admin::{AccessChange, AccessOutcome, AuditFilter, Unlink, Unlinked, UserSummary};
 mod audit;
+mod backup;
+pub use backup::{sqlite_path, SqliteBackup};
 mod checkpoint;
 mod clients;
 mod error;

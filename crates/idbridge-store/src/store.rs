@@ -64,7 +64,7 @@ pub struct Store {
     /// pool (on SQLite every write waits for the one writer).
     read_gate: Arc<Semaphore>,
     write_gate: Arc<Semaphore>,
-    wait: Duration,
+    pub(crate) wait: Duration,
     query: Duration,
     outage: Arc<Outage>,
     /// Held by every clone; background threads (the SQLite checkpointer) stop
@@ -229,7 +229,7 @@ impl Store {
     /// One call: fails at once while the database is known to be down (`guarded`; a trial
     /// ping goes out meanwhile), else runs `f` on the blocking pool and waits for it no
     /// longer than its deadlines allow.
-    async fn call<T, F>(
+    pub(crate) async fn call<T, F>(
         &self,
         writer: bool,
         limits: Limits,
@@ -348,6 +348,19 @@ where
         applied.push(name);
     }
     Ok(applied)
+}
+
+/// The full name (`version_name`) of the embedded SQLite migration with `version`, or
+/// the version itself when this build does not know it (a newer database).
+pub(crate) fn sqlite_migration_name(version: &str) -> String {
+    use diesel::migration::MigrationSource;
+    let migrations: Vec<Box<dyn diesel::migration::Migration<diesel::sqlite::Sqlite>>> =
+        SQLITE_MIGRATIONS.migrations().unwrap_or_default();
+    migrations
+        .iter()
+        .find(|m| m.name().version().to_string() == version)
+        .map(|m| m.name().to_string())
+        .unwrap_or_else(|| version.to_owned())
 }
 
 #[derive(diesel::QueryableByName)]

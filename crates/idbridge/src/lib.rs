@@ -209,6 +209,89 @@ pub async fn open_store(settings: &Settings) -> Result<idbridge_store::Store, St
     .map_err(|e| format!("storage.url: {e}"))
 }
 
+/// Why `idbridge backup` wrote nothing: a request it will not carry out (exit 2), or
+/// a failure on the way (exit 1).
+#[derive(Debug)]
+pub enum BackupError {
+    Usage(String),
+    Failed(String),
+}
+
+/// `idbridge backup`: an online copy of the SQLite database at `to` (which must not
+/// exist); for Postgres, the `pg_dump` command line to run instead.
+pub async fn backup(settings: &Settings, to: &Path) -> Result<String, BackupError> {
+    let url = settings.storage.url.trim();
+    let source = idbridge_store::sqlite_path(url)
+        .map_err(|e| BackupError::Usage(format!("storage.url: {e}")))?;
+    let Some(source) = source else {
+        return Err(BackupError::Usage(format!(
+            "storage.url is a Postgres database: back it up with pg_dump, which takes a \
+             consistent snapshot while the broker serves. Run:\n  {}\n(the password comes \
+             from PGPASSWORD or ~/.pgpass; restore with pg_restore, see docs/operations.md)",
+            pg_dump_command(url, to)
+        )));
+    };
+    if to.exists() {
+        return Err(BackupError::Usage(format!(
+            "{} already exists; not overwriting it (choose a new --to)",
+            to.display()
+        )));
+    }
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(BackupError::Usage(format!(
+                "--to: the directory {} does not exist",
+                dir.display()
+            )));
+        }
+    }
+    if !source.is_file() {
+        return Err(BackupError::Usage(format!(
+            "storage.url: there is no SQLite database at {}",
+            source.display()
+        )));
+    }
+    let store = open_store(settings).await.map_err(BackupError::Failed)?;
+    let done = store.backup_sqlite(to).await.map_err(|e| match e {
+        idbridge_store::StoreError::Conflict(m) => BackupError::Usage(m),
+        e => BackupError::Failed(e.to_string()),
+    })?;
+    Ok(format!(
+        "backup written: {}\nsize: {} bytes\nnewest migration: {}\n",
+        done.path.display(),
+        done.bytes,
+        done.newest_migration.as_deref().unwrap_or("none")
+    ))
+}
+
+/// The `pg_dump` command line for a Postgres URL, without its password.
+pub fn pg_dump_command(url: &str, to: &Path) -> String {
+    let shown = match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "postgres://HOST:PORT/DATABASE".to_owned(),
+    };
+    format!(
+        "pg_dump --format=custom --file={} {}",
+        shell_quote(&to.display().to_string()),
+        shell_quote(&shown)
+    )
+}
+
+/// `s` as one POSIX shell word.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:@=,+".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// `idbridge keys list`: one line per key.
 pub async fn keys_list(settings: &Settings) -> Result<String, String> {
     let store = open_store(settings).await?;
@@ -271,4 +354,24 @@ pub async fn keys_rotate(settings: &Settings, alg: &str) -> Result<String, Strin
         "{described}\nThe new key is in the JWKS now and starts signing after {} hour(s).",
         settings.signing.publish_ahead_hours
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pg_dump_command_drops_the_password_and_quotes_for_the_shell() {
+        assert_eq!(
+            pg_dump_command(
+                "postgres://app:p%40ss@db:5432/idb",
+                Path::new("/backups/it's here.dump")
+            ),
+            "pg_dump --format=custom --file='/backups/it'\\''s here.dump' postgres://app@db:5432/idb"
+        );
+        assert_eq!(
+            pg_dump_command("postgresql://db/idb?sslmode=require", Path::new("x.dump")),
+            "pg_dump --format=custom --file=x.dump 'postgresql://db/idb?sslmode=require'"
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! `idbridge`: the command line. `serve --config FILE`, `serve --dev`, `migrate`,
-//! `doctor`, `keys list|rotate|generate-master`, `admin find|show|unlink|disable|
+//! `doctor`, `backup`, `keys list|rotate|generate-master`, `admin find|show|unlink|disable|
 //! enable|revoke|audit|generate-token`.
 
 use clap::{Parser, Subcommand};
@@ -55,6 +55,15 @@ enum Command {
     Doctor {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Copy the SQLite database to a new file while the broker serves (for
+    /// Postgres, prints the pg_dump command to use instead).
+    Backup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The backup file to write; it must not exist yet.
+        #[arg(long)]
+        to: PathBuf,
     },
     /// Signing keys.
     Keys {
@@ -129,6 +138,7 @@ fn main() -> ExitCode {
             } => serve(config, dev, port, dir, sim_port).await,
             Command::Migrate { config } => migrate(config).await,
             Command::Doctor { config } => idbridge::doctor::run(&config).await,
+            Command::Backup { config, to } => backup(config, to).await,
             Command::Keys { command } => keys(command).await,
             Command::Admin { command } => idbridge::admin::run(command).await,
         }
@@ -275,6 +285,27 @@ async fn migrate(config: PathBuf) -> ExitCode {
         },
         Err(e) => {
             eprintln!("idbridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn backup(config: PathBuf, to: PathBuf) -> ExitCode {
+    let settings = match load(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match idbridge::backup(&settings, &to).await {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(idbridge::BackupError::Usage(e)) => {
+            eprintln!("idbridge: {e}");
+            ExitCode::from(2)
+        }
+        Err(idbridge::BackupError::Failed(e)) => {
+            eprintln!("idbridge: backup failed: {e}");
             ExitCode::FAILURE
         }
     }

@@ -717,3 +717,237 @@ async fn stops_gracefully_on(signal: &str) {
     assert_eq!((started, ended), (1, 1), "{log}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `idbridge backup --config FILE --to PATH` with the config's storage.url set to `db_url`.
+fn backup_command(config: &std::path::Path, db_url: &str, to: &std::path::Path) -> Command {
+    let mut cmd = bin();
+    cmd.args(["backup", "--config"])
+        .arg(config)
+        .arg("--to")
+        .arg(to)
+        .env("IDBRIDGE__STORAGE__URL", db_url);
+    cmd
+}
+
+/// A backup taken while a broker on SQLite rotates a refresh token as fast as it can
+/// restores into a fresh broker (same master key): the token the chain held at the
+/// snapshot still refreshes there, an idle chain too, the users keep their `sub`, and
+/// the JWKS is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sqlite_backup_taken_while_serving_restores_every_grant_and_key() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let db = TestDb::new(Db::Sqlite);
+    let no_grace = |s: &mut idbridge_server::Settings| s.tokens.refresh_grace_secs = 0;
+    let broker = start(&db.url(), None, no_grace).await;
+    let base = broker.base.clone();
+    let jwks = get_json(&http(), format!("{base}/jwks")).await;
+    let busy = tokens_for(&base, "alice").await;
+    let idle = tokens_for(&base, "bob").await;
+    let alice_sub = claims(busy["id_token"].as_str().unwrap())["sub"].clone();
+    let bob_sub = claims(idle["id_token"].as_str().unwrap())["sub"].clone();
+    assert_ne!(alice_sub, bob_sub);
+
+    // Alice's chain rotates in a task, before, during and after the backup.
+    let chain = Arc::new(Mutex::new(vec![busy["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rotating = {
+        let (chain, stop, base) = (chain.clone(), stop.clone(), base.clone());
+        tokio::spawn(async move {
+            for _ in 0..2000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let current = chain.lock().unwrap().last().cloned().unwrap();
+                let r = refresh(&base, &current).await;
+                assert_eq!(r.status(), 200, "refresh during the backup");
+                let r: serde_json::Value = r.json().await.unwrap();
+                let next = r["refresh_token"].as_str().unwrap().to_owned();
+                chain.lock().unwrap().push(next);
+            }
+        })
+    };
+    while chain.lock().unwrap().len() < 5 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let dir = temp_dir("backup");
+    let config = example_config(&dir);
+    let to = dir.join("backup.db");
+    let held_before = chain.lock().unwrap().len() - 1;
+    let out = {
+        let mut cmd = backup_command(&config, &db.url(), &to);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    };
+    let held_after = chain.lock().unwrap().len() - 1;
+    assert!(
+        held_after > held_before,
+        "no refresh happened while the backup ran"
+    );
+    // A few more rotations after the snapshot, which the backup must not hold.
+    while chain.lock().unwrap().len() < held_after + 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    rotating.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size = std::fs::metadata(&to).unwrap().len();
+    assert!(
+        stdout.contains(&format!("backup written: {}", to.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("size: {size} bytes")), "{stdout}");
+    let newest = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/sqlite"
+    ))
+    .unwrap()
+    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    .max()
+    .unwrap();
+    assert!(
+        stdout.contains(&format!("newest migration: {newest}")),
+        "{stdout}"
+    );
+    // Only the backup itself is left next to it: no temporary file.
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["backup.db", "idbridge.toml", "master.key", "shop.secret"]
+    );
+    broker.stop().await;
+
+    // Restore: the file in place of a fresh database, the same master key and issuer.
+    let restored_dir = temp_dir("restored");
+    let restored_db = restored_dir.join("idbridge.db");
+    std::fs::copy(&to, &restored_db).unwrap();
+    let restored = start(
+        &format!("sqlite://{}", restored_db.display()),
+        Some(&base),
+        no_grace,
+    )
+    .await;
+    let rbase = restored.base.clone();
+    assert_eq!(get_json(&http(), format!("{rbase}/jwks")).await, jwks);
+
+    // Newest first: tokens rotated after the snapshot are unknown there; the first one
+    // the restored broker knows is the one the chain held at the snapshot, and it works.
+    let chain = chain.lock().unwrap().clone();
+    let mut working = None;
+    for (i, token) in chain.iter().enumerate().rev() {
+        let r = refresh(&rbase, token).await;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap();
+        if status == 200 {
+            working = Some((i, body));
+            break;
+        }
+        assert_eq!(body["error"], "invalid_grant", "token {i}: {body}");
+    }
+    let (i, refreshed) = working.expect("a token of the busy chain refreshes after restore");
+    assert!(
+        (held_before..=held_after).contains(&i),
+        "the restored chain is at token {i}, the backup ran from {held_before} to {held_after}"
+    );
+    assert_eq!(
+        claims(refreshed["id_token"].as_str().unwrap())["sub"],
+        alice_sub
+    );
+    // And it goes on rotating there.
+    let next = refreshed["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh(&rbase, next).await.status(), 200);
+
+    let r = refresh(&rbase, idle["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 200);
+    let r: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(claims(r["id_token"].as_str().unwrap())["sub"], bob_sub);
+    let userinfo = http()
+        .get(format!("{rbase}/userinfo"))
+        .bearer_auth(r["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), 200);
+    let userinfo: serde_json::Value = userinfo.json().await.unwrap();
+    assert_eq!(userinfo["sub"], bob_sub);
+    restored.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(restored_dir);
+}
+
+#[test]
+fn backup_refuses_to_overwrite_a_file() {
+    let dir = temp_dir("backup-exists");
+    let config = example_config(&dir);
+    let db_url = format!("sqlite://{}", dir.join("idbridge.db").display());
+    let out = bin()
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let to = dir.join("backup.db");
+    std::fs::write(&to, "yesterday's backup").unwrap();
+    let out = backup_command(&config, &db_url, &to).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} already exists; not overwriting it",
+            to.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&to).unwrap(), "yesterday's backup");
+    // Nothing else was written next to it.
+    let partial = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial")
+        })
+        .count();
+    assert_eq!(partial, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn backup_of_a_postgres_database_prints_the_pg_dump_command() {
+    let dir = temp_dir("backup-pg");
+    let config = example_config(&dir);
+    let to = dir.join("idbridge.dump");
+    let out = backup_command(
+        &config,
+        "postgres://idbridge:s3cret-pw@db.internal:5433/idbridge?sslmode=require",
+        &to,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "pg_dump --format=custom --file={} 'postgres://idbridge@db.internal:5433/idbridge?sslmode=require'",
+        to.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+    assert!(!to.exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
