@@ -807,14 +807,7 @@ async fn a_sqlite_backup_taken_while_serving_restores_every_grant_and_key() {
         "{stdout}"
     );
     assert!(stdout.contains(&format!("size: {size} bytes")), "{stdout}");
-    let newest = std::fs::read_dir(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../migrations/sqlite"
-    ))
-    .unwrap()
-    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-    .max()
-    .unwrap();
+    let newest = newest_migration();
     assert!(
         stdout.contains(&format!("newest migration: {newest}")),
         "{stdout}"

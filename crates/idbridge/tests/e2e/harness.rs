@@ -167,6 +167,18 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// The name of the newest migration the broker embeds (the same on both backends).
+pub fn newest_migration() -> String {
+    std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/sqlite"
+    ))
+    .expect("migrations directory")
+    .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+    .max()
+    .expect("a migration")
+}
+
 /// GET `url` with `client` and parse the answer as JSON, whatever its status.
 pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> serde_json::Value {
     client

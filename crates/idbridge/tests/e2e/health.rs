@@ -114,14 +114,7 @@ async fn readyz_names_the_database_when_postgres_is_unreachable_and_livez_stays_
 async fn readyz_names_a_pending_migration(kind: Db) {
     let db = TestDb::new(kind);
     let broker = start(&db.url(), None, |_| {}).await;
-    let newest = std::fs::read_dir(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../migrations/sqlite"
-    ))
-    .unwrap()
-    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-    .max()
-    .unwrap();
+    let newest = newest_migration();
     db.db.execute(
         "DELETE FROM __diesel_schema_migrations \
          WHERE version = (SELECT MAX(version) FROM __diesel_schema_migrations)",
