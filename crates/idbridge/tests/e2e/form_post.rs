@@ -138,6 +138,7 @@ async fn sign_in_response(
         200 => resp.text().await.unwrap(),
         302 => {
             let loc = location(&resp);
+            assert!(loc.starts_with(base), "to the broker's login page: {loc}");
             b.get(&loc).send().await.unwrap().text().await.unwrap()
         }
         s => panic!("authorize answered {s}"),
@@ -150,7 +151,7 @@ async fn sign_in_response(
         .unwrap()
 }
 
-async fn form_post_sign_in_and_errors(db_url: &str) {
+async fn form_post_sign_in_posts_the_code(db_url: &str) {
     let broker = start(db_url, None, |_| {}).await;
     let base = broker.base.as_str();
     let b = browser();
@@ -202,6 +203,12 @@ async fn form_post_sign_in_and_errors(db_url: &str) {
     assert_eq!(page.action, APP_REDIRECT);
     assert!(page.field("code").is_some());
     assert_eq!(page.field("state"), Some("app-state-1"));
+}
+both_backends!(form_post_sign_in_posts_the_code);
+
+async fn form_post_errors(db_url: &str) {
+    let broker = start(db_url, None, |_| {}).await;
+    let base = broker.base.as_str();
 
     // prompt=none with nobody signed in: login_required, by form_post.
     let (url, _) = authorize_url(base, &[("response_mode", "form_post"), ("prompt", "none")]);
@@ -243,6 +250,34 @@ async fn form_post_sign_in_and_errors(db_url: &str) {
         .await
         .unwrap();
     assert_eq!(forged.status(), 400);
+}
+both_backends!(form_post_errors);
+
+async fn a_repeated_callback_answers_by_form_post_again(db_url: &str) {
+    let broker = start(db_url, None, |_| {}).await;
+    let base = broker.base.as_str();
+    let b = browser();
+    let (url, _) = authorize_url(base, &[("response_mode", "form_post")]);
+    let page = b.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the dev connector's page");
+    let state = state_from_page(&page.text().await.unwrap());
+    let callback = || {
+        b.get(format!("{base}/callback/dev"))
+            .query(&[("state", state.as_str()), ("user", "alice")])
+            .send()
+    };
+    let first = form_post_page(callback().await.unwrap()).await;
+    // WeChat may call back twice: the second lands where the first did, by form_post.
+    let again = form_post_page(callback().await.unwrap()).await;
+    assert_eq!(again.action, APP_REDIRECT);
+    assert!(first.field("code").is_some());
+    assert_eq!(again.fields, first.fields);
+}
+both_backends!(a_repeated_callback_answers_by_form_post_again);
+
+async fn query_mode_and_unknown_modes(db_url: &str) {
+    let broker = start(db_url, None, |_| {}).await;
+    let base = broker.base.as_str();
 
     // An unknown response mode: invalid_request, by redirect with a query.
     let (url, _) = authorize_url(base, &[("response_mode", "fragment")]);
@@ -265,7 +300,7 @@ async fn form_post_sign_in_and_errors(db_url: &str) {
     let code = query_param(&back, "code").expect("code");
     assert_eq!(redeem(base, &code, &verifier).await.status(), 200);
 }
-both_backends!(form_post_sign_in_and_errors);
+both_backends!(query_mode_and_unknown_modes);
 
 async fn discovery_lists_form_post(db_url: &str) {
     let broker = start(db_url, None, |_| {}).await;
