@@ -5,20 +5,21 @@
 use crate::both_backends;
 use crate::harness::*;
 
+const NATIVE_REDIRECT: &str = "com.example.app:/cb";
 const ODD_STATE: &str = "st<\"a'te&1>";
 
 /// A form_post page, as the browser reads it: the form's action, its hidden
 /// inputs (unescaped), and the response's CSP and Cache-Control.
-struct FormPost {
-    action: String,
-    fields: Vec<(String, String)>,
-    csp: String,
-    cache_control: String,
-    html: String,
+pub struct FormPost {
+    pub action: String,
+    pub fields: Vec<(String, String)>,
+    pub csp: String,
+    pub cache_control: String,
+    pub html: String,
 }
 
 impl FormPost {
-    fn field(&self, name: &str) -> Option<&str> {
+    pub fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(k, _)| k == name)
@@ -63,7 +64,7 @@ fn attr(tag: &str, name: &str) -> Option<String> {
     Some(unescape(rest.split('"').next()?))
 }
 
-async fn form_post_page(resp: reqwest::Response) -> FormPost {
+pub async fn form_post_page(resp: reqwest::Response) -> FormPost {
     assert_eq!(resp.status(), 200, "a form_post page, not a redirect");
     let header = |n: &str| {
         resp.headers()
@@ -108,14 +109,14 @@ fn directive(csp: &str, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `url` with its `state` replaced.
-fn with_state(url: &str, state: &str) -> String {
+/// `url` with its parameter `name` replaced.
+fn with_param(url: &str, name: &str, value: &str) -> String {
     let mut u = url::Url::parse(url).unwrap();
     let pairs: Vec<(String, String)> = u
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == "state" {
-                state.into()
+            let v = if k == name {
+                value.into()
             } else {
                 v.into_owned()
             };
@@ -158,7 +159,7 @@ async fn form_post_sign_in_posts_the_code(db_url: &str) {
 
     // A sign-in: the app's code, state and iss arrive in a form posted to its redirect URI.
     let (url, verifier) = authorize_url(base, &[("response_mode", "form_post")]);
-    let url = with_state(&url, ODD_STATE);
+    let url = with_param(&url, "state", ODD_STATE);
     let page = form_post_page(sign_in_response(&b, base, &url, "alice").await).await;
     assert_eq!(page.action, APP_REDIRECT);
     assert_eq!(page.field("state"), Some(ODD_STATE));
@@ -276,7 +277,10 @@ async fn a_repeated_callback_answers_by_form_post_again(db_url: &str) {
 both_backends!(a_repeated_callback_answers_by_form_post_again);
 
 async fn query_mode_and_unknown_modes(db_url: &str) {
-    let broker = start(db_url, None, |_| {}).await;
+    let broker = start(db_url, None, |s| {
+        s.clients[0].redirect_uris.push(NATIVE_REDIRECT.into());
+    })
+    .await;
     let base = broker.base.as_str();
 
     // An unknown response mode: invalid_request, by redirect with a query.
@@ -293,6 +297,21 @@ async fn query_mode_and_unknown_modes(db_url: &str) {
         .unwrap()
         .contains("response_mode"));
     assert_eq!(query_param(&back, "state").as_deref(), Some("app-state-1"));
+
+    // form_post to a redirect URI a browser cannot POST to: invalid_request, by redirect.
+    let (url, _) = authorize_url(base, &[("response_mode", "form_post")]);
+    let url = with_param(&url, "redirect_uri", NATIVE_REDIRECT);
+    let resp = browser().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let back = location(&resp);
+    assert!(back.starts_with(NATIVE_REDIRECT), "{back}");
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("invalid_request")
+    );
+    assert!(query_param(&back, "error_description")
+        .unwrap()
+        .contains("form_post"));
 
     // response_mode=query still answers with a redirect.
     let (url, verifier) = authorize_url(base, &[("response_mode", "query")]);
