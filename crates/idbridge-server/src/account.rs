@@ -133,6 +133,7 @@ async fn new_request(
         ui_locales: Some(locale.tag().into()),
         pending: None,
         link_to,
+        form_post: false,
     };
     let now = state.now();
     let payload = serde_json::to_value(&ar).map_err(|_| unavailable(locale))?;

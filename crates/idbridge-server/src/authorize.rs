@@ -65,6 +65,87 @@ pub struct AuthRequest {
     /// account (the account page), instead of signing in to an app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_to: Option<String>,
+    /// `response_mode=form_post`: the response goes to the app as an
+    /// auto-submitted POST form instead of a redirect with a query.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub form_post: bool,
+}
+
+/// The authorization response to the app: its parameters, sent to its redirect
+/// URI as a 302 with a query (`response_mode=query`) or as a page that POSTs
+/// them (`response_mode=form_post`). Every result the app gets is built here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppResponse {
+    pub redirect_uri: String,
+    pub params: Vec<(String, String)>,
+    #[serde(default)]
+    pub form_post: bool,
+    #[serde(default)]
+    pub ui_locales: Option<String>,
+}
+
+impl AppResponse {
+    fn new(state: &AppState, ar: &AuthRequest, mut params: Vec<(String, String)>) -> Self {
+        params.push(("iss".into(), state.issuer.clone()));
+        if let Some(s) = &ar.state {
+            params.push(("state".into(), s.clone()));
+        }
+        Self {
+            redirect_uri: ar.redirect_uri.clone(),
+            params,
+            form_post: ar.form_post,
+            ui_locales: ar.ui_locales.clone(),
+        }
+    }
+
+    /// The success response: `code`, `iss` and the app's `state`.
+    pub fn success(state: &AppState, ar: &AuthRequest, code: &str) -> Self {
+        Self::new(state, ar, vec![("code".into(), code.to_owned())])
+    }
+
+    /// An OAuth error response, with `iss` and the app's `state`.
+    pub fn error(state: &AppState, ar: &AuthRequest, error: &str, description: &str) -> Self {
+        Self::new(
+            state,
+            ar,
+            vec![
+                ("error".into(), error.to_owned()),
+                ("error_description".into(), description.to_owned()),
+            ],
+        )
+    }
+
+    /// The redirect URI with the parameters in its query.
+    pub fn url(&self) -> String {
+        let pairs: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        append_query(&self.redirect_uri, &pairs)
+    }
+
+    /// The response to the browser: a 302, or the form_post page.
+    pub fn respond(&self) -> HttpResponse {
+        match (self.form_post, web_origin(&self.redirect_uri)) {
+            (true, Some(origin)) => {
+                let locale = Locale::negotiate(self.ui_locales.as_deref(), None);
+                crate::pages::form_post(locale, &self.redirect_uri, &origin, &self.params)
+            }
+            _ => found(&self.url()),
+        }
+    }
+}
+
+/// The origin of an http(s) URL (`https://app.example:8443`), for a CSP
+/// `form-action`; `None` for other schemes, which form_post cannot reach.
+pub(crate) fn web_origin(uri: &str) -> Option<String> {
+    let u = url::Url::parse(uri).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
+    }
+    let origin = u.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
 /// An identity that will be linked to whichever existing account the person proves.
@@ -108,14 +189,14 @@ pub fn request_context(state: &AppState, req: &HttpRequest, locale: Locale) -> R
     RequestContext::new(ua, locale, state.now())
 }
 
-/// Redirect back to the app with an OAuth error (and `iss`, and the app's state).
+/// Send the app an OAuth error (and `iss`, and the app's state), in its response mode.
 pub(crate) fn error_redirect(
     state: &AppState,
     ar: &AuthRequest,
     error: &str,
     description: &str,
 ) -> HttpResponse {
-    found(&error_url(state, ar, error, description))
+    AppResponse::error(state, ar, error, description).respond()
 }
 
 pub fn found(location: &str) -> HttpResponse {
@@ -212,6 +293,8 @@ pub async fn authorize(
             );
         }
     };
+    let form_post = params.get("response_mode").map(String::as_str) == Some("form_post")
+        && web_origin(&redirect_uri).is_some();
     let mut ar = AuthRequest {
         client_id: client.id.clone(),
         redirect_uri,
@@ -225,6 +308,9 @@ pub async fn authorize(
         ui_locales: params.get("ui_locales").cloned(),
         pending: None,
         link_to: None,
+        // Errors from here on already follow the asked-for mode; a form_post
+        // the redirect URI cannot take is refused below, in query mode.
+        form_post,
     };
     if let Some(name) = duplicate {
         return error_redirect(
@@ -255,13 +341,25 @@ pub async fn authorize(
             )
         }
     }
-    if params.get("response_mode").is_some_and(|m| m != "query") {
-        return error_redirect(
-            &state,
-            &ar,
-            "invalid_request",
-            "only response_mode=query is supported",
-        );
+    match params.get("response_mode").map(String::as_str) {
+        None | Some("query") => {}
+        Some("form_post") if ar.form_post => {}
+        Some("form_post") => {
+            return error_redirect(
+                &state,
+                &ar,
+                "invalid_request",
+                "response_mode=form_post needs an http or https redirect_uri",
+            )
+        }
+        Some(_) => {
+            return error_redirect(
+                &state,
+                &ar,
+                "invalid_request",
+                "response_mode must be query or form_post",
+            )
+        }
     }
     if params.contains_key("request") {
         return error_redirect(
@@ -631,7 +729,7 @@ pub(crate) async fn issue_code(
     audit: Option<AuditEvent>,
 ) -> HttpResponse {
     match code_redirect(state, ar, user_id, session, audit).await {
-        Ok(url) => found(&url),
+        Ok(app) => app.respond(),
         Err(e) => error_redirect(state, ar, e.error, &e.description),
     }
 }
@@ -642,7 +740,7 @@ pub(crate) async fn code_redirect(
     user_id: &str,
     session: &SessionRow,
     audit: Option<AuditEvent>,
-) -> Result<String, crate::error::OAuthError> {
+) -> Result<AppResponse, crate::error::OAuthError> {
     let grant = Grant {
         redirect_uri: ar.redirect_uri.clone(),
         scope: ar.scope.clone(),
@@ -653,7 +751,7 @@ pub(crate) async fn code_redirect(
         connector_id: session.connector_id.clone(),
     };
     let code = issue::new_code(state, &ar.client_id, user_id, &grant, audit).await?;
-    Ok(success_url(state, ar, &code))
+    Ok(AppResponse::success(state, ar, &code))
 }
 
 #[derive(Deserialize)]
@@ -821,16 +919,68 @@ struct Chooser {
     cancel: String,
 }
 
+/// An error response as a link for a page ("Return to the application"): the
+/// redirect URI with a query, or for form_post a broker link ([`return_to_app`])
+/// carrying the sealed response, which answers with the form_post page.
 pub fn error_url(state: &AppState, ar: &AuthRequest, error: &str, description: &str) -> String {
-    let mut params = vec![
-        ("error", error),
-        ("error_description", description),
-        ("iss", state.issuer.as_str()),
-    ];
-    if let Some(s) = &ar.state {
-        params.push(("state", s.as_str()));
+    use base64::Engine;
+    let app = AppResponse::error(state, ar, error, description);
+    if !app.form_post {
+        return app.url();
     }
-    append_query(&ar.redirect_uri, &params)
+    let sealed = serde_json::to_vec(&app)
+        .ok()
+        .and_then(|clear| state.master_key.seal(&clear, RETURN_AAD).ok());
+    match sealed {
+        Some(sealed) => append_query(
+            &state.endpoint("/return"),
+            &[(
+                "r",
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed),
+            )],
+        ),
+        None => app.url(),
+    }
+}
+
+/// What a sealed [`error_url`] response is bound to.
+const RETURN_AAD: &[u8] = b"idbridge return to app";
+
+#[derive(Deserialize)]
+pub struct ReturnQuery {
+    r: Option<String>,
+}
+
+/// GET /return?r=…: a "Return to the application" link of a form_post request;
+/// answers the app with the error response sealed in it.
+pub async fn return_to_app(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<ReturnQuery>,
+) -> HttpResponse {
+    use base64::Engine;
+    let app = query
+        .r
+        .as_deref()
+        .and_then(|r| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(r)
+                .ok()
+        })
+        .and_then(|sealed| state.master_key.open(&sealed, RETURN_AAD).ok())
+        .and_then(|clear| serde_json::from_slice::<AppResponse>(&clear).ok());
+    match app {
+        Some(app) => app.respond(),
+        None => {
+            let locale = fallback_locale(&req);
+            error_page(
+                locale,
+                StatusCode::BAD_REQUEST,
+                text(locale, "expired"),
+                text(locale, "expired_todo"),
+            )
+        }
+    }
 }
 
 pub(crate) async fn load_request(
@@ -1440,7 +1590,7 @@ pub async fn finish_sign_in(
         Ok(c) => c,
         Err(e) => return error_redirect(state, ar, e.error, &e.description),
     };
-    let url = success_url(state, ar, &code);
+    let app = AppResponse::success(state, ar, &code);
     let phone_url = state.endpoint(&format!("/login/{request_id}/phone"));
     let proving = also_link.is_some();
     let bind_policy = !proving
@@ -1473,7 +1623,7 @@ pub async fn finish_sign_in(
                 },
                 auth_request_id: request_id.to_owned(),
                 flow_state: flow_state.to_owned(),
-                flow_outcome: outcome_for(state, flow_state, Some(&url)),
+                flow_outcome: app_outcome(state, flow_state, &app),
                 also_link,
                 require_phone: client.require_phone,
                 phone_outcome: outcome_for(state, flow_state, Some(&phone_url)),
@@ -1495,9 +1645,9 @@ pub async fn finish_sign_in(
             tracing::info!(event = "login", connector = %connector_id, client_id = %ar.client_id, user_id = %user.id, account = how, proof_for_binding = proving, "signed in");
             if needs_phone {
                 tracing::info!(event = "phone_required", client_id = %ar.client_id, user_id = %user.id, "the app needs a verified phone number; asking for one");
-                phone_url
+                found(&phone_url)
             } else {
-                url
+                app.respond()
             }
         }
         Ok(LoginCompletion::NotLinked) if proving => {
@@ -1582,7 +1732,7 @@ pub async fn finish_sign_in(
             return unavailable();
         }
     };
-    let mut resp = found(&next);
+    let mut resp = next;
     let _ = resp.add_cookie(&cookie(state, SESSION_COOKIE, session_secret));
     resp
 }
@@ -1614,13 +1764,26 @@ pub fn new_login(state: &AppState, connector_id: &str, identity: &ExternalIdenti
     }
 }
 
-/// Where the app gets its code: `redirect_uri?code&iss[&state]`.
-pub(crate) fn success_url(state: &AppState, ar: &AuthRequest, code: &str) -> String {
-    let mut params = vec![("code", code), ("iss", state.issuer.as_str())];
-    if let Some(s) = &ar.state {
-        params.push(("state", s.as_str()));
+/// [`outcome_for`] when the first callback answered the app: the sealed
+/// response, so a repeated callback answers in the same response mode.
+pub(crate) fn app_outcome(
+    state: &AppState,
+    upstream_state: &str,
+    app: &AppResponse,
+) -> serde_json::Value {
+    use base64::Engine;
+    let sealed = serde_json::to_vec(app).ok().and_then(|clear| {
+        state
+            .master_key
+            .seal(&clear, upstream_state.as_bytes())
+            .ok()
+    });
+    match sealed {
+        Some(sealed) => serde_json::json!({
+            "app": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+        }),
+        None => serde_json::json!({ "failed": true }),
     }
-    append_query(&ar.redirect_uri, &params)
 }
 
 /// What a repeated callback for this flow should do: follow the first one's
@@ -1667,6 +1830,25 @@ async fn repeated_callback(
     for _ in 0..50 {
         if let Ok(Some(flow)) = state.store.get_flow(upstream_state).await {
             if let Some(outcome) = flow.outcome {
+                if let Some(app) = outcome
+                    .get("app")
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(s)
+                            .ok()
+                    })
+                    .and_then(|sealed| {
+                        state
+                            .master_key
+                            .open(&sealed, upstream_state.as_bytes())
+                            .ok()
+                    })
+                    .and_then(|clear| serde_json::from_slice::<AppResponse>(&clear).ok())
+                {
+                    tracing::info!(event = "repeated_callback", connector = connector_id, "repeated callback for a completed sign-in; answering the app as the first one did");
+                    return app.respond();
+                }
                 if let Some(url) = outcome
                     .get("redirect")
                     .and_then(|v| v.as_str())

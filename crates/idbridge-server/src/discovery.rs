@@ -28,7 +28,7 @@ pub async fn configuration(state: web::Data<AppState>) -> HttpResponse {
             "end_session_endpoint": format!("{iss}/logout"),
             "scopes_supported": ["openid", "profile", "phone", "offline_access"],
             "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
+            "response_modes_supported": ["query", "form_post"],
             "grant_types_supported": grant_types,
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": algs,

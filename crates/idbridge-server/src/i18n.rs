@@ -13,6 +13,10 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("choose_other", "Or sign in another way", "或选择其他方式"),
     ("return_to_app", "Return to the application", "返回应用"),
     ("try_again", "Try again", "重试"),
+    // The form_post response to the app.
+    ("form_post_title", "Returning to the application", "正在返回应用"),
+    ("form_post_intro", "Sending you back to the application. If nothing happens, continue.", "正在返回应用。如果页面没有自动跳转，请点击继续。"),
+    ("form_post_continue", "Continue", "继续"),
     ("full_stop", ".", "。"),
     // Sign-out.
     ("signed_out_title", "Signed out", "已退出登录"),
@@ -166,6 +170,7 @@ mod tests {
             include_str!("../templates/code.html"),
             include_str!("../templates/account.html"),
             include_str!("../templates/confirm.html"),
+            include_str!("../templates/form_post.html"),
             include_str!("authorize.rs"),
             include_str!("logout.rs"),
             include_str!("bind.rs"),

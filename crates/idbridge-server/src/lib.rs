@@ -215,6 +215,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
     .route("/readyz", web::get().to(discovery::ready))
     .route("/authorize", web::get().to(authorize::authorize))
     .route("/authorize", web::post().to(authorize::authorize))
+    .route("/return", web::get().to(authorize::return_to_app))
     .route("/login/{request}", web::get().to(authorize::login))
     .route("/login/{request}/bind", web::get().to(bind::show))
     .route("/login/{request}/bind/send", web::post().to(bind::send))

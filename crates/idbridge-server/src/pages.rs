@@ -52,6 +52,8 @@ pub struct Page<'a> {
     pub status: StatusCode,
     pub script_sources: &'a [String],
     pub frame_sources: &'a [String],
+    /// Where the page's forms may go besides the broker (a form_post response).
+    pub form_actions: &'a [String],
     pub wide: bool,
 }
 
@@ -64,6 +66,7 @@ impl<'a> Page<'a> {
             status: StatusCode::OK,
             script_sources: &[],
             frame_sources: &[],
+            form_actions: &[],
             wide: false,
         }
     }
@@ -84,8 +87,13 @@ impl<'a> Page<'a> {
         } else {
             self.frame_sources.join(" ")
         };
+        let forms = if self.form_actions.is_empty() {
+            "'self'".to_owned()
+        } else {
+            self.form_actions.join(" ")
+        };
         let csp = format!(
-            "default-src 'none'; style-src 'self'; img-src 'self' https: data:; script-src {scripts}; frame-src {frames}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+            "default-src 'none'; style-src 'self'; img-src 'self' https: data:; script-src {scripts}; frame-src {frames}; frame-ancestors 'none'; base-uri 'none'; form-action {forms}"
         );
         let layout = Layout {
             t: Tr(self.locale),
@@ -103,6 +111,55 @@ impl<'a> Page<'a> {
             .content_type("text/html; charset=utf-8")
             .body(html)
     }
+}
+
+/// The one script a form_post page runs: submit its form at once.
+const FORM_POST_SCRIPT: &str = "document.forms[0].submit();";
+
+/// The CSP source for [`FORM_POST_SCRIPT`]: `'sha256-<base64>'`.
+fn form_post_script_source() -> String {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let hash = idbridge_tokens::hash_token(FORM_POST_SCRIPT);
+    let raw = URL_SAFE_NO_PAD.decode(hash).unwrap_or_default();
+    format!("'sha256-{}'", STANDARD.encode(raw))
+}
+
+#[derive(Template)]
+#[template(path = "form_post.html")]
+struct FormPost<'a> {
+    t: Tr,
+    action: &'a str,
+    fields: &'a [(String, String)],
+    script: &'static str,
+}
+
+/// The OAuth 2.0 Form Post Response Mode: a page that POSTs `fields` to `action`
+/// (the app's redirect URI, whose origin is `origin`) by itself, with a visible
+/// button for browsers without JavaScript. Its CSP allows exactly that script and
+/// that form target.
+pub fn form_post(
+    locale: Locale,
+    action: &str,
+    origin: &str,
+    fields: &[(String, String)],
+) -> HttpResponse {
+    let fragment = FormPost {
+        t: Tr(locale),
+        action,
+        fields,
+        script: FORM_POST_SCRIPT,
+    };
+    let body = match fragment.render() {
+        Ok(body) => body,
+        Err(e) => return render_failed(&e),
+    };
+    let scripts = [form_post_script_source()];
+    let forms = [origin.to_owned()];
+    let mut page = Page::new(locale, text(locale, "form_post_title"), &body);
+    page.script_sources = &scripts;
+    page.form_actions = &forms;
+    page.render()
 }
 
 /// An error page: what happened, and what to do about it.

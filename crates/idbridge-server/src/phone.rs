@@ -5,8 +5,7 @@
 //! accounts) and released to apps with the `phone` scope.
 
 use crate::authorize::{
-    code_redirect, current_session, fallback_locale, found, load_request, request_context,
-    AuthRequest,
+    code_redirect, current_session, fallback_locale, load_request, request_context, AuthRequest,
 };
 use crate::bind::{bad_form, see_other, send_error_text};
 use crate::csrf::{self, Browser};
@@ -72,11 +71,11 @@ async fn continue_to_app(
     locale: Locale,
 ) -> HttpResponse {
     match code_redirect(state, ar, &user.id, session, None).await {
-        Ok(url) => {
+        Ok(app) => {
             if let Err(e) = state.store.delete_auth_request(request_id).await {
                 tracing::warn!(stage = "phone", error = %e, "cannot delete the used-up request; it expires by itself");
             }
-            found(&url)
+            app.respond()
         }
         Err(e) => {
             tracing::error!(stage = "phone", error = %e.description, "cannot issue the code after the phone step");

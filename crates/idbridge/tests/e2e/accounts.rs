@@ -606,6 +606,33 @@ async fn an_app_that_needs_a_phone_number_gets_one_verified(db_url: &str) {
 }
 crate::both_backends!(an_app_that_needs_a_phone_number_gets_one_verified);
 
+async fn the_phone_step_answers_a_form_post_app_by_form_post(db_url: &str) {
+    let broker = accounts_broker(db_url).await;
+    let base = broker.base.clone();
+    let b = browser();
+    let (url, verifier) = authorize_with(&base, "dev", PHONE_APP, PHONE_APP_REDIRECT);
+    let url = format!("{url}&response_mode=form_post");
+    let cb = dev_callback(&b, &base, &url, "carol").await;
+    assert_eq!(cb.status(), 302);
+    let next = location(&cb);
+    assert!(next.ends_with("/phone"), "the phone step first: {next}");
+    let done =
+        crate::form_post::form_post_page(verify_number(&b, &broker, &next, "13800138000").await)
+            .await;
+    assert_eq!(done.action, PHONE_APP_REDIRECT);
+    assert_eq!(done.field("state"), Some("app-state-1"));
+    let back = format!(
+        "{PHONE_APP_REDIRECT}?code={}",
+        done.field("code").expect("code")
+    );
+    let tokens = redeem_for(&base, &back, &verifier).await;
+    assert_eq!(
+        claims(tokens["id_token"].as_str().unwrap())["phone_number"],
+        NUMBER
+    );
+}
+crate::both_backends!(the_phone_step_answers_a_form_post_app_by_form_post);
+
 async fn the_phone_step_on_an_sso_visit_and_with_prompt_none(db_url: &str) {
     let broker = accounts_broker(db_url).await;
     let base = broker.base.clone();

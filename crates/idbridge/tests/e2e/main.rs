@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod client_auth;
 mod db_proxy;
+mod form_post;
 mod harness;
 mod health;
 mod id_token_hint;
