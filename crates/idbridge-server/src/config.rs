@@ -318,7 +318,8 @@ pub fn load_with_problems(
             .separator("__")
             .try_parsing(true)
             .list_separator(" ")
-            .with_list_parse_key("admin.tokens"),
+            .with_list_parse_key("admin.tokens")
+            .with_list_parse_key("server.trusted_proxies"),
     );
     for (key, value) in overrides {
         builder = match builder.set_override(*key, value.clone()) {

@@ -5,11 +5,11 @@ use crate::harness::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_idbridge"))
 }
 
-fn temp_dir(label: &str) -> std::path::PathBuf {
+pub(crate) fn temp_dir(label: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "idbridge-cli-{label}-{}-{}",
         std::process::id(),
@@ -21,7 +21,7 @@ fn temp_dir(label: &str) -> std::path::PathBuf {
 
 /// `idbridge serve --dev` on `port` with its state in `dir` (simulator on any
 /// free port), quiet.
-fn dev_command(port: u16, dir: &std::path::Path) -> Command {
+pub(crate) fn dev_command(port: u16, dir: &std::path::Path) -> Command {
     let mut cmd = bin();
     cmd.args([
         "serve",
@@ -38,7 +38,7 @@ fn dev_command(port: u16, dir: &std::path::Path) -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -46,7 +46,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Killed(std::process::Child);
+pub(crate) struct Killed(pub(crate) std::process::Child);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -266,7 +266,7 @@ fn start_up_refuses_a_wrong_key_and_names_it() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-async fn wait_for(base: &str) {
+pub(crate) async fn wait_for(base: &str) {
     for _ in 0..300 {
         if http().get(format!("{base}/healthz")).send().await.is_ok() {
             return;

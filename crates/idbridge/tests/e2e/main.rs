@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod balanced;
 mod cli;
 mod client_auth;
 mod db_proxy;
