@@ -143,7 +143,7 @@ impl Client {
     /// `offline_access` (OpenID Connect Core §11), unless this client is
     /// registered with `refresh_without_offline_access`.
     pub fn gets_refresh_token(&self, scope: &str) -> bool {
-        self.refresh_without_offline_access || crate::issue::has_scope(scope, "offline_access")
+        self.refresh_without_offline_access || crate::params::has_scope(scope, "offline_access")
     }
 
     pub fn may_use_connector(&self, id: &str) -> bool {

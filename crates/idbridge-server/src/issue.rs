@@ -4,6 +4,7 @@
 
 use crate::clients::Client;
 use crate::error::OAuthError;
+use crate::params::has_scope;
 use crate::state::AppState;
 use idbridge_store::{AuditEvent, CodeRow, FamilyRow, User};
 use idbridge_tokens::{at_hash, hash_token, random_token, Algorithm};
@@ -52,10 +53,6 @@ pub struct Issued {
     pub refresh_token: Option<String>,
     pub expires_in: i64,
     pub scope: String,
-}
-
-pub fn has_scope(scope: &str, wanted: &str) -> bool {
-    scope.split(' ').any(|s| s == wanted)
 }
 
 /// A new authorization code and the row that stores it (by hash), not yet stored.

@@ -68,6 +68,11 @@ pub fn check(name: &str, value: &str) -> Result<(), Rejected> {
     }
 }
 
+/// Whether a space-separated `scope` (RFC 6749 §3.3) holds `wanted`.
+pub fn has_scope(scope: &str, wanted: &str) -> bool {
+    scope.split(' ').any(|s| s == wanted)
+}
+
 /// Parse `application/x-www-form-urlencoded` text (a query string or a form
 /// body). `Err` names the first parameter that appears twice or holds a
 /// control character.

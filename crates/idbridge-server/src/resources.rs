@@ -3,7 +3,8 @@
 //! its grant (refresh-token family) is live and its user is enabled.
 
 use crate::error::OAuthError;
-use crate::issue::{has_scope, profile_claims, AccessClaims};
+use crate::issue::{profile_claims, AccessClaims};
+use crate::params::has_scope;
 use crate::state::AppState;
 use crate::token::form;
 use actix_web::http::header;

@@ -27,28 +27,14 @@ use diesel::Connection;
 
 use crate::error::StoreError;
 use crate::outage::Outage;
-use crate::pool::{AnyConnection, Backend, DbPool, Manager, PgSession};
+use crate::pool::{close, AnyConnection, Backend, DbPool, Manager, PgSession};
 
 /// How often a checkout that waits looks whether the pool's connection attempts fail.
 const POLL: Duration = Duration::from_millis(50);
 
 thread_local! {
-    /// Set while a connection that must not be reused is dropped (read by
-    /// `Manager::has_broken`, which r2d2 calls on this thread as the connection is returned).
-    static CLOSE: Cell<bool> = const { Cell::new(false) };
     /// The query deadline of the call running on this thread, if it has one.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-}
-
-pub(crate) fn close_requested() -> bool {
-    CLOSE.with(Cell::get)
-}
-
-/// Drops `conn`, closing it instead of returning it to the pool.
-fn close(conn: PooledConnection<Manager>) {
-    CLOSE.with(|c| c.set(true));
-    drop(conn);
-    CLOSE.with(|c| c.set(false));
 }
 
 /// `conn.transaction(f)`, except that it rolls back instead of committing when the call it

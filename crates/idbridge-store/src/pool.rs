@@ -3,6 +3,7 @@
 //! Postgres connections get the timeouts that let the database and the OS end a stalled call
 //! (see [`postgres_conninfo`] and [`PgSession`]).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,8 +124,8 @@ impl ManageConnection for Manager {
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
         // A connection whose call overran or failed on the connection is closed, not reused
-        // (crate::call).
-        std::thread::panicking() || crate::call::close_requested() || conn.is_broken()
+        // (crate::call, through `close`).
+        std::thread::panicking() || CLOSE.with(Cell::get) || conn.is_broken()
     }
 }
 
@@ -183,6 +184,19 @@ pub(crate) fn postgres_conninfo(url: &str, connect: Duration, query: Duration) -
         out.push_str(&value);
     }
     out
+}
+
+thread_local! {
+    /// Set while a connection that must not be reused is dropped (read by
+    /// `Manager::has_broken`, which r2d2 calls on this thread as the connection is returned).
+    static CLOSE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Drops `conn`, closing it instead of returning it to the pool.
+pub(crate) fn close(conn: diesel::r2d2::PooledConnection<Manager>) {
+    CLOSE.with(|c| c.set(true));
+    drop(conn);
+    CLOSE.with(|c| c.set(false));
 }
 
 /// Sets the per-connection SQLite PRAGMAs; does nothing for Postgres connections.
