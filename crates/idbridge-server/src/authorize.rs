@@ -923,24 +923,34 @@ struct Chooser {
 /// redirect URI with a query, or for form_post a broker link ([`return_to_app`])
 /// carrying the sealed response, which answers with the form_post page.
 pub fn error_url(state: &AppState, ar: &AuthRequest, error: &str, description: &str) -> String {
-    use base64::Engine;
     let app = AppResponse::error(state, ar, error, description);
     if !app.form_post {
         return app.url();
     }
     let sealed = serde_json::to_vec(&app)
         .ok()
-        .and_then(|clear| state.master_key.seal(&clear, RETURN_AAD).ok());
+        .and_then(|clear| seal_text(state, &clear, RETURN_AAD));
     match sealed {
-        Some(sealed) => append_query(
-            &state.endpoint("/return"),
-            &[(
-                "r",
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed),
-            )],
-        ),
+        Some(sealed) => append_query(&state.endpoint("/return"), &[("r", &sealed)]),
         None => app.url(),
     }
+}
+
+/// `clear` sealed with the master key under `aad`, as base64url text for a URL or
+/// a JSON string; `None` if sealing failed.
+fn seal_text(state: &AppState, clear: &[u8], aad: &[u8]) -> Option<String> {
+    use base64::Engine;
+    let sealed = state.master_key.seal(clear, aad).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
+}
+
+/// What [`seal_text`] sealed, if `text` is such a value under `aad`.
+fn open_text(state: &AppState, text: &str, aad: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    state.master_key.open(&sealed, aad).ok()
 }
 
 /// What a sealed [`error_url`] response is bound to.
@@ -958,16 +968,10 @@ pub async fn return_to_app(
     req: HttpRequest,
     query: web::Query<ReturnQuery>,
 ) -> HttpResponse {
-    use base64::Engine;
     let app = query
         .r
         .as_deref()
-        .and_then(|r| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(r)
-                .ok()
-        })
-        .and_then(|sealed| state.master_key.open(&sealed, RETURN_AAD).ok())
+        .and_then(|r| open_text(&state, r, RETURN_AAD))
         .and_then(|clear| serde_json::from_slice::<AppResponse>(&clear).ok());
     match app {
         Some(app) => app.respond(),
@@ -1771,17 +1775,11 @@ pub(crate) fn app_outcome(
     upstream_state: &str,
     app: &AppResponse,
 ) -> serde_json::Value {
-    use base64::Engine;
-    let sealed = serde_json::to_vec(app).ok().and_then(|clear| {
-        state
-            .master_key
-            .seal(&clear, upstream_state.as_bytes())
-            .ok()
-    });
+    let sealed = serde_json::to_vec(app)
+        .ok()
+        .and_then(|clear| seal_text(state, &clear, upstream_state.as_bytes()));
     match sealed {
-        Some(sealed) => serde_json::json!({
-            "app": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
-        }),
+        Some(sealed) => serde_json::json!({ "app": sealed }),
         None => serde_json::json!({ "failed": true }),
     }
 }
@@ -1793,16 +1791,9 @@ pub(crate) fn outcome_for(
     upstream_state: &str,
     redirect: Option<&str>,
 ) -> serde_json::Value {
-    use base64::Engine;
-    match redirect.map(|url| {
-        state
-            .master_key
-            .seal(url.as_bytes(), upstream_state.as_bytes())
-    }) {
-        Some(Ok(sealed)) => serde_json::json!({
-            "redirect": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
-        }),
-        _ => serde_json::json!({ "failed": true }),
+    match redirect.and_then(|url| seal_text(state, url.as_bytes(), upstream_state.as_bytes())) {
+        Some(sealed) => serde_json::json!({ "redirect": sealed }),
+        None => serde_json::json!({ "failed": true }),
     }
 }
 
@@ -1825,45 +1816,24 @@ async fn repeated_callback(
     connector_id: &str,
     locale: Locale,
 ) -> HttpResponse {
-    use base64::Engine;
     // The first callback may still be talking to the upstream; wait for it briefly.
     for _ in 0..50 {
         if let Ok(Some(flow)) = state.store.get_flow(upstream_state).await {
             if let Some(outcome) = flow.outcome {
-                if let Some(app) = outcome
-                    .get("app")
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| {
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD
-                            .decode(s)
-                            .ok()
-                    })
-                    .and_then(|sealed| {
-                        state
-                            .master_key
-                            .open(&sealed, upstream_state.as_bytes())
-                            .ok()
-                    })
+                let opened = |key: &str| {
+                    outcome
+                        .get(key)
+                        .and_then(|v| v.as_str())
+                        .and_then(|s| open_text(state, s, upstream_state.as_bytes()))
+                };
+                if let Some(app) = opened("app")
                     .and_then(|clear| serde_json::from_slice::<AppResponse>(&clear).ok())
                 {
                     tracing::info!(event = "repeated_callback", connector = connector_id, "repeated callback for a completed sign-in; answering the app as the first one did");
                     return app.respond();
                 }
-                if let Some(url) = outcome
-                    .get("redirect")
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| {
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD
-                            .decode(s)
-                            .ok()
-                    })
-                    .and_then(|sealed| {
-                        state
-                            .master_key
-                            .open(&sealed, upstream_state.as_bytes())
-                            .ok()
-                    })
-                    .and_then(|clear| String::from_utf8(clear).ok())
+                if let Some(url) =
+                    opened("redirect").and_then(|clear| String::from_utf8(clear).ok())
                 {
                     tracing::info!(event = "repeated_callback", connector = connector_id, "repeated callback for a completed sign-in; sending the browser where the first one went");
                     return found(&url);
