@@ -75,8 +75,9 @@ pub fn first_control(req: &HttpRequest) -> Option<Place> {
 /// Endpoints a person's browser shows: they answer with a page. Everything else
 /// (the OAuth endpoints, discovery, health, the admin API) answers JSON.
 fn is_page(path: &str) -> bool {
-    const PAGES: [&str; 8] = [
+    const PAGES: [&str; 9] = [
         "/authorize",
+        "/return",
         "/login/",
         "/account",
         "/callback/",
@@ -186,6 +187,7 @@ mod tests {
             "/callback/wechat",
             "/account/unlink",
             "/logout",
+            "/return",
         ] {
             assert!(is_page(p), "{p}");
         }
