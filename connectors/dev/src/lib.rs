@@ -178,8 +178,7 @@ impl Connector for DevConnector {
             link_key: None,
             profile: Profile {
                 name: Some(name),
-                picture: None,
-                locale: None,
+                ..Profile::default()
             },
             upstream_tokens: None,
             raw_claims: serde_json::json!({ "user": subject }),
@@ -208,14 +207,14 @@ mod tests {
     }
 
     fn callback(params: &[(&str, &str)]) -> CallbackRequest {
-        CallbackRequest {
-            params: params
+        CallbackRequest::new(
+            params
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect::<BTreeMap<_, _>>(),
-            callback_url: "http://127.0.0.1:1/callback/dev".into(),
-            flow_data: serde_json::Value::Null,
-        }
+            "http://127.0.0.1:1/callback/dev",
+            serde_json::Value::Null,
+        )
     }
 
     #[tokio::test]
@@ -255,11 +254,8 @@ mod tests {
         let started = connector()
             .begin(
                 &ctx,
-                &BeginRequest {
-                    state: "abc\"<x>".into(),
-                    callback_url: "http://127.0.0.1:1/callback/dev".into(),
-                    login_hint: Some("bob".into()),
-                },
+                &BeginRequest::new("abc\"<x>", "http://127.0.0.1:1/callback/dev")
+                    .with_login_hint(Some("bob".into())),
             )
             .await
             .unwrap();

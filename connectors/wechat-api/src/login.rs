@@ -126,7 +126,7 @@ pub fn identity(
             picture: profile
                 .map(|p| avatar_over_https(&p.headimgurl))
                 .filter(|h| !h.is_empty()),
-            locale: None,
+            ..Profile::default()
         },
         upstream_tokens: Some(UpstreamTokens {
             access_token: Some(token.access_token.clone()),

@@ -148,11 +148,7 @@ async fn it_has_no_browser_flow_and_accepts_only_wechat_sdk_codes() {
     let err = c
         .begin(
             &ctx(&sim, Locale::En),
-            &BeginRequest {
-                state: "abc123".into(),
-                callback_url: "https://id.example.com/callback/wechat-app".into(),
-                login_hint: None,
-            },
+            &BeginRequest::new("abc123", "https://id.example.com/callback/wechat-app"),
         )
         .await
         .unwrap_err();

@@ -52,14 +52,7 @@ fn ctx(sim: &Simulator) -> RequestContext {
 /// begin inside WeChat: the authorize URL.
 async fn authorize_url(sim: &Simulator, c: &dyn Connector) -> String {
     let started = c
-        .begin(
-            &ctx(sim),
-            &BeginRequest {
-                state: "abc123".into(),
-                callback_url: CALLBACK.into(),
-                login_hint: None,
-            },
-        )
+        .begin(&ctx(sim), &BeginRequest::new("abc123", CALLBACK))
         .await
         .unwrap();
     let Begin::Redirect(url) = started.begin else {
@@ -81,11 +74,7 @@ async fn complete(
         .collect();
     c.complete(
         &ctx(sim),
-        &CallbackRequest {
-            params,
-            callback_url: CALLBACK.into(),
-            flow_data: serde_json::Value::Null,
-        },
+        &CallbackRequest::new(params, CALLBACK, serde_json::Value::Null),
     )
     .await
 }
@@ -123,14 +112,7 @@ async fn preferred_inside_wechat_unavailable_elsewhere() {
     // Started anyway from a browser (connector=...): the broker's own page, not
     // WeChat's dead end.
     let started = c
-        .begin(
-            &zh,
-            &BeginRequest {
-                state: "abc123".into(),
-                callback_url: CALLBACK.into(),
-                login_hint: None,
-            },
-        )
+        .begin(&zh, &BeginRequest::new("abc123", CALLBACK))
         .await
         .unwrap();
     match started.begin {

@@ -40,14 +40,7 @@ async fn sign_in(
     c: &dyn idbridge_core::Connector,
 ) -> idbridge_core::ExternalIdentity {
     let started = c
-        .begin(
-            &ctx(sim),
-            &BeginRequest {
-                state: "abc123".into(),
-                callback_url: CALLBACK.into(),
-                login_hint: None,
-            },
-        )
+        .begin(&ctx(sim), &BeginRequest::new("abc123", CALLBACK))
         .await
         .unwrap();
     let idbridge_core::Begin::Redirect(url) = started.begin else {
@@ -62,11 +55,7 @@ async fn sign_in(
         .collect();
     c.complete(
         &ctx(sim),
-        &CallbackRequest {
-            params,
-            callback_url: CALLBACK.into(),
-            flow_data: serde_json::Value::Null,
-        },
+        &CallbackRequest::new(params, CALLBACK, serde_json::Value::Null),
     )
     .await
     .unwrap()

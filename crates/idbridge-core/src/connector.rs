@@ -18,8 +18,48 @@ pub enum Availability {
     },
 }
 
-/// What the server hands `begin`.
+/// One value of the app's OpenID Connect `prompt` parameter (Core 3.1.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prompt {
+    /// No page may be shown: succeed silently or fail.
+    None,
+    /// Sign the person in again, even with a session.
+    Login,
+    /// Ask the person's consent again.
+    Consent,
+    /// Let the person pick an account.
+    SelectAccount,
+}
+
+impl Prompt {
+    /// The value as it appears in the parameter; `None` for an unknown one.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "none" => Some(Prompt::None),
+            "login" => Some(Prompt::Login),
+            "consent" => Some(Prompt::Consent),
+            "select_account" => Some(Prompt::SelectAccount),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prompt::None => "none",
+            Prompt::Login => "login",
+            Prompt::Consent => "consent",
+            Prompt::SelectAccount => "select_account",
+        }
+    }
+}
+
+/// What the server hands `begin`: the broker's state and callback, and what the
+/// app asked the broker for, so a connector can pass it on upstream (an OpenID
+/// provider's `prompt=login`, `max_age`, `login_hint`, the scopes it maps to
+/// upstream scopes). Built with [`BeginRequest::new`] and the `with_` methods, so
+/// that new fields never break a connector or its tests.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BeginRequest {
     /// Short random alphanumeric state the connector must send upstream and get
     /// back on the callback. The transaction itself lives in the server's store.
@@ -27,6 +67,65 @@ pub struct BeginRequest {
     /// `{issuer}/callback/{connector_id}`.
     pub callback_url: String,
     pub login_hint: Option<String>,
+    /// The scopes the broker granted the app's request (`openid`, `profile`,
+    /// `email`, `phone`, `offline_access`, …), in the app's order.
+    pub scopes: Vec<String>,
+    /// The app's `prompt` values.
+    pub prompt: Vec<Prompt>,
+    /// The app's `max_age`, in seconds: the person must have signed in upstream
+    /// at most this long ago (an OpenID provider gets it passed on).
+    pub max_age: Option<u64>,
+    /// The app's `ui_locales` (space-separated language tags), as sent.
+    pub ui_locales: Option<String>,
+}
+
+impl BeginRequest {
+    pub fn new(state: impl Into<String>, callback_url: impl Into<String>) -> Self {
+        Self {
+            state: state.into(),
+            callback_url: callback_url.into(),
+            login_hint: None,
+            scopes: Vec::new(),
+            prompt: Vec::new(),
+            max_age: None,
+            ui_locales: None,
+        }
+    }
+
+    pub fn with_login_hint(mut self, login_hint: Option<String>) -> Self {
+        self.login_hint = login_hint;
+        self
+    }
+
+    pub fn with_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn with_prompt(mut self, prompt: impl IntoIterator<Item = Prompt>) -> Self {
+        self.prompt = prompt.into_iter().collect();
+        self
+    }
+
+    pub fn with_max_age(mut self, max_age: Option<u64>) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    pub fn with_ui_locales(mut self, ui_locales: Option<String>) -> Self {
+        self.ui_locales = ui_locales;
+        self
+    }
+
+    /// Whether the app asked for `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether the app's `prompt` holds `prompt`.
+    pub fn has_prompt(&self, prompt: Prompt) -> bool {
+        self.prompt.contains(&prompt)
+    }
 }
 
 /// How to send the person upstream.
@@ -63,6 +162,7 @@ impl Started {
 
 /// The callback as the server received it, after it checked the state.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CallbackRequest {
     /// All query (or form) parameters of the callback.
     pub params: BTreeMap<String, String>,
@@ -72,6 +172,18 @@ pub struct CallbackRequest {
 }
 
 impl CallbackRequest {
+    pub fn new(
+        params: BTreeMap<String, String>,
+        callback_url: impl Into<String>,
+        flow_data: serde_json::Value,
+    ) -> Self {
+        Self {
+            params,
+            callback_url: callback_url.into(),
+            flow_data,
+        }
+    }
+
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .get(name)
@@ -97,6 +209,18 @@ pub trait Connector: Send + Sync {
     /// connector is begun when the chooser is shown. Default: false.
     fn shows_inline(&self) -> bool {
         false
+    }
+
+    /// Get ready to serve: the I/O a connector needs before its first sign-in
+    /// (fetch a discovery document, signing keys). Building a connector checks its
+    /// configuration and does no I/O; the server then calls `prepare` in the
+    /// background at start-up, and again after a failure with growing pauses (1 s,
+    /// doubling, at most 60 s) until it succeeds. Until then the connector is
+    /// shown as not ready (`/readyz`, `/healthz`, the sign-in page) and is
+    /// neither begun nor completed: the broker itself keeps running. `now` is unix
+    /// seconds. Default: ready at once.
+    async fn prepare(&self, _now: i64) -> Result<(), ConnectorError> {
+        Ok(())
     }
 
     /// Can it serve this browser?
@@ -137,7 +261,12 @@ pub trait Connector: Send + Sync {
     ) -> Result<ExternalIdentity, ConnectorError>;
 
     /// Re-check a returning person with stored upstream tokens, without a new
-    /// upstream login. Returns the refreshed identity (with new tokens).
+    /// upstream login. Returns the refreshed identity (with new tokens), which
+    /// must have the same `subject`. The server calls it when an app refreshes a
+    /// grant from this connector and the operator set `recheck_on_refresh`; an
+    /// error whose kind says the person is no longer valid upstream
+    /// ([`ErrorKind::InvalidCode`], [`ErrorKind::NotAllowed`],
+    /// [`ErrorKind::TokenVerificationFailed`]) ends the app's grant.
     async fn refresh(
         &self,
         _ctx: &RequestContext,

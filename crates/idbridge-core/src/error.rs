@@ -17,6 +17,8 @@ pub enum Stage {
     Exchange,
     /// Sending a message to the person upstream (e.g. a one-time code into WeChat).
     Message,
+    /// Getting ready to serve ([`crate::Connector::prepare`]: discovery, keys).
+    Setup,
 }
 
 impl Stage {
@@ -29,6 +31,7 @@ impl Stage {
             Stage::Refresh => "refresh",
             Stage::Exchange => "exchange",
             Stage::Message => "message",
+            Stage::Setup => "setup",
         }
     }
 }
@@ -54,6 +57,9 @@ pub enum ErrorKind {
     Timeout,
     /// The upstream answered something we cannot parse.
     BadResponse,
+    /// A token the upstream signed (an OpenID provider's ID token) failed
+    /// verification: signature, issuer, audience, expiry or nonce.
+    TokenVerificationFailed,
     /// The upstream throttled us.
     RateLimited,
     /// The callback is malformed (missing parameters).
@@ -65,6 +71,38 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for tables that must cover them all.
+    pub const ALL: [ErrorKind; 13] = [
+        ErrorKind::UserCancelled,
+        ErrorKind::InvalidCode,
+        ErrorKind::CodeReused,
+        ErrorKind::BadCredentials,
+        ErrorKind::Misconfigured,
+        ErrorKind::UpstreamUnavailable,
+        ErrorKind::Timeout,
+        ErrorKind::BadResponse,
+        ErrorKind::TokenVerificationFailed,
+        ErrorKind::RateLimited,
+        ErrorKind::InvalidRequest,
+        ErrorKind::NotAllowed,
+        ErrorKind::Unsupported,
+    ];
+
+    /// Whether a failed re-check of a person with stored upstream tokens means
+    /// the upstream no longer accepts them (the tokens were revoked or expired,
+    /// the person was removed or disabled, a signed token no longer verifies),
+    /// rather than that the upstream or the broker's setup is failing.
+    pub fn rejects_person(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::InvalidCode
+                | ErrorKind::CodeReused
+                | ErrorKind::NotAllowed
+                | ErrorKind::UserCancelled
+                | ErrorKind::TokenVerificationFailed
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::UserCancelled => "user_cancelled",
@@ -75,6 +113,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnavailable => "upstream_unavailable",
             ErrorKind::Timeout => "timeout",
             ErrorKind::BadResponse => "bad_response",
+            ErrorKind::TokenVerificationFailed => "token_verification_failed",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::NotAllowed => "not_allowed",

@@ -59,18 +59,85 @@ pub struct LinkKey {
     pub key: String,
 }
 
-/// Standard profile claims, as far as the upstream knows them.
+/// Standard profile claims (OpenID Connect Core 5.1), as far as the upstream
+/// knows them. The broker releases them to apps under the standard scopes:
+/// names, picture and locale under `profile`, email under `email`, the phone
+/// number under `phone`. A `*_verified` flag is what the upstream asserts; the
+/// broker never turns an unverified address into a verified one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub picture: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// E.164 (`+8613800138000`) where the upstream gives it so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number_verified: Option<bool>,
 }
 
+/// The longest email address kept, in bytes (RFC 5321's path limit).
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// The longest phone number kept, in bytes.
+pub const MAX_PHONE_BYTES: usize = 32;
+
 impl Profile {
+    /// `email` when it is fit to be an app's `email` claim: one `@` with text on
+    /// both sides, a dot-free-or-dotted domain without spaces, no control
+    /// characters or whitespace, at most [`MAX_EMAIL_BYTES`]. `Err` says why not.
+    pub fn safe_email(email: &str) -> Result<String, &'static str> {
+        if email.len() > MAX_EMAIL_BYTES {
+            return Err("longer than 254 bytes");
+        }
+        if email.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err("holds a control character or a space");
+        }
+        let Some((local, domain)) = email.rsplit_once('@') else {
+            return Err("has no @");
+        };
+        if local.is_empty() || domain.is_empty() || local.contains('@') {
+            return Err("is not local@domain");
+        }
+        if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+            return Err("has a malformed domain");
+        }
+        Ok(email.to_owned())
+    }
+
+    /// `phone` when it is fit to be an app's `phone_number` claim: digits with an
+    /// optional leading `+` and the separators ` -()`, at most
+    /// [`MAX_PHONE_BYTES`], at least one digit. `Err` says why not.
+    pub fn safe_phone(phone: &str) -> Result<String, &'static str> {
+        let phone = phone.trim();
+        if phone.len() > MAX_PHONE_BYTES {
+            return Err("longer than 32 bytes");
+        }
+        let body = phone.strip_prefix('+').unwrap_or(phone);
+        if !body.chars().any(|c| c.is_ascii_digit()) {
+            return Err("has no digits");
+        }
+        if !body
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')'))
+        {
+            return Err("holds something other than digits, + and separators");
+        }
+        Ok(phone.to_owned())
+    }
+
     /// `url` when it is fit to be an app's `picture` claim: an absolute `https`
     /// URL with a host, without userinfo (`user:pass@`) or control characters,
     /// at most [`MAX_PICTURE_BYTES`] long; as the `url` crate writes it. `Err`
@@ -195,8 +262,38 @@ impl ExternalIdentity {
                     "connector {connector} returned a {what} with a control character (such as NUL or a line break); no account is created or signed in from it. If the upstream is real, report it to the provider; if it is a simulator or proxy, fix that"
                 )));
         }
-        self.profile.name = self.profile.name.as_deref().and_then(clean_display);
-        self.profile.locale = self.profile.locale.as_deref().and_then(clean_display);
+        let p = &mut self.profile;
+        for text in [
+            &mut p.name,
+            &mut p.given_name,
+            &mut p.family_name,
+            &mut p.preferred_username,
+            &mut p.locale,
+        ] {
+            *text = text.as_deref().and_then(clean_display);
+        }
+        if let Some(email) = p.email.take() {
+            match Profile::safe_email(&email) {
+                Ok(e) => p.email = Some(e),
+                Err(reason) => {
+                    p.email_verified = None;
+                    tracing::info!(connector, reason, "dropped the upstream email address");
+                }
+            }
+        } else {
+            p.email_verified = None;
+        }
+        if let Some(phone) = p.phone_number.take() {
+            match Profile::safe_phone(&phone) {
+                Ok(n) => p.phone_number = Some(n),
+                Err(reason) => {
+                    p.phone_number_verified = None;
+                    tracing::info!(connector, reason, "dropped the upstream phone number");
+                }
+            }
+        } else {
+            p.phone_number_verified = None;
+        }
         if let Some(picture) = self.profile.picture.take() {
             match Profile::safe_picture(&picture) {
                 Ok(p) => self.profile.picture = Some(p),
@@ -296,6 +393,7 @@ mod tests {
                 name: Some("Ali\u{0}ce\n".into()),
                 picture: Some("javascript:alert(1)".into()),
                 locale: Some("zh_CN".into()),
+                ..Profile::default()
             },
         )
         .screened(Stage::Callback)
@@ -305,5 +403,79 @@ mod tests {
         assert_eq!(i.profile.name.as_deref(), Some("Alice"));
         assert_eq!(i.profile.picture, None);
         assert_eq!(i.profile.locale.as_deref(), Some("zh_CN"));
+    }
+
+    #[test]
+    fn emails_and_phone_numbers_are_kept_only_when_plausible() {
+        for ok in [
+            "a@example.com",
+            "first.last+tag@mail.example.cn",
+            "x@localhost",
+        ] {
+            assert_eq!(Profile::safe_email(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "",
+            "no-at",
+            "@example.com",
+            "a@",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a@b@c",
+            "a@.example.com",
+            "a@example..com",
+            "a\u{0}@example.com",
+            "a@example.com\n",
+        ] {
+            assert!(Profile::safe_email(bad).is_err(), "{bad:?} was kept");
+        }
+        for ok in ["+8613800138000", "13800138000", "+1 (555) 010-0199"] {
+            assert_eq!(Profile::safe_phone(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "",
+            "+",
+            "call me",
+            "123\n456",
+            "+86 138 0013 8000 ext 12",
+            &"1".repeat(40),
+        ] {
+            assert!(Profile::safe_phone(bad).is_err(), "{bad:?} was kept");
+        }
+    }
+
+    #[test]
+    fn a_dropped_address_loses_its_verified_flag() {
+        let i = identity(
+            "o1",
+            None,
+            Profile {
+                email: Some("not an address".into()),
+                email_verified: Some(true),
+                phone_number: Some("+8613800138000".into()),
+                phone_number_verified: Some(true),
+                given_name: Some("小\u{7}明".into()),
+                ..Profile::default()
+            },
+        )
+        .screened(Stage::Callback)
+        .unwrap();
+        assert_eq!(i.profile.email, None);
+        assert_eq!(i.profile.email_verified, None);
+        assert_eq!(i.profile.phone_number.as_deref(), Some("+8613800138000"));
+        assert_eq!(i.profile.phone_number_verified, Some(true));
+        assert_eq!(i.profile.given_name.as_deref(), Some("小明"));
+        // A verified flag without an address means nothing and is dropped.
+        let i = identity(
+            "o2",
+            None,
+            Profile {
+                email_verified: Some(true),
+                ..Profile::default()
+            },
+        )
+        .screened(Stage::Callback)
+        .unwrap();
+        assert_eq!(i.profile.email_verified, None);
     }
 }

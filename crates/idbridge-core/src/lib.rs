@@ -13,13 +13,15 @@ mod identity;
 mod registry;
 mod shared;
 
-pub use connector::{Availability, Begin, BeginRequest, CallbackRequest, Connector, Started};
+pub use connector::{
+    Availability, Begin, BeginRequest, CallbackRequest, Connector, Prompt, Started,
+};
 pub use context::{ClientClass, Locale, RequestContext};
 pub use error::{ConnectorError, ErrorKind, Stage};
 pub use html::escape_html;
 pub use identity::{
     clean_display, ConnectorId, ExternalIdentity, LinkKey, Profile, UpstreamTokens,
-    MAX_DISPLAY_CHARS, MAX_PICTURE_BYTES,
+    MAX_DISPLAY_CHARS, MAX_EMAIL_BYTES, MAX_PHONE_BYTES, MAX_PICTURE_BYTES,
 };
 pub use registry::{
     BuildContext, ConfigError, ConnectorFactory, ConnectorSettings, Problem, Registry,

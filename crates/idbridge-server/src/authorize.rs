@@ -15,7 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use idbridge_core::{
     Availability, Begin, BeginRequest, CallbackRequest, ConnectorError, ErrorKind,
-    ExternalIdentity, Locale, RequestContext,
+    ExternalIdentity, Locale, Prompt, RequestContext,
 };
 use idbridge_store::{
     AuditEvent, AuthRequestRow, CompleteLogin, FirstLogin, FlowRow, LoginCompletion,
@@ -1063,6 +1063,17 @@ pub(crate) async fn begin(
 /// short random state, bound to this browser (whose cookie the caller sets when
 /// `browser.new_cookie` says so); `new_request`, when given, is the authorization
 /// request itself, stored in the same transaction. Returns where to send the person.
+/// What a connector's `begin` learns of the app's request: the broker's state
+/// and callback, and the app's scopes, prompt, max_age, ui_locales and login_hint.
+fn begin_request(ar: &AuthRequest, upstream_state: String, callback_url: String) -> BeginRequest {
+    BeginRequest::new(upstream_state, callback_url)
+        .with_login_hint(ar.login_hint.clone())
+        .with_scopes(ar.scope.split_ascii_whitespace())
+        .with_prompt(ar.prompt.iter().filter_map(|p| Prompt::parse(p)))
+        .with_max_age(ar.max_age.and_then(|m| u64::try_from(m).ok()))
+        .with_ui_locales(ar.ui_locales.clone())
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_flow(
     state: &AppState,
@@ -1096,11 +1107,7 @@ pub(crate) async fn start_flow(
         .connector
         .begin(
             &ctx,
-            &BeginRequest {
-                state: upstream_state.clone(),
-                callback_url,
-                login_hint: ar.login_hint.clone(),
-            },
+            &begin_request(ar, upstream_state.clone(), callback_url),
         )
         .await
     {
@@ -1253,6 +1260,18 @@ fn failure_text(e: &ConnectorError, locale: Locale) -> (String, String) {
                 "请稍后重试。"
             } else {
                 "Wait a moment and try again."
+            },
+        ),
+        ErrorKind::TokenVerificationFailed => (
+            if zh {
+                "无法验证登录服务返回的身份信息。"
+            } else {
+                "The sign-in provider's answer could not be verified."
+            },
+            if zh {
+                "请回到应用重新登录；如果再次出现，请联系网站管理员。"
+            } else {
+                "Go back to the application and sign in again; if it happens again, tell the site's operator."
             },
         ),
         ErrorKind::NotAllowed => (
@@ -1435,11 +1454,11 @@ pub async fn callback(
         return expired().await;
     };
     let ctx = request_context(&state, &req, locale);
-    let callback = CallbackRequest {
+    let callback = CallbackRequest::new(
         params,
-        callback_url: state.endpoint(&format!("/callback/{connector_id}")),
-        flow_data: flow.data.clone(),
-    };
+        state.endpoint(&format!("/callback/{connector_id}")),
+        flow.data.clone(),
+    );
     let completed = entry.connector.complete(&ctx, &callback).await;
     // Every connector's answer passes the same check (idbridge_core::ExternalIdentity::screened).
     let identity = match completed.and_then(|i| i.screened(idbridge_core::Stage::Callback)) {

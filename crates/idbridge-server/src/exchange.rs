@@ -315,6 +315,9 @@ fn exchange_error(connector_id: &str, e: &ConnectorError) -> OAuthError {
         K::CodeReused => OAuthError::invalid_grant(format!(
             "the subject_token was already used ({what}); each one works once: get a new one"
         )),
+        K::TokenVerificationFailed => OAuthError::invalid_grant(format!(
+            "the upstream's signed answer for this subject_token failed verification ({what}); get a new subject_token"
+        )),
         K::NotAllowed | K::UserCancelled => OAuthError::invalid_grant(format!(
             "this upstream identity may not sign in ({what}); e.g. a WeChat snapshot-mode (virtual) user must sign in with their full account"
         )),
