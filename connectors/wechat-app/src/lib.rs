@@ -197,6 +197,10 @@ impl Connector for WeChatApp {
         Ok(self.identity(&token, profile, ctx.now))
     }
 
+    fn supports_refresh(&self) -> bool {
+        true
+    }
+
     async fn refresh(
         &self,
         ctx: &RequestContext,

@@ -245,6 +245,10 @@ impl Connector for WeChatMp {
             .map_err(ConnectorError::from)
     }
 
+    fn supports_refresh(&self) -> bool {
+        true
+    }
+
     async fn refresh(
         &self,
         ctx: &RequestContext,

@@ -230,6 +230,10 @@ impl Connector for WeChatWeb {
         Ok(self.identity(&token, &profile, ctx.now))
     }
 
+    fn supports_refresh(&self) -> bool {
+        true
+    }
+
     async fn refresh(
         &self,
         ctx: &RequestContext,

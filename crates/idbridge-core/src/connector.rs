@@ -260,6 +260,12 @@ pub trait Connector: Send + Sync {
         callback: &CallbackRequest,
     ) -> Result<ExternalIdentity, ConnectorError>;
 
+    /// Whether [`Connector::refresh`] is implemented: the operator may then set
+    /// `recheck_on_refresh` for it. Default: false.
+    fn supports_refresh(&self) -> bool {
+        false
+    }
+
     /// Re-check a returning person with stored upstream tokens, without a new
     /// upstream login. Returns the refreshed identity (with new tokens), which
     /// must have the same `subject`. The server calls it when an app refreshes a

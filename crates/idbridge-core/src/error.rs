@@ -103,6 +103,18 @@ impl ErrorKind {
         )
     }
 
+    /// Whether it says the upstream is failing (down, slow, throttling or
+    /// answering garbage): it counts against the connector's health.
+    pub fn is_outage(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::UpstreamUnavailable
+                | ErrorKind::Timeout
+                | ErrorKind::BadResponse
+                | ErrorKind::RateLimited
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::UserCancelled => "user_cancelled",

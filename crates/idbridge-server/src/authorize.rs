@@ -1178,13 +1178,7 @@ pub async fn record_connector_failure(
         serde_json::json!({ "error": e, "via": via }),
     )
     .await;
-    if matches!(
-        e.kind,
-        ErrorKind::UpstreamUnavailable
-            | ErrorKind::Timeout
-            | ErrorKind::BadResponse
-            | ErrorKind::RateLimited
-    ) {
+    if e.kind.is_outage() {
         state.upstream.failed(connector_id, state.now());
     }
 }

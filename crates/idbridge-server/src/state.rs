@@ -3,7 +3,8 @@
 
 use crate::clients::Clients;
 use crate::clock::Clock;
-use crate::config::{connector_settings, Settings};
+use crate::config::Settings;
+use crate::connector_config::ConnectorConfig;
 use crate::keys::Keys;
 use idbridge_core::{BuildContext, ConfigError, Connector, Registry, Shared};
 use idbridge_store::Store;
@@ -11,32 +12,14 @@ use idbridge_tokens::{Algorithm, MasterKey};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// What a connector does with a person it has never seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstLoginPolicy {
-    /// Create an account.
-    Create,
-    /// The person must first prove an existing account (another linked sign-in
-    /// method, or a one-time code); then this identity is linked to it.
-    Bind,
-    /// Refuse: only identities already linked may sign in.
-    Deny,
-}
+pub use crate::connector_config::FirstLoginPolicy;
 
-impl FirstLoginPolicy {
-    /// The store's policy for it (`Bind` refuses until the person proves an account).
-    pub fn store_policy(self) -> idbridge_store::FirstLogin {
-        match self {
-            FirstLoginPolicy::Create => idbridge_store::FirstLogin::Create,
-            // Binding is an interactive step: without it, nothing is created.
-            FirstLoginPolicy::Deny | FirstLoginPolicy::Bind => idbridge_store::FirstLogin::Refuse,
-        }
-    }
-}
-
+/// A built connector with the broker's settings for it.
 pub struct ConnectorEntry {
     pub connector: Arc<dyn Connector>,
     pub first_login: FirstLoginPolicy,
+    /// `recheck_on_refresh`: re-check the person upstream when an app refreshes.
+    pub recheck_on_refresh: bool,
 }
 
 pub struct AppState {
@@ -102,30 +85,14 @@ pub fn build_connectors(
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for raw in &settings.connectors {
-        let mut raw = raw.clone();
-        let policy = match raw.as_object_mut().and_then(|m| m.remove("first_login")) {
-            None => Ok(FirstLoginPolicy::Create),
-            Some(v) => match v.as_str() {
-                Some("create") => Ok(FirstLoginPolicy::Create),
-                Some("bind") => Ok(FirstLoginPolicy::Bind),
-                Some("deny") => Ok(FirstLoginPolicy::Deny),
-                _ => Err(()),
-            },
-        };
-        let cs = match connector_settings(&raw) {
-            Ok(cs) => cs,
-            Err(e) => {
-                errors.push(e);
+        let entry = match ConnectorConfig::parse(raw) {
+            Ok(entry) => entry,
+            Err(mut errs) => {
+                errors.append(&mut errs);
                 continue;
             }
         };
-        let Ok(first_login) = policy else {
-            errors.push(ConfigError::new(
-                format!("connectors[{}].first_login", cs.id),
-                "use \"create\", \"bind\" or \"deny\"",
-            ));
-            continue;
-        };
+        let cs = &entry.settings;
         let ctx = BuildContext {
             shared: shared.clone(),
             ..BuildContext::new(
@@ -134,14 +101,22 @@ pub fn build_connectors(
                 dev_mode,
             )
         };
-        match registry.build(&cs, &ctx) {
-            Ok(connector) => out.push((
-                cs.id.to_string(),
-                ConnectorEntry {
-                    connector,
-                    first_login,
-                },
-            )),
+        match registry.build(cs, &ctx) {
+            Ok(connector) => {
+                let mut errs = entry.check_built(connector.as_ref());
+                if !errs.is_empty() {
+                    errors.append(&mut errs);
+                    continue;
+                }
+                out.push((
+                    cs.id.to_string(),
+                    ConnectorEntry {
+                        connector,
+                        first_login: entry.first_login,
+                        recheck_on_refresh: entry.recheck_on_refresh,
+                    },
+                ))
+            }
             Err(mut errs) => errors.append(&mut errs),
         }
     }

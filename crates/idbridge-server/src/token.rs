@@ -279,6 +279,23 @@ async fn refresh_token(
     // it) keep working rather than break live grants on upgrade.
     let (new_token, new_hash) = issue::successor_refresh_token(state, token);
     let t = &state.settings.tokens;
+    // A connector with `recheck_on_refresh` re-checks the person upstream first,
+    // before anything rotates: an upstream outage then leaves the token usable.
+    if let Some((_, family)) = state
+        .store
+        .refreshable(
+            &hash,
+            &new_hash,
+            &client.id,
+            t.refresh_grace_secs,
+            t.refresh_idle_ttl_secs,
+            now,
+        )
+        .await
+        .map_err(OAuthError::store)?
+    {
+        crate::recheck::before_refresh(state, &client.id, &family).await?;
+    }
     // One transaction: client binding, scope, user, rotation.
     let grant = match state
         .store

@@ -154,6 +154,34 @@ impl Store {
         .await
     }
 
+    /// Replaces the sealed upstream tokens of an identity after a re-check
+    /// upstream renewed them, only while it is still `user_id`'s; false when it
+    /// is not (unlinked, or linked to someone else since).
+    pub async fn set_upstream_tokens(
+        &self,
+        connector_id: &str,
+        subject: &str,
+        user_id: &str,
+        upstream_tokens: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let key = (
+            connector_id.to_owned(),
+            subject.to_owned(),
+            user_id.to_owned(),
+        );
+        self.write(move |c| {
+            let n = diesel::update(
+                identities::table
+                    .find((&key.0, &key.1))
+                    .filter(identities::user_id.eq(&key.2)),
+            )
+            .set(identities::upstream_tokens.eq(Some(upstream_tokens)))
+            .execute(c)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     /// Unlinks an identity (its user and link keys stay); false when it did not exist.
     pub async fn delete_identity(
         &self,

@@ -70,6 +70,7 @@ conformance!(
         concurrent_first_logins_with_one_link_key_make_one_user,
         concurrent_first_logins_of_one_identity_make_one_user,
         users_can_be_found_disabled_and_unlinked,
+        upstream_tokens_are_replaced_only_for_the_identity_owner,
         clients_insert_get_list_delete,
         expired_auth_requests_are_hidden,
         flow_is_claimed_once_and_never_when_expired,
@@ -631,6 +632,36 @@ async fn concurrent_first_logins_of_one_identity_make_one_user(store: Store) {
         assert_eq!(ids.len(), 1);
     }
     assert_eq!(user_count(&store).await, 4);
+}
+
+async fn upstream_tokens_are_replaced_only_for_the_identity_owner(store: Store) {
+    let r = store
+        .resolve_login(
+            login("wechat", "o1", None),
+            FirstLogin::Create,
+            "u1".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let owner = user_of(&r).id.clone();
+    assert!(store
+        .set_upstream_tokens("wechat", "o1", &owner, vec![9, 9])
+        .await
+        .unwrap());
+    let stored = store.get_identity("wechat", "o1").await.unwrap().unwrap();
+    assert_eq!(stored.upstream_tokens, Some(vec![9, 9]));
+    // Someone else's grant, or an identity that is gone, changes nothing.
+    assert!(!store
+        .set_upstream_tokens("wechat", "o1", "someone-else", vec![7])
+        .await
+        .unwrap());
+    assert!(!store
+        .set_upstream_tokens("wechat", "missing", &owner, vec![7])
+        .await
+        .unwrap());
+    let stored = store.get_identity("wechat", "o1").await.unwrap().unwrap();
+    assert_eq!(stored.upstream_tokens, Some(vec![9, 9]));
 }
 
 async fn users_can_be_found_disabled_and_unlinked(store: Store) {

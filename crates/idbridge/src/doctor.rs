@@ -2,22 +2,16 @@
 //! every problem at once (config keys, connectors' own checks, the database, and
 //! whether the master key opens the stored signing keys).
 
-use idbridge_core::{BuildContext, Problem};
+use idbridge_core::{BuildContext, ConfigError, Problem};
 use idbridge_server::config;
+use idbridge_server::connector_config::{ConnectorConfig, FirstLoginPolicy};
 use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn check(path: &Path) -> Vec<Problem> {
     let (settings, errors) = config::load_with_problems(Some(path), &[]);
     let config_ok = errors.is_empty();
-    let mut problems: Vec<Problem> = errors
-        .into_iter()
-        .map(|e| Problem {
-            key: e.key,
-            message: e.message,
-            fatal: true,
-        })
-        .collect();
+    let mut problems: Vec<Problem> = errors.into_iter().map(fatal).collect();
     let Some(settings) = settings else {
         return problems;
     };
@@ -30,55 +24,37 @@ pub async fn check(path: &Path) -> Vec<Problem> {
         });
     }
     for raw in &settings.connectors {
-        let mut raw = raw.clone();
-        let first_login = raw.as_object_mut().and_then(|m| m.remove("first_login"));
-        let label = raw
-            .get("id")
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_owned();
-        match first_login.as_ref().map(|v| v.as_str()) {
-            None | Some(Some("create" | "deny")) => {}
-            Some(Some("bind")) => {
-                if settings.connectors.len() < 2 && settings.verification.sender == "none" {
-                    problems.push(Problem {
-                        key: format!("connectors[{label}].first_login"),
-                        message: "\"bind\" makes a new person prove an existing account by signing in another way or with a one-time code, but there is no other connector and phone codes are off (verification.sender = \"none\"): nobody new can get in".into(),
-                        fatal: false,
-                    });
-                }
-            }
-            Some(_) => problems.push(Problem {
-                key: format!("connectors[{label}].first_login"),
-                message: "use \"create\", \"bind\" or \"deny\"".into(),
-                fatal: true,
-            }),
-        }
-        let cs = match config::connector_settings(&raw) {
-            Ok(cs) => cs,
-            Err(e) => {
-                problems.push(Problem {
-                    key: e.key,
-                    message: e.message,
-                    fatal: true,
-                });
+        let entry = match ConnectorConfig::parse(raw) {
+            Ok(entry) => entry,
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(fatal));
                 continue;
             }
         };
+        let cs = &entry.settings;
+        if entry.first_login == FirstLoginPolicy::Bind
+            && settings.connectors.len() < 2
+            && settings.verification.sender == "none"
+        {
+            problems.push(Problem {
+                key: format!("connectors[{}].first_login", cs.id),
+                message: "\"bind\" makes a new person prove an existing account by signing in another way or with a one-time code, but there is no other connector and phone codes are off (verification.sender = \"none\"): nobody new can get in".into(),
+                fatal: false,
+            });
+        }
         let ctx = BuildContext::new(
             settings.issuer.clone(),
             format!("{}/callback/{}", settings.issuer, cs.id),
             false,
         );
-        if let Err(errors) = registry.build(&cs, &ctx) {
-            problems.extend(errors.into_iter().map(|e| Problem {
-                key: e.key,
-                message: e.message,
-                fatal: true,
-            }));
+        match registry.build(cs, &ctx) {
+            Ok(connector) => {
+                problems.extend(entry.check_built(connector.as_ref()).into_iter().map(fatal))
+            }
+            Err(errors) => problems.extend(errors.into_iter().map(fatal)),
         }
         if let Some(factory) = registry.factory(&cs.kind) {
-            problems.extend(factory.doctor(&cs, &ctx));
+            problems.extend(factory.doctor(cs, &ctx));
         }
     }
     for (i, message) in idbridge_server::admin::tokens::warnings(&settings.admin.tokens) {
@@ -176,5 +152,14 @@ pub async fn run(path: &Path) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// A configuration mistake that stops the broker from starting.
+fn fatal(e: ConfigError) -> Problem {
+    Problem {
+        key: e.key,
+        message: e.message,
+        fatal: true,
     }
 }

@@ -428,6 +428,15 @@ impl Simulator {
         })
     }
 
+    /// The person withdraws `appid`'s authorization in WeChat (Settings > Privacy >
+    /// Authorization Management): every user token and refresh token WeChat gave
+    /// that app for them stops working (refresh: 40030, `sns/auth`: 40001).
+    /// Returns how many refresh tokens were revoked.
+    pub fn revoke_authorization(&self, appid: &str, user_id: &str) -> usize {
+        self.shared
+            .with(|st, _| st.revoke_authorization(appid, user_id))
+    }
+
     /// Changes a user's nickname and avatar (WeChat profiles change; avatar URLs go stale).
     pub fn update_user(&self, user: SimUser) -> Result<(), SimError> {
         self.shared.with(|st, _| {

@@ -411,6 +411,15 @@ impl State {
         Ok(self.mint_user_tokens(grant, now))
     }
 
+    /// Drops every user and refresh token of `user_id` for `appid`.
+    pub(crate) fn revoke_authorization(&mut self, appid: &str, user_id: &str) -> usize {
+        let of_them = |g: &Grant| g.appid == appid && g.user_id == user_id;
+        let before = self.refresh.len();
+        self.refresh.retain(|_, rec| !of_them(&rec.grant));
+        self.access.retain(|_, rec| !of_them(&rec.grant));
+        before - self.refresh.len()
+    }
+
     /// `GET /sns/oauth2/refresh_token`.
     pub(crate) fn refresh(&mut self, q: &Params, now: i64) -> Result<Value, WxError> {
         let appid = q.get("appid").ok_or_else(|| wx(41002, "appid missing"))?;

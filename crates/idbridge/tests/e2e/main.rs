@@ -18,6 +18,7 @@ mod limits;
 mod offline_access;
 mod oidc_client;
 mod provider;
+mod recheck;
 mod reliability;
 mod wechat_app;
 mod wechat_codes;
