@@ -48,13 +48,26 @@ pub struct ConnectorConfig {
 impl ConnectorConfig {
     /// Read one raw entry; every mistake found, each naming its key.
     pub fn parse(raw: &serde_json::Value) -> Result<Self, Vec<ConfigError>> {
+        match Self::read(raw) {
+            (Some(entry), errors) if errors.is_empty() => Ok(entry),
+            (_, errors) => Err(errors),
+        }
+    }
+
+    /// [`ConnectorConfig::parse`] for `idbridge doctor`, which reports every
+    /// problem at once: the entry (with defaults for the broker keys at fault)
+    /// as long as it has an id and a type, and the mistakes found.
+    pub fn read(raw: &serde_json::Value) -> (Option<Self>, Vec<ConfigError>) {
         let mut raw = raw.clone();
         let map = raw.as_object_mut();
         let (first_login, recheck) = match map {
             Some(m) => (m.remove("first_login"), m.remove("recheck_on_refresh")),
             None => (None, None),
         };
-        let settings = connector_settings(&raw).map_err(|e| vec![e])?;
+        let settings = match connector_settings(&raw) {
+            Ok(settings) => settings,
+            Err(e) => return (None, vec![e]),
+        };
         let key = |k: &str| format!("connectors[{}].{k}", settings.id);
         let mut errors = Vec::new();
         let first_login = match first_login.as_ref().map(|v| v.as_str()) {
@@ -81,15 +94,12 @@ impl ConnectorConfig {
                 false
             }
         };
-        if errors.is_empty() {
-            Ok(Self {
-                settings,
-                first_login,
-                recheck_on_refresh,
-            })
-        } else {
-            Err(errors)
-        }
+        let entry = Self {
+            settings,
+            first_login,
+            recheck_on_refresh,
+        };
+        (Some(entry), errors)
     }
 
     /// The checks that need the built connector: `recheck_on_refresh` only on a

@@ -24,12 +24,10 @@ pub async fn check(path: &Path) -> Vec<Problem> {
         });
     }
     for raw in &settings.connectors {
-        let entry = match ConnectorConfig::parse(raw) {
-            Ok(entry) => entry,
-            Err(errors) => {
-                problems.extend(errors.into_iter().map(fatal));
-                continue;
-            }
+        let (entry, errors) = ConnectorConfig::read(raw);
+        problems.extend(errors.into_iter().map(fatal));
+        let Some(entry) = entry else {
+            continue;
         };
         let cs = &entry.settings;
         if entry.first_login == FirstLoginPolicy::Bind
