@@ -122,6 +122,7 @@ impl From<WeChatError> for ConnectorError {
             upstream_code: e.errcode.map(|c| c.to_string()),
             upstream_message: e.errmsg,
             fix: Some(e.fix),
+            advice: None,
         }
     }
 }

@@ -270,9 +270,12 @@ pub trait Connector: Send + Sync {
     /// upstream login. Returns the refreshed identity (with new tokens), which
     /// must have the same `subject`. The server calls it when an app refreshes a
     /// grant from this connector and the operator set `recheck_on_refresh`; an
-    /// error whose kind says the person is no longer valid upstream
-    /// ([`ErrorKind::InvalidCode`], [`ErrorKind::NotAllowed`],
-    /// [`ErrorKind::TokenVerificationFailed`]) ends the app's grant.
+    /// error whose kind is the upstream's word about the person
+    /// ([`ErrorKind::InvalidCode`], [`ErrorKind::CodeReused`],
+    /// [`ErrorKind::NotAllowed`], [`ErrorKind::UserCancelled`],
+    /// [`ErrorKind::TokenVerificationFailed`]) ends the app's grant; any other
+    /// (the upstream failing, the setup wrong) leaves it alone and the app is
+    /// told to retry.
     async fn refresh(
         &self,
         _ctx: &RequestContext,

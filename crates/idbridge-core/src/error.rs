@@ -88,33 +88,6 @@ impl ErrorKind {
         ErrorKind::Unsupported,
     ];
 
-    /// Whether a failed re-check of a person with stored upstream tokens means
-    /// the upstream no longer accepts them (the tokens were revoked or expired,
-    /// the person was removed or disabled, a signed token no longer verifies),
-    /// rather than that the upstream or the broker's setup is failing.
-    pub fn rejects_person(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::InvalidCode
-                | ErrorKind::CodeReused
-                | ErrorKind::NotAllowed
-                | ErrorKind::UserCancelled
-                | ErrorKind::TokenVerificationFailed
-        )
-    }
-
-    /// Whether it says the upstream is failing (down, slow, throttling or
-    /// answering garbage): it counts against the connector's health.
-    pub fn is_outage(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::UpstreamUnavailable
-                | ErrorKind::Timeout
-                | ErrorKind::BadResponse
-                | ErrorKind::RateLimited
-        )
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::UserCancelled => "user_cancelled",
@@ -130,17 +103,6 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::NotAllowed => "not_allowed",
             ErrorKind::Unsupported => "unsupported",
-        }
-    }
-
-    /// The OAuth 2.0 error code an app receives for this kind.
-    pub fn oauth_error(self) -> &'static str {
-        match self {
-            ErrorKind::UserCancelled | ErrorKind::NotAllowed => "access_denied",
-            ErrorKind::UpstreamUnavailable | ErrorKind::Timeout | ErrorKind::RateLimited => {
-                "temporarily_unavailable"
-            }
-            _ => "server_error",
         }
     }
 
@@ -169,6 +131,12 @@ pub struct ConnectorError {
     pub upstream_message: Option<String>,
     /// What an operator should do about it.
     pub fix: Option<String>,
+    /// What the *person* can do about it, in their language (the request's
+    /// [`crate::RequestContext::locale`]), when the connector knows better than
+    /// the broker's general text for the kind: e.g. "open the full page" for a
+    /// WeChat snapshot-mode user. Shown on the error page below that text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
 }
 
 impl ConnectorError {
@@ -179,6 +147,7 @@ impl ConnectorError {
             upstream_code: None,
             upstream_message: None,
             fix: None,
+            advice: None,
         }
     }
 
@@ -190,6 +159,12 @@ impl ConnectorError {
 
     pub fn fix(mut self, fix: impl Into<String>) -> Self {
         self.fix = Some(fix.into());
+        self
+    }
+
+    /// What the person can do, in their language; see [`ConnectorError::advice`].
+    pub fn advice(mut self, advice: impl Into<String>) -> Self {
+        self.advice = Some(advice.into());
         self
     }
 }

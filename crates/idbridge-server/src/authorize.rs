@@ -1178,7 +1178,7 @@ pub async fn record_connector_failure(
         serde_json::json!({ "error": e, "via": via }),
     )
     .await;
-    if e.kind.is_outage() {
+    if crate::upstream_errors::answer_for(e.kind).outage {
         state.upstream.failed(connector_id, state.now());
     }
 }
@@ -1202,7 +1202,12 @@ async fn connector_failure(
         return error_redirect(state, ar, "access_denied", &description);
     }
     let (what, todo) = failure_text(e, locale);
-    let back = error_url(state, ar, e.kind.oauth_error(), &description);
+    let back = error_url(
+        state,
+        ar,
+        crate::upstream_errors::answer_for(e.kind).authorize_error,
+        &description,
+    );
     let body = format!(
         "<p role=\"alert\">{}</p><p class=\"detail\">{}</p><p class=\"muted\">{}</p><p><a class=\"button primary\" href=\"{}\">{}</a></p>",
         escape(&what),

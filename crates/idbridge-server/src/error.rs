@@ -74,6 +74,16 @@ impl OAuthError {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", d)
     }
 
+    /// The token endpoint's answer for a connector's failure: the code from
+    /// [`crate::upstream_errors::answer_for`]'s `token_error`, with its status.
+    pub fn for_connector_failure(kind: idbridge_core::ErrorKind, d: impl Into<String>) -> Self {
+        match crate::upstream_errors::answer_for(kind).token_error {
+            "invalid_grant" => Self::invalid_grant(d),
+            "temporarily_unavailable" => Self::temporarily_unavailable(d),
+            _ => Self::server_error(d),
+        }
+    }
+
     pub fn server_error(d: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", d)
     }

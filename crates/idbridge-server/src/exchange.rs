@@ -308,26 +308,25 @@ fn exchange_error(connector_id: &str, e: &ConnectorError) -> OAuthError {
         e.stage.as_str(),
         e.kind.as_str()
     );
-    match e.kind {
-        K::InvalidCode | K::InvalidRequest => OAuthError::invalid_grant(format!(
+    let description = match e.kind {
+        K::InvalidCode | K::InvalidRequest => format!(
             "the subject_token is invalid or expired ({what}); get a new one and exchange it right away"
-        )),
-        K::CodeReused => OAuthError::invalid_grant(format!(
+        ),
+        K::CodeReused => format!(
             "the subject_token was already used ({what}); each one works once: get a new one"
-        )),
-        K::TokenVerificationFailed => OAuthError::invalid_grant(format!(
+        ),
+        K::TokenVerificationFailed => format!(
             "the upstream's signed answer for this subject_token failed verification ({what}); get a new subject_token"
-        )),
-        K::NotAllowed | K::UserCancelled => OAuthError::invalid_grant(format!(
+        ),
+        K::NotAllowed | K::UserCancelled => format!(
             "this upstream identity may not sign in ({what}); e.g. a WeChat snapshot-mode (virtual) user must sign in with their full account"
-        )),
-        K::UpstreamUnavailable | K::Timeout | K::RateLimited | K::BadResponse => {
-            OAuthError::temporarily_unavailable(format!(
-                "the upstream provider is not answering properly ({what}); retry shortly with a new subject_token"
-            ))
-        }
-        K::BadCredentials | K::Misconfigured | K::Unsupported => OAuthError::server_error(format!(
+        ),
+        K::UpstreamUnavailable | K::Timeout | K::RateLimited | K::BadResponse => format!(
+            "the upstream provider is not answering properly ({what}); retry shortly with a new subject_token"
+        ),
+        K::BadCredentials | K::Misconfigured | K::Unsupported => format!(
             "the broker's configuration of connector {connector_id:?} is wrong ({what}); its operator finds the fix in the broker's log"
-        )),
-    }
+        ),
+    };
+    OAuthError::for_connector_failure(e.kind, description)
 }

@@ -34,6 +34,7 @@ pub mod screen;
 pub mod shared_cache;
 pub mod state;
 pub mod token;
+pub mod upstream_errors;
 pub mod verify;
 
 use actix_web::middleware::DefaultHeaders;

@@ -9,6 +9,7 @@
 
 use crate::error::OAuthError;
 use crate::state::AppState;
+use crate::upstream_errors::answer_for;
 use idbridge_core::{ConnectorError, ExternalIdentity, RequestContext, Stage, UpstreamTokens};
 use idbridge_store::FamilyRow;
 
@@ -129,11 +130,11 @@ pub async fn before_refresh(
             tracing::debug!(stage = "refresh_recheck", connector = %connector_id, client_id, family = %family.id, "the person is still valid upstream");
             Ok(())
         }
-        Err(e) if e.kind.rejects_person() => {
+        Err(e) if answer_for(e.kind).ends_grant => {
             Err(refused(state, client_id, connector_id, family, &e).await)
         }
         Err(e) => {
-            if e.kind.is_outage() {
+            if answer_for(e.kind).outage {
                 state.upstream.failed(connector_id, state.now());
             }
             tracing::warn!(
