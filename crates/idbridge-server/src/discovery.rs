@@ -68,10 +68,23 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let now = state.now();
     let mut connectors = serde_json::Map::new();
     let mut degraded = false;
-    for (id, _) in &state.connectors {
-        let bad = state.upstream.degraded(id, now);
-        degraded |= bad;
-        connectors.insert(id.clone(), if bad { "degraded" } else { "ok" }.into());
+    for (id, entry) in &state.connectors {
+        let value = if let Some(e) = entry.setup.last_error() {
+            serde_json::json!({
+                "status": "not_ready",
+                "stage": e.stage.as_str(),
+                "kind": e.kind.as_str(),
+                "upstream_code": e.upstream_code,
+            })
+        } else if !entry.setup.is_ready() {
+            "not_ready".into()
+        } else if state.upstream.degraded(id, now) {
+            "degraded".into()
+        } else {
+            "ok".into()
+        };
+        degraded |= value != "ok";
+        connectors.insert(id.clone(), value);
     }
     match state.store.ping_within(HEALTH_PING_BOUND).await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({

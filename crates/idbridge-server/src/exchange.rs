@@ -86,7 +86,10 @@ pub async fn token_exchange(
         .and_then(|v| v.to_str().ok());
     let ctx =
         crate::authorize::request_context(state, req, Locale::negotiate(None, accept_language));
-    let exchanged = entry.connector.exchange(&ctx, subject_token).await;
+    let exchanged = match entry.setup.check(connector_id) {
+        Ok(()) => entry.connector.exchange(&ctx, subject_token).await,
+        Err(e) => Err(e),
+    };
     // Every connector's answer passes the same check (idbridge_core::ExternalIdentity::screened).
     let identity = match exchanged.and_then(|i| i.screened(idbridge_core::Stage::Exchange)) {
         Ok(identity) => identity,

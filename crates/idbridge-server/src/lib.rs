@@ -13,6 +13,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod connector_config;
+pub mod connector_setup;
 pub mod csrf;
 pub mod demo;
 pub mod discovery;
@@ -106,6 +107,16 @@ pub async fn build_state(
     )));
     let connectors = state::build_connectors(&settings, registry, options.dev_mode, &shared)
         .map_err(StartError::Config)?;
+    let setups: Vec<_> = connectors
+        .iter()
+        .map(|(id, e)| (id.clone(), e.connector.clone(), e.setup.clone()))
+        .collect();
+    let not_ready =
+        connector_setup::first_round(&setups, options.clock.now(), connector_setup::FIRST_ROUND)
+            .await;
+    if !not_ready.is_empty() {
+        tracing::warn!(connectors = ?not_ready, "some connectors are not ready; the broker starts without them and keeps retrying");
+    }
     let default_alg = settings
         .signing
         .default_algorithm
@@ -376,6 +387,17 @@ async fn shutdown_signal() -> Option<&'static str> {
 }
 
 fn spawn_background(state: web::Data<AppState>) {
+    for (id, entry) in &state.connectors {
+        if !entry.setup.is_ready() {
+            let clock = state.clock.clone();
+            actix_web::rt::spawn(connector_setup::retry_until_ready(
+                id.clone(),
+                entry.connector.clone(),
+                entry.setup.clone(),
+                move || clock.now(),
+            ));
+        }
+    }
     let keys_state = state.clone();
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));

@@ -20,6 +20,8 @@ pub struct ConnectorEntry {
     pub first_login: FirstLoginPolicy,
     /// `recheck_on_refresh`: re-check the person upstream when an app refreshes.
     pub recheck_on_refresh: bool,
+    /// Whether its set-up ([`Connector::prepare`]) has succeeded.
+    pub setup: Arc<crate::connector_setup::SetupStatus>,
 }
 
 pub struct AppState {
@@ -114,6 +116,7 @@ pub fn build_connectors(
                         connector,
                         first_login: entry.first_login,
                         recheck_on_refresh: entry.recheck_on_refresh,
+                        setup: Arc::default(),
                     },
                 ))
             }
