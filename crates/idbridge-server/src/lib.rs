@@ -5,7 +5,7 @@
 
 pub mod account;
 pub mod admin;
-pub mod authorize;
+pub mod audit;
 pub mod bind;
 pub mod body;
 pub mod client_ip;
@@ -19,20 +19,24 @@ pub mod error;
 pub mod exchange;
 pub mod fair;
 pub mod health;
+pub mod http;
 pub mod i18n;
 pub mod issue;
 pub mod keys;
 pub mod limits;
+pub mod login;
 pub mod logout;
+pub mod one_time_codes;
 pub mod pages;
 pub mod params;
 pub mod phone;
 pub mod resources;
 pub mod screen;
+pub mod sessions;
 pub mod shared_cache;
 pub mod state;
 pub mod token;
-pub mod verify;
+pub mod upstream;
 
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
@@ -161,7 +165,7 @@ pub async fn build_state(
             "\"log\" writes codes to the log instead of sending them: development only (idbridge serve --dev); use \"webhook\"",
         )]));
     }
-    let verifier = verify::Verifier::new(settings.verification.clone())
+    let verifier = one_time_codes::sender::Verifier::new(settings.verification.clone())
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     // Only hashes of the admin tokens are kept.
     let admin = admin::AdminTokens::new(&settings.admin.tokens).map_err(StartError::Config)?;
@@ -213,10 +217,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
     .route("/healthz", web::get().to(discovery::health))
     .route("/livez", web::get().to(discovery::live))
     .route("/readyz", web::get().to(discovery::ready))
-    .route("/authorize", web::get().to(authorize::authorize))
-    .route("/authorize", web::post().to(authorize::authorize))
-    .route("/return", web::get().to(authorize::return_to_app))
-    .route("/login/{request}", web::get().to(authorize::login))
+    .route("/authorize", web::get().to(login::authorize::authorize))
+    .route("/authorize", web::post().to(login::authorize::authorize))
+    .route("/return", web::get().to(login::response::return_to_app))
+    .route("/login/{request}", web::get().to(login::chooser::login))
     .route("/login/{request}/bind", web::get().to(bind::show))
     .route("/login/{request}/bind/send", web::post().to(bind::send))
     .route("/login/{request}/bind/code", web::get().to(bind::code_form))
@@ -248,8 +252,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
         "/account/confirm/signin",
         web::post().to(account::confirm_sign_in),
     )
-    .route("/callback/{connector}", web::get().to(authorize::callback))
-    .route("/callback/{connector}", web::post().to(authorize::callback))
+    .route(
+        "/callback/{connector}",
+        web::get().to(login::callback::callback),
+    )
+    .route(
+        "/callback/{connector}",
+        web::post().to(login::callback::callback),
+    )
     .route("/token", web::post().to(token::token))
     .route("/userinfo", web::get().to(resources::userinfo))
     .route("/userinfo", web::post().to(resources::userinfo))

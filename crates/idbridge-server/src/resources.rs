@@ -159,14 +159,12 @@ async fn revoke_inner(
                     .await
                     .map_err(OAuthError::store)?
                 {
-                    crate::authorize::audit(
-                        state,
-                        "token_revoked",
-                        Some(&f.user_id),
-                        Some(&client.id),
-                        None,
-                        serde_json::json!({"family": f.id}),
-                    )
+                    crate::audit::Event::TokenRevoked {
+                        user_id: &f.user_id,
+                        client_id: &client.id,
+                        family: &f.id,
+                    }
+                    .record(state)
                     .await;
                 }
             } else {

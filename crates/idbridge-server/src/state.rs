@@ -66,7 +66,7 @@ pub struct AppState {
     /// What `/readyz` has already established.
     pub readiness: crate::health::Readiness,
     /// One-time codes (binding, phone numbers) and their senders.
-    pub verifier: crate::verify::Verifier,
+    pub verifier: crate::one_time_codes::sender::Verifier,
     /// Admin API tokens (hashes); none configured = the admin API is off.
     pub admin: crate::admin::AdminTokens,
 }
