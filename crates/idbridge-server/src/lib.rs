@@ -3,6 +3,7 @@
 //! `routes` mounts every endpoint; `run` serves them and runs the background jobs
 //! (key rotation, expiry collection).
 
+pub mod access_token;
 pub mod account;
 pub mod admin;
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod fair;
 pub mod health;
 pub mod http;
 pub mod i18n;
+pub mod introspection;
 pub mod issue;
 pub mod keys;
 pub mod limits;
@@ -30,13 +32,14 @@ pub mod one_time_codes;
 pub mod pages;
 pub mod params;
 pub mod phone;
-pub mod resources;
+pub mod revocation;
 pub mod screen;
 pub mod sessions;
 pub mod shared_cache;
 pub mod state;
 pub mod token;
 pub mod upstream;
+pub mod userinfo;
 
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
@@ -190,8 +193,8 @@ pub async fn build_state(
         failures,
         fair,
         proxies,
-        upstream: health::UpstreamHealth::default(),
-        readiness: health::Readiness::default(),
+        upstream: health::status::UpstreamHealth::default(),
+        readiness: health::status::Readiness::default(),
         verifier,
         admin,
     }))
@@ -214,9 +217,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
         web::get().to(discovery::configuration),
     )
     .route("/jwks", web::get().to(discovery::jwks))
-    .route("/healthz", web::get().to(discovery::health))
-    .route("/livez", web::get().to(discovery::live))
-    .route("/readyz", web::get().to(discovery::ready))
+    .route("/healthz", web::get().to(health::health))
+    .route("/livez", web::get().to(health::live))
+    .route("/readyz", web::get().to(health::ready))
     .route("/authorize", web::get().to(login::authorize::authorize))
     .route("/authorize", web::post().to(login::authorize::authorize))
     .route("/return", web::get().to(login::response::return_to_app))
@@ -261,10 +264,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
         web::post().to(login::callback::callback),
     )
     .route("/token", web::post().to(token::token))
-    .route("/userinfo", web::get().to(resources::userinfo))
-    .route("/userinfo", web::post().to(resources::userinfo))
-    .route("/revoke", web::post().to(resources::revoke))
-    .route("/introspect", web::post().to(resources::introspect))
+    .route("/userinfo", web::get().to(userinfo::userinfo))
+    .route("/userinfo", web::post().to(userinfo::userinfo))
+    .route("/revoke", web::post().to(revocation::revoke))
+    .route("/introspect", web::post().to(introspection::introspect))
     .route("/logout", web::get().to(logout::logout))
     .route("/logout", web::post().to(logout::logout))
     .route("/assets/idbridge.css", web::get().to(pages::stylesheet));
