@@ -118,7 +118,8 @@ async fn messaging_identity(state: &AppState, user: &User) -> Option<(String, St
 /// at a connector that can message it) or by SMS (a verified number).
 pub async fn reachable(state: &AppState, user: &User) -> bool {
     verified_phone(state, user).is_some()
-        || (state.verifier.settings.wechat && messaging_identity(state, user).await.is_some())
+        || (state.verifier.settings.connector_messages
+            && messaging_identity(state, user).await.is_some())
 }
 
 /// The account's verified number, when phone codes are on.
@@ -148,7 +149,7 @@ pub async fn send_code(
         _ => return Err(SendError::Failed),
     };
     let messaging = match (purpose, user) {
-        (Purpose::Bind | Purpose::StepUp, Some(u)) if v.settings.wechat => {
+        (Purpose::Bind | Purpose::StepUp, Some(u)) if v.settings.connector_messages => {
             messaging_identity(state, u).await
         }
         _ => None,
