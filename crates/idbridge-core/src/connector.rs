@@ -19,7 +19,8 @@ pub enum Availability {
 }
 
 /// One value of the app's OpenID Connect `prompt` parameter (Core 3.1.2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Prompt {
     /// No page may be shown: succeed silently or fail.
     None,

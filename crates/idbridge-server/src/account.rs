@@ -4,20 +4,22 @@
 //! one (never the last). Not signed in, it sends the person through the broker's
 //! own sign-in, as the internal client [`ACCOUNT_CLIENT_ID`].
 
-use crate::authorize::{
-    self, begin, current_session, fallback_locale, found, remember_outcome, request_context,
-    usable, AuthRequest,
-};
-use crate::bind::{bad_form, see_other};
+use crate::audit::Event;
 use crate::csrf::{self, Browser};
+use crate::http::{fallback_locale, found, request_context, see_other};
 use crate::i18n::Tr;
-use crate::pages::{error_page, render, text};
+use crate::login::begin::begin;
+use crate::login::chooser::usable;
+use crate::login::request::{AuthRequest, Prompt};
+use crate::one_time_codes::{self as codes, Purpose};
+use crate::pages::{bad_form, error_page, render, text};
+use crate::sessions::current_session;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use idbridge_core::Locale;
-use idbridge_store::{AuditEvent, AuthRequestRow, LinkOutcome, NewLogin, SessionRow, Unlink, User};
+use idbridge_store::{AuthRequestRow, SessionRow, Unlink, User};
 use std::collections::BTreeMap;
 
 /// The broker's own client for the account page (its redirect URI is the broker).
@@ -117,7 +119,7 @@ async fn new_request(
     state: &AppState,
     locale: Locale,
     link_to: Option<String>,
-    prompt: Vec<String>,
+    prompt: Prompt,
 ) -> Result<(String, AuthRequest), HttpResponse> {
     let id = idbridge_tokens::random_token(24).map_err(|_| unavailable(locale))?;
     let ar = AuthRequest {
@@ -165,7 +167,7 @@ pub async fn show(
         Ok(Some(s)) => s,
         Ok(None) => {
             // Sign in first, through the broker's own chooser.
-            return match new_request(&state, locale, None, Vec::new()).await {
+            return match new_request(&state, locale, None, Prompt::default()).await {
                 Ok((id, _)) => found(&state.endpoint(&format!("/login/{id}"))),
                 Err(resp) => resp,
             };
@@ -216,7 +218,7 @@ pub async fn show(
         notice: notice(query.done.as_deref()).map(|k| text(locale, k)),
         user_id: user.id.clone(),
         name: user.name.clone(),
-        phone: user.phone_number.as_deref().map(crate::verify::mask_phone),
+        phone: user.phone_number.as_deref().map(codes::mask_phone),
         only_one: views.len() <= 1,
         identities: views,
         csrf: browser.csrf(CSRF_PURPOSE),
@@ -262,54 +264,10 @@ pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
             text(locale, "expired_todo"),
         );
     }
-    match new_request(&state, locale, Some(user.id.clone()), Vec::new()).await {
+    match new_request(&state, locale, Some(user.id.clone()), Prompt::default()).await {
         Ok((id, ar)) => begin(&state, &req, None, &id, &ar, &connector_id, locale).await,
         Err(resp) => resp,
     }
-}
-
-/// The callback of a "link another method" sign-in: attach the identity to the
-/// account that asked (never move one from another account).
-pub async fn finish_link(
-    state: &AppState,
-    request_id: &str,
-    flow_state: &str,
-    login: NewLogin,
-    user_id: &str,
-    locale: Locale,
-) -> HttpResponse {
-    let connector_id = login.connector_id.clone();
-    let outcome = state.store.link_identity(login, user_id, state.now()).await;
-    let done = match outcome {
-        Ok(LinkOutcome::Linked) => {
-            tracing::info!(event = "identity_linked", user_id, connector = %connector_id, "a sign-in method was linked on the account page");
-            authorize::audit(
-                state,
-                "identity_linked",
-                Some(user_id),
-                None,
-                Some(&connector_id),
-                serde_json::json!({}),
-            )
-            .await;
-            "linked"
-        }
-        Ok(LinkOutcome::AlreadyLinked) => "already",
-        Ok(LinkOutcome::OtherUser(owner)) => {
-            tracing::info!(event = "link_refused", user_id, owner = %owner, connector = %connector_id, "the sign-in method belongs to another account; not linked");
-            "other_account"
-        }
-        Err(e) => {
-            tracing::error!(stage = "account", error = %e, "cannot link the identity");
-            return unavailable(locale);
-        }
-    };
-    let url = state.endpoint(&format!("/account?done={done}"));
-    remember_outcome(state, flow_state, Some(&url)).await;
-    if let Err(e) = state.store.delete_auth_request(request_id).await {
-        tracing::warn!(stage = "account", error = %e, "cannot delete the used-up request; it expires by itself");
-    }
-    found(&url)
 }
 
 /// POST /account/unlink
@@ -332,14 +290,13 @@ pub async fn unlink(
     let now = state.now();
     let done = match state
         .store
-        .unlink_identity(&user.id, &connector_id, &subject, false, move |u| AuditEvent {
-            at: now,
-            event: "identity_unlinked".into(),
-            user_id: Some(u.identity.user_id.clone()),
-            client_id: None,
-            connector_id: Some(u.identity.connector_id.clone()),
-            ip: None,
-            detail: serde_json::json!({"by": "account_page", "link_key_removed": u.link_key_removed}),
+        .unlink_identity(&user.id, &connector_id, &subject, false, move |u| {
+            Event::IdentityUnlinked {
+                user_id: &u.identity.user_id,
+                connector_id: &u.identity.connector_id,
+                link_key_removed: u.link_key_removed,
+            }
+            .row(now, None)
         })
         .await
     {
@@ -395,7 +352,7 @@ async fn confirm_page(
     let Some(browser) = Browser::of(state, req) else {
         return unavailable(locale);
     };
-    let code = crate::verify::reachable(state, user).await;
+    let code = codes::reachable(state, user).await;
     let page = ConfirmPage {
         t: Tr(locale),
         error,
@@ -435,12 +392,12 @@ pub async fn confirm_send(
         return bad_form(locale);
     };
     // send_code picks the WeChat chat itself; the number is the SMS fallback.
-    let phone = crate::verify::verified_phone(&state, &user);
+    let phone = codes::verified_phone(&state, &user);
     let ctx = request_context(&state, &req, locale);
-    match crate::verify::send_code(
+    match codes::send_code(
         &state,
         &ctx,
-        crate::verify::Purpose::StepUp,
+        Purpose::StepUp,
         phone.as_deref(),
         Some(&user),
         &browser_hash,
@@ -449,7 +406,7 @@ pub async fn confirm_send(
     {
         Ok(sent) => see_other(&format!("/account/confirm/code?c={}", sent.code_id)),
         Err(e) => {
-            let message = crate::bind::send_error_text(locale, &e);
+            let message = codes::send_error_text(locale, &e);
             confirm_page(&state, &req, &user, locale, Some(message)).await
         }
     }
@@ -470,9 +427,9 @@ fn confirm_code_page(
     let Some(browser) = Browser::of(state, req) else {
         return unavailable(locale);
     };
-    crate::verify::code_page(
+    codes::code_page(
         locale,
-        crate::verify::CodePageText {
+        codes::CodePageText {
             sent: text(locale, "code_sent_account"),
             destination: None,
         },
@@ -516,12 +473,12 @@ pub async fn confirm_check(
     let retry = move |code_id: String, e: String| async move {
         confirm_code_page(st, rq, &code_id, locale, Some(e))
     };
-    let row = match crate::verify::attempt(
+    let row = match codes::attempt(
         &state,
         &req,
         &f,
         &browser_hash,
-        crate::verify::Purpose::StepUp,
+        Purpose::StepUp,
         locale,
         retry,
     )
@@ -529,7 +486,7 @@ pub async fn confirm_check(
     {
         Ok(row) if row.user_id.as_deref() == Some(user.id.as_str()) => row,
         Ok(row) => {
-            let e = crate::verify::check_error_text(locale, &idbridge_store::CodeCheck::Unknown);
+            let e = codes::check_error_text(locale, &idbridge_store::CodeCheck::Unknown);
             return confirm_code_page(&state, &req, &row.id, locale, Some(e));
         }
         Err(page) => return page,
@@ -543,14 +500,11 @@ pub async fn confirm_check(
         return unavailable(locale);
     }
     tracing::info!(event = "step_up", user_id = %user.id, "the person confirmed it is them with a one-time code");
-    authorize::audit(
-        &state,
-        "step_up",
-        Some(&user.id),
-        None,
-        None,
-        serde_json::json!({"via": row.channel}),
-    )
+    Event::SteppedUp {
+        user_id: &user.id,
+        channel: &row.channel,
+    }
+    .record(&state)
     .await;
     see_other("/account?done=confirmed")
 }
@@ -566,7 +520,7 @@ pub async fn confirm_sign_in(
     if let Err(resp) = confirming(&state, &req, &body, locale).await {
         return resp;
     }
-    match new_request(&state, locale, None, vec!["login".into()]).await {
+    match new_request(&state, locale, None, Prompt::login()).await {
         Ok((id, _)) => see_other(&state.endpoint(&format!("/login/{id}"))),
         Err(resp) => resp,
     }

@@ -2,22 +2,24 @@
 //! linked only after the person proves an existing account, by signing in with
 //! another method already linked to it, or with a one-time code sent to the
 //! account's verified phone number (or into its WeChat chat). The waiting identity
-//! is kept in the authorization request, bound to the browser that brought it.
+//! is kept in the authorization request, bound to the browser that brought it
+//! ([`crate::login::finish::wait_for_binding`] puts it there).
 
-use crate::authorize::{
-    self, error_url, finish_sign_in, found, load_request, outcome_for, request_context, usable,
-    AuthRequest, PendingLink, SignIn,
-};
 use crate::csrf::{self, Browser};
+use crate::http::{fallback_locale, request_context, see_other};
 use crate::i18n::Tr;
+use crate::login::chooser::usable;
+use crate::login::finish::{finish_sign_in, SignIn};
+use crate::login::request::{load_request, AuthRequest, PendingLink};
+use crate::login::response::error_url;
+use crate::one_time_codes::{self as codes, send_error_text, Purpose};
 use crate::pages::{error_page, render_status, text, Link};
 use crate::state::AppState;
-use crate::verify::{self, Purpose, SendError};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use idbridge_core::Locale;
-use idbridge_store::{FirstLogin, NewLogin};
+use idbridge_store::FirstLogin;
 
 #[derive(Template)]
 #[template(path = "bind.html")]
@@ -37,73 +39,6 @@ fn csrf_purpose(request_id: &str) -> String {
     format!("bind:{request_id}")
 }
 
-/// The callback found no account and the connector says "bind": keep the identity
-/// with the request, and ask the person to prove their account.
-pub async fn start(
-    state: &AppState,
-    ar: &AuthRequest,
-    request_id: &str,
-    flow_state: &str,
-    login: NewLogin,
-    browser_hash: &str,
-) -> HttpResponse {
-    let connector_id = login.connector_id.clone();
-    let mut waiting = ar.clone();
-    waiting.pending = Some(PendingLink {
-        login,
-        flow_state: flow_state.to_owned(),
-        browser_hash: browser_hash.to_owned(),
-    });
-    let bind_url = state.endpoint(&format!("/login/{request_id}/bind"));
-    let saved = match serde_json::to_value(&waiting) {
-        Ok(payload) => state
-            .store
-            .update_auth_request(request_id, payload, state.now())
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match saved {
-        Ok(true) => {}
-        Ok(false) => {
-            return error_page(
-                ar.locale_or_default(),
-                StatusCode::BAD_REQUEST,
-                text(ar.locale_or_default(), "expired"),
-                text(ar.locale_or_default(), "expired_todo"),
-            )
-        }
-        Err(e) => {
-            tracing::error!(stage = "bind", error = %e, "cannot keep the identity waiting for binding");
-            return authorize::error_redirect(
-                state,
-                ar,
-                "temporarily_unavailable",
-                "the broker's database is unavailable; retry shortly",
-            );
-        }
-    }
-    // A repeated callback (WeChat calls back twice) lands on the same page.
-    if let Err(e) = state
-        .store
-        .set_flow_outcome(flow_state, outcome_for(state, flow_state, Some(&bind_url)))
-        .await
-    {
-        tracing::warn!(stage = "bind", error = %e, "cannot record the flow outcome");
-    }
-    tracing::info!(event = "bind_required", connector = %connector_id, client_id = %ar.client_id, "new identity with first_login = \"bind\": asking the person to prove an existing account");
-    authorize::audit(
-        state,
-        "bind_required",
-        None,
-        Some(&ar.client_id),
-        Some(&connector_id),
-        serde_json::json!({}),
-    )
-    .await;
-    found(&bind_url)
-}
-
 /// The request, its waiting identity, and the locale — when this browser is the
 /// one that brought the identity.
 async fn waiting(
@@ -111,7 +46,7 @@ async fn waiting(
     req: &HttpRequest,
     request_id: &str,
 ) -> Result<(AuthRequest, PendingLink, Locale), HttpResponse> {
-    let fallback = authorize::fallback_locale(req);
+    let fallback = fallback_locale(req);
     let ar = match load_request(state, request_id).await? {
         Some(ar) => ar,
         None => {
@@ -239,7 +174,7 @@ pub async fn send(
     }
     let Some(phone) = f
         .get("phone")
-        .and_then(|p| verify::normalize_phone(p, &state.verifier.settings.default_country_code))
+        .and_then(|p| codes::normalize_phone(p, &state.verifier.settings.default_country_code))
     else {
         let e = text(locale, "phone_invalid").to_owned();
         return bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await;
@@ -257,7 +192,7 @@ pub async fn send(
         }
     };
     let ctx = request_context(&state, &req, locale);
-    match verify::send_code(
+    match codes::send_code(
         &state,
         &ctx,
         Purpose::Bind,
@@ -282,38 +217,6 @@ pub async fn send(
             .await
         }
     }
-}
-
-/// What to tell the person when a code did not go out.
-pub fn send_error_text(locale: Locale, e: &SendError) -> String {
-    match e {
-        SendError::Throttled(secs) => format!("{} {secs}", text(locale, "code_throttled")),
-        SendError::Failed => format!(
-            "{} {}",
-            text(locale, "code_send_failed"),
-            text(locale, "code_send_failed_todo")
-        ),
-        SendError::Store(err) => {
-            tracing::error!(stage = "verification", error = %err, "cannot store the code");
-            text(locale, "db_down").to_owned()
-        }
-    }
-}
-
-pub fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((actix_web::http::header::LOCATION, location))
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .finish()
-}
-
-pub fn bad_form(locale: Locale) -> HttpResponse {
-    error_page(
-        locale,
-        StatusCode::FORBIDDEN,
-        text(locale, "bad_form"),
-        text(locale, "bad_form_todo"),
-    )
 }
 
 #[derive(serde::Deserialize)]
@@ -347,9 +250,9 @@ fn code_page(
     let Some(browser) = Browser::of(state, req) else {
         return HttpResponse::InternalServerError().finish();
     };
-    verify::code_page(
+    codes::code_page(
         locale,
-        verify::CodePageText {
+        codes::CodePageText {
             // The same words whether or not the number is known.
             sent: text(locale, "code_sent_maybe"),
             destination: None,
@@ -379,7 +282,7 @@ pub async fn check(
         Ok(f) => f,
         Err(e) => return e.page(&req, locale),
     };
-    let row = match verify::attempt(
+    let row = match codes::attempt(
         &state,
         &req,
         &f,

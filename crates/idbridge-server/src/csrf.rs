@@ -3,7 +3,7 @@
 //! form's purpose; a POST without the matching token is refused. Another site can
 //! neither read the cookie nor compute the token.
 
-use crate::authorize::{cookie, BROWSER_COOKIE};
+use crate::http::{cookie, BROWSER_COOKIE};
 use crate::state::AppState;
 use actix_web::cookie::Cookie;
 use actix_web::{HttpRequest, HttpResponse};
@@ -76,7 +76,7 @@ impl FormRefused {
     /// The page that says so, in `locale`.
     pub fn page(&self, req: &HttpRequest, locale: Locale) -> HttpResponse {
         match self {
-            FormRefused::Forged => crate::bind::bad_form(locale),
+            FormRefused::Forged => crate::pages::bad_form(locale),
             FormRefused::Input(r) => crate::screen::page_refusal(req, r, locale),
         }
     }

@@ -3,7 +3,7 @@
 //! code exchange over HTTP) and shows the decoded tokens and the userinfo answer.
 //! Like an app would, it speaks the browser's language (English or 简体中文).
 
-use crate::authorize::{fallback_locale, found};
+use crate::http::{fallback_locale, found};
 use crate::pages::{escape, Page};
 use crate::params::append_query;
 use crate::state::AppState;

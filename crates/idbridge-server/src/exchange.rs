@@ -5,15 +5,16 @@
 //! login's (identity, link key, the connector's `first_login` policy), in one
 //! transaction with the grant the tokens belong to. No SSO session is opened.
 
-use crate::authorize::{audit, granted_scope, new_login, record_connector_failure};
+use crate::audit::{Denied, Event, LoginVia, SignedInBy};
 use crate::clients::Client;
 use crate::error::OAuthError;
 use crate::issue::{self, Issued, TokenRequest};
+use crate::params::granted_scope;
 use crate::state::{AppState, ConnectorEntry};
-use actix_web::http::header;
+use crate::upstream::{new_login, record_connector_failure};
 use actix_web::HttpRequest;
-use idbridge_core::{ConnectorError, ErrorKind, Locale};
-use idbridge_store::{AuditEvent, CompleteExchange, LoginCompletion, LoginResolution};
+use idbridge_core::{ConnectorError, ErrorKind};
+use idbridge_store::{CompleteExchange, LoginCompletion, LoginResolution};
 use idbridge_tokens::random_token;
 use std::collections::BTreeMap;
 
@@ -80,12 +81,7 @@ pub async fn token_exchange(
         .ok_or_else(|| OAuthError::invalid_scope("the openid scope is required"))?;
     let (connector_id, entry) = choose_connector(state, client, token_type, param("connector"))?;
 
-    let accept_language = req
-        .headers()
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok());
-    let ctx =
-        crate::authorize::request_context(state, req, Locale::negotiate(None, accept_language));
+    let ctx = crate::http::request_context(state, req, crate::http::fallback_locale(req));
     let exchanged = match entry.setup.check(connector_id) {
         Ok(()) => entry.connector.exchange(&ctx, subject_token).await,
         Err(e) => Err(e),
@@ -94,7 +90,8 @@ pub async fn token_exchange(
     let identity = match exchanged.and_then(|i| i.screened(idbridge_core::Stage::Exchange)) {
         Ok(identity) => identity,
         Err(e) => {
-            record_connector_failure(state, &client.id, connector_id, &e, "token_exchange").await;
+            record_connector_failure(state, &client.id, connector_id, &e, LoginVia::TokenExchange)
+                .await;
             return Err(exchange_error(connector_id, &e));
         }
     };
@@ -123,15 +120,13 @@ pub async fn token_exchange(
                 new_user_id,
                 family,
                 refresh_token_hash: refresh_hash,
-                audit: AuditEvent {
-                    at: now,
-                    event: "login".into(),
+                audit: Event::SignedIn {
                     user_id: None,
-                    client_id: Some(client.id.clone()),
-                    connector_id: Some(connector_id.to_owned()),
-                    ip: state.proxies.of(req).map(|i| i.to_string()),
-                    detail: serde_json::json!({ "grant": "token_exchange" }),
-                },
+                    client_id: &client.id,
+                    connector_id,
+                    by: SignedInBy::TokenExchange,
+                }
+                .row(now, state.proxies.of(req)),
                 require_phone: client.require_phone,
             },
             now,
@@ -171,14 +166,14 @@ pub async fn token_exchange(
         }
         LoginCompletion::NotLinked => {
             tracing::warn!(event = "login_failed", via = "token_exchange", stage = "account", connector = %connector_id, client_id = %client.id, reason = "first_login_denied", fix = "this connector's first_login is \"deny\": link the identity to an account first", "no broker account for this identity");
-            audit(
-                state,
-                "login_denied",
-                None,
-                Some(&client.id),
-                Some(connector_id),
-                serde_json::json!({"reason": "no_account", "via": "token_exchange"}),
-            )
+            Event::LoginDenied {
+                user_id: None,
+                client_id: &client.id,
+                connector_id,
+                reason: Denied::NoAccount,
+                via: LoginVia::TokenExchange,
+            }
+            .record(state)
             .await;
             return Err(OAuthError::invalid_grant(format!(
                 "no broker account is linked to this identity, and connector {connector_id:?} does not create accounts (first_login = deny)"
@@ -186,14 +181,14 @@ pub async fn token_exchange(
         }
         LoginCompletion::Disabled(user) => {
             tracing::warn!(event = "login_failed", via = "token_exchange", stage = "account", connector = %connector_id, client_id = %client.id, user_id = %user.id, reason = "user_disabled", "the broker account is disabled");
-            audit(
-                state,
-                "login_denied",
-                Some(&user.id),
-                Some(&client.id),
-                Some(connector_id),
-                serde_json::json!({"reason": "disabled", "via": "token_exchange"}),
-            )
+            Event::LoginDenied {
+                user_id: Some(&user.id),
+                client_id: &client.id,
+                connector_id,
+                reason: Denied::Disabled,
+                via: LoginVia::TokenExchange,
+            }
+            .record(state)
             .await;
             return Err(OAuthError::invalid_grant("the account is disabled"));
         }

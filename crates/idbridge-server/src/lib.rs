@@ -3,9 +3,10 @@
 //! `routes` mounts every endpoint; `run` serves them and runs the background jobs
 //! (key rotation, expiry collection).
 
+pub mod access_token;
 pub mod account;
 pub mod admin;
-pub mod authorize;
+pub mod audit;
 pub mod bind;
 pub mod body;
 pub mod client_ip;
@@ -21,22 +22,28 @@ pub mod error;
 pub mod exchange;
 pub mod fair;
 pub mod health;
+pub mod http;
 pub mod i18n;
+pub mod introspection;
 pub mod issue;
 pub mod keys;
 pub mod limits;
+pub mod login;
 pub mod logout;
+pub mod one_time_codes;
 pub mod pages;
 pub mod params;
 pub mod phone;
 pub mod recheck;
-pub mod resources;
+pub mod revocation;
 pub mod screen;
+pub mod sessions;
 pub mod shared_cache;
 pub mod state;
 pub mod token;
+pub mod upstream;
 pub mod upstream_errors;
-pub mod verify;
+pub mod userinfo;
 
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
@@ -175,7 +182,7 @@ pub async fn build_state(
             "\"log\" writes codes to the log instead of sending them: development only (idbridge serve --dev); use \"webhook\"",
         )]));
     }
-    let verifier = verify::Verifier::new(settings.verification.clone())
+    let verifier = one_time_codes::sender::Verifier::new(settings.verification.clone())
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     // Only hashes of the admin tokens are kept.
     let admin = admin::AdminTokens::new(&settings.admin.tokens).map_err(StartError::Config)?;
@@ -200,8 +207,8 @@ pub async fn build_state(
         failures,
         fair,
         proxies,
-        upstream: health::UpstreamHealth::default(),
-        readiness: health::Readiness::default(),
+        upstream: health::status::UpstreamHealth::default(),
+        readiness: health::status::Readiness::default(),
         verifier,
         admin,
     }))
@@ -224,13 +231,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
         web::get().to(discovery::configuration),
     )
     .route("/jwks", web::get().to(discovery::jwks))
-    .route("/healthz", web::get().to(discovery::health))
-    .route("/livez", web::get().to(discovery::live))
-    .route("/readyz", web::get().to(discovery::ready))
-    .route("/authorize", web::get().to(authorize::authorize))
-    .route("/authorize", web::post().to(authorize::authorize))
-    .route("/return", web::get().to(authorize::return_to_app))
-    .route("/login/{request}", web::get().to(authorize::login))
+    .route("/healthz", web::get().to(health::health))
+    .route("/livez", web::get().to(health::live))
+    .route("/readyz", web::get().to(health::ready))
+    .route("/authorize", web::get().to(login::authorize::authorize))
+    .route("/authorize", web::post().to(login::authorize::authorize))
+    .route("/return", web::get().to(login::response::return_to_app))
+    .route("/login/{request}", web::get().to(login::chooser::login))
     .route("/login/{request}/bind", web::get().to(bind::show))
     .route("/login/{request}/bind/send", web::post().to(bind::send))
     .route("/login/{request}/bind/code", web::get().to(bind::code_form))
@@ -262,13 +269,19 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
         "/account/confirm/signin",
         web::post().to(account::confirm_sign_in),
     )
-    .route("/callback/{connector}", web::get().to(authorize::callback))
-    .route("/callback/{connector}", web::post().to(authorize::callback))
+    .route(
+        "/callback/{connector}",
+        web::get().to(login::callback::callback),
+    )
+    .route(
+        "/callback/{connector}",
+        web::post().to(login::callback::callback),
+    )
     .route("/token", web::post().to(token::token))
-    .route("/userinfo", web::get().to(resources::userinfo))
-    .route("/userinfo", web::post().to(resources::userinfo))
-    .route("/revoke", web::post().to(resources::revoke))
-    .route("/introspect", web::post().to(resources::introspect))
+    .route("/userinfo", web::get().to(userinfo::userinfo))
+    .route("/userinfo", web::post().to(userinfo::userinfo))
+    .route("/revoke", web::post().to(revocation::revoke))
+    .route("/introspect", web::post().to(introspection::introspect))
     .route("/logout", web::get().to(logout::logout))
     .route("/logout", web::post().to(logout::logout))
     .route("/assets/idbridge.css", web::get().to(pages::stylesheet));

@@ -2,7 +2,8 @@
 //! session, revoke the grants made under it, and return to a registered
 //! post-logout URI. Without a valid `id_token_hint` the person confirms first.
 
-use crate::authorize::{audit, found, SESSION_COOKIE};
+use crate::audit::Event;
+use crate::http::{found, SESSION_COOKIE};
 use crate::pages::{error_page, escape, text, Page};
 use crate::params::append_query;
 use crate::state::AppState;
@@ -149,14 +150,11 @@ pub async fn logout(
                         tracing::error!(stage = "logout", error = %e, "cannot revoke the session's grants")
                     }
                 }
-                audit(
-                    &state,
-                    "logout",
-                    Some(&session.user_id),
-                    client_id.as_deref(),
-                    None,
-                    serde_json::json!({}),
-                )
+                Event::LoggedOut {
+                    user_id: &session.user_id,
+                    client_id: client_id.as_deref(),
+                }
+                .record(&state)
                 .await;
             }
             Ok(None) => {}

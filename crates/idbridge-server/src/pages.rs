@@ -173,6 +173,16 @@ pub fn error_page(locale: Locale, status: StatusCode, what: &str, todo: &str) ->
     Page::new(locale, title, &body).status(status).render()
 }
 
+/// A posted form without this browser's CSRF token for it (crate::csrf). 403.
+pub fn bad_form(locale: Locale) -> HttpResponse {
+    error_page(
+        locale,
+        StatusCode::FORBIDDEN,
+        text(locale, "bad_form"),
+        text(locale, "bad_form_todo"),
+    )
+}
+
 /// The page for input with a control character in it ([`crate::params::control_free`]):
 /// what was wrong, where (`place`: a parameter name, "path", "cookie idb_session"),
 /// and what to do. 400.

@@ -73,6 +73,24 @@ pub fn has_scope(scope: &str, wanted: &str) -> bool {
     scope.split(' ').any(|s| s == wanted)
 }
 
+/// The scopes the broker grants, in the order a granted scope lists them.
+const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "phone", "offline_access"];
+
+/// The scope granted for a space-separated request: `openid` is required (else
+/// `None`); `profile` and `offline_access` are kept, anything else is dropped.
+pub fn granted_scope(asked: &str) -> Option<String> {
+    let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
+    if !asked.contains(&"openid") {
+        return None;
+    }
+    let scopes: Vec<&str> = SUPPORTED_SCOPES
+        .iter()
+        .copied()
+        .filter(|s| asked.contains(s))
+        .collect();
+    Some(scopes.join(" "))
+}
+
 /// Parse `application/x-www-form-urlencoded` text (a query string or a form
 /// body). `Err` names the first parameter that appears twice or holds a
 /// control character.

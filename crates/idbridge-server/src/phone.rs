@@ -4,15 +4,17 @@
 //! configured sender, and the number is kept on the account (unique among
 //! accounts) and released to apps with the `phone` scope.
 
-use crate::authorize::{
-    code_redirect, current_session, fallback_locale, load_request, request_context, AuthRequest,
-};
-use crate::bind::{bad_form, see_other, send_error_text};
+use crate::audit::Event;
 use crate::csrf::{self, Browser};
+use crate::http::{fallback_locale, request_context, see_other};
 use crate::i18n::Tr;
-use crate::pages::{error_page, render_status, text};
+use crate::login::finish::code_redirect;
+use crate::login::request::{load_request, AuthRequest};
+use crate::login::response::error_url;
+use crate::one_time_codes::{self as codes, send_error_text, Purpose};
+use crate::pages::{bad_form, error_page, render_status, text};
+use crate::sessions::current_session;
 use crate::state::AppState;
-use crate::verify::{self, Purpose};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -117,7 +119,7 @@ async fn phone_page(
         action: format!("/login/{request_id}/phone/send"),
         csrf: browser.csrf(&csrf_purpose(request_id)),
         phone: phone.to_owned(),
-        cancel: crate::authorize::error_url(
+        cancel: error_url(
             state,
             ar,
             "access_denied",
@@ -165,8 +167,7 @@ pub async fn send(
         Err(e) => return e.page(&req, locale),
     };
     let typed = f.get("phone").cloned().unwrap_or_default();
-    let Some(phone) =
-        verify::normalize_phone(&typed, &state.verifier.settings.default_country_code)
+    let Some(phone) = codes::normalize_phone(&typed, &state.verifier.settings.default_country_code)
     else {
         let e = text(locale, "phone_invalid").to_owned();
         return phone_page(&state, &req, &request_id, &ar, locale, &typed, Some(e)).await;
@@ -175,7 +176,7 @@ pub async fn send(
         return bad_form(locale);
     };
     let ctx = request_context(&state, &req, locale);
-    match verify::send_code(
+    match codes::send_code(
         &state,
         &ctx,
         Purpose::Phone,
@@ -224,13 +225,13 @@ async fn code_page(
     // The person typed the number themselves: show it back (masked).
     let destination = match state.store.get_verification_code(code_id).await {
         Ok(Some(code)) if Some(&code.browser_hash) == csrf::browser_hash(req).as_ref() => {
-            Some(verify::mask_phone(&code.destination))
+            Some(codes::mask_phone(&code.destination))
         }
         _ => None,
     };
-    verify::code_page(
+    codes::code_page(
         locale,
-        verify::CodePageText {
+        codes::CodePageText {
             sent: text(locale, "code_sent_sms"),
             destination,
         },
@@ -281,7 +282,7 @@ pub async fn check(
     let retry = move |code_id: String, e: String| async move {
         code_page(st, rq, rid, &code_id, locale, Some(e)).await
     };
-    let row = match verify::attempt(
+    let row = match codes::attempt(
         &state,
         &req,
         &f,
@@ -295,7 +296,7 @@ pub async fn check(
         Ok(row) if row.user_id.as_deref() == Some(user.id.as_str()) => row,
         // A code of another session's person: as if unknown.
         Ok(row) => {
-            let e = verify::check_error_text(locale, &CodeCheck::Unknown);
+            let e = codes::check_error_text(locale, &CodeCheck::Unknown);
             return code_page(&state, &req, &request_id, &row.id, locale, Some(e)).await;
         }
         Err(page) => return page,
@@ -307,14 +308,11 @@ pub async fn check(
     {
         Ok(PhoneOutcome::Set(user)) => {
             tracing::info!(event = "phone_verified", user_id = %user.id, client_id = %ar.client_id, "phone number verified");
-            crate::authorize::audit(
-                &state,
-                "phone_verified",
-                Some(&user.id),
-                Some(&ar.client_id),
-                None,
-                serde_json::json!({}),
-            )
+            Event::PhoneVerified {
+                user_id: &user.id,
+                client_id: &ar.client_id,
+            }
+            .record(&state)
             .await;
             continue_to_app(&state, &request_id, &ar, &session, &user, locale).await
         }

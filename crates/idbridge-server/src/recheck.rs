@@ -4,53 +4,14 @@
 //! there ([`idbridge_core::Connector::refresh`]). A person the upstream no longer
 //! accepts (tokens revoked or expired, person removed or disabled) loses the
 //! grant; an upstream that is failing leaves the grant as it is and the app is
-//! told to retry. Also home to the sealing of stored upstream tokens, which
-//! sign-in and re-check share.
+//! told to retry.
 
 use crate::error::OAuthError;
 use crate::state::AppState;
+use crate::upstream::{open_upstream_tokens, seal_upstream_tokens};
 use crate::upstream_errors::answer_for;
-use idbridge_core::{ConnectorError, ExternalIdentity, RequestContext, Stage, UpstreamTokens};
+use idbridge_core::{ConnectorError, ExternalIdentity, RequestContext, Stage};
 use idbridge_store::FamilyRow;
-
-/// The associated data binding sealed upstream tokens to their identity.
-fn aad(connector_id: &str, subject: &str) -> String {
-    format!("upstream:{connector_id}:{subject}")
-}
-
-/// Upstream tokens sealed with the master key for storage, bound to
-/// (connector, subject); `None` when there are none (or sealing failed).
-pub fn seal_upstream_tokens(
-    state: &AppState,
-    connector_id: &str,
-    subject: &str,
-    tokens: Option<&UpstreamTokens>,
-) -> Option<Vec<u8>> {
-    let clear = serde_json::to_vec(tokens?).ok()?;
-    state
-        .master_key
-        .seal(&clear, aad(connector_id, subject).as_bytes())
-        .ok()
-}
-
-/// The stored upstream tokens of an identity, opened; empty tokens when none are
-/// stored or they cannot be opened (the connector then says what it misses).
-fn open_upstream_tokens(
-    state: &AppState,
-    connector_id: &str,
-    subject: &str,
-    sealed: Option<&[u8]>,
-) -> UpstreamTokens {
-    sealed
-        .and_then(|s| {
-            state
-                .master_key
-                .open(s, aad(connector_id, subject).as_bytes())
-                .ok()
-        })
-        .and_then(|clear| serde_json::from_slice(&clear).ok())
-        .unwrap_or_default()
-}
 
 /// The connector a grant began with (recorded in its family at sign-in or
 /// token exchange).
@@ -212,14 +173,14 @@ async fn refused(
         fix = e.fix.as_deref().unwrap_or("-"),
         "the upstream no longer accepts this person; their grant is revoked and the app must sign them in again"
     );
-    crate::authorize::audit(
-        state,
-        "upstream_recheck_failed",
-        Some(&family.user_id),
-        Some(client_id),
-        Some(connector_id),
-        serde_json::json!({ "family": family.id, "error": e }),
-    )
+    crate::audit::Event::UpstreamRecheckFailed {
+        user_id: &family.user_id,
+        client_id,
+        connector_id,
+        family: &family.id,
+        error: e,
+    }
+    .record(state)
     .await;
     OAuthError::invalid_grant(format!(
         "{connector_id} no longer accepts this person ({}: {}{}); the grant is revoked: sign them in again",

@@ -47,11 +47,11 @@ pub struct AppState {
     pub proxies: crate::client_ip::TrustedProxies,
     /// Each app's share of the broker's local work (`server.in_progress_per_client`).
     pub fair: crate::fair::FairShare,
-    pub upstream: crate::health::UpstreamHealth,
+    pub upstream: crate::health::status::UpstreamHealth,
     /// What `/readyz` has already established.
-    pub readiness: crate::health::Readiness,
+    pub readiness: crate::health::status::Readiness,
     /// One-time codes (binding, phone numbers) and their senders.
-    pub verifier: crate::verify::Verifier,
+    pub verifier: crate::one_time_codes::sender::Verifier,
     /// Admin API tokens (hashes); none configured = the admin API is off.
     pub admin: crate::admin::AdminTokens,
 }

@@ -239,14 +239,12 @@ async fn revoke_replayed(state: &AppState, family: &str, code: &idbridge_store::
                 family,
                 "authorization code replayed; every token issued from it is revoked"
             );
-            crate::authorize::audit(
-                state,
-                "code_replayed",
-                Some(&code.user_id),
-                Some(&code.client_id),
-                None,
-                serde_json::json!({"family": family}),
-            )
+            crate::audit::Event::CodeReplayed {
+                user_id: &code.user_id,
+                client_id: &code.client_id,
+                family,
+            }
+            .record(state)
             .await;
         }
         Ok(false) => {}
@@ -314,14 +312,12 @@ async fn refresh_token(
         RefreshOutcome::Rotated(g) => g,
         RefreshOutcome::Replayed(f) => {
             tracing::warn!(stage = "token", client_id = %client.id, user_id = %f.user_id, family = %f.id, "rotated refresh token replayed; the whole family is revoked");
-            crate::authorize::audit(
-                state,
-                "refresh_token_replayed",
-                Some(&f.user_id),
-                Some(&client.id),
-                None,
-                serde_json::json!({"family": f.id}),
-            )
+            crate::audit::Event::RefreshTokenReplayed {
+                user_id: &f.user_id,
+                client_id: &client.id,
+                family: &f.id,
+            }
+            .record(state)
             .await;
             return Err(invalid());
         }

@@ -307,7 +307,8 @@ async fn assert_identity_refused(
     let resp = b.get(callback).send().await.unwrap();
     let status = resp.status().as_u16();
     let page = resp.text().await.unwrap();
-    assert_eq!(status, 502, "{page}");
+    // The broker refuses this identity (a policy refusal): 403, not a gateway failure.
+    assert_eq!(status, 403, "{page}");
     assert!(
         page.contains("This account cannot be used to sign in here"),
         "{page}"

@@ -208,7 +208,8 @@ async fn a_snapshot_user_gets_a_page_and_no_account() {
     let snapshot = wechat.replace("#wechat_redirect", "&sim_snapshot=1#wechat_redirect");
     let callback = w.sim.scan(&snapshot, dev::USER_ALICE).unwrap().remove(0);
     let resp = b.get(&callback).send().await.unwrap();
-    assert_eq!(resp.status(), 502, "a page, not a login");
+    // A policy refusal, not a gateway failure (issue 11, item 7).
+    assert_eq!(resp.status(), 403, "a page, not a login");
     let page = resp.text().await.unwrap();
     assert!(page.contains("kind=not_allowed"), "{page}");
     assert!(page.contains("code=is_snapshotuser"), "{page}");

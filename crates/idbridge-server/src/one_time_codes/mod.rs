@@ -4,22 +4,28 @@
 //! Account (a connector that can send messages). Stored by hash, bound to the
 //! browser that asked, single use, short-lived, with a cap on wrong attempts and on
 //! how often one number is sent codes.
+//!
+//! `sender` holds the SMS sender and the dev outbox (what [`AppState`] keeps),
+//! `phone_number` the number formats, `page` the code form and its messages.
 
-use crate::authorize::audit;
-use crate::config::VerificationSettings;
-use crate::i18n::{t, Tr};
-use crate::pages::render_status;
+pub mod page;
+pub mod phone_number;
+pub mod sender;
+
+pub use page::{check_error_text, code_page, send_error_text, CodePageText};
+pub use phone_number::{mask_phone, normalize_phone};
+pub use sender::{Outbox, OutboxEntry, Verifier};
+
+use crate::audit::Event;
+use crate::i18n::t;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
-use askama::Template;
-use idbridge_core::{Locale, RequestContext};
-use idbridge_store::{CodeCheck, CodeInsert, SendLimits, StoreError, User, VerificationCode};
-use idbridge_tokens::{constant_time_eq, hmac_sha256_hex, random_digits, random_token};
+use idbridge_core::Locale;
+use idbridge_core::RequestContext;
+use idbridge_store::{CodeCheck, CodeInsert, StoreError, User, VerificationCode};
+use idbridge_tokens::{constant_time_eq, random_digits, random_token};
 use std::collections::BTreeMap;
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::Duration;
 
 /// What a code proves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,58 +53,22 @@ impl Purpose {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     Sms,
-    WeChat,
+    /// Into the person's chat at a connector that can send messages (a WeChat
+    /// Official Account with `messages = true`).
+    Connector,
     /// No account has this number: nothing was sent (the page looks the same).
     Nowhere,
 }
 
 impl Via {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Via::Sms => "sms",
-            Via::WeChat => "wechat",
+            // The stored and logged word predates other messaging connectors.
+            Via::Connector => "wechat",
             Via::Nowhere => "none",
         }
     }
-}
-
-/// A message the development sender "sent", kept for `/dev/outbox`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct OutboxEntry {
-    pub at: i64,
-    pub channel: &'static str,
-    pub to: String,
-    pub code: String,
-    pub text: String,
-}
-
-/// The last messages of the development sender (dev mode only).
-#[derive(Default)]
-pub struct Outbox(Mutex<VecDeque<OutboxEntry>>);
-
-impl Outbox {
-    const KEEP: usize = 50;
-
-    fn push(&self, entry: OutboxEntry) {
-        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() == Self::KEEP {
-            q.pop_front();
-        }
-        q.push_back(entry);
-    }
-
-    /// Newest first.
-    pub fn list(&self) -> Vec<OutboxEntry> {
-        let q = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        q.iter().rev().cloned().collect()
-    }
-}
-
-/// The code machinery, built once from `[verification]`.
-pub struct Verifier {
-    pub settings: VerificationSettings,
-    pub outbox: Outbox,
-    http: reqwest::Client,
 }
 
 /// Why a code could not be sent.
@@ -122,123 +92,6 @@ impl From<StoreError> for SendError {
 pub struct Sent {
     pub code_id: String,
     pub via: Via,
-}
-
-impl Verifier {
-    pub fn new(settings: VerificationSettings) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        Ok(Self {
-            settings,
-            outbox: Outbox::default(),
-            http,
-        })
-    }
-
-    /// Whether codes can be sent to phone numbers at all.
-    pub fn phone_codes(&self) -> bool {
-        self.settings.sender != "none"
-    }
-
-    fn limits(&self) -> SendLimits {
-        SendLimits {
-            min_interval_secs: self.settings.resend_after_secs,
-            per_hour: self.settings.per_hour,
-        }
-    }
-
-    /// The text a person receives.
-    fn message(&self, locale: Locale, code: &str) -> String {
-        let site = &self.settings.site_name;
-        let minutes = (self.settings.code_ttl_secs / 60).max(1);
-        match locale {
-            Locale::ZhCn => {
-                format!("【{site}】验证码 {code}，{minutes} 分钟内有效。请勿告诉他人。")
-            }
-            Locale::En => format!(
-                "{site}: your verification code is {code}. It expires in {minutes} minutes. Do not share it."
-            ),
-        }
-    }
-
-    /// POST the code to the operator's webhook (their SMS gateway), signed.
-    async fn webhook(&self, body: &serde_json::Value, now: i64) -> Result<(), String> {
-        let url = self.settings.webhook_url.as_deref().unwrap_or_default();
-        let payload = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-        let timestamp = now.to_string();
-        let mut signed = timestamp.clone().into_bytes();
-        signed.push(b'.');
-        signed.extend_from_slice(&payload);
-        let secret = self.settings.webhook_secret.as_deref().unwrap_or_default();
-        let signature = format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), &signed));
-        let resp = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("x-idbridge-timestamp", timestamp)
-            .header("x-idbridge-signature", signature)
-            .body(payload)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", resp.status().as_u16()))
-        }
-    }
-}
-
-/// `raw` as E.164 (`+8613800138000`), or `None` when it is not a phone number.
-/// Spaces, dashes, dots and parentheses are ignored; `00` means `+`; a number
-/// without a country code gets `default_cc` (11-digit mainland mobiles for 86).
-pub fn normalize_phone(raw: &str, default_cc: &str) -> Option<String> {
-    let compact: String = raw
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{3000}'))
-        .collect();
-    let international = compact
-        .strip_prefix('+')
-        .or_else(|| compact.strip_prefix("00"));
-    let digits = match international {
-        Some(rest) => rest.to_owned(),
-        None => {
-            if !compact.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            if default_cc == "86" {
-                // Mainland mobiles: 11 digits starting with 1.
-                if compact.len() != 11 || !compact.starts_with('1') {
-                    return None;
-                }
-                format!("86{compact}")
-            } else {
-                format!("{default_cc}{}", compact.trim_start_matches('0'))
-            }
-        }
-    };
-    let ok = (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
-        && (!digits.starts_with("86") || (digits.len() == 13 && digits[2..].starts_with('1')));
-    ok.then(|| format!("+{digits}"))
-}
-
-/// `+86 138****8000`: enough for the person to recognise their number.
-pub fn mask_phone(e164: &str) -> String {
-    let digits = e164.trim_start_matches('+');
-    let n = digits.len();
-    if n < 8 || !digits.is_ascii() {
-        return e164.to_owned();
-    }
-    match digits.strip_prefix("86") {
-        Some(rest) if rest.len() == 11 => format!("+86 {}****{}", &rest[..3], &rest[7..]),
-        _ => format!("+{}****{}", &digits[..3], &digits[n - 4..]),
-    }
 }
 
 /// What is stored for a code: keyed with the master key, so a copy of the
@@ -265,7 +118,8 @@ async fn messaging_identity(state: &AppState, user: &User) -> Option<(String, St
 /// at a connector that can message it) or by SMS (a verified number).
 pub async fn reachable(state: &AppState, user: &User) -> bool {
     verified_phone(state, user).is_some()
-        || (state.verifier.settings.wechat && messaging_identity(state, user).await.is_some())
+        || (state.verifier.settings.connector_messages
+            && messaging_identity(state, user).await.is_some())
 }
 
 /// The account's verified number, when phone codes are on.
@@ -294,15 +148,15 @@ pub async fn send_code(
         (Ok(c), Ok(i)) => (c, i),
         _ => return Err(SendError::Failed),
     };
-    let wechat = match (purpose, user) {
-        (Purpose::Bind | Purpose::StepUp, Some(u)) if v.settings.wechat => {
+    let messaging = match (purpose, user) {
+        (Purpose::Bind | Purpose::StepUp, Some(u)) if v.settings.connector_messages => {
             messaging_identity(state, u).await
         }
         _ => None,
     };
-    let planned = match (purpose, user, &wechat, phone) {
+    let planned = match (purpose, user, &messaging, phone) {
         (Purpose::Bind, None, _, _) => Via::Nowhere,
-        (_, _, Some(_), _) => Via::WeChat,
+        (_, _, Some(_), _) => Via::Connector,
         (_, _, None, Some(_)) => Via::Sms,
         (_, _, None, None) => return Err(SendError::Failed),
     };
@@ -334,8 +188,8 @@ pub async fn send_code(
     }
     let text = v.message(ctx.locale, &code);
     let mut via = planned;
-    if let Some((connector_id, subject)) = &wechat {
-        if !send_wechat(state, ctx, connector_id, subject, &text).await {
+    if let Some((connector_id, subject)) = &messaging {
+        if !send_by_connector(state, ctx, connector_id, subject, &text).await {
             // Outside the 48 h window, quota, WeChat down: the phone still works.
             via = Via::Sms;
         }
@@ -349,7 +203,7 @@ pub async fn send_code(
             );
             true
         }
-        (Via::WeChat, _) => true,
+        (Via::Connector, _) => true,
         (Via::Sms, Some(phone)) => send_sms(state, ctx, purpose, phone, &code, &text).await,
         (Via::Sms, None) => false,
     };
@@ -375,22 +229,22 @@ pub async fn send_code(
             text: text.clone(),
         });
     }
-    audit(
-        state,
-        "verification_code_sent",
-        user.map(|u| u.id.as_str()),
-        None,
-        wechat
+    Event::CodeSent {
+        user_id: user.map(|u| u.id.as_str()),
+        connector_id: messaging
             .as_ref()
             .map(|(c, _)| c.as_str())
-            .filter(|_| via == Via::WeChat),
-        serde_json::json!({"purpose": purpose.as_str(), "via": via.as_str()}),
-    )
+            .filter(|_| via == Via::Connector),
+        purpose: purpose.as_str(),
+        via: via.as_str(),
+    }
+    .record(state)
     .await;
     Ok(Sent { code_id: id, via })
 }
 
-async fn send_wechat(
+/// Send `text` into the person's chat at `connector_id`; `false` when it did not go.
+async fn send_by_connector(
     state: &AppState,
     ctx: &RequestContext,
     connector_id: &str,
@@ -490,54 +344,6 @@ pub async fn check_code(
         .await
 }
 
-/// What the code page says about where the code went.
-pub struct CodePageText {
-    pub sent: &'static str,
-    /// The (masked) number, when it may be shown.
-    pub destination: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "code.html")]
-struct CodePage<'a> {
-    t: Tr,
-    sent: &'a str,
-    destination: Option<String>,
-    error: Option<String>,
-    action: &'a str,
-    csrf: &'a str,
-    code_id: &'a str,
-    restart: &'a str,
-}
-
-/// The page that asks for the code.
-pub fn code_page(
-    locale: Locale,
-    text: CodePageText,
-    action: &str,
-    csrf: &str,
-    code_id: &str,
-    restart: &str,
-    error: Option<String>,
-) -> HttpResponse {
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    let page = CodePage {
-        t: Tr(locale),
-        sent: text.sent,
-        destination: text.destination,
-        error,
-        action,
-        csrf,
-        code_id,
-        restart,
-    };
-    render_status(locale, t(locale, "code_title"), status, &page)
-}
-
 /// The code typed into a posted form (fields `c` and `code`), checked for the
 /// browser that asked for it. `Ok` with the code's row when it is right.
 /// Otherwise the page to show: `retry(code id, what was wrong)` (the code page
@@ -604,18 +410,6 @@ where
     }
 }
 
-/// What the person is told about a code that did not verify.
-pub fn check_error_text(locale: Locale, check: &CodeCheck) -> String {
-    match check {
-        CodeCheck::Wrong { attempts_left } => {
-            format!("{} {attempts_left}", t(locale, "code_wrong"))
-        }
-        CodeCheck::TooManyAttempts => t(locale, "code_too_many").to_owned(),
-        CodeCheck::Expired => t(locale, "code_expired").to_owned(),
-        CodeCheck::Unknown | CodeCheck::Verified(_) => t(locale, "code_unknown").to_owned(),
-    }
-}
-
 /// The log's word for it.
 pub fn check_reason(check: &CodeCheck) -> &'static str {
     match check {
@@ -624,42 +418,5 @@ pub fn check_reason(check: &CodeCheck) -> &'static str {
         CodeCheck::Expired => "expired_code",
         CodeCheck::Unknown => "unknown_code",
         CodeCheck::Verified(_) => "verified",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phone_numbers_normalize_to_e164() {
-        let n = |s| normalize_phone(s, "86");
-        assert_eq!(n("13800138000").as_deref(), Some("+8613800138000"));
-        assert_eq!(n(" 138 0013-8000 ").as_deref(), Some("+8613800138000"));
-        assert_eq!(n("+86 138 0013 8000").as_deref(), Some("+8613800138000"));
-        assert_eq!(n("008613800138000").as_deref(), Some("+8613800138000"));
-        assert_eq!(n("+1 (415) 555-2671").as_deref(), Some("+14155552671"));
-        assert_eq!(n("+44 20 7946 0958").as_deref(), Some("+442079460958"));
-        for bad in [
-            "",
-            "12345",
-            "23800138000",
-            "+86 12345",
-            "+0123456789",
-            "phone",
-            "+86138001380001",
-        ] {
-            assert_eq!(n(bad), None, "{bad}");
-        }
-        assert_eq!(
-            normalize_phone("020 7946 0958", "44").as_deref(),
-            Some("+442079460958")
-        );
-    }
-
-    #[test]
-    fn masked_numbers_keep_the_country_and_the_last_four_digits() {
-        assert_eq!(mask_phone("+8613800138000"), "+86 138****8000");
-        assert_eq!(mask_phone("+14155552671"), "+141****2671");
     }
 }

@@ -1,4 +1,5 @@
-//! Upstream health as the broker sees it: consecutive failures of each
+//! What the instance remembers of its health between probes: readiness already
+//! established, and upstream health as the broker sees it: consecutive failures of each
 //! connector's upstream (unavailable, timing out, answering garbage, throttling).
 //! One upstream down never stops the broker or other connectors; `/healthz`
 //! reports it as degraded.

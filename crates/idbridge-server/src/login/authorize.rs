@@ -1,0 +1,240 @@
+//! GET and POST /authorize: read the app's request ([`super::parse`]), check what
+//! needs the broker's state (the connector it picked, its `id_token_hint`), let
+//! the SSO session answer when it may ([`super::sso`]), and otherwise store the
+//! request and begin upstream (one sensible connector) or show the chooser.
+
+use super::begin::begin;
+use super::chooser::single_choice;
+use super::parse::{self, Refusal};
+use super::request::PromptValue;
+use super::response::error_redirect;
+use super::sso::{self, Sso};
+use crate::http::{accept_language, found, query_or_form, request_context};
+use crate::issue;
+use crate::pages::{error_page, text};
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use idbridge_core::Locale;
+use idbridge_store::AuthRequestRow;
+use idbridge_tokens::random_token;
+
+/// GET and POST /authorize.
+pub async fn authorize(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Option<web::Bytes>,
+) -> HttpResponse {
+    let raw = query_or_form(&req, body.as_deref());
+    // A control character anywhere is refused outright (the query was screened
+    // already, crate::screen; this catches a POSTed form). A repeated parameter
+    // still leaves the client and redirect URI, to report the error properly.
+    let (params, repeated) = match parse::read(&raw) {
+        Ok(p) => p,
+        Err(r) => return crate::screen::page_refusal(&req, &r, crate::http::fallback_locale(&req)),
+    };
+    let locale = Locale::negotiate(
+        params.get("ui_locales").map(String::as_str),
+        accept_language(&req),
+    );
+    let bad_redirect = || {
+        error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            text(locale, "bad_redirect"),
+            text(locale, "bad_redirect_todo"),
+        )
+    };
+    if parse::repeats_target(repeated.as_deref()) {
+        return bad_redirect();
+    }
+    let client = match params.get("client_id") {
+        None => None,
+        Some(id) => match state.clients.get(id).await {
+            Ok(c) => c,
+            Err(e) => {
+                return error_page(
+                    locale,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &e.description,
+                    text(locale, "expired_todo"),
+                )
+            }
+        },
+    };
+    let Some(client) = client else {
+        tracing::warn!(stage = "authorize", client_id = ?params.get("client_id"), "unknown client_id");
+        return error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            text(locale, "unknown_client"),
+            text(locale, "unknown_client_todo"),
+        );
+    };
+    let parsed = match parse::parse(&params, repeated.as_deref(), &client) {
+        Err(Refusal::BadRedirect) => {
+            tracing::warn!(stage = "authorize", client_id = %client.id, redirect_uri = ?params.get("redirect_uri"), "redirect_uri is not registered for this client; not redirecting");
+            return bad_redirect();
+        }
+        Err(Refusal::ToApp(e)) if e.repeated => {
+            return error_redirect(&state, &e.reply, e.error, &e.description)
+        }
+        other => other,
+    };
+    let reply = match &parsed {
+        Ok(authz) => authz.to_request(),
+        Err(Refusal::ToApp(e)) => e.reply.clone(),
+        Err(Refusal::BadRedirect) => return bad_redirect(),
+    };
+    // This app's turn at local work (crate::fair); held until the response is built.
+    let Ok(_turn) = state.fair.enter(&client.id).await else {
+        return error_redirect(
+            &state,
+            &reply,
+            "temporarily_unavailable",
+            "the broker is busy with this application's sign-ins; retry shortly",
+        );
+    };
+    let authz = match parsed {
+        Ok(authz) => authz,
+        Err(Refusal::ToApp(e)) => return error_redirect(&state, &e.reply, e.error, &e.description),
+        Err(Refusal::BadRedirect) => return bad_redirect(),
+    };
+    let ar = reply;
+    if let Some(c) = &authz.connector {
+        match state.connector(c) {
+            Some(entry) if client.may_use_connector(c) => {
+                if !entry.connector.has_browser_flow() {
+                    return error_redirect(&state, &ar, "invalid_request", &no_browser_flow(c));
+                }
+            }
+            _ => {
+                return error_redirect(
+                    &state,
+                    &ar,
+                    "invalid_request",
+                    &format!("connector {c:?} is not available to this application"),
+                )
+            }
+        }
+    }
+    // id_token_hint (OpenID Connect Core §3.1.2.1): an ID token this broker issued
+    // to this app, expired or not, naming the person the app expects.
+    let hinted_sub = match &authz.id_token_hint {
+        None => None,
+        Some(t) => match issue::verify_id_token_hint(&state, t, Some(&client.id)) {
+            Some(h) => Some(h.sub),
+            None => {
+                tracing::warn!(stage = "authorize", client_id = %client.id, "id_token_hint is not a valid ID token from this broker for this client");
+                return error_redirect(
+                    &state,
+                    &ar,
+                    "invalid_request",
+                    "id_token_hint is not a valid ID token issued by this broker to this application",
+                );
+            }
+        },
+    };
+    let locale = ar.locale(&req);
+
+    let now = state.now();
+    let (phone_step, someone_else) =
+        match sso::reuse(&state, &req, &client, &ar, hinted_sub.as_deref(), now).await {
+            Sso::Answered(resp) => return resp,
+            Sso::PhoneFirst => (true, false),
+            Sso::SignIn { someone_else } => (false, someone_else),
+        };
+    if ar.prompt.has(PromptValue::None) {
+        return if phone_step {
+            error_redirect(
+                &state,
+                &ar,
+                "interaction_required",
+                "the person must verify a phone number for this application first",
+            )
+        } else if someone_else {
+            error_redirect(
+                &state,
+                &ar,
+                "login_required",
+                "the person named by id_token_hint is not the one signed in at the broker",
+            )
+        } else {
+            error_redirect(
+                &state,
+                &ar,
+                "login_required",
+                "the person is not signed in at the broker",
+            )
+        };
+    }
+
+    let request_id = match random_token(24) {
+        Ok(id) => id,
+        Err(_) => {
+            return error_page(
+                locale,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "random generator failure",
+                "",
+            )
+        }
+    };
+    let payload = match serde_json::to_value(&ar) {
+        Ok(v) => v,
+        Err(_) => {
+            return error_page(
+                locale,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+                "",
+            )
+        }
+    };
+    let row = AuthRequestRow {
+        id: request_id.clone(),
+        client_id: client.id.clone(),
+        payload,
+        created_at: now,
+        expires_at: now + state.settings.tokens.auth_request_ttl_secs,
+    };
+    let ctx = request_context(&state, &req, locale);
+    let chosen = authz
+        .connector
+        .filter(|_| !phone_step)
+        .or_else(|| single_choice(&state, &client, &ctx).filter(|_| !phone_step));
+    if let Some(connector_id) = chosen {
+        // The request and its upstream flow are stored together.
+        return begin(
+            &state,
+            &req,
+            Some(row),
+            &request_id,
+            &ar,
+            &connector_id,
+            locale,
+        )
+        .await;
+    }
+    if let Err(e) = state.store.insert_auth_request(row).await {
+        tracing::error!(stage = "authorize", error = %e, "cannot store the authorization request");
+        return error_redirect(
+            &state,
+            &ar,
+            "temporarily_unavailable",
+            "the broker's database is unavailable; retry shortly",
+        );
+    }
+    if phone_step {
+        return found(&state.endpoint(&format!("/login/{request_id}/phone")));
+    }
+    found(&state.endpoint(&format!("/login/{request_id}")))
+}
+
+/// Why `connector=<id>` cannot start a sign-in in a browser.
+fn no_browser_flow(id: &str) -> String {
+    format!(
+        "connector {id:?} has no browser sign-in: it is for native apps, which exchange the upstream token (e.g. a WeChat SDK code) at the token endpoint with grant_type={}",
+        crate::exchange::GRANT_TYPE
+    )
+}

@@ -1,0 +1,262 @@
+//! GET or POST /callback/{connector}: the upstream sends the person back. The
+//! flow's state must be known, belong to this connector and to this browser, and
+//! be claimed once (a repeated callback follows the first one's outcome); then
+//! the connector completes the sign-in and [`super::finish`] resolves the account.
+
+use super::failure::connector_failure;
+use super::finish::{finish_link, finish_sign_in, SignIn};
+use super::request::load_request;
+use super::response::{open_text, remember_outcome, AppResponse};
+use crate::http::{fallback_locale, found, query_then_form, request_context, BROWSER_COOKIE};
+use crate::pages::{error_page, text};
+use crate::state::AppState;
+use crate::upstream::new_login;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use idbridge_core::{CallbackRequest, Locale};
+use idbridge_store::FirstLogin;
+use idbridge_tokens::hash_token;
+
+/// GET or POST /callback/{connector}: the upstream sends the person back here.
+pub async fn callback(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Option<web::Bytes>,
+) -> HttpResponse {
+    let connector_id = path.into_inner();
+    let locale = fallback_locale(&req);
+    // The query first; a POSTed form (response_mode=form_post) adds what it lacks.
+    let params = match query_then_form(&req, body.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return crate::screen::page_refusal(&req, &r, locale),
+    };
+    let ip = state.proxies.of(&req);
+    let checked = state.failures.check(ip, state.now_ms()).await;
+    if let Err(crate::limits::Refused::Store(e)) = &checked {
+        tracing::error!(stage = "rate_limit", error = %e, "cannot read the failure counter");
+        return error_page(
+            locale,
+            StatusCode::SERVICE_UNAVAILABLE,
+            text(locale, "db_down"),
+            text(locale, "db_down_todo"),
+        );
+    }
+    if checked.is_err() {
+        tracing::warn!(stage = "rate_limit", ip = ?ip, connector = %connector_id, "too many rejected callbacks from this address");
+        return error_page(
+            locale,
+            StatusCode::TOO_MANY_REQUESTS,
+            if locale == Locale::ZhCn {
+                "失败次数过多。"
+            } else {
+                "Too many failed sign-in attempts from your network."
+            },
+            if locale == Locale::ZhCn {
+                "请一分钟后再试。"
+            } else {
+                "Wait a minute, then start again from the application."
+            },
+        );
+    }
+    // Every rejection below counts against the address (state guessing).
+    let expired = || async {
+        state.failures.failed(ip, state.now_ms()).await;
+        error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            text(locale, "expired"),
+            text(locale, "expired_todo"),
+        )
+    };
+    let Some(upstream_state) = params.get("state").filter(|s| !s.is_empty()).cloned() else {
+        tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "missing_state", "callback without state; cannot tell which sign-in it belongs to");
+        return expired().await;
+    };
+    let flow = match state.store.get_flow(&upstream_state).await {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "unknown_state", "callback state is unknown or was collected; the person must start again");
+            return expired().await;
+        }
+        Err(e) => {
+            tracing::error!(stage = "callback", error = %e, "cannot load the flow");
+            return error_page(
+                locale,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The broker's database is unavailable.",
+                "Retry in a moment.",
+            );
+        }
+    };
+    if flow.connector_id != connector_id {
+        tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, flow_connector = %flow.connector_id, reason = "connector_mismatch", "callback arrived at another connector's path (mix-up); rejected before any upstream call");
+        return expired().await;
+    }
+    let browser_ok = req.cookie(BROWSER_COOKIE).is_some_and(|c| {
+        idbridge_tokens::constant_time_eq(
+            hash_token(c.value()).as_bytes(),
+            flow.browser_hash.as_bytes(),
+        )
+    });
+    if !browser_ok {
+        tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "browser_mismatch", "callback came from a browser that did not start this sign-in; rejected");
+        state.failures.failed(ip, state.now_ms()).await;
+        return error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            if locale == Locale::ZhCn {
+                "这个登录不是在此浏览器中发起的。"
+            } else {
+                "This sign-in was not started in this browser."
+            },
+            text(locale, "expired_todo"),
+        );
+    }
+    let now = state.now();
+    match state.store.claim_flow(&upstream_state, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return repeated_callback(&state, &upstream_state, &connector_id, locale).await
+        }
+        Err(e) => {
+            tracing::error!(stage = "callback", error = %e, "cannot claim the flow");
+            return error_page(
+                locale,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The broker's database is unavailable.",
+                "Retry in a moment.",
+            );
+        }
+    }
+    let ar = match load_request(&state, &flow.auth_request_id).await {
+        Ok(Some(ar)) => ar,
+        Ok(None) => return expired().await,
+        Err(resp) => return resp,
+    };
+    let locale = ar.locale(&req);
+    let Some(entry) = state.connector(&connector_id) else {
+        return expired().await;
+    };
+    let ctx = request_context(&state, &req, locale);
+    let callback = CallbackRequest::new(
+        params,
+        state.endpoint(&format!("/callback/{connector_id}")),
+        flow.data.clone(),
+    );
+    let completed = match entry.setup.check(&connector_id) {
+        Ok(()) => entry.connector.complete(&ctx, &callback).await,
+        Err(e) => Err(e),
+    };
+    // Every connector's answer passes the same check (idbridge_core::ExternalIdentity::screened).
+    let identity = match completed.and_then(|i| i.screened(idbridge_core::Stage::Callback)) {
+        Ok(i) => i,
+        Err(e) => {
+            remember_outcome(&state, &upstream_state, None).await;
+            return connector_failure(&state, &ar, &connector_id, &e, locale).await;
+        }
+    };
+    state.upstream.succeeded(&connector_id);
+    // The app's turn at local work, now that the upstream has answered (crate::fair).
+    let Ok(_turn) = state.fair.enter(&ar.client_id).await else {
+        remember_outcome(&state, &upstream_state, None).await;
+        return error_page(
+            locale,
+            StatusCode::SERVICE_UNAVAILABLE,
+            text(locale, "busy"),
+            text(locale, "busy_todo"),
+        );
+    };
+    let login = new_login(&state, &connector_id, &identity);
+    if let Some(user_id) = ar.link_to.clone() {
+        return finish_link(
+            &state,
+            &flow.auth_request_id,
+            &upstream_state,
+            login,
+            &user_id,
+            locale,
+        )
+        .await;
+    }
+    if ar
+        .pending
+        .as_ref()
+        .is_some_and(|p| p.browser_hash != flow.browser_hash)
+    {
+        // Someone else's waiting identity must never be linked to this account.
+        tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, reason = "bind_wrong_browser", "a proof of account came from another browser than the sign-in that waits for it; rejected");
+        remember_outcome(&state, &upstream_state, None).await;
+        return error_page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            text(locale, "wrong_browser"),
+            text(locale, "expired_todo"),
+        );
+    }
+    let (policy, also_link) = match &ar.pending {
+        // This sign-in proves an existing account for the identity that waits.
+        Some(p) => (FirstLogin::Refuse, Some(p.login.clone())),
+        None => (entry.first_login.store_policy(), None),
+    };
+    let signing_in = SignIn {
+        request_id: &flow.auth_request_id,
+        flow_state: &upstream_state,
+        connector_id: &connector_id,
+        login,
+        policy,
+        also_link,
+        browser_hash: &flow.browser_hash,
+        ip,
+    };
+    finish_sign_in(&state, &ar, signing_in, locale).await
+}
+
+/// A second callback for a state already used: follow the first one's outcome.
+async fn repeated_callback(
+    state: &AppState,
+    upstream_state: &str,
+    connector_id: &str,
+    locale: Locale,
+) -> HttpResponse {
+    // The first callback may still be talking to the upstream; wait for it briefly.
+    for _ in 0..50 {
+        if let Ok(Some(flow)) = state.store.get_flow(upstream_state).await {
+            if let Some(outcome) = flow.outcome {
+                let opened = |key: &str| {
+                    outcome
+                        .get(key)
+                        .and_then(|v| v.as_str())
+                        .and_then(|s| open_text(state, s, upstream_state.as_bytes()))
+                };
+                if let Some(app) = opened("app")
+                    .and_then(|clear| serde_json::from_slice::<AppResponse>(&clear).ok())
+                {
+                    tracing::info!(event = "repeated_callback", connector = connector_id, "repeated callback for a completed sign-in; answering the app as the first one did");
+                    return app.respond();
+                }
+                if let Some(url) =
+                    opened("redirect").and_then(|clear| String::from_utf8(clear).ok())
+                {
+                    tracing::info!(event = "repeated_callback", connector = connector_id, "repeated callback for a completed sign-in; sending the browser where the first one went");
+                    return found(&url);
+                }
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tracing::warn!(
+        event = "login_failed",
+        stage = "callback",
+        connector = connector_id,
+        reason = "state_reused",
+        "callback state was already used"
+    );
+    error_page(
+        locale,
+        StatusCode::BAD_REQUEST,
+        text(locale, "expired"),
+        text(locale, "expired_todo"),
+    )
+}
