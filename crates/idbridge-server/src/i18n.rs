@@ -61,6 +61,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("upstream_not_allowed_todo", "Follow the provider's instructions, or choose another way to sign in.", "请按页面提示操作，或换一种方式登录。"),
     ("upstream_down", "The sign-in provider is not answering properly right now.", "登录服务暂时不可用。"),
     ("upstream_down_todo", "Wait a moment and try again.", "请稍后重试。"),
+    ("connector_not_ready", "This sign-in method is starting up or cannot reach its provider right now; try again in a minute.", "这种登录方式正在启动，或暂时无法连接登录服务；请稍后再试。"),
     ("upstream_setup", "The broker's sign-in configuration has a problem, so sign-in cannot finish.", "登录配置有误，登录无法完成。"),
     ("upstream_setup_todo", "This is not your fault. Tell the site's operator; the broker's log names the cause.", "这不是你的问题。请联系网站管理员，他们可以在日志中看到原因。"),
     ("account_disabled", "This account is disabled.", "此账号已被停用。"),

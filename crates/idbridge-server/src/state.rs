@@ -56,6 +56,20 @@ pub struct AppState {
     pub admin: crate::admin::AdminTokens,
 }
 
+impl ConnectorEntry {
+    /// Whether it can serve this browser: not while its set-up has not
+    /// succeeded, else as the connector says.
+    pub fn availability(&self, ctx: &idbridge_core::RequestContext) -> idbridge_core::Availability {
+        if self.setup.is_ready() {
+            self.connector.availability(ctx)
+        } else {
+            idbridge_core::Availability::Unavailable {
+                reason: crate::i18n::t(ctx.locale, "connector_not_ready").to_owned(),
+            }
+        }
+    }
+}
+
 impl AppState {
     pub fn connector(&self, id: &str) -> Option<&ConnectorEntry> {
         self.connectors

@@ -102,14 +102,19 @@ pub async fn start_flow(
         ));
     };
     let callback_url = state.endpoint(&format!("/callback/{connector_id}"));
-    let started = match entry
-        .connector
-        .begin(
-            &ctx,
-            &begin_request(ar, upstream_state.clone(), callback_url),
-        )
-        .await
-    {
+    let begun = match entry.setup.check(connector_id) {
+        Ok(()) => {
+            entry
+                .connector
+                .begin(
+                    &ctx,
+                    &begin_request(ar, upstream_state.clone(), callback_url),
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let started = match begun {
         Ok(s) => s,
         Err(e) => return Err(connector_failure(state, ar, connector_id, &e, locale).await),
     };
