@@ -4,6 +4,7 @@
 //! tokens to keep), and the doctor check of the registered callback domain.
 
 use crate::{SnsToken, UserInfo, WeChatClient};
+use idbridge_connector_kit::options::{BaseUrl, Seconds, Timeouts};
 use idbridge_core::{
     ConnectorError, ConnectorId, ErrorKind, ExternalIdentity, LinkKey, Locale, Problem, Profile,
     Stage, UpstreamTokens,
@@ -213,21 +214,6 @@ pub fn callback_domain_problems(
     }
 }
 
-/// Read a connector's options into its settings type; a wrong or missing key is
-/// an error naming `connectors[ID].key`.
-pub fn parse_options<T: serde::de::DeserializeOwned>(
-    settings: &idbridge_core::ConnectorSettings,
-) -> Result<T, Vec<idbridge_core::ConfigError>> {
-    serde_json::from_value(settings.options.clone()).map_err(|e| {
-        let text = e.to_string();
-        let field = text.split('`').nth(1).unwrap_or("?").to_owned();
-        vec![idbridge_core::ConfigError::new(
-            format!("connectors[{}].{field}", settings.id),
-            text,
-        )]
-    })
-}
-
 /// The keys every WeChat login connector has.
 pub struct AppKeys<'a> {
     pub appid: &'a str,
@@ -276,20 +262,16 @@ impl AppKeys<'_> {
             ("api_base_url", self.api_base_url),
             ("open_base_url", self.open_base_url),
         ] {
-            match url::Url::parse(v) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-                _ => errors.push(ConfigError::new(
-                    key(k),
-                    format!("{v:?} is not an http(s) URL"),
-                )),
+            if let Err(message) = BaseUrl::new(v).check() {
+                errors.push(ConfigError::new(key(k), message));
             }
         }
         for (k, v) in [
-            ("connect_timeout_secs", self.connect_timeout_secs),
-            ("timeout_secs", self.timeout_secs),
+            (Timeouts::CONNECT_KEY, self.connect_timeout_secs),
+            (Timeouts::TOTAL_KEY, self.timeout_secs),
         ] {
-            if !(v > 0.0 && v <= 60.0) {
-                errors.push(ConfigError::new(key(k), "must be between 0 and 60 seconds"));
+            if let Err(message) = Seconds::new(v).check(Timeouts::MAX_SECS) {
+                errors.push(ConfigError::new(key(k), message));
             }
         }
         errors
@@ -298,8 +280,8 @@ impl AppKeys<'_> {
     pub fn client(&self) -> Result<WeChatClient, crate::BuildError> {
         WeChatClient::new(crate::ClientOptions {
             api_base_url: self.api_base_url.to_owned(),
-            connect_timeout: std::time::Duration::from_secs_f64(self.connect_timeout_secs),
-            timeout: std::time::Duration::from_secs_f64(self.timeout_secs),
+            connect_timeout: Seconds::new(self.connect_timeout_secs).duration(),
+            timeout: Seconds::new(self.timeout_secs).duration(),
         })
     }
 

@@ -45,7 +45,7 @@ impl ConnectorFactory for WeChatMpFactory {
             AppTokens::new(
                 client.clone(),
                 &cfg.appid,
-                &cfg.appsecret,
+                cfg.appsecret.expose(),
                 ctx.shared.clone(),
             )
         });
@@ -180,7 +180,7 @@ impl Connector for WeChatMp {
             self.outside_page(ctx)
         } else {
             Begin::Redirect(oauth2_authorize_url(
-                &self.cfg.open_base_url,
+                self.cfg.open_base_url.as_str(),
                 &self.cfg.appid,
                 &request.callback_url,
                 &self.cfg.scope,
@@ -209,7 +209,7 @@ impl Connector for WeChatMp {
         };
         let token = self
             .client
-            .exchange_code_with_retry(&self.cfg.appid, &self.cfg.appsecret, code)
+            .exchange_code_with_retry(&self.cfg.appid, self.cfg.appsecret.expose(), code)
             .await
             .map_err(ConnectorError::from)?;
         if token.is_snapshotuser {

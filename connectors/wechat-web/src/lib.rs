@@ -81,7 +81,7 @@ impl WeChatWeb {
         let lang = self.lang(ctx);
         let mut src = format!(
             "{}/connect/qrconnect?appid={}&scope=snsapi_login&redirect_uri={}&state={}&login_type=jssdk&self_redirect=false&style={}&lang={}",
-            self.cfg.open_base_url.trim_end_matches('/'),
+            self.cfg.open_base_url.trimmed(),
             encode_component(&self.cfg.appid),
             encode_component(&request.callback_url),
             encode_component(&request.state),
@@ -109,7 +109,7 @@ impl WeChatWeb {
             )
         };
         let full = qrconnect_url(
-            &self.cfg.open_base_url,
+            self.cfg.open_base_url.as_str(),
             &self.cfg.appid,
             &request.callback_url,
             &request.state,
@@ -127,7 +127,7 @@ impl WeChatWeb {
             title: title.to_owned(),
             body_html,
             script_sources: Vec::new(),
-            frame_sources: vec![origin(&self.cfg.open_base_url)],
+            frame_sources: vec![self.cfg.open_base_url.origin()],
         }
     }
 }
@@ -147,13 +147,6 @@ impl WeChatWeb {
             Some(profile),
             now,
         )
-    }
-}
-
-fn origin(base: &str) -> String {
-    match url::Url::parse(base) {
-        Ok(u) => u.origin().ascii_serialization(),
-        Err(_) => base.to_owned(),
     }
 }
 
@@ -189,7 +182,7 @@ impl Connector for WeChatWeb {
             self.embedded_page(ctx, request)
         } else {
             Begin::Redirect(qrconnect_url(
-                &self.cfg.open_base_url,
+                self.cfg.open_base_url.as_str(),
                 &self.cfg.appid,
                 &request.callback_url,
                 &request.state,
@@ -218,7 +211,7 @@ impl Connector for WeChatWeb {
         };
         let token = self
             .client
-            .exchange_code_with_retry(&self.cfg.appid, &self.cfg.appsecret, code)
+            .exchange_code_with_retry(&self.cfg.appid, self.cfg.appsecret.expose(), code)
             .await
             .map_err(ConnectorError::from)?;
         if token.is_snapshotuser {
