@@ -277,6 +277,12 @@ async fn a_snapshot_user_is_refused() {
     );
     assert_eq!(err.upstream_code.as_deref(), Some("is_snapshotuser"));
     assert!(err.fix.as_deref().unwrap().contains("full page"));
+    // The same text as wechat-web's (wechat_api::login::snapshot_user_refused).
+    assert_eq!(
+        err,
+        wechat_api::login::snapshot_user_refused(Stage::TokenExchange)
+    );
+    assert!(err.fix.unwrap().contains("使用完整服务"));
     sim.stop().await;
 }
 

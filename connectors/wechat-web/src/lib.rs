@@ -133,6 +133,15 @@ impl WeChatWeb {
 }
 
 impl WeChatWeb {
+    fn login_app(&self) -> login::LoginApp<'_> {
+        login::LoginApp {
+            connector_id: &self.id,
+            appid: &self.cfg.appid,
+            appsecret: self.cfg.appsecret.expose(),
+            open_platform_id: self.cfg.open_platform_id.as_deref(),
+        }
+    }
+
     fn identity(
         &self,
         token: &SnsToken,
@@ -200,27 +209,8 @@ impl Connector for WeChatWeb {
         ctx: &RequestContext,
         callback: &CallbackRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let Some(code) = callback.param("code") else {
-            // WeChat sends the person back with only the state when they refuse.
-            return Err(
-                ConnectorError::new(Stage::Callback, ErrorKind::UserCancelled).upstream(
-                    "no_code",
-                    "WeChat returned without a code: the person refused or closed the page",
-                ),
-            );
-        };
-        let token = self
-            .client
-            .exchange_code_with_retry(&self.cfg.appid, self.cfg.appsecret.expose(), code)
-            .await
-            .map_err(ConnectorError::from)?;
-        if token.is_snapshotuser {
-            return Err(ConnectorError::new(Stage::TokenExchange, ErrorKind::NotAllowed)
-                .upstream("is_snapshotuser", "a snapshot-mode (virtual) WeChat user")
-                .fix("the person opened a snapshot page; they must open the full page to sign in"));
-        }
-        let profile = login::fetch_profile(&self.client, &token, ctx.locale).await?;
-        Ok(self.identity(&token, &profile, ctx.now))
+        // A website app's token (snsapi_login) always may fetch the profile.
+        login::complete_sign_in(&self.client, &self.login_app(), ctx, callback, |_| true).await
     }
 
     async fn refresh(
