@@ -189,32 +189,14 @@ impl Connector for DevConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use idbridge_connector_kit::testing;
 
     fn connector() -> Arc<dyn Connector> {
-        let settings = ConnectorSettings {
-            id: ConnectorId::parse("dev").unwrap(),
-            kind: "dev".into(),
-            name: None,
-            options: serde_json::json!({}),
-        };
-        let ctx = BuildContext::new(
-            "http://127.0.0.1:1",
-            "http://127.0.0.1:1/callback/dev",
-            true,
-        );
-        DevFactory.build(&settings, &ctx).map_err(|_| ()).unwrap()
+        testing::build(&DevFactory, "dev", serde_json::json!({})).unwrap()
     }
 
     fn callback(params: &[(&str, &str)]) -> CallbackRequest {
-        CallbackRequest::new(
-            params
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<BTreeMap<_, _>>(),
-            "http://127.0.0.1:1/callback/dev",
-            serde_json::Value::Null,
-        )
+        testing::callback("dev", params)
     }
 
     #[tokio::test]
@@ -270,17 +252,8 @@ mod tests {
     #[test]
     fn refused_outside_dev_mode() {
         let registry = idbridge_core::Registry::new().with(DevFactory);
-        let settings = ConnectorSettings {
-            id: ConnectorId::parse("dev").unwrap(),
-            kind: "dev".into(),
-            name: None,
-            options: serde_json::json!({}),
-        };
-        let ctx = BuildContext::new(
-            "https://id.example.com",
-            "https://id.example.com/callback/dev",
-            false,
-        );
+        let settings = testing::settings("dev", "dev", serde_json::json!({}));
+        let ctx = testing::build_context_at("https://id.example.com", "dev", false);
         let errors = registry.build(&settings, &ctx).err().unwrap();
         assert!(errors[0].message.contains("development only"), "{errors:?}");
     }

@@ -1,13 +1,76 @@
-//! What every WeChat login connector does with WeChat's answers: fetch and check
-//! the profile, turn a token (and profile) into the broker's `ExternalIdentity`
-//! (openid as subject, unionid scoped by the Open Platform account as link key,
-//! tokens to keep), and the doctor check of the registered callback domain.
+//! What every WeChat login connector does with WeChat's answers: complete a
+//! browser sign-in from its callback ([`complete_sign_in`]: the code exchange,
+//! the snapshot-user refusal, the profile), fetch and check the profile, turn a
+//! token (and profile) into the broker's `ExternalIdentity` (openid as subject,
+//! unionid scoped by the Open Platform account as link key, tokens to keep),
+//! and the doctor check of the registered callback domain.
 
 use crate::{SnsToken, UserInfo, WeChatClient};
+use idbridge_connector_kit::options::{BaseUrl, Seconds, Timeouts};
 use idbridge_core::{
-    ConnectorError, ConnectorId, ErrorKind, ExternalIdentity, LinkKey, Locale, Problem, Profile,
-    Stage, UpstreamTokens,
+    CallbackRequest, ConnectorError, ConnectorId, ErrorKind, ExternalIdentity, LinkKey, Locale,
+    Problem, Profile, RequestContext, Stage, UpstreamTokens,
 };
+
+/// The WeChat app a browser sign-in completes for.
+pub struct LoginApp<'a> {
+    pub connector_id: &'a ConnectorId,
+    pub appid: &'a str,
+    pub appsecret: &'a str,
+    pub open_platform_id: Option<&'a str>,
+}
+
+/// The refusal of a snapshot-mode (virtual) user: a page opened from Moments
+/// (朋友圈快照) gets a virtual openid, unionid and profile. Never create or link
+/// an account from it.
+pub fn snapshot_user_refused(stage: Stage) -> ConnectorError {
+    ConnectorError::new(stage, ErrorKind::NotAllowed)
+        .upstream("is_snapshotuser", "a snapshot-mode (virtual) WeChat user")
+        .fix("the person opened a snapshot page (from Moments, 朋友圈快照); they must tap \"使用完整服务\" to open the full page, then sign in again")
+}
+
+/// Complete a browser sign-in (website QR, Official Account) from WeChat's
+/// callback: no code means the person refused or closed the page; the code is
+/// exchanged (one retry when WeChat is busy); a snapshot-mode user is refused;
+/// the profile is fetched when `wants_profile` says the token may have it
+/// (`snsapi_base` tokens may not: 48001); then the identity.
+pub async fn complete_sign_in(
+    client: &WeChatClient,
+    app: &LoginApp<'_>,
+    ctx: &RequestContext,
+    callback: &CallbackRequest,
+    wants_profile: impl Fn(&SnsToken) -> bool,
+) -> Result<ExternalIdentity, ConnectorError> {
+    let Some(code) = callback.param("code") else {
+        // WeChat sends the person back with only the state when they refuse.
+        return Err(
+            ConnectorError::new(Stage::Callback, ErrorKind::UserCancelled).upstream(
+                "no_code",
+                "WeChat returned without a code: the person refused or closed the page",
+            ),
+        );
+    };
+    let token = client
+        .exchange_code_with_retry(app.appid, app.appsecret, code)
+        .await
+        .map_err(ConnectorError::from)?;
+    if token.is_snapshotuser {
+        return Err(snapshot_user_refused(Stage::TokenExchange));
+    }
+    let profile = if wants_profile(&token) {
+        Some(fetch_profile(client, &token, ctx.locale).await?)
+    } else {
+        None
+    };
+    Ok(identity(
+        app.connector_id,
+        app.appid,
+        app.open_platform_id,
+        &token,
+        profile.as_ref(),
+        ctx.now,
+    ))
+}
 
 /// Re-check a returning person with their stored WeChat tokens: renew the user
 /// token with the refresh token (30 days, not renewable), make sure it is still
@@ -213,21 +276,6 @@ pub fn callback_domain_problems(
     }
 }
 
-/// Read a connector's options into its settings type; a wrong or missing key is
-/// an error naming `connectors[ID].key`.
-pub fn parse_options<T: serde::de::DeserializeOwned>(
-    settings: &idbridge_core::ConnectorSettings,
-) -> Result<T, Vec<idbridge_core::ConfigError>> {
-    serde_json::from_value(settings.options.clone()).map_err(|e| {
-        let text = e.to_string();
-        let field = text.split('`').nth(1).unwrap_or("?").to_owned();
-        vec![idbridge_core::ConfigError::new(
-            format!("connectors[{}].{field}", settings.id),
-            text,
-        )]
-    })
-}
-
 /// The keys every WeChat login connector has.
 pub struct AppKeys<'a> {
     pub appid: &'a str,
@@ -276,20 +324,16 @@ impl AppKeys<'_> {
             ("api_base_url", self.api_base_url),
             ("open_base_url", self.open_base_url),
         ] {
-            match url::Url::parse(v) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-                _ => errors.push(ConfigError::new(
-                    key(k),
-                    format!("{v:?} is not an http(s) URL"),
-                )),
+            if let Err(message) = BaseUrl::new(v).check() {
+                errors.push(ConfigError::new(key(k), message));
             }
         }
         for (k, v) in [
-            ("connect_timeout_secs", self.connect_timeout_secs),
-            ("timeout_secs", self.timeout_secs),
+            (Timeouts::CONNECT_KEY, self.connect_timeout_secs),
+            (Timeouts::TOTAL_KEY, self.timeout_secs),
         ] {
-            if !(v > 0.0 && v <= 60.0) {
-                errors.push(ConfigError::new(key(k), "must be between 0 and 60 seconds"));
+            if let Err(message) = Seconds::new(v).check(Timeouts::MAX_SECS) {
+                errors.push(ConfigError::new(key(k), message));
             }
         }
         errors
@@ -298,8 +342,8 @@ impl AppKeys<'_> {
     pub fn client(&self) -> Result<WeChatClient, crate::BuildError> {
         WeChatClient::new(crate::ClientOptions {
             api_base_url: self.api_base_url.to_owned(),
-            connect_timeout: std::time::Duration::from_secs_f64(self.connect_timeout_secs),
-            timeout: std::time::Duration::from_secs_f64(self.timeout_secs),
+            connect_timeout: Seconds::new(self.connect_timeout_secs).duration(),
+            timeout: Seconds::new(self.timeout_secs).duration(),
         })
     }
 
@@ -333,6 +377,24 @@ impl AppKeys<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_snapshot_user_refusal_for_every_browser_sign_in() {
+        let e = snapshot_user_refused(Stage::TokenExchange);
+        assert_eq!(
+            (e.stage, e.kind, e.upstream_code.as_deref()),
+            (
+                Stage::TokenExchange,
+                ErrorKind::NotAllowed,
+                Some("is_snapshotuser")
+            )
+        );
+        let fix = e.fix.unwrap_or_default();
+        assert!(
+            fix.contains("full page") && fix.contains("使用完整服务"),
+            "{fix}"
+        );
+    }
 
     #[test]
     fn http_avatars_on_the_wechat_cdn_move_to_https_and_nothing_else_does() {

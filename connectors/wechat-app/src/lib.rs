@@ -184,7 +184,7 @@ impl Connector for WeChatApp {
         }
         let token = self
             .client
-            .exchange_code_with_retry(&self.cfg.appid, &self.cfg.appsecret, code)
+            .exchange_code_with_retry(&self.cfg.appid, self.cfg.appsecret.expose(), code)
             .await
             .map_err(|e| self.explain(ConnectorError::from(e.at_stage(Stage::Exchange))))?;
         if token.is_snapshotuser {

@@ -4,32 +4,34 @@
 //! WeChat's errcode and a fix an operator can act on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use idbridge_connector_wechat_app::{WeChatAppFactory, SUBJECT_TOKEN_TYPE};
+use idbridge_connector_kit::conformance::{self, ExchangeFlow, Expect, Fixture, Upstream};
+use idbridge_connector_kit::testing;
+use idbridge_connector_wechat_app::{AppSettings, WeChatAppFactory, SUBJECT_TOKEN_TYPE};
 use idbridge_core::{
-    BeginRequest, BuildContext, Connector, ConnectorError, ConnectorFactory, ConnectorId,
-    ConnectorSettings, ErrorKind, ExternalIdentity, Locale, RequestContext, Stage,
+    BeginRequest, BuildContext, Connector, ConnectorError, ConnectorFactory, ConnectorSettings,
+    ErrorKind, ExternalIdentity, Locale, RequestContext, Stage,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wechat_sim::{dev, Endpoint, Fault, FaultKind, SimConfig, Simulator};
 
 const APP_UA: &str = "okhttp/4.12.0";
+const ID: &str = "wechat-app";
 
 fn settings(options: serde_json::Value) -> ConnectorSettings {
-    ConnectorSettings {
-        id: ConnectorId::parse("wechat-app").unwrap(),
-        kind: "wechat-app".into(),
-        name: None,
-        options,
-    }
+    testing::settings(ID, "wechat-app", options)
 }
 
 fn build_ctx() -> BuildContext {
-    BuildContext::new(
-        "https://id.example.com",
-        "https://id.example.com/callback/wechat-app",
-        false,
-    )
+    testing::build_context_at("https://id.example.com", ID, false)
+}
+
+fn options(sim: &Simulator) -> serde_json::Value {
+    serde_json::json!({
+        "appid": dev::MOBILE_APPID, "appsecret": dev::MOBILE_SECRET,
+        "open_platform_id": dev::OPEN_PLATFORM_ID,
+        "api_base_url": sim.base_url(), "timeout_secs": 1.0,
+    })
 }
 
 fn build(options: serde_json::Value) -> Result<Arc<dyn Connector>, String> {
@@ -39,15 +41,7 @@ fn build(options: serde_json::Value) -> Result<Arc<dyn Connector>, String> {
 }
 
 fn connector(sim: &Simulator, extra: serde_json::Value) -> Arc<dyn Connector> {
-    let mut options = serde_json::json!({
-        "appid": dev::MOBILE_APPID, "appsecret": dev::MOBILE_SECRET,
-        "open_platform_id": dev::OPEN_PLATFORM_ID,
-        "api_base_url": sim.base_url(), "timeout_secs": 1.0,
-    });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        options[k] = v;
-    }
-    build(options).unwrap()
+    build(testing::merged(&options(sim), extra)).unwrap()
 }
 
 async fn sim() -> Simulator {
@@ -80,6 +74,33 @@ fn assert_failure(err: &ConnectorError, kind: ErrorKind, upstream_code: Option<&
         assert_eq!(err.upstream_code.as_deref(), Some(code), "{err}");
     }
     assert!(err.fix.is_some(), "every failure says what to do: {err}");
+}
+
+#[tokio::test]
+async fn the_connector_conforms() {
+    let sim = sim().await;
+    conformance::run(
+        Fixture::new(&WeChatAppFactory, options(&sim))
+            .secret("appsecret")
+            .settings_debug(|s| format!("{:?}", AppSettings::parse(s)))
+            .user_agent(APP_UA)
+            .clock(|| sim.now_unix())
+            .exchange(
+                ExchangeFlow::new(
+                    SUBJECT_TOKEN_TYPE,
+                    Upstream::new(|()| {
+                        sim.issue_code(dev::MOBILE_APPID, dev::USER_ALICE, "snsapi_userinfo")
+                            .map_err(|e| format!("{e:?}"))
+                    }),
+                )
+                .replay(Expect::new(Stage::Exchange, ErrorKind::CodeReused))
+                // WeChat's 40029 for a code it never issued.
+                .invalid_token(Expect::new(Stage::Exchange, ErrorKind::InvalidCode)),
+            )
+            .refresh_supported(true),
+    )
+    .await;
+    sim.stop().await;
 }
 
 #[tokio::test]

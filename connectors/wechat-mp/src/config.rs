@@ -1,6 +1,7 @@
 //! The `wechat-mp` connector's config keys, their checks (each error names its
 //! key), and the `doctor` checks that catch the setups that break most often.
 
+use idbridge_connector_kit::options::{parse_options, BaseUrl, Seconds, Secret};
 use idbridge_core::{BuildContext, ConfigError, ConnectorId, ConnectorSettings, Problem};
 use serde::Deserialize;
 use wechat_api::{WeChatClient, DEFAULT_API_BASE_URL, DEFAULT_OPEN_BASE_URL};
@@ -15,8 +16,9 @@ pub const SCOPE_USERINFO: &str = "snsapi_userinfo";
 pub struct MpSettings {
     /// The Official Account's AppID (`wx` + 16 hex), not an Open Platform app's.
     pub appid: String,
-    /// Its AppSecret (or `appsecret_file`, resolved by the broker).
-    pub appsecret: String,
+    /// Its AppSecret (or `appsecret_file`, which the broker reads into `appsecret`;
+    /// redacted in `Debug`).
+    pub appsecret: Secret,
     /// The Open Platform account (原始ID, `gh_…`) the Official Account is bound to;
     /// scopes the unionid link key. Without it, this connector links nothing.
     #[serde(default)]
@@ -38,13 +40,13 @@ pub struct MpSettings {
     #[serde(default)]
     pub messages: bool,
     #[serde(default = "default_api")]
-    pub api_base_url: String,
+    pub api_base_url: BaseUrl,
     #[serde(default = "default_open")]
-    pub open_base_url: String,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: f64,
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: f64,
+    pub open_base_url: BaseUrl,
+    #[serde(default = "Seconds::default_connect")]
+    pub connect_timeout_secs: Seconds,
+    #[serde(default = "Seconds::default_total")]
+    pub timeout_secs: Seconds,
 }
 
 fn default_scope() -> String {
@@ -53,24 +55,18 @@ fn default_scope() -> String {
 fn default_outside() -> String {
     "page".into()
 }
-fn default_api() -> String {
-    DEFAULT_API_BASE_URL.into()
+fn default_api() -> BaseUrl {
+    BaseUrl::new(DEFAULT_API_BASE_URL)
 }
-fn default_open() -> String {
-    DEFAULT_OPEN_BASE_URL.into()
-}
-fn default_connect_timeout() -> f64 {
-    3.0
-}
-fn default_timeout() -> f64 {
-    10.0
+fn default_open() -> BaseUrl {
+    BaseUrl::new(DEFAULT_OPEN_BASE_URL)
 }
 
 impl MpSettings {
     pub fn parse(settings: &ConnectorSettings) -> Result<Self, Vec<ConfigError>> {
         let id = &settings.id;
         let key = |k: &str| format!("connectors[{id}].{k}");
-        let cfg: MpSettings = wechat_api::login::parse_options(settings)?;
+        let cfg: MpSettings = parse_options(settings)?;
         let mut errors = cfg
             .app()
             .check(&key, "公众平台 > 设置与开发 > 基本配置 > AppID");
@@ -97,12 +93,12 @@ impl MpSettings {
     pub fn app(&self) -> wechat_api::login::AppKeys<'_> {
         wechat_api::login::AppKeys {
             appid: &self.appid,
-            appsecret: &self.appsecret,
+            appsecret: self.appsecret.expose(),
             open_platform_id: self.open_platform_id.as_deref(),
-            api_base_url: &self.api_base_url,
-            open_base_url: &self.open_base_url,
-            connect_timeout_secs: self.connect_timeout_secs,
-            timeout_secs: self.timeout_secs,
+            api_base_url: self.api_base_url.as_str(),
+            open_base_url: self.open_base_url.as_str(),
+            connect_timeout_secs: self.connect_timeout_secs.get(),
+            timeout_secs: self.timeout_secs.get(),
         }
     }
 

@@ -45,7 +45,7 @@ impl ConnectorFactory for WeChatMpFactory {
             AppTokens::new(
                 client.clone(),
                 &cfg.appid,
-                &cfg.appsecret,
+                cfg.appsecret.expose(),
                 ctx.shared.clone(),
             )
         });
@@ -180,7 +180,7 @@ impl Connector for WeChatMp {
             self.outside_page(ctx)
         } else {
             Begin::Redirect(oauth2_authorize_url(
-                &self.cfg.open_base_url,
+                self.cfg.open_base_url.as_str(),
                 &self.cfg.appid,
                 &request.callback_url,
                 &self.cfg.scope,
@@ -198,29 +198,16 @@ impl Connector for WeChatMp {
         ctx: &RequestContext,
         callback: &CallbackRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let Some(code) = callback.param("code") else {
-            // WeChat sends the person back with only the state when they refuse.
-            return Err(
-                ConnectorError::new(Stage::Callback, ErrorKind::UserCancelled).upstream(
-                    "no_code",
-                    "WeChat returned without a code: the person refused or closed the page",
-                ),
-            );
+        let app = login::LoginApp {
+            connector_id: &self.id,
+            appid: &self.cfg.appid,
+            appsecret: self.cfg.appsecret.expose(),
+            open_platform_id: self.cfg.open_platform_id.as_deref(),
         };
-        let token = self
-            .client
-            .exchange_code_with_retry(&self.cfg.appid, &self.cfg.appsecret, code)
-            .await
-            .map_err(ConnectorError::from)?;
-        if token.is_snapshotuser {
-            // A page opened from Moments (朋友圈快照): openid, unionid and profile are
-            // virtual. Never create or link an account from it.
-            return Err(ConnectorError::new(Stage::TokenExchange, ErrorKind::NotAllowed)
-                .upstream("is_snapshotuser", "a snapshot-mode (virtual) WeChat user")
-                .fix("the person opened a snapshot page (from Moments); they must tap \"使用完整服务\" to open the full page, then sign in again"));
-        }
-        let profile = self.profile(&token, ctx).await?;
-        Ok(self.identity(&token, profile, ctx.now))
+        login::complete_sign_in(&self.client, &app, ctx, callback, |token| {
+            self.wants_profile(token)
+        })
+        .await
     }
 
     fn can_send_messages(&self) -> bool {

@@ -4,15 +4,17 @@
 //! users, refusals), and refresh re-checks a returning person.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use idbridge_connector_wechat_mp::WeChatMpFactory;
+use idbridge_connector_kit::conformance::{self, BrowserFlow, Expect, Fixture, Params, Upstream};
+use idbridge_connector_kit::testing;
+use idbridge_connector_wechat_mp::{MpSettings, WeChatMpFactory};
 use idbridge_core::{
-    Availability, Begin, BeginRequest, BuildContext, CallbackRequest, Connector, ConnectorFactory,
-    ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity, Locale, RequestContext, Stage,
+    Availability, Begin, BeginRequest, Connector, ConnectorFactory, ErrorKind, ExternalIdentity,
+    Locale, RequestContext, Stage, Started,
 };
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use wechat_sim::{dev, SimConfig, Simulator};
 
+const ID: &str = "wechat-mp";
 const CALLBACK: &str = "http://127.0.0.1:9/callback/wechat-mp";
 const WECHAT_UA: &str = "Mozilla/5.0 (iPhone) AppleWebKit MicroMessenger/8.0.40";
 const WECOM_UA: &str = "Mozilla/5.0 (iPhone) AppleWebKit MicroMessenger/8.0.40 wxwork/4.1.0";
@@ -21,28 +23,19 @@ const MINI_PROGRAM_UA: &str = "Mozilla/5.0 (iPhone) MicroMessenger/8.0.40 miniPr
 const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0";
 
 fn build(options: serde_json::Value) -> Result<Arc<dyn Connector>, String> {
-    let settings = ConnectorSettings {
-        id: ConnectorId::parse("wechat-mp").unwrap(),
-        kind: "wechat-mp".into(),
-        name: None,
-        options,
-    };
-    let ctx = BuildContext::new("http://127.0.0.1:9", CALLBACK, false);
-    WeChatMpFactory
-        .build(&settings, &ctx)
-        .map_err(|e| format!("{e:?}"))
+    testing::build(&WeChatMpFactory, ID, options)
 }
 
-fn connector(sim: &Simulator, extra: serde_json::Value) -> Arc<dyn Connector> {
-    let mut options = serde_json::json!({
+fn options(sim: &Simulator) -> serde_json::Value {
+    serde_json::json!({
         "appid": dev::MP_APPID, "appsecret": dev::MP_SECRET,
         "open_platform_id": dev::OPEN_PLATFORM_ID,
         "api_base_url": sim.base_url(), "open_base_url": sim.base_url(),
-    });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        options[k] = v;
-    }
-    build(options).unwrap()
+    })
+}
+
+fn connector(sim: &Simulator, extra: serde_json::Value) -> Arc<dyn Connector> {
+    build(testing::merged(&options(sim), extra)).unwrap()
 }
 
 fn ctx(sim: &Simulator) -> RequestContext {
@@ -67,14 +60,10 @@ async fn complete(
     c: &dyn Connector,
     callback: &str,
 ) -> Result<ExternalIdentity, idbridge_core::ConnectorError> {
-    let params: BTreeMap<String, String> = url::Url::parse(callback)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
+    assert_eq!(testing::callback_url(ID), CALLBACK);
     c.complete(
         &ctx(sim),
-        &CallbackRequest::new(params, CALLBACK, serde_json::Value::Null),
+        &testing::callback_from_url(ID, callback, serde_json::Value::Null),
     )
     .await
 }
@@ -83,6 +72,59 @@ async fn sign_in(sim: &Simulator, c: &dyn Connector, user: &str) -> ExternalIden
     let url = authorize_url(sim, c).await;
     let callback = sim.scan(&url, user).unwrap().remove(0);
     complete(sim, c, &callback).await.unwrap()
+}
+
+fn authorize_url_of(started: &Started) -> Result<String, String> {
+    match &started.begin {
+        Begin::Redirect(url) => Ok(url.clone()),
+        other => Err(format!("a redirect inside WeChat, not {other:?}")),
+    }
+}
+
+#[tokio::test]
+async fn the_connector_conforms_with_either_scope() {
+    let sim = Simulator::start(SimConfig::dev_default("127.0.0.1"))
+        .await
+        .unwrap();
+    for scope in ["snsapi_userinfo", "snsapi_base"] {
+        let approve = |started: Started| -> Result<Params, String> {
+            let back = sim
+                .scan(&authorize_url_of(&started)?, dev::USER_XIAOMING)
+                .map_err(|e| format!("{e:?}"))?;
+            Ok(testing::query_params(&back[0]))
+        };
+        let refuse = |started: Started| -> Result<Params, String> {
+            let back = sim
+                .refuse(&authorize_url_of(&started)?)
+                .map_err(|e| format!("{e:?}"))?;
+            Ok(testing::query_params(&back))
+        };
+        conformance::run(
+            Fixture::new(
+                &WeChatMpFactory,
+                testing::merged(&options(&sim), serde_json::json!({ "scope": scope })),
+            )
+            .secret("appsecret")
+            .settings_debug(|s| format!("{:?}", MpSettings::parse(s)))
+            .user_agent(WECHAT_UA)
+            .clock(|| sim.now_unix())
+            .browser(
+                BrowserFlow::new(Upstream::new(approve))
+                    .no_code(
+                        Upstream::fixed(Params::new()),
+                        Expect::new(Stage::Callback, ErrorKind::UserCancelled),
+                    )
+                    .upstream_error(
+                        Upstream::new(refuse),
+                        Expect::new(Stage::Callback, ErrorKind::UserCancelled),
+                    )
+                    .replay(Expect::new(Stage::TokenExchange, ErrorKind::CodeReused)),
+            )
+            .refresh_supported(true),
+        )
+        .await;
+    }
+    sim.stop().await;
 }
 
 #[tokio::test]
@@ -235,6 +277,12 @@ async fn a_snapshot_user_is_refused() {
     );
     assert_eq!(err.upstream_code.as_deref(), Some("is_snapshotuser"));
     assert!(err.fix.as_deref().unwrap().contains("full page"));
+    // The same text as wechat-web's (wechat_api::login::snapshot_user_refused).
+    assert_eq!(
+        err,
+        wechat_api::login::snapshot_user_refused(Stage::TokenExchange)
+    );
+    assert!(err.fix.unwrap().contains("使用完整服务"));
     sim.stop().await;
 }
 
@@ -279,21 +327,17 @@ fn config_errors_name_their_key() {
 
 #[test]
 fn doctor_checks_the_callback_domain() {
-    let settings = ConnectorSettings {
-        id: ConnectorId::parse("wechat-mp").unwrap(),
-        kind: "wechat-mp".into(),
-        name: None,
-        options: serde_json::json!({
+    let settings = testing::settings(
+        ID,
+        "wechat-mp",
+        serde_json::json!({
             "appid": dev::MP_APPID, "appsecret": dev::MP_SECRET,
             "open_platform_id": dev::OPEN_PLATFORM_ID,
             "callback_domain": "www.example.com",
         }),
-    };
-    let ctx = BuildContext::new(
-        "https://example.com",
-        "https://example.com/callback/wechat-mp",
-        false,
     );
+    let ctx = testing::build_context_at("https://example.com", ID, false);
+    assert_eq!(ctx.callback_url, "https://example.com/callback/wechat-mp");
     let problems = WeChatMpFactory.doctor(&settings, &ctx);
     assert!(
         problems
@@ -306,21 +350,12 @@ fn doctor_checks_the_callback_domain() {
 /// A connector with customer-service messages on, sharing `cache` (one per broker
 /// deployment; each call here stands for one broker instance).
 fn messaging(sim: &Simulator, cache: &idbridge_core::Shared) -> Arc<dyn Connector> {
-    let settings = ConnectorSettings {
-        id: ConnectorId::parse("wechat-mp").unwrap(),
-        kind: "wechat-mp".into(),
-        name: None,
-        options: serde_json::json!({
-            "appid": dev::MP_APPID, "appsecret": dev::MP_SECRET,
-            "open_platform_id": dev::OPEN_PLATFORM_ID,
-            "api_base_url": sim.base_url(), "open_base_url": sim.base_url(),
-            "messages": true,
-        }),
-    };
-    let ctx = BuildContext {
-        shared: cache.clone(),
-        ..BuildContext::new("http://127.0.0.1:9", CALLBACK, false)
-    };
+    let settings = testing::settings(
+        ID,
+        "wechat-mp",
+        testing::merged(&options(sim), serde_json::json!({ "messages": true })),
+    );
+    let ctx = testing::build_context_sharing(ID, cache);
     WeChatMpFactory.build(&settings, &ctx).unwrap()
 }
 

@@ -1,6 +1,7 @@
 //! The `wechat-web` connector's config keys, their checks (each error names its
 //! key), and the `doctor` checks that catch the setups that break most often.
 
+use idbridge_connector_kit::options::{parse_options, BaseUrl, Seconds, Secret};
 use idbridge_core::{BuildContext, ConfigError, ConnectorId, ConnectorSettings, Problem};
 use serde::Deserialize;
 use wechat_api::{WeChatClient, DEFAULT_API_BASE_URL, DEFAULT_OPEN_BASE_URL};
@@ -10,8 +11,9 @@ use wechat_api::{WeChatClient, DEFAULT_API_BASE_URL, DEFAULT_OPEN_BASE_URL};
 pub struct WebSettings {
     /// The website app's AppID (`wx` + 16 hex).
     pub appid: String,
-    /// Its AppSecret (or `appsecret_file`, resolved by the broker).
-    pub appsecret: String,
+    /// Its AppSecret (or `appsecret_file`, which the broker reads into `appsecret`;
+    /// redacted in `Debug`).
+    pub appsecret: Secret,
     /// The Open Platform account (原始ID, `gh_…`) the app is bound to; scopes the
     /// unionid link key. Without it, this connector links nothing across apps.
     #[serde(default)]
@@ -28,13 +30,13 @@ pub struct WebSettings {
     #[serde(default)]
     pub callback_domain: Option<String>,
     #[serde(default = "default_api")]
-    pub api_base_url: String,
+    pub api_base_url: BaseUrl,
     #[serde(default = "default_open")]
-    pub open_base_url: String,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: f64,
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: f64,
+    pub open_base_url: BaseUrl,
+    #[serde(default = "Seconds::default_connect")]
+    pub connect_timeout_secs: Seconds,
+    #[serde(default = "Seconds::default_total")]
+    pub timeout_secs: Seconds,
     /// Embedded QR: `black` or `white` text around the code.
     #[serde(default = "default_style")]
     pub qr_style: String,
@@ -52,17 +54,11 @@ fn default_mode() -> String {
 fn default_lang() -> String {
     "auto".into()
 }
-fn default_api() -> String {
-    DEFAULT_API_BASE_URL.into()
+fn default_api() -> BaseUrl {
+    BaseUrl::new(DEFAULT_API_BASE_URL)
 }
-fn default_open() -> String {
-    DEFAULT_OPEN_BASE_URL.into()
-}
-fn default_connect_timeout() -> f64 {
-    3.0
-}
-fn default_timeout() -> f64 {
-    10.0
+fn default_open() -> BaseUrl {
+    BaseUrl::new(DEFAULT_OPEN_BASE_URL)
 }
 fn default_style() -> String {
     "black".into()
@@ -72,7 +68,7 @@ impl WebSettings {
     pub fn parse(settings: &ConnectorSettings) -> Result<Self, Vec<ConfigError>> {
         let id = &settings.id;
         let key = |k: &str| format!("connectors[{id}].{k}");
-        let cfg: WebSettings = wechat_api::login::parse_options(settings)?;
+        let cfg: WebSettings = parse_options(settings)?;
         let mut errors = cfg.app().check(&key, "Open Platform > 网站应用 > AppID");
         if cfg.mode != "redirect" && cfg.mode != "embedded" {
             errors.push(ConfigError::new(
@@ -111,12 +107,12 @@ impl WebSettings {
     pub fn app(&self) -> wechat_api::login::AppKeys<'_> {
         wechat_api::login::AppKeys {
             appid: &self.appid,
-            appsecret: &self.appsecret,
+            appsecret: self.appsecret.expose(),
             open_platform_id: self.open_platform_id.as_deref(),
-            api_base_url: &self.api_base_url,
-            open_base_url: &self.open_base_url,
-            connect_timeout_secs: self.connect_timeout_secs,
-            timeout_secs: self.timeout_secs,
+            api_base_url: self.api_base_url.as_str(),
+            open_base_url: self.open_base_url.as_str(),
+            connect_timeout_secs: self.connect_timeout_secs.get(),
+            timeout_secs: self.timeout_secs.get(),
         }
     }
 

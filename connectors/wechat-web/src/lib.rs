@@ -81,7 +81,7 @@ impl WeChatWeb {
         let lang = self.lang(ctx);
         let mut src = format!(
             "{}/connect/qrconnect?appid={}&scope=snsapi_login&redirect_uri={}&state={}&login_type=jssdk&self_redirect=false&style={}&lang={}",
-            self.cfg.open_base_url.trim_end_matches('/'),
+            self.cfg.open_base_url.trimmed(),
             encode_component(&self.cfg.appid),
             encode_component(&request.callback_url),
             encode_component(&request.state),
@@ -109,7 +109,7 @@ impl WeChatWeb {
             )
         };
         let full = qrconnect_url(
-            &self.cfg.open_base_url,
+            self.cfg.open_base_url.as_str(),
             &self.cfg.appid,
             &request.callback_url,
             &request.state,
@@ -127,12 +127,21 @@ impl WeChatWeb {
             title: title.to_owned(),
             body_html,
             script_sources: Vec::new(),
-            frame_sources: vec![origin(&self.cfg.open_base_url)],
+            frame_sources: vec![self.cfg.open_base_url.origin()],
         }
     }
 }
 
 impl WeChatWeb {
+    fn login_app(&self) -> login::LoginApp<'_> {
+        login::LoginApp {
+            connector_id: &self.id,
+            appid: &self.cfg.appid,
+            appsecret: self.cfg.appsecret.expose(),
+            open_platform_id: self.cfg.open_platform_id.as_deref(),
+        }
+    }
+
     fn identity(
         &self,
         token: &SnsToken,
@@ -147,13 +156,6 @@ impl WeChatWeb {
             Some(profile),
             now,
         )
-    }
-}
-
-fn origin(base: &str) -> String {
-    match url::Url::parse(base) {
-        Ok(u) => u.origin().ascii_serialization(),
-        Err(_) => base.to_owned(),
     }
 }
 
@@ -189,7 +191,7 @@ impl Connector for WeChatWeb {
             self.embedded_page(ctx, request)
         } else {
             Begin::Redirect(qrconnect_url(
-                &self.cfg.open_base_url,
+                self.cfg.open_base_url.as_str(),
                 &self.cfg.appid,
                 &request.callback_url,
                 &request.state,
@@ -207,27 +209,8 @@ impl Connector for WeChatWeb {
         ctx: &RequestContext,
         callback: &CallbackRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let Some(code) = callback.param("code") else {
-            // WeChat sends the person back with only the state when they refuse.
-            return Err(
-                ConnectorError::new(Stage::Callback, ErrorKind::UserCancelled).upstream(
-                    "no_code",
-                    "WeChat returned without a code: the person refused or closed the page",
-                ),
-            );
-        };
-        let token = self
-            .client
-            .exchange_code_with_retry(&self.cfg.appid, &self.cfg.appsecret, code)
-            .await
-            .map_err(ConnectorError::from)?;
-        if token.is_snapshotuser {
-            return Err(ConnectorError::new(Stage::TokenExchange, ErrorKind::NotAllowed)
-                .upstream("is_snapshotuser", "a snapshot-mode (virtual) WeChat user")
-                .fix("the person opened a snapshot page; they must open the full page to sign in"));
-        }
-        let profile = login::fetch_profile(&self.client, &token, ctx.locale).await?;
-        Ok(self.identity(&token, &profile, ctx.now))
+        // A website app's token (snsapi_login) always may fetch the profile.
+        login::complete_sign_in(&self.client, &self.login_app(), ctx, callback, |_| true).await
     }
 
     fn supports_refresh(&self) -> bool {

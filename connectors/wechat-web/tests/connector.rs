@@ -3,32 +3,25 @@
 //! refresh re-checks a returning person with the stored WeChat tokens.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use idbridge_connector_wechat_web::WeChatWebFactory;
-use idbridge_core::{
-    BeginRequest, BuildContext, CallbackRequest, ConnectorFactory, ConnectorId, ConnectorSettings,
-    ErrorKind, Locale, RequestContext, Stage,
-};
-use std::collections::BTreeMap;
+use idbridge_connector_kit::conformance::{self, BrowserFlow, Expect, Fixture, Params, Upstream};
+use idbridge_connector_kit::testing;
+use idbridge_connector_wechat_web::{WeChatWebFactory, WebSettings};
+use idbridge_core::{Begin, BeginRequest, ErrorKind, Locale, RequestContext, Stage, Started};
 use wechat_sim::{dev, SimConfig, Simulator};
 
+const ID: &str = "wechat";
 const CALLBACK: &str = "http://127.0.0.1:9/callback/wechat";
 
+fn options(sim: &Simulator) -> serde_json::Value {
+    serde_json::json!({
+        "appid": dev::WEB_APPID, "appsecret": dev::WEB_SECRET,
+        "open_platform_id": dev::OPEN_PLATFORM_ID,
+        "api_base_url": sim.base_url(), "open_base_url": sim.base_url(),
+    })
+}
+
 fn connector(sim: &Simulator) -> std::sync::Arc<dyn idbridge_core::Connector> {
-    let settings = ConnectorSettings {
-        id: ConnectorId::parse("wechat").unwrap(),
-        kind: "wechat-web".into(),
-        name: None,
-        options: serde_json::json!({
-            "appid": dev::WEB_APPID, "appsecret": dev::WEB_SECRET,
-            "open_platform_id": dev::OPEN_PLATFORM_ID,
-            "api_base_url": sim.base_url(), "open_base_url": sim.base_url(),
-        }),
-    };
-    let ctx = BuildContext::new("http://127.0.0.1:9", CALLBACK, false);
-    WeChatWebFactory
-        .build(&settings, &ctx)
-        .map_err(|e| format!("{e:?}"))
-        .unwrap()
+    testing::build(&WeChatWebFactory, ID, options(sim)).unwrap()
 }
 
 fn ctx(sim: &Simulator) -> RequestContext {
@@ -39,6 +32,7 @@ async fn sign_in(
     sim: &Simulator,
     c: &dyn idbridge_core::Connector,
 ) -> idbridge_core::ExternalIdentity {
+    assert_eq!(testing::callback_url(ID), CALLBACK);
     let started = c
         .begin(&ctx(sim), &BeginRequest::new("abc123", CALLBACK))
         .await
@@ -48,17 +42,74 @@ async fn sign_in(
     };
     assert!(url.ends_with("&lang=cn#wechat_redirect"), "{url}");
     let callback = sim.scan(&url, dev::USER_XIAOMING).unwrap().remove(0);
-    let params: BTreeMap<String, String> = url::Url::parse(&callback)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
     c.complete(
         &ctx(sim),
-        &CallbackRequest::new(params, CALLBACK, serde_json::Value::Null),
+        &testing::callback_from_url(ID, &callback, serde_json::Value::Null),
     )
     .await
     .unwrap()
+}
+
+/// Where `begin` sends the person: the redirect, or the embedded page's link
+/// to the same qrconnect page.
+fn authorize_url(started: &Started) -> Result<String, String> {
+    match &started.begin {
+        Begin::Redirect(url) => Ok(url.clone()),
+        Begin::Page { body_html, .. } => body_html
+            .split("<a href=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(|href| href.replace("&amp;", "&"))
+            .ok_or_else(|| format!("no qrconnect link on the page: {body_html}")),
+    }
+}
+
+#[tokio::test]
+async fn the_connector_conforms_in_both_modes() {
+    let sim = Simulator::start(SimConfig::dev_default("127.0.0.1"))
+        .await
+        .unwrap();
+    for mode in ["redirect", "embedded"] {
+        let approve = |started: Started| -> Result<Params, String> {
+            let url = authorize_url(&started)?;
+            let back = sim
+                .scan(&url, dev::USER_XIAOMING)
+                .map_err(|e| format!("{e:?}"))?;
+            Ok(testing::query_params(&back[0]))
+        };
+        let refuse = |started: Started| -> Result<Params, String> {
+            let back = sim
+                .refuse(&authorize_url(&started)?)
+                .map_err(|e| format!("{e:?}"))?;
+            Ok(testing::query_params(&back))
+        };
+        conformance::run(
+            Fixture::new(
+                &WeChatWebFactory,
+                testing::merged(&options(&sim), serde_json::json!({ "mode": mode })),
+            )
+            .id(ID)
+            .secret("appsecret")
+            .settings_debug(|s| format!("{:?}", WebSettings::parse(s)))
+            .clock(|| sim.now_unix())
+            .browser(
+                BrowserFlow::new(Upstream::new(approve))
+                    // WeChat sends the person back with only the state when they refuse.
+                    .no_code(
+                        Upstream::fixed(Params::new()),
+                        Expect::new(Stage::Callback, ErrorKind::UserCancelled),
+                    )
+                    .upstream_error(
+                        Upstream::new(refuse),
+                        Expect::new(Stage::Callback, ErrorKind::UserCancelled),
+                    )
+                    .replay(Expect::new(Stage::TokenExchange, ErrorKind::CodeReused)),
+            )
+            .refresh_supported(true),
+        )
+        .await;
+    }
+    sim.stop().await;
 }
 
 #[tokio::test]
@@ -132,21 +183,17 @@ async fn an_unbound_app_links_nothing() {
     let sim = Simulator::start(SimConfig::dev_default("127.0.0.1"))
         .await
         .unwrap();
-    let settings = ConnectorSettings {
-        id: ConnectorId::parse("wechat").unwrap(),
-        kind: "wechat-web".into(),
-        name: None,
-        options: serde_json::json!({
-            "appid": dev::UNBOUND_WEB_APPID, "appsecret": dev::UNBOUND_WEB_SECRET,
-            "open_platform_id": dev::OPEN_PLATFORM_ID,
-            "api_base_url": sim.base_url(), "open_base_url": sim.base_url(),
-        }),
-    };
-    let bctx = BuildContext::new("http://127.0.0.1:9", CALLBACK, false);
-    let c = WeChatWebFactory
-        .build(&settings, &bctx)
-        .map_err(|e| format!("{e:?}"))
-        .unwrap();
+    let c = testing::build(
+        &WeChatWebFactory,
+        ID,
+        testing::merged(
+            &options(&sim),
+            serde_json::json!({
+                "appid": dev::UNBOUND_WEB_APPID, "appsecret": dev::UNBOUND_WEB_SECRET,
+            }),
+        ),
+    )
+    .unwrap();
     let id = sign_in(&sim, c.as_ref()).await;
     assert!(
         id.link_key.is_none(),

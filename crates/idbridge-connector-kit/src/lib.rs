@@ -1,0 +1,29 @@
+//! What a connector crate builds on, beside `idbridge-core`'s trait:
+//!
+//! - [`options`]: [`options::parse_options`] reads a connector's keys into its
+//!   settings type and names the key at fault (unknown, missing, wrong type);
+//!   [`options::Keys`] collects the checks after it; typed common keys:
+//!   [`options::Secret`] (redacted in `Debug`; the broker resolves `*_file`),
+//!   [`options::BaseUrl`], [`options::Seconds`], [`options::Timeouts`].
+//! - [`lease`]: [`lease::SharedToken`], one upstream token shared by every
+//!   broker instance, fetched by one instance at a time under a lease in the
+//!   broker's shared cache (WeChat's app token is one user).
+//! - [`flow`]: nonce and PKCE (S256) values a connector keeps in
+//!   `Started::flow_data` and reads back from `CallbackRequest::flow_data`.
+//! - [`testing`]: fixture builders for connector tests (settings, build and
+//!   request contexts, begin and callback requests).
+//! - [`conformance`]: the suite every connector crate runs from its tests
+//!   against its (simulated) upstream.
+//!
+//! It knows no upstream in particular. The walkthrough for a connector author
+//! is `docs/connectors/writing-a-connector.md`, also rendered (and its examples
+//! compiled and run) as [`guide`].
+
+pub mod conformance;
+pub mod flow;
+pub mod lease;
+pub mod options;
+pub mod testing;
+
+#[doc = include_str!("../../../docs/connectors/writing-a-connector.md")]
+pub mod guide {}
