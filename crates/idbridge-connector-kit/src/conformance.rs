@@ -84,6 +84,9 @@ pub mod checks {
     /// Refresh, when not supported, says `Unsupported` at `Stage::Refresh` (any
     /// other kind could end the app's grant).
     pub const REFRESH_UNSUPPORTED: &str = "refresh.unsupported";
+    /// `supports_refresh()` says what the fixture says: the broker lets an
+    /// operator set `recheck_on_refresh` only when it is true.
+    pub const REFRESH_DECLARED: &str = "refresh.declared";
     /// A connector that cannot send messages says `Unsupported` at `Stage::Message`.
     pub const MESSAGES_UNSUPPORTED: &str = "message.unsupported";
 }
@@ -1099,6 +1102,18 @@ impl<'f, 'a> Suite<'f, 'a> {
         identity: Option<ExternalIdentity>,
     ) {
         let ctx = self.ctx();
+        let declared = connector.supports_refresh();
+        let result = if declared == self.fx.refresh_supported {
+            Ok(())
+        } else if declared {
+            Err(
+                "supports_refresh() is true but the fixture says refresh is not supported"
+                    .to_owned(),
+            )
+        } else {
+            Err("refresh works but supports_refresh() is false: override it to return true, or operators cannot set recheck_on_refresh".to_owned())
+        };
+        self.report.outcome(checks::REFRESH_DECLARED, result);
         if !self.fx.refresh_supported {
             let tokens = identity
                 .as_ref()

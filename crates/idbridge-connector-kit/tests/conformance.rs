@@ -128,6 +128,7 @@ enum Defect {
     IgnoresUpstreamError,
     RefreshOtherSubject,
     RefreshUnsupportedAsInvalidCode,
+    RefreshNotDeclared,
     IgnoresName,
     NoTokenType,
     AcceptsAnyToken,
@@ -295,6 +296,12 @@ impl Connector for Toy {
     fn display_name(&self) -> &str {
         &self.name
     }
+    fn supports_refresh(&self) -> bool {
+        !matches!(
+            self.defect,
+            Defect::RefreshNotDeclared | Defect::RefreshUnsupportedAsInvalidCode
+        )
+    }
     fn subject_token_types(&self) -> &[&str] {
         if self.defect == Defect::NoTokenType {
             &[]
@@ -460,6 +467,7 @@ async fn a_sound_connector_passes_every_check() {
         checks::EXCHANGE_REPLAY,
         checks::EXCHANGE_INVALID,
         checks::REFRESH,
+        checks::REFRESH_DECLARED,
         checks::MESSAGES_UNSUPPORTED,
     ] {
         assert!(r.passed.contains(&name), "{name} did not run: {r}");
@@ -469,7 +477,7 @@ async fn a_sound_connector_passes_every_check() {
 #[tokio::test]
 async fn each_defect_fails_exactly_its_checks() {
     use Defect::*;
-    let cases: [(Defect, &[&str]); 13] = [
+    let cases: [(Defect, &[&str]); 14] = [
         (AcceptsUnknownKeys, &[checks::UNKNOWN_KEY]),
         (UnnamedTypeErrors, &[checks::WRONG_TYPE]),
         (SecretInDebug, &[checks::SECRETS_IN_DEBUG]),
@@ -493,6 +501,7 @@ async fn each_defect_fails_exactly_its_checks() {
             RefreshUnsupportedAsInvalidCode,
             &[checks::REFRESH_UNSUPPORTED],
         ),
+        (RefreshNotDeclared, &[checks::REFRESH_DECLARED]),
         (IgnoresName, &[checks::IDENTITY]),
         (NoTokenType, &[checks::TOKEN_TYPE]),
         (
