@@ -23,10 +23,15 @@ pub struct LoginApp<'a> {
 /// The refusal of a snapshot-mode (virtual) user: a page opened from Moments
 /// (朋友圈快照) gets a virtual openid, unionid and profile. Never create or link
 /// an account from it.
-pub fn snapshot_user_refused(stage: Stage) -> ConnectorError {
+pub fn snapshot_user_refused(stage: Stage, locale: Locale) -> ConnectorError {
+    let advice = match locale {
+        Locale::ZhCn => "你打开的是朋友圈里的页面快照。请点击页面底部的“使用完整服务”打开完整页面，然后重新登录。",
+        Locale::En => "You opened a snapshot of this page from WeChat Moments. Tap \"使用完整服务\" (Use full service) at the bottom of the page to open the full page, then sign in again.",
+    };
     ConnectorError::new(stage, ErrorKind::NotAllowed)
         .upstream("is_snapshotuser", "a snapshot-mode (virtual) WeChat user")
         .fix("the person opened a snapshot page (from Moments, 朋友圈快照); they must tap \"使用完整服务\" to open the full page, then sign in again")
+        .advice(advice)
 }
 
 /// Complete a browser sign-in (website QR, Official Account) from WeChat's
@@ -55,7 +60,7 @@ pub async fn complete_sign_in(
         .await
         .map_err(ConnectorError::from)?;
     if token.is_snapshotuser {
-        return Err(snapshot_user_refused(Stage::TokenExchange));
+        return Err(snapshot_user_refused(Stage::TokenExchange, ctx.locale));
     }
     let profile = if wants_profile(&token) {
         Some(fetch_profile(client, &token, ctx.locale).await?)
@@ -380,7 +385,16 @@ mod tests {
 
     #[test]
     fn one_snapshot_user_refusal_for_every_browser_sign_in() {
-        let e = snapshot_user_refused(Stage::TokenExchange);
+        let e = snapshot_user_refused(Stage::TokenExchange, Locale::ZhCn);
+        assert!(e
+            .advice
+            .as_deref()
+            .is_some_and(|a| a.contains("使用完整服务") && a.contains("完整页面")));
+        let en = snapshot_user_refused(Stage::TokenExchange, Locale::En);
+        assert!(en
+            .advice
+            .as_deref()
+            .is_some_and(|a| a.contains("full page") && a.contains("使用完整服务")));
         assert_eq!(
             (e.stage, e.kind, e.upstream_code.as_deref()),
             (

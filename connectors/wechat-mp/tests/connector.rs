@@ -280,7 +280,7 @@ async fn a_snapshot_user_is_refused() {
     // The same text as wechat-web's (wechat_api::login::snapshot_user_refused).
     assert_eq!(
         err,
-        wechat_api::login::snapshot_user_refused(Stage::TokenExchange)
+        wechat_api::login::snapshot_user_refused(Stage::TokenExchange, Locale::ZhCn)
     );
     assert!(err.fix.unwrap().contains("使用完整服务"));
     sim.stop().await;

@@ -213,6 +213,11 @@ async fn a_snapshot_user_gets_a_page_and_no_account() {
     let page = resp.text().await.unwrap();
     assert!(page.contains("kind=not_allowed"), "{page}");
     assert!(page.contains("code=is_snapshotuser"), "{page}");
+    // The page says what to do: open the full page (WeChat's button text).
+    assert!(
+        page.contains("使用完整服务") && page.contains("open the full page"),
+        "{page}"
+    );
     assert!(!log_lines(&[
         "login_failed",
         "connector=mp-snap-mp",
