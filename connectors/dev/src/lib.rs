@@ -172,12 +172,21 @@ impl Connector for DevConnector {
             .find(|(s, _)| *s == subject)
             .map(|(_, n)| (*n).to_owned())
             .unwrap_or_else(|| subject.to_owned());
+        // Test addresses, so apps can try the email scope: Alice's is verified,
+        // Bob's is not, the others have none.
+        let (email, email_verified) = match subject {
+            "alice" => (Some("alice@example.com"), Some(true)),
+            "bob" => (Some("bob@example.com"), Some(false)),
+            _ => (None, None),
+        };
         Ok(ExternalIdentity {
             connector_id: self.id.clone(),
             subject: subject.to_owned(),
             link_key: None,
             profile: Profile {
                 name: Some(name),
+                email: email.map(str::to_owned),
+                email_verified,
                 ..Profile::default()
             },
             upstream_tokens: None,

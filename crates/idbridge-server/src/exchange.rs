@@ -194,6 +194,7 @@ pub async fn token_exchange(
         }
     };
     let linked = issue::linked_connectors(state, &user.id).await?;
+    let contact = crate::contact::lookup(state, &user, &scope).await?;
     issue::sign_tokens(
         state,
         TokenRequest {
@@ -206,6 +207,7 @@ pub async fn token_exchange(
             nonce: None,
             refresh_token,
             linked_connectors: linked,
+            contact,
         },
     )
 }

@@ -159,6 +159,8 @@ pub struct TokenRequest<'a> {
     pub nonce: Option<&'a str>,
     pub refresh_token: Option<String>,
     pub linked_connectors: Vec<String>,
+    /// Email and phone, looked up as far as the scope needs them.
+    pub contact: crate::contact::Contact,
 }
 
 /// Sign the access token and (with `openid`) the ID token.
@@ -208,9 +210,7 @@ pub fn sign_tokens(state: &AppState, req: TokenRequest<'_>) -> Result<Issued, OA
             if has_scope(req.scope, "profile") {
                 profile_claims(req.user, obj);
             }
-            if has_scope(req.scope, "phone") {
-                phone_claims(req.user, obj);
-            }
+            req.contact.claims(req.scope, obj);
         }
         Some(keys.sign(alg, "JWT", &claims).map_err(OAuthError::token)?)
     } else {
@@ -242,15 +242,6 @@ pub fn profile_claims(user: &User, obj: &mut serde_json::Map<String, serde_json:
         obj.insert("locale".into(), locale.clone().into());
     }
     obj.insert("updated_at".into(), user.updated_at.into());
-}
-
-/// `phone_number` and `phone_number_verified` (OpenID Connect Core §5.1), when the
-/// account has a verified number.
-pub fn phone_claims(user: &User, obj: &mut serde_json::Map<String, serde_json::Value>) {
-    if let (Some(phone), Some(_)) = (&user.phone_number, user.phone_verified_at) {
-        obj.insert("phone_number".into(), phone.clone().into());
-        obj.insert("phone_number_verified".into(), true.into());
-    }
 }
 
 /// A random refresh token and its stored hash: the first token of a grant.

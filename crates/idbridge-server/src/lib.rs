@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod connector_config;
 pub mod connector_setup;
+pub mod contact;
 pub mod csrf;
 pub mod demo;
 pub mod discovery;

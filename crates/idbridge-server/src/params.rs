@@ -74,10 +74,11 @@ pub fn has_scope(scope: &str, wanted: &str) -> bool {
 }
 
 /// The scopes the broker grants, in the order a granted scope lists them.
-const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "phone", "offline_access"];
+const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "offline_access"];
 
 /// The scope granted for a space-separated request: `openid` is required (else
-/// `None`); `profile` and `offline_access` are kept, anything else is dropped.
+/// `None`); `profile`, `email`, `phone` and `offline_access` are kept, in that
+/// order, anything else is dropped.
 pub fn granted_scope(asked: &str) -> Option<String> {
     let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
     if !asked.contains(&"openid") {

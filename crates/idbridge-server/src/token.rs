@@ -210,6 +210,7 @@ async fn authorization_code(
     let user = user
         .filter(|u| u.disabled_at.is_none())
         .ok_or_else(|| OAuthError::invalid_grant("the account is disabled"))?;
+    let contact = crate::contact::lookup(state, &user, &grant.scope).await?;
     issue::sign_tokens(
         state,
         TokenRequest {
@@ -222,6 +223,7 @@ async fn authorization_code(
             nonce: grant.nonce.as_deref(),
             refresh_token: refresh,
             linked_connectors: linked,
+            contact,
         },
     )
 }
@@ -358,6 +360,7 @@ async fn refresh_token(
         .get("auth_time")
         .and_then(|v| v.as_i64())
         .unwrap_or(family.created_at);
+    let contact = crate::contact::lookup(state, &user, &scope).await?;
     issue::sign_tokens(
         state,
         TokenRequest {
@@ -370,6 +373,7 @@ async fn refresh_token(
             nonce: None,
             refresh_token: Some(new_token),
             linked_connectors: linked,
+            contact,
         },
     )
 }

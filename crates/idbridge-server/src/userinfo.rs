@@ -50,9 +50,9 @@ pub async fn userinfo(
     if has_scope(&live.claims.scope, "profile") {
         profile_claims(&live.user, &mut out);
     }
-    if has_scope(&live.claims.scope, "phone") {
-        crate::issue::phone_claims(&live.user, &mut out);
-    }
+    crate::contact::lookup(&state, &live.user, &live.claims.scope)
+        .await?
+        .claims(&live.claims.scope, &mut out);
     let linked = crate::issue::linked_connectors(&state, &live.user.id).await?;
     out.insert("linked_connectors".into(), linked.into());
     Ok(HttpResponse::Ok()

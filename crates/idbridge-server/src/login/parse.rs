@@ -364,7 +364,8 @@ mod tests {
             // scope
             ("scope=profile", false, Error("invalid_scope", "the openid scope is required")),
             ("scope=openid", false, Scope("openid")),
-            ("scope=offline_access%20email%20openid%20profile", false, Scope("openid profile offline_access")),
+            ("scope=offline_access%20email%20openid%20profile", false, Scope("openid profile email offline_access")),
+            ("scope=openid%20address%20phone", false, Scope("openid phone")),
             ("scope=openid%20%20phone", false, Scope("openid phone")),
             // prompt
             ("", false, Prompt(&[])),

@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod balanced;
+mod claims;
 mod cli;
 mod client_auth;
 mod db_proxy;
