@@ -118,6 +118,16 @@ pub async fn start(
     issuer: Option<&str>,
     tweak: impl FnOnce(&mut idbridge_server::Settings) + Send + 'static,
 ) -> Broker {
+    start_with_registry(db_url, issuer, idbridge::registry(), tweak).await
+}
+
+/// [`start`] with connector types of the test's own beside the built-in ones.
+pub async fn start_with_registry(
+    db_url: &str,
+    issuer: Option<&str>,
+    registry: idbridge_core::Registry,
+    tweak: impl FnOnce(&mut idbridge_server::Settings) + Send + 'static,
+) -> Broker {
     capture_logs();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -133,7 +143,7 @@ pub async fn start(
                 demo_secret: None,
                 clock: Arc::new(Clock::default()),
             };
-            let state = build_state(settings, &idbridge::registry(), &options)
+            let state = build_state(settings, &registry, &options)
                 .await
                 .expect("broker starts");
             let server = run(state.clone(), None, listener).expect("server runs");

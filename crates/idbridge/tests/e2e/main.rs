@@ -21,6 +21,7 @@ mod oidc_client;
 mod provider;
 mod recheck;
 mod reliability;
+mod setup;
 mod wechat_app;
 mod wechat_codes;
 mod wechat_mp;
