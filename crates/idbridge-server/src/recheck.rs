@@ -104,18 +104,13 @@ pub async fn before_refresh(
             if answer_for(e.kind).outage {
                 state.upstream.failed(connector_id, state.now());
             }
-            tracing::warn!(
-                event = "upstream_recheck_unavailable",
-                stage = e.stage.as_str(),
-                connector = %connector_id,
+            warn_line(
+                "upstream_recheck_unavailable",
+                connector_id,
                 client_id,
-                user_id = %family.user_id,
-                family = %family.id,
-                kind = e.kind.as_str(),
-                upstream_code = e.upstream_code.as_deref().unwrap_or("-"),
-                upstream_message = e.upstream_message.as_deref().unwrap_or("-"),
-                fix = e.fix.as_deref().unwrap_or("-"),
-                "could not re-check the person upstream before a refresh; the grant is kept and nothing was issued, the app should retry"
+                family,
+                &e,
+                "could not re-check the person upstream before a refresh; the grant is kept and nothing was issued, the app should retry",
             );
             Err(OAuthError::temporarily_unavailable(format!(
                 "the broker re-checks this grant with {connector_id} before refreshing, and {connector_id} did not answer properly ({}: {}); the refresh token still works: retry shortly",
@@ -160,18 +155,13 @@ async fn refused(
         tracing::error!(stage = "refresh_recheck", error = %err, family = %family.id, "cannot revoke the grant the upstream refused");
         return OAuthError::store(err);
     }
-    tracing::warn!(
-        event = "upstream_recheck_failed",
-        stage = e.stage.as_str(),
-        connector = %connector_id,
+    warn_line(
+        "upstream_recheck_failed",
+        connector_id,
         client_id,
-        user_id = %family.user_id,
-        family = %family.id,
-        kind = e.kind.as_str(),
-        upstream_code = e.upstream_code.as_deref().unwrap_or("-"),
-        upstream_message = e.upstream_message.as_deref().unwrap_or("-"),
-        fix = e.fix.as_deref().unwrap_or("-"),
-        "the upstream no longer accepts this person; their grant is revoked and the app must sign them in again"
+        family,
+        e,
+        "the upstream no longer accepts this person; their grant is revoked and the app must sign them in again",
     );
     crate::audit::Event::UpstreamRecheckFailed {
         user_id: &family.user_id,
@@ -191,4 +181,29 @@ async fn refused(
             .map(|c| format!(", upstream code {c}"))
             .unwrap_or_default()
     ))
+}
+
+/// One `WARN` line for a re-check that did not pass: the stage, the upstream's
+/// code and message, and the fix, for the operator.
+fn warn_line(
+    event: &'static str,
+    connector_id: &str,
+    client_id: &str,
+    family: &FamilyRow,
+    e: &ConnectorError,
+    what: &'static str,
+) {
+    tracing::warn!(
+        event,
+        stage = e.stage.as_str(),
+        connector = %connector_id,
+        client_id,
+        user_id = %family.user_id,
+        family = %family.id,
+        kind = e.kind.as_str(),
+        upstream_code = e.upstream_code.as_deref().unwrap_or("-"),
+        upstream_message = e.upstream_message.as_deref().unwrap_or("-"),
+        fix = e.fix.as_deref().unwrap_or("-"),
+        "{what}"
+    );
 }
