@@ -109,8 +109,8 @@ fn unavailable(locale: Locale) -> HttpResponse {
     error_page(
         locale,
         StatusCode::SERVICE_UNAVAILABLE,
-        text(locale, "db_down"),
-        text(locale, "db_down_todo"),
+        "db_down",
+        "db_down_todo",
     )
 }
 
@@ -163,7 +163,7 @@ pub async fn show(
     query: web::Query<AccountQuery>,
 ) -> HttpResponse {
     let locale = fallback_locale(&req);
-    let (_session, user) = match current_session(&state, &req, state.now()).await {
+    let (_session, user) = match current_session(&state, &req, state.now(), locale).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             // Sign in first, through the broker's own chooser.
@@ -260,8 +260,8 @@ pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
         return error_page(
             locale,
             StatusCode::BAD_REQUEST,
-            text(locale, "no_connectors"),
-            text(locale, "expired_todo"),
+            "no_connectors",
+            "expired_todo",
         );
     }
     match new_request(&state, locale, Some(user.id.clone()), Prompt::default()).await {
@@ -326,7 +326,7 @@ async fn recent_owner(
     req: &HttpRequest,
     locale: Locale,
 ) -> Result<User, HttpResponse> {
-    match current_session(state, req, state.now()).await? {
+    match current_session(state, req, state.now(), locale).await? {
         Some((session, user)) if recent(state, &session) => Ok(user),
         Some((_, user)) => Err(confirm_page(state, req, &user, locale, None).await),
         None => Err(found(&state.endpoint("/account"))),
@@ -370,7 +370,7 @@ async fn confirming(
     locale: Locale,
 ) -> Result<(SessionRow, User, BTreeMap<String, String>), HttpResponse> {
     let f = csrf::checked_form(req, body, CSRF_PURPOSE).map_err(|e| e.page(req, locale))?;
-    match current_session(state, req, state.now()).await? {
+    match current_session(state, req, state.now(), locale).await? {
         Some((session, user)) => Ok((session, user, f)),
         None => Err(found(&state.endpoint("/account"))),
     }
@@ -448,7 +448,7 @@ pub async fn confirm_code_form(
     query: web::Query<CodeQuery>,
 ) -> HttpResponse {
     let locale = fallback_locale(&req);
-    match current_session(&state, &req, state.now()).await {
+    match current_session(&state, &req, state.now(), locale).await {
         Ok(Some(_)) => confirm_code_page(&state, &req, &query.c, locale, None),
         Ok(None) => found(&state.endpoint("/account")),
         Err(resp) => resp,

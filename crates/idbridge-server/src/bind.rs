@@ -47,14 +47,14 @@ async fn waiting(
     request_id: &str,
 ) -> Result<(AuthRequest, PendingLink, Locale), HttpResponse> {
     let fallback = fallback_locale(req);
-    let ar = match load_request(state, request_id).await? {
+    let ar = match load_request(state, request_id, fallback).await? {
         Some(ar) => ar,
         None => {
             return Err(error_page(
                 fallback,
                 StatusCode::BAD_REQUEST,
-                text(fallback, "expired"),
-                text(fallback, "expired_todo"),
+                "expired",
+                "expired_todo",
             ))
         }
     };
@@ -63,8 +63,8 @@ async fn waiting(
         return Err(error_page(
             locale,
             StatusCode::BAD_REQUEST,
-            text(locale, "expired"),
-            text(locale, "expired_todo"),
+            "expired",
+            "expired_todo",
         ));
     };
     if csrf::browser_hash(req).as_deref() != Some(pending.browser_hash.as_str()) {
@@ -76,8 +76,8 @@ async fn waiting(
         return Err(error_page(
             locale,
             StatusCode::BAD_REQUEST,
-            text(locale, "wrong_browser"),
-            text(locale, "expired_todo"),
+            "wrong_browser",
+            "expired_todo",
         ));
     }
     Ok((ar, pending, locale))
@@ -186,8 +186,8 @@ pub async fn send(
             return error_page(
                 locale,
                 StatusCode::SERVICE_UNAVAILABLE,
-                text(locale, "db_down"),
-                text(locale, "db_down_todo"),
+                "db_down",
+                "db_down_todo",
             );
         }
     };

@@ -52,8 +52,8 @@ pub async fn logout(
         return error_page(
             locale,
             StatusCode::BAD_REQUEST,
-            "The id_token_hint is not a valid ID token from this broker.",
-            "The application should send the ID token it received, or no hint.",
+            "logout_bad_hint",
+            "logout_bad_hint_todo",
         );
     }
     let hint_client = hint.as_ref().and_then(|h| h.client_id()).map(str::to_owned);
@@ -62,8 +62,8 @@ pub async fn logout(
             return error_page(
                 locale,
                 StatusCode::BAD_REQUEST,
-                "client_id does not match the id_token_hint.",
-                "The application must send its own ID token.",
+                "logout_client_mismatch",
+                "logout_client_mismatch_todo",
             )
         }
         (Some(a), _) => Some(a),
@@ -79,7 +79,12 @@ pub async fn logout(
             Some(c) if c.post_logout_redirect_uris.iter().any(|r| r == uri) => Some(uri.clone()),
             _ => {
                 tracing::warn!(stage = "logout", client_id = ?client_id, uri = %uri, "post_logout_redirect_uri is not registered; not redirecting");
-                return error_page(locale, StatusCode::BAD_REQUEST, "The post_logout_redirect_uri is not registered for this application.", "You were not signed out. The application's developer must register the exact URI.");
+                return error_page(
+                    locale,
+                    StatusCode::BAD_REQUEST,
+                    "logout_bad_redirect",
+                    "logout_bad_redirect_todo",
+                );
             }
         },
     };
@@ -163,8 +168,8 @@ pub async fn logout(
                 return error_page(
                     locale,
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "The broker's database is unavailable; you are not signed out yet.",
-                    "Retry in a moment.",
+                    "logout_db_down",
+                    "db_down_todo",
                 );
             }
         }

@@ -44,19 +44,12 @@ async fn context(
     request_id: &str,
 ) -> Result<(AuthRequest, SessionRow, User, Locale), HttpResponse> {
     let fallback = fallback_locale(req);
-    let expired = |locale| {
-        error_page(
-            locale,
-            StatusCode::BAD_REQUEST,
-            text(locale, "expired"),
-            text(locale, "expired_todo"),
-        )
-    };
-    let Some(ar) = load_request(state, request_id).await? else {
+    let expired = |locale| error_page(locale, StatusCode::BAD_REQUEST, "expired", "expired_todo");
+    let Some(ar) = load_request(state, request_id, fallback).await? else {
         return Err(expired(fallback));
     };
     let locale = ar.locale(req);
-    let Some((session, user)) = current_session(state, req, state.now()).await? else {
+    let Some((session, user)) = current_session(state, req, state.now(), locale).await? else {
         // Not signed in (any more): start over at the app.
         return Err(expired(locale));
     };
@@ -84,8 +77,8 @@ async fn continue_to_app(
             error_page(
                 locale,
                 StatusCode::SERVICE_UNAVAILABLE,
-                text(locale, "db_down"),
-                text(locale, "db_down_todo"),
+                "db_down",
+                "db_down_todo",
             )
         }
     }
@@ -321,15 +314,15 @@ pub async fn check(
             error_page(
                 locale,
                 StatusCode::CONFLICT,
-                text(locale, "phone_taken"),
-                text(locale, "phone_taken_todo"),
+                "phone_taken",
+                "phone_taken_todo",
             )
         }
         Ok(PhoneOutcome::NoSuchUser) | Err(_) => error_page(
             locale,
             StatusCode::SERVICE_UNAVAILABLE,
-            text(locale, "db_down"),
-            text(locale, "db_down_todo"),
+            "db_down",
+            "db_down_todo",
         ),
     }
 }

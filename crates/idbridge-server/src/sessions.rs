@@ -10,11 +10,13 @@ use idbridge_core::Locale;
 use idbridge_store::{SessionRow, User};
 use idbridge_tokens::hash_token;
 
-/// The SSO session from the cookie, if it is live and its user may sign in.
+/// The SSO session from the cookie, if it is live and its user may sign in; the
+/// page for a store failure is in `locale`.
 pub async fn current_session(
     state: &AppState,
     req: &HttpRequest,
     now: i64,
+    locale: Locale,
 ) -> Result<Option<(SessionRow, User)>, HttpResponse> {
     let Some(cookie) = req.cookie(SESSION_COOKIE) else {
         return Ok(None);
@@ -23,10 +25,10 @@ pub async fn current_session(
     let unavailable = |e: idbridge_store::StoreError| {
         tracing::error!(stage = "session", error = %e, "cannot read the SSO session");
         error_page(
-            Locale::En,
+            locale,
             StatusCode::SERVICE_UNAVAILABLE,
-            "The broker's database is unavailable.",
-            "Retry in a moment.",
+            "db_down",
+            "db_down_todo",
         )
     };
     let Some(session) = state.store.get_session(&id).await.map_err(unavailable)? else {

@@ -11,7 +11,7 @@ use super::response::error_redirect;
 use super::sso::{self, Sso};
 use crate::http::{accept_language, found, query_or_form, request_context};
 use crate::issue;
-use crate::pages::{error_page, text};
+use crate::pages::error_page;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -41,8 +41,8 @@ pub async fn authorize(
         error_page(
             locale,
             StatusCode::BAD_REQUEST,
-            text(locale, "bad_redirect"),
-            text(locale, "bad_redirect_todo"),
+            "bad_redirect",
+            "bad_redirect_todo",
         )
     };
     if parse::repeats_target(repeated.as_deref()) {
@@ -52,12 +52,12 @@ pub async fn authorize(
         None => None,
         Some(id) => match state.clients.get(id).await {
             Ok(c) => c,
-            Err(e) => {
+            Err(_) => {
                 return error_page(
                     locale,
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &e.description,
-                    text(locale, "expired_todo"),
+                    "db_down",
+                    "db_down_todo",
                 )
             }
         },
@@ -67,8 +67,8 @@ pub async fn authorize(
         return error_page(
             locale,
             StatusCode::BAD_REQUEST,
-            text(locale, "unknown_client"),
-            text(locale, "unknown_client_todo"),
+            "unknown_client",
+            "unknown_client_todo",
         );
     };
     let parsed = match parse::parse(&params, repeated.as_deref(), &client) {
@@ -175,8 +175,8 @@ pub async fn authorize(
             return error_page(
                 locale,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "random generator failure",
-                "",
+                "internal_error",
+                "internal_error_todo",
             )
         }
     };
@@ -186,8 +186,8 @@ pub async fn authorize(
             return error_page(
                 locale,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-                "",
+                "internal_error",
+                "internal_error_todo",
             )
         }
     };

@@ -8,7 +8,7 @@ use super::request::AuthRequest;
 use super::response::error_redirect;
 use crate::csrf::Browser;
 use crate::http::{found, request_context};
-use crate::pages::{error_page, text, Page};
+use crate::pages::{error_page, Page};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
@@ -30,8 +30,8 @@ pub async fn begin(
         return error_page(
             locale,
             StatusCode::INTERNAL_SERVER_ERROR,
-            "random generator failure",
-            "",
+            "internal_error",
+            "internal_error_todo",
         );
     };
     let begin = match start_flow(
@@ -88,8 +88,8 @@ pub async fn start_flow(
         return Err(error_page(
             locale,
             StatusCode::BAD_REQUEST,
-            "Unknown sign-in method.",
-            text(locale, "expired_todo"),
+            "unknown_connector",
+            "expired_todo",
         ));
     };
     let ctx = request_context(state, req, locale);
@@ -97,8 +97,8 @@ pub async fn start_flow(
         return Err(error_page(
             locale,
             StatusCode::INTERNAL_SERVER_ERROR,
-            "random generator failure",
-            "",
+            "internal_error",
+            "internal_error_todo",
         ));
     };
     let callback_url = state.endpoint(&format!("/callback/{connector_id}"));

@@ -8,7 +8,7 @@ use super::finish::{finish_link, finish_sign_in, SignIn};
 use super::request::load_request;
 use super::response::{open_text, remember_outcome, AppResponse};
 use crate::http::{fallback_locale, found, query_then_form, request_context, BROWSER_COOKIE};
-use crate::pages::{error_page, text};
+use crate::pages::error_page;
 use crate::state::AppState;
 use crate::upstream::new_login;
 use actix_web::http::StatusCode;
@@ -38,8 +38,8 @@ pub async fn callback(
         return error_page(
             locale,
             StatusCode::SERVICE_UNAVAILABLE,
-            text(locale, "db_down"),
-            text(locale, "db_down_todo"),
+            "db_down",
+            "db_down_todo",
         );
     }
     if checked.is_err() {
@@ -47,27 +47,14 @@ pub async fn callback(
         return error_page(
             locale,
             StatusCode::TOO_MANY_REQUESTS,
-            if locale == Locale::ZhCn {
-                "失败次数过多。"
-            } else {
-                "Too many failed sign-in attempts from your network."
-            },
-            if locale == Locale::ZhCn {
-                "请一分钟后再试。"
-            } else {
-                "Wait a minute, then start again from the application."
-            },
+            "too_many_sign_ins",
+            "too_many_sign_ins_todo",
         );
     }
     // Every rejection below counts against the address (state guessing).
     let expired = || async {
         state.failures.failed(ip, state.now_ms()).await;
-        error_page(
-            locale,
-            StatusCode::BAD_REQUEST,
-            text(locale, "expired"),
-            text(locale, "expired_todo"),
-        )
+        error_page(locale, StatusCode::BAD_REQUEST, "expired", "expired_todo")
     };
     let Some(upstream_state) = params.get("state").filter(|s| !s.is_empty()).cloned() else {
         tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "missing_state", "callback without state; cannot tell which sign-in it belongs to");
@@ -84,8 +71,8 @@ pub async fn callback(
             return error_page(
                 locale,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "The broker's database is unavailable.",
-                "Retry in a moment.",
+                "db_down",
+                "db_down_todo",
             );
         }
     };
@@ -105,12 +92,8 @@ pub async fn callback(
         return error_page(
             locale,
             StatusCode::BAD_REQUEST,
-            if locale == Locale::ZhCn {
-                "这个登录不是在此浏览器中发起的。"
-            } else {
-                "This sign-in was not started in this browser."
-            },
-            text(locale, "expired_todo"),
+            "sign_in_wrong_browser",
+            "expired_todo",
         );
     }
     let now = state.now();
@@ -124,12 +107,12 @@ pub async fn callback(
             return error_page(
                 locale,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "The broker's database is unavailable.",
-                "Retry in a moment.",
+                "db_down",
+                "db_down_todo",
             );
         }
     }
-    let ar = match load_request(&state, &flow.auth_request_id).await {
+    let ar = match load_request(&state, &flow.auth_request_id, locale).await {
         Ok(Some(ar)) => ar,
         Ok(None) => return expired().await,
         Err(resp) => return resp,
@@ -160,12 +143,7 @@ pub async fn callback(
     // The app's turn at local work, now that the upstream has answered (crate::fair).
     let Ok(_turn) = state.fair.enter(&ar.client_id).await else {
         remember_outcome(&state, &upstream_state, None).await;
-        return error_page(
-            locale,
-            StatusCode::SERVICE_UNAVAILABLE,
-            text(locale, "busy"),
-            text(locale, "busy_todo"),
-        );
+        return error_page(locale, StatusCode::SERVICE_UNAVAILABLE, "busy", "busy_todo");
     };
     let login = new_login(&state, &connector_id, &identity);
     if let Some(user_id) = ar.link_to.clone() {
@@ -190,8 +168,8 @@ pub async fn callback(
         return error_page(
             locale,
             StatusCode::BAD_REQUEST,
-            text(locale, "wrong_browser"),
-            text(locale, "expired_todo"),
+            "wrong_browser",
+            "expired_todo",
         );
     }
     let (policy, also_link) = match &ar.pending {
@@ -253,10 +231,5 @@ async fn repeated_callback(
         reason = "state_reused",
         "callback state was already used"
     );
-    error_page(
-        locale,
-        StatusCode::BAD_REQUEST,
-        text(locale, "expired"),
-        text(locale, "expired_todo"),
-    )
+    error_page(locale, StatusCode::BAD_REQUEST, "expired", "expired_todo")
 }

@@ -9,7 +9,7 @@ use super::response::error_url;
 use crate::clients::Client;
 use crate::http::{fallback_locale, request_context};
 use crate::i18n::Tr;
-use crate::pages::{error_page, text, Link, Page};
+use crate::pages::{error_page, text, ErrorPage, Link, Page};
 use crate::state::{AppState, ConnectorEntry};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -71,15 +71,10 @@ pub async fn login(
 ) -> HttpResponse {
     let request_id = path.into_inner();
     let fallback = fallback_locale(&req);
-    let ar = match load_request(&state, &request_id).await {
+    let ar = match load_request(&state, &request_id, fallback).await {
         Ok(Some(ar)) => ar,
         Ok(None) => {
-            return error_page(
-                fallback,
-                StatusCode::BAD_REQUEST,
-                text(fallback, "expired"),
-                text(fallback, "expired_todo"),
-            )
+            return error_page(fallback, StatusCode::BAD_REQUEST, "expired", "expired_todo")
         }
         Err(resp) => return resp,
     };
@@ -90,8 +85,8 @@ pub async fn login(
             return error_page(
                 locale,
                 StatusCode::BAD_REQUEST,
-                text(locale, "unknown_client"),
-                text(locale, "unknown_client_todo"),
+                "unknown_client",
+                "unknown_client_todo",
             )
         }
     };
@@ -100,12 +95,14 @@ pub async fn login(
             .connector(connector_id)
             .is_some_and(|c| c.connector.has_browser_flow());
         if !browser || !client.may_use_connector(connector_id) {
-            return error_page(
+            return ErrorPage::new(
                 locale,
                 StatusCode::BAD_REQUEST,
-                &format!("{} {connector_id}", text(locale, "unknown_method")),
-                text(locale, "expired_todo"),
-            );
+                "unknown_method",
+                "expired_todo",
+            )
+            .detail(connector_id.as_str())
+            .render();
         }
         return begin(&state, &req, None, &request_id, &ar, connector_id, locale).await;
     }
@@ -114,8 +111,8 @@ pub async fn login(
         return error_page(
             locale,
             StatusCode::INTERNAL_SERVER_ERROR,
-            "random generator failure",
-            "",
+            "internal_error",
+            "internal_error_todo",
         );
     };
     let mut choices = Vec::new();

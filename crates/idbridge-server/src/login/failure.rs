@@ -6,7 +6,7 @@
 use super::request::AuthRequest;
 use super::response::{error_redirect, error_url};
 use crate::audit::LoginVia;
-use crate::pages::{escape, text, Page};
+use crate::pages::ErrorPage;
 use crate::state::AppState;
 use crate::upstream::record_connector_failure;
 use crate::upstream_errors::answer_for;
@@ -36,25 +36,18 @@ pub async fn connector_failure(
         return error_redirect(state, ar, answer.authorize_error, &description);
     }
     let back = error_url(state, ar, answer.authorize_error, &description);
-    let advice = e
-        .advice
-        .as_deref()
-        .map(|a| format!("<p class=\"detail\">{}</p>", escape(a)))
-        .unwrap_or_default();
-    let body = format!(
-        "<p role=\"alert\">{}</p><p class=\"detail\">{}</p>{advice}<p class=\"muted\">{}</p><p><a class=\"button primary\" href=\"{}\">{}</a></p>",
-        escape(text(locale, answer.what)),
-        escape(text(locale, answer.todo)),
-        escape(&format!(
-            "stage={} kind={}{}",
-            e.stage.as_str(),
-            e.kind.as_str(),
-            e.upstream_code.as_ref().map(|c| format!(" code={c}")).unwrap_or_default()
-        )),
-        escape(&back),
-        text(locale, "return_to_app"),
+    let note = format!(
+        "stage={} kind={}{}",
+        e.stage.as_str(),
+        e.kind.as_str(),
+        e.upstream_code
+            .as_ref()
+            .map(|c| format!(" code={c}"))
+            .unwrap_or_default()
     );
-    Page::new(locale, text(locale, "error_title"), &body)
-        .status(answer.page_status)
+    ErrorPage::new(locale, answer.page_status, answer.what, answer.todo)
+        .advice(e.advice.clone())
+        .note(note)
+        .button(back, "return_to_app")
         .render()
 }

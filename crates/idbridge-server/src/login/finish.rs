@@ -10,7 +10,7 @@ use super::response::{app_outcome, error_redirect, outcome_for, remember_outcome
 use crate::audit::{Denied, Event, LoginVia, SignedInBy};
 use crate::http::{cookie, found, SESSION_COOKIE};
 use crate::issue::{self, Grant};
-use crate::pages::{error_page, escape, text, Page};
+use crate::pages::{error_page, ErrorPage};
 use crate::state::{AppState, FirstLoginPolicy};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -108,8 +108,8 @@ pub async fn finish_sign_in(
             return error_page(
                 locale,
                 StatusCode::BAD_REQUEST,
-                text(locale, "unknown_client"),
-                text(locale, "unknown_client_todo"),
+                "unknown_client",
+                "unknown_client_todo",
             )
         }
         Err(_) => return unavailable(),
@@ -118,8 +118,8 @@ pub async fn finish_sign_in(
         return error_page(
             locale,
             StatusCode::INTERNAL_SERVER_ERROR,
-            "random generator failure",
-            "",
+            "internal_error",
+            "internal_error_todo",
         );
     };
     let session = SessionRow {
@@ -208,17 +208,15 @@ pub async fn finish_sign_in(
         Ok(LoginCompletion::NotLinked) if proving => {
             tracing::info!(event = "login_failed", stage = "account", connector = %connector_id, reason = "proof_not_linked", "the sign-in offered as proof of an account is not linked to one either");
             remember_outcome(state, flow_state, None).await;
-            let back = format!("/login/{request_id}/bind");
-            let body = format!(
-                "<p role=\"alert\">{}</p><p class=\"detail\">{}</p><p><a class=\"button primary\" href=\"{}\">{}</a></p>",
-                escape(text(locale, "bind_proof_unknown")),
-                escape(text(locale, "bind_proof_unknown_todo")),
-                escape(&back),
-                escape(text(locale, "try_again")),
-            );
-            return Page::new(locale, text(locale, "bind_title"), &body)
-                .status(StatusCode::BAD_REQUEST)
-                .render();
+            return ErrorPage::new(
+                locale,
+                StatusCode::BAD_REQUEST,
+                "bind_proof_unknown",
+                "bind_proof_unknown_todo",
+            )
+            .title("bind_title")
+            .button(format!("/login/{request_id}/bind"), "try_again")
+            .render();
         }
         Ok(LoginCompletion::NotLinked) if bind_policy => {
             return wait_for_binding(
@@ -256,8 +254,8 @@ pub async fn finish_sign_in(
             return error_page(
                 locale,
                 StatusCode::CONFLICT,
-                text(locale, "bind_conflict"),
-                text(locale, "bind_conflict_todo"),
+                "bind_conflict",
+                "bind_conflict_todo",
             );
         }
         Ok(LoginCompletion::Disabled(user)) => {
@@ -276,8 +274,8 @@ pub async fn finish_sign_in(
                 return error_page(
                     locale,
                     StatusCode::FORBIDDEN,
-                    text(locale, "account_disabled"),
-                    text(locale, "account_disabled_todo"),
+                    "account_disabled",
+                    "account_disabled_todo",
                 );
             }
             return error_redirect(state, ar, "access_denied", "this account is disabled");
@@ -324,8 +322,8 @@ pub async fn wait_for_binding(
             return error_page(
                 ar.locale_or_default(),
                 StatusCode::BAD_REQUEST,
-                text(ar.locale_or_default(), "expired"),
-                text(ar.locale_or_default(), "expired_todo"),
+                "expired",
+                "expired_todo",
             )
         }
         Err(e) => {
@@ -389,8 +387,8 @@ pub async fn finish_link(
             return error_page(
                 locale,
                 StatusCode::SERVICE_UNAVAILABLE,
-                text(locale, "db_down"),
-                text(locale, "db_down_todo"),
+                "db_down",
+                "db_down_todo",
             );
         }
     };

@@ -93,18 +93,24 @@ impl From<Vec<PromptValue>> for Prompt {
     }
 }
 
-/// The stored request `id`, while it is live; `Ok(None)` once it expired or was used.
-pub async fn load_request(state: &AppState, id: &str) -> Result<Option<AuthRequest>, HttpResponse> {
+/// The stored request `id`, while it is live; `Ok(None)` once it expired or was
+/// used. The page for a store failure is in `locale` (the browser's: the
+/// request, and so the app's `ui_locales`, is not known yet).
+pub async fn load_request(
+    state: &AppState,
+    id: &str,
+    locale: Locale,
+) -> Result<Option<AuthRequest>, HttpResponse> {
     match state.store.get_auth_request(id, state.now()).await {
         Ok(Some(row)) => Ok(serde_json::from_value(row.payload).ok()),
         Ok(None) => Ok(None),
         Err(e) => {
             tracing::error!(stage = "authorize", error = %e, "cannot load the authorization request");
             Err(error_page(
-                Locale::En,
+                locale,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "The broker's database is unavailable.",
-                "Retry in a moment.",
+                "db_down",
+                "db_down_todo",
             ))
         }
     }

@@ -32,7 +32,7 @@ pub async fn reuse(
     hinted_sub: Option<&str>,
     now: i64,
 ) -> Sso {
-    let session = match current_session(state, req, now).await {
+    let session = match current_session(state, req, now, ar.locale(req)).await {
         Ok(s) => s,
         Err(resp) => return Sso::Answered(resp),
     };
