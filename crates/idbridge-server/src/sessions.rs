@@ -2,10 +2,10 @@
 //! names a live session of an enabled account, or nothing.
 
 use crate::http::SESSION_COOKIE;
-use crate::pages::error_page;
+use crate::pages::ErrorPage;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpRequest;
 use idbridge_core::Locale;
 use idbridge_store::{SessionRow, User};
 use idbridge_tokens::hash_token;
@@ -17,14 +17,14 @@ pub async fn current_session(
     req: &HttpRequest,
     now: i64,
     locale: Locale,
-) -> Result<Option<(SessionRow, User)>, HttpResponse> {
+) -> Result<Option<(SessionRow, User)>, ErrorPage> {
     let Some(cookie) = req.cookie(SESSION_COOKIE) else {
         return Ok(None);
     };
     let id = hash_token(cookie.value());
     let unavailable = |e: idbridge_store::StoreError| {
         tracing::error!(stage = "session", error = %e, "cannot read the SSO session");
-        error_page(
+        ErrorPage::new(
             locale,
             StatusCode::SERVICE_UNAVAILABLE,
             "db_down",

@@ -34,7 +34,7 @@ pub async fn reuse(
 ) -> Sso {
     let session = match current_session(state, req, now, ar.locale(req)).await {
         Ok(s) => s,
-        Err(resp) => return Sso::Answered(resp),
+        Err(page) => return Sso::Answered(page.render()),
     };
     let force_login = ar.prompt.has(PromptValue::Login);
     let someone_else = session
