@@ -10,9 +10,10 @@ use crate::http::{fallback_locale, found, request_context, see_other};
 use crate::i18n::Tr;
 use crate::login::begin::begin;
 use crate::login::chooser::usable;
+use crate::login::page_error::{PageError, PageResult};
 use crate::login::request::{AuthRequest, Prompt};
 use crate::one_time_codes::{self as codes, Purpose};
-use crate::pages::{bad_form, error_page, render, text};
+use crate::pages::{bad_form, render, text};
 use crate::sessions::current_session;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -105,13 +106,8 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
     })
 }
 
-fn unavailable(locale: Locale) -> HttpResponse {
-    error_page(
-        locale,
-        StatusCode::SERVICE_UNAVAILABLE,
-        text(locale, "db_down"),
-        text(locale, "db_down_todo"),
-    )
+fn unavailable(locale: Locale) -> PageError {
+    PageError::db_down(locale)
 }
 
 /// A request for the internal client: sign in (`link_to` = None) or link a method.
@@ -120,7 +116,7 @@ async fn new_request(
     locale: Locale,
     link_to: Option<String>,
     prompt: Prompt,
-) -> Result<(String, AuthRequest), HttpResponse> {
+) -> Result<(String, AuthRequest), PageError> {
     let id = idbridge_tokens::random_token(24).map_err(|_| unavailable(locale))?;
     let ar = AuthRequest {
         client_id: ACCOUNT_CLIENT_ID.into(),
@@ -161,26 +157,19 @@ pub async fn show(
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<AccountQuery>,
-) -> HttpResponse {
+) -> PageResult {
     let locale = fallback_locale(&req);
-    let (_session, user) = match current_session(&state, &req, state.now()).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            // Sign in first, through the broker's own chooser.
-            return match new_request(&state, locale, None, Prompt::default()).await {
-                Ok((id, _)) => found(&state.endpoint(&format!("/login/{id}"))),
-                Err(resp) => resp,
-            };
-        }
-        Err(resp) => return resp,
+    let Some((_session, user)) = current_session(&state, &req, state.now(), locale).await? else {
+        // Sign in first, through the broker's own chooser.
+        let (id, _) = new_request(&state, locale, None, Prompt::default()).await?;
+        return Ok(found(&state.endpoint(&format!("/login/{id}"))));
     };
-    let Some(browser) = Browser::of(&state, &req) else {
-        return unavailable(locale);
-    };
-    let identities = match state.store.list_identities(&user.id).await {
-        Ok(i) => i,
-        Err(_) => return unavailable(locale),
-    };
+    let browser = Browser::of(&state, &req).ok_or_else(|| unavailable(locale))?;
+    let identities = state
+        .store
+        .list_identities(&user.id)
+        .await
+        .map_err(|_| unavailable(locale))?;
     let name_of = |id: &str| {
         state
             .connector(id)
@@ -228,7 +217,7 @@ pub async fn show(
     if let Some(c) = &browser.new_cookie {
         let _ = resp.add_cookie(c);
     }
-    resp
+    Ok(resp)
 }
 
 /// GET /account/done: where the account page's sign-in lands (the code is not
@@ -238,16 +227,10 @@ pub async fn done(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// POST /account/link: sign in upstream with another method and link it here.
-pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> PageResult {
     let locale = fallback_locale(&req);
-    let f = match csrf::checked_form(&req, &body, CSRF_PURPOSE) {
-        Ok(f) => f,
-        Err(e) => return e.page(&req, locale),
-    };
-    let user = match recent_owner(&state, &req, locale).await {
-        Ok(user) => user,
-        Err(resp) => return resp,
-    };
+    let f = csrf::checked_form(&req, &body, CSRF_PURPOSE).map_err(|e| e.page(&req, locale))?;
+    let user = recent_owner(&state, &req, locale).await?;
     let connector_id = f.get("connector").cloned().unwrap_or_default();
     let ctx = request_context(&state, &req, locale);
     let allowed = match state.clients.get(ACCOUNT_CLIENT_ID).await {
@@ -257,34 +240,22 @@ pub async fn link(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
         _ => false,
     };
     if !allowed {
-        return error_page(
+        return Err(PageError::page(
             locale,
             StatusCode::BAD_REQUEST,
-            text(locale, "no_connectors"),
-            text(locale, "expired_todo"),
-        );
+            "no_connectors",
+            "expired_todo",
+        ));
     }
-    match new_request(&state, locale, Some(user.id.clone()), Prompt::default()).await {
-        Ok((id, ar)) => begin(&state, &req, None, &id, &ar, &connector_id, locale).await,
-        Err(resp) => resp,
-    }
+    let (id, ar) = new_request(&state, locale, Some(user.id.clone()), Prompt::default()).await?;
+    begin(&state, &req, None, &id, &ar, &connector_id, locale).await
 }
 
 /// POST /account/unlink
-pub async fn unlink(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> HttpResponse {
+pub async fn unlink(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> PageResult {
     let locale = fallback_locale(&req);
-    let f = match csrf::checked_form(&req, &body, CSRF_PURPOSE) {
-        Ok(f) => f,
-        Err(e) => return e.page(&req, locale),
-    };
-    let user = match recent_owner(&state, &req, locale).await {
-        Ok(user) => user,
-        Err(resp) => return resp,
-    };
+    let f = csrf::checked_form(&req, &body, CSRF_PURPOSE).map_err(|e| e.page(&req, locale))?;
+    let user = recent_owner(&state, &req, locale).await?;
     let connector_id = f.get("connector").cloned().unwrap_or_default();
     let subject = f.get("subject").cloned().unwrap_or_default();
     let now = state.now();
@@ -306,9 +277,9 @@ pub async fn unlink(
         }
         Ok(Unlink::LastIdentity) => "last",
         Ok(Unlink::NoIdentity | Unlink::NoUser) => "not_found",
-        Err(_) => return unavailable(locale),
+        Err(_) => return Err(unavailable(locale)),
     };
-    see_other(&format!("/account?done={done}"))
+    Ok(see_other(&format!("/account?done={done}")))
 }
 
 // ---- step-up: confirming it's still the owner before changing sign-in methods
@@ -325,11 +296,11 @@ async fn recent_owner(
     state: &AppState,
     req: &HttpRequest,
     locale: Locale,
-) -> Result<User, HttpResponse> {
-    match current_session(state, req, state.now()).await? {
+) -> Result<User, PageError> {
+    match current_session(state, req, state.now(), locale).await? {
         Some((session, user)) if recent(state, &session) => Ok(user),
-        Some((_, user)) => Err(confirm_page(state, req, &user, locale, None).await),
-        None => Err(found(&state.endpoint("/account"))),
+        Some((_, user)) => Err(confirm_page(state, req, &user, locale, None).await.into()),
+        None => Err(found(&state.endpoint("/account")).into()),
     }
 }
 
@@ -350,7 +321,7 @@ async fn confirm_page(
     error: Option<String>,
 ) -> HttpResponse {
     let Some(browser) = Browser::of(state, req) else {
-        return unavailable(locale);
+        return unavailable(locale).into_response();
     };
     let code = codes::reachable(state, user).await;
     let page = ConfirmPage {
@@ -368,11 +339,11 @@ async fn confirming(
     req: &HttpRequest,
     body: &[u8],
     locale: Locale,
-) -> Result<(SessionRow, User, BTreeMap<String, String>), HttpResponse> {
+) -> Result<(SessionRow, User, BTreeMap<String, String>), PageError> {
     let f = csrf::checked_form(req, body, CSRF_PURPOSE).map_err(|e| e.page(req, locale))?;
-    match current_session(state, req, state.now()).await? {
+    match current_session(state, req, state.now(), locale).await? {
         Some((session, user)) => Ok((session, user, f)),
-        None => Err(found(&state.endpoint("/account"))),
+        None => Err(found(&state.endpoint("/account")).into()),
     }
 }
 
@@ -382,19 +353,14 @@ pub async fn confirm_send(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
-) -> HttpResponse {
+) -> PageResult {
     let locale = fallback_locale(&req);
-    let (_, user, _) = match confirming(&state, &req, &body, locale).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    let Some(browser_hash) = csrf::browser_hash(&req) else {
-        return bad_form(locale);
-    };
+    let (_, user, _) = confirming(&state, &req, &body, locale).await?;
+    let browser_hash = csrf::browser_hash(&req).ok_or_else(|| bad_form(locale))?;
     // send_code picks the WeChat chat itself; the number is the SMS fallback.
     let phone = codes::verified_phone(&state, &user);
     let ctx = request_context(&state, &req, locale);
-    match codes::send_code(
+    let sent = codes::send_code(
         &state,
         &ctx,
         Purpose::StepUp,
@@ -402,14 +368,14 @@ pub async fn confirm_send(
         Some(&user),
         &browser_hash,
     )
-    .await
-    {
+    .await;
+    Ok(match sent {
         Ok(sent) => see_other(&format!("/account/confirm/code?c={}", sent.code_id)),
         Err(e) => {
             let message = codes::send_error_text(locale, &e);
             confirm_page(&state, &req, &user, locale, Some(message)).await
         }
-    }
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -425,7 +391,7 @@ fn confirm_code_page(
     error: Option<String>,
 ) -> HttpResponse {
     let Some(browser) = Browser::of(state, req) else {
-        return unavailable(locale);
+        return unavailable(locale).into_response();
     };
     codes::code_page(
         locale,
@@ -446,13 +412,14 @@ pub async fn confirm_code_form(
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<CodeQuery>,
-) -> HttpResponse {
+) -> PageResult {
     let locale = fallback_locale(&req);
-    match current_session(&state, &req, state.now()).await {
-        Ok(Some(_)) => confirm_code_page(&state, &req, &query.c, locale, None),
-        Ok(None) => found(&state.endpoint("/account")),
-        Err(resp) => resp,
-    }
+    Ok(
+        match current_session(&state, &req, state.now(), locale).await? {
+            Some(_) => confirm_code_page(&state, &req, &query.c, locale, None),
+            None => found(&state.endpoint("/account")),
+        },
+    )
 }
 
 /// POST /account/confirm/code: a right code makes the session's sign-in recent.
@@ -460,15 +427,10 @@ pub async fn confirm_check(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
-) -> HttpResponse {
+) -> PageResult {
     let locale = fallback_locale(&req);
-    let (session, user, f) = match confirming(&state, &req, &body, locale).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    let Some(browser_hash) = csrf::browser_hash(&req) else {
-        return bad_form(locale);
-    };
+    let (session, user, f) = confirming(&state, &req, &body, locale).await?;
+    let browser_hash = csrf::browser_hash(&req).ok_or_else(|| bad_form(locale))?;
     let (st, rq) = (&state, &req);
     let retry = move |code_id: String, e: String| async move {
         confirm_code_page(st, rq, &code_id, locale, Some(e))
@@ -487,9 +449,9 @@ pub async fn confirm_check(
         Ok(row) if row.user_id.as_deref() == Some(user.id.as_str()) => row,
         Ok(row) => {
             let e = codes::check_error_text(locale, &idbridge_store::CodeCheck::Unknown);
-            return confirm_code_page(&state, &req, &row.id, locale, Some(e));
+            return Ok(confirm_code_page(&state, &req, &row.id, locale, Some(e)));
         }
-        Err(page) => return page,
+        Err(page) => return Err(page.into()),
     };
     if let Err(e) = state
         .store
@@ -497,7 +459,7 @@ pub async fn confirm_check(
         .await
     {
         tracing::error!(stage = "account", error = %e, "cannot record the confirmation");
-        return unavailable(locale);
+        return Err(unavailable(locale));
     }
     tracing::info!(event = "step_up", user_id = %user.id, "the person confirmed it is them with a one-time code");
     Event::SteppedUp {
@@ -506,7 +468,7 @@ pub async fn confirm_check(
     }
     .record(&state)
     .await;
-    see_other("/account?done=confirmed")
+    Ok(see_other("/account?done=confirmed"))
 }
 
 /// POST /account/confirm/signin: sign in again (`prompt=login`); the new session
@@ -515,15 +477,11 @@ pub async fn confirm_sign_in(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
-) -> HttpResponse {
+) -> PageResult {
     let locale = fallback_locale(&req);
-    if let Err(resp) = confirming(&state, &req, &body, locale).await {
-        return resp;
-    }
-    match new_request(&state, locale, None, Prompt::login()).await {
-        Ok((id, _)) => see_other(&state.endpoint(&format!("/login/{id}"))),
-        Err(resp) => resp,
-    }
+    confirming(&state, &req, &body, locale).await?;
+    let (id, _) = new_request(&state, locale, None, Prompt::login()).await?;
+    Ok(see_other(&state.endpoint(&format!("/login/{id}"))))
 }
 
 #[cfg(test)]

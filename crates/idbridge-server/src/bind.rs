@@ -10,10 +10,11 @@ use crate::http::{fallback_locale, request_context, see_other};
 use crate::i18n::Tr;
 use crate::login::chooser::usable;
 use crate::login::finish::{finish_sign_in, SignIn};
+use crate::login::page_error::{PageError, PageResult};
 use crate::login::request::{load_request, AuthRequest, PendingLink};
 use crate::login::response::error_url;
 use crate::one_time_codes::{self as codes, send_error_text, Purpose};
-use crate::pages::{error_page, render_status, text, Link};
+use crate::pages::{render_status, text, Link};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -45,39 +46,27 @@ async fn waiting(
     state: &AppState,
     req: &HttpRequest,
     request_id: &str,
-) -> Result<(AuthRequest, PendingLink, Locale), HttpResponse> {
+) -> Result<(AuthRequest, PendingLink, Locale), PageError> {
     let fallback = fallback_locale(req);
-    let ar = match load_request(state, request_id).await? {
-        Some(ar) => ar,
-        None => {
-            return Err(error_page(
-                fallback,
-                StatusCode::BAD_REQUEST,
-                text(fallback, "expired"),
-                text(fallback, "expired_todo"),
-            ))
-        }
-    };
+    let ar = load_request(state, request_id, fallback)
+        .await?
+        .ok_or_else(|| PageError::expired(fallback))?;
     let locale = ar.locale(req);
-    let Some(pending) = ar.pending.clone() else {
-        return Err(error_page(
-            locale,
-            StatusCode::BAD_REQUEST,
-            text(locale, "expired"),
-            text(locale, "expired_todo"),
-        ));
-    };
+    let pending = ar
+        .pending
+        .clone()
+        .ok_or_else(|| PageError::expired(locale))?;
     if csrf::browser_hash(req).as_deref() != Some(pending.browser_hash.as_str()) {
         tracing::warn!(
             event = "bind_failed",
             reason = "browser_mismatch",
             "a binding step came from another browser than the sign-in; refused"
         );
-        return Err(error_page(
+        return Err(PageError::page(
             locale,
             StatusCode::BAD_REQUEST,
-            text(locale, "wrong_browser"),
-            text(locale, "expired_todo"),
+            "wrong_browser",
+            "expired_todo",
         ));
     }
     Ok((ar, pending, locale))
@@ -142,14 +131,10 @@ pub async fn show(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-) -> HttpResponse {
+) -> PageResult {
     let request_id = path.into_inner();
-    match waiting(&state, &req, &request_id).await {
-        Ok((ar, pending, locale)) => {
-            bind_page(&state, &req, &request_id, &ar, &pending, locale, None).await
-        }
-        Err(resp) => resp,
-    }
+    let (ar, pending, locale) = waiting(&state, &req, &request_id).await?;
+    Ok(bind_page(&state, &req, &request_id, &ar, &pending, locale, None).await)
 }
 
 /// POST /login/{request}/bind/send: a code for the account with this number.
@@ -158,41 +143,28 @@ pub async fn send(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
-) -> HttpResponse {
+) -> PageResult {
     let request_id = path.into_inner();
-    let (ar, pending, locale) = match waiting(&state, &req, &request_id).await {
-        Ok(w) => w,
-        Err(resp) => return resp,
-    };
-    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) {
-        Ok(f) => f,
-        Err(e) => return e.page(&req, locale),
-    };
+    let (ar, pending, locale) = waiting(&state, &req, &request_id).await?;
+    let f = csrf::checked_form(&req, &body, &csrf_purpose(&request_id))
+        .map_err(|e| e.page(&req, locale))?;
     if !state.verifier.phone_codes() {
         let e = text(locale, "codes_unavailable").to_owned();
-        return bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await;
+        return Ok(bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await);
     }
     let Some(phone) = f
         .get("phone")
         .and_then(|p| codes::normalize_phone(p, &state.verifier.settings.default_country_code))
     else {
         let e = text(locale, "phone_invalid").to_owned();
-        return bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await;
+        return Ok(bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await);
     };
-    let user = match state.store.find_user_by_phone(&phone).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::error!(stage = "bind", error = %e, "cannot look up the phone number");
-            return error_page(
-                locale,
-                StatusCode::SERVICE_UNAVAILABLE,
-                text(locale, "db_down"),
-                text(locale, "db_down_todo"),
-            );
-        }
-    };
+    let user = state.store.find_user_by_phone(&phone).await.map_err(|e| {
+        tracing::error!(stage = "bind", error = %e, "cannot look up the phone number");
+        PageError::db_down(locale)
+    })?;
     let ctx = request_context(&state, &req, locale);
-    match codes::send_code(
+    let sent = codes::send_code(
         &state,
         &ctx,
         Purpose::Bind,
@@ -200,8 +172,8 @@ pub async fn send(
         user.as_ref(),
         &pending.browser_hash,
     )
-    .await
-    {
+    .await;
+    Ok(match sent {
         Ok(sent) => see_other(&format!("/login/{request_id}/bind/code?c={}", sent.code_id)),
         Err(e) => {
             let message = send_error_text(locale, &e);
@@ -216,7 +188,7 @@ pub async fn send(
             )
             .await
         }
-    }
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -230,13 +202,10 @@ pub async fn code_form(
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<CodeQuery>,
-) -> HttpResponse {
+) -> PageResult {
     let request_id = path.into_inner();
-    let locale = match waiting(&state, &req, &request_id).await {
-        Ok((_, _, locale)) => locale,
-        Err(resp) => return resp,
-    };
-    code_page(&state, &req, &request_id, &query.c, locale, None)
+    let (_, _, locale) = waiting(&state, &req, &request_id).await?;
+    Ok(code_page(&state, &req, &request_id, &query.c, locale, None))
 }
 
 fn code_page(
@@ -272,17 +241,12 @@ pub async fn check(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
-) -> HttpResponse {
+) -> PageResult {
     let request_id = path.into_inner();
-    let (ar, pending, locale) = match waiting(&state, &req, &request_id).await {
-        Ok(w) => w,
-        Err(resp) => return resp,
-    };
-    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) {
-        Ok(f) => f,
-        Err(e) => return e.page(&req, locale),
-    };
-    let row = match codes::attempt(
+    let (ar, pending, locale) = waiting(&state, &req, &request_id).await?;
+    let f = csrf::checked_form(&req, &body, &csrf_purpose(&request_id))
+        .map_err(|e| e.page(&req, locale))?;
+    let row = codes::attempt(
         &state,
         &req,
         &f,
@@ -294,11 +258,7 @@ pub async fn check(
             async { page }
         },
     )
-    .await
-    {
-        Ok(row) => row,
-        Err(page) => return page,
-    };
+    .await?;
     let Some(user_id) = row.user_id else {
         // The code was right but no account has that number (none was sent; a
         // guessed code): nothing to link.
@@ -307,7 +267,7 @@ pub async fn check(
             .failed(state.proxies.of(&req), state.now_ms())
             .await;
         let e = text(locale, "bind_no_account").to_owned();
-        return bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await;
+        return Ok(bind_page(&state, &req, &request_id, &ar, &pending, locale, Some(e)).await);
     };
     tracing::info!(event = "bind_proven", user_id = %user_id, connector = %pending.login.connector_id, "a one-time code proved the account; linking the waiting identity");
     let sign_in = SignIn {

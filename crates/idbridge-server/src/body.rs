@@ -6,7 +6,6 @@
 //! forms). Handlers then take the body, already in memory, as `web::Bytes`.
 
 use crate::error::OAuthError;
-use crate::i18n::t;
 use actix_web::body::{BodyStream, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
@@ -133,16 +132,11 @@ fn page_refusal(req: &ServiceRequest, refusal: Refusal) -> HttpResponse {
             .and_then(|v| v.to_str().ok()),
     );
     let what = match refusal {
-        Refusal::TooLarge => t(locale, "body_too_large"),
-        Refusal::Stalled => t(locale, "body_stalled"),
-        Refusal::Broken => t(locale, "body_broken"),
+        Refusal::TooLarge => "body_too_large",
+        Refusal::Stalled => "body_stalled",
+        Refusal::Broken => "body_broken",
     };
-    crate::pages::error_page(
-        locale,
-        status(refusal),
-        what,
-        t(locale, "body_refused_todo"),
-    )
+    crate::pages::error_page(locale, status(refusal), what, "body_refused_todo")
 }
 
 #[cfg(test)]

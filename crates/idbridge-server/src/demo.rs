@@ -174,6 +174,8 @@ pub async fn callback(
     q: web::Query<CallbackQuery>,
 ) -> HttpResponse {
     let l = fallback_locale(&req);
+    // What went wrong stays in English: it is the demo app's technical message
+    // for the developer trying the broker, not a text of the broker's pages.
     let fail = |msg: String| {
         let mut p = Page::new(
             l,

@@ -23,6 +23,13 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("signed_out", "You have been signed out.", "你已退出登录。"),
     ("logout_title", "Sign out?", "退出登录？"),
     ("logout_confirm", "Sign out", "退出登录"),
+    ("logout_bad_hint", "The id_token_hint is not a valid ID token from this broker.", "id_token_hint 不是本登录服务签发的有效 ID 令牌。"),
+    ("logout_bad_hint_todo", "The application should send the ID token it received, or no hint.", "应用应发送它收到的 ID 令牌，或不发送此参数。"),
+    ("logout_client_mismatch", "client_id does not match the id_token_hint.", "client_id 与 id_token_hint 不一致。"),
+    ("logout_client_mismatch_todo", "The application must send its own ID token.", "应用必须发送它自己的 ID 令牌。"),
+    ("logout_bad_redirect", "The post_logout_redirect_uri is not registered for this application.", "post_logout_redirect_uri 未在此应用中注册。"),
+    ("logout_bad_redirect_todo", "You were not signed out. The application's developer must register the exact URI.", "你尚未退出登录。请应用开发者注册完全一致的地址。"),
+    ("logout_db_down", "The broker's database is unavailable; you are not signed out yet.", "登录服务的数据库暂时不可用，你尚未退出登录。"),
     // Errors.
     ("error_title", "Sign-in failed", "无法登录"),
     ("unknown_client", "The sign-in request came from an application this broker does not know.", "请求来自一个未注册的应用。"),
@@ -48,6 +55,13 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("body_stalled", "The form sent to this page did not arrive in time.", "提交到此页面的表单未能及时送达。"),
     ("body_broken", "The form sent to this page arrived incomplete.", "提交到此页面的表单内容不完整。"),
     ("body_refused_todo", "Go back, reload the page and send it again. If it keeps happening, check your network connection.", "请返回并刷新页面后重新提交。如果一直出现此问题，请检查网络连接。"),
+    ("internal_error", "Something went wrong inside the sign-in service.", "登录服务内部出错。"),
+    ("internal_error_todo", "Go back to the application and try again. If it keeps happening, tell the site's operator.", "请回到应用重试。如果一直出现，请联系网站管理员。"),
+    ("page_failed", "The page could not be shown; the broker's log names the cause.", "页面无法显示；登录服务的日志中记录了原因。"),
+    ("unknown_connector", "Unknown sign-in method.", "未知的登录方式。"),
+    ("too_many_sign_ins", "Too many failed sign-in attempts from your network.", "你所在网络的登录失败次数过多。"),
+    ("too_many_sign_ins_todo", "Wait a minute, then start again from the application.", "请一分钟后回到应用重新开始。"),
+    ("sign_in_wrong_browser", "This sign-in was not started in this browser.", "这个登录不是在此浏览器中发起的。"),
     // A connector's failure (upstream_errors.rs: one pair per error kind).
     ("upstream_cancelled", "You cancelled signing in with the provider.", "你已取消登录。"),
     ("upstream_cancelled_todo", "Go back to the application to sign in again.", "可以回到应用重新登录。"),
@@ -103,6 +117,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("code_send_failed", "The code could not be sent right now.", "验证码暂时无法发送。"),
     ("code_send_failed_todo", "Try again in a moment, or use another way.", "请稍后重试，或换一种方式。"),
     ("codes_unavailable", "One-time codes are not set up on this site.", "本站未开启验证码。"),
+    // The text message with a code ({site}, {code} and {minutes} are filled in).
+    ("sms_code", "{site}: your verification code is {code}. It expires in {minutes} minutes. Do not share it.", "【{site}】验证码 {code}，{minutes} 分钟内有效。请勿告诉他人。"),
     // The account page.
     ("account_title", "Your account", "我的账号"),
     ("account_sign_in", "Sign in to manage your account", "登录以管理你的账号"),
@@ -132,8 +148,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("notice_not_found", "That sign-in method is not linked to your account.", "此登录方式未关联到你的账号。"),
 ];
 
-/// The text for `key` in `locale`; the key itself if it is missing (a test keeps
-/// that from happening).
+/// The text for `key` in `locale`; empty if it is missing (a test keeps that
+/// from happening).
 pub fn t(locale: Locale, key: &str) -> &'static str {
     TEXTS
         .iter()
@@ -174,55 +190,198 @@ mod tests {
         }
     }
 
-    /// Every `t.s("…")` in the templates and every `t(…, "…")`/`text(…, "…")` in
-    /// the code names a key of the table.
-    #[test]
-    fn every_key_used_exists() {
-        let sources = [
-            include_str!("../templates/layout.html"),
-            include_str!("../templates/chooser.html"),
-            include_str!("../templates/bind.html"),
-            include_str!("../templates/phone.html"),
-            include_str!("../templates/code.html"),
-            include_str!("../templates/account.html"),
-            include_str!("../templates/confirm.html"),
-            include_str!("../templates/form_post.html"),
-            include_str!("login/authorize.rs"),
-            include_str!("login/begin.rs"),
-            include_str!("login/callback.rs"),
-            include_str!("login/chooser.rs"),
-            include_str!("login/failure.rs"),
-            include_str!("login/finish.rs"),
-            include_str!("login/parse.rs"),
-            include_str!("login/request.rs"),
-            include_str!("login/response.rs"),
-            include_str!("login/sso.rs"),
-            include_str!("logout.rs"),
-            include_str!("bind.rs"),
-            include_str!("phone.rs"),
-            include_str!("account.rs"),
-            include_str!("one_time_codes/mod.rs"),
-            include_str!("one_time_codes/page.rs"),
-            include_str!("one_time_codes/phone_number.rs"),
-            include_str!("one_time_codes/sender.rs"),
-            include_str!("pages.rs"),
-            include_str!("body.rs"),
-        ];
-        for src in sources {
-            for marker in [
-                "t.s(\"",
-                "t(locale, \"",
-                "text(locale, \"",
-                "text(fallback, \"",
-            ] {
-                for piece in src.split(marker).skip(1) {
-                    let key = piece.split('"').next().unwrap_or_default();
-                    assert!(
-                        TEXTS.iter().any(|(k, _, _)| *k == key),
-                        "missing text key {key:?}"
-                    );
+    /// The files of this crate under `dir` (`src`, `templates`), with their paths.
+    fn files(dir: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut todo = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)];
+        while let Some(d) = todo.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    out.push((path.display().to_string(), text));
                 }
             }
         }
+        assert!(!out.is_empty(), "no files under {dir}");
+        out
+    }
+
+    /// The source files whose page texts must come from the table: all of
+    /// `src/` but this table and the demo app (an app with its own words).
+    fn sources() -> Vec<(String, String)> {
+        files("src")
+            .into_iter()
+            .filter(|(path, _)| {
+                path.ends_with(".rs") && !path.ends_with("/i18n.rs") && !path.ends_with("/demo.rs")
+            })
+            .collect()
+    }
+
+    /// The arguments of every call `name(…)` in `src` (balanced parentheses,
+    /// string literals skipped), where `name` is not the tail of a longer name.
+    fn calls<'a>(src: &'a str, name: &str) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        let pattern = format!("{name}(");
+        let mut from = 0;
+        while let Some(at) = src[from..].find(&pattern) {
+            let start = from + at;
+            from = start + pattern.len();
+            let before = src[..start].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let (mut depth, mut in_str, mut escaped) = (1, false, false);
+            for (i, c) in src[from..].char_indices() {
+                match (in_str, escaped, c) {
+                    (true, true, _) => escaped = false,
+                    (true, false, '\\') => escaped = true,
+                    (true, false, '"') => in_str = false,
+                    (true, false, _) => {}
+                    (false, _, '"') => in_str = true,
+                    (false, _, '(') => depth += 1,
+                    (false, _, ')') => {
+                        depth -= 1;
+                        if depth == 0 {
+                            out.push(&src[from..from + i]);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// The string literals in `args`.
+    fn literals(args: &str) -> Vec<&str> {
+        args.split('"').skip(1).step_by(2).collect()
+    }
+
+    /// The last of a call's arguments, trimmed (commas inside strings or
+    /// parentheses do not count).
+    fn last_arg(args: &str) -> &str {
+        let args = args.trim_end().trim_end_matches(',');
+        let (mut depth, mut in_str, mut escaped, mut cut) = (0, false, false, 0);
+        for (i, c) in args.char_indices() {
+            match (in_str, escaped, c) {
+                (true, true, _) => escaped = false,
+                (true, false, '\\') => escaped = true,
+                (true, false, '"') => in_str = false,
+                (true, false, _) => {}
+                (false, _, '"') => in_str = true,
+                (false, _, '(' | '[' | '{') => depth += 1,
+                (false, _, ')' | ']' | '}') => depth -= 1,
+                (false, _, ',') if depth == 0 => cut = i + 1,
+                _ => {}
+            }
+        }
+        args[cut..].trim()
+    }
+
+    /// The key a lookup `t(locale, "key")` or a label `.button(href, "key")`
+    /// names: its last argument, when that is a string literal.
+    fn key_arg(args: &str) -> Option<&str> {
+        let last = last_arg(args);
+        last.strip_prefix('"')?.strip_suffix('"')
+    }
+
+    fn is_key(key: &str) -> bool {
+        TEXTS.iter().any(|(k, _, _)| *k == key)
+    }
+
+    /// Every `t.s("…")` in the templates and every key the code looks up
+    /// (`t(…, "…")`, `text(…, "…")`) is a key of the table. Every file is read,
+    /// so a new page is covered without being listed here.
+    #[test]
+    fn every_key_used_exists() {
+        let mut used = 0;
+        for (path, src) in files("templates") {
+            for piece in src.split("t.s(\"").skip(1) {
+                let key = piece.split('"').next().unwrap_or_default();
+                assert!(is_key(key), "{path}: missing text key {key:?}");
+                used += 1;
+            }
+        }
+        for (path, src) in sources() {
+            for name in ["t", "text", ".button"] {
+                for args in calls(&src, name) {
+                    if let Some(key) = key_arg(args) {
+                        assert!(
+                            is_key(key),
+                            "{path}: missing text key {key:?} in {name}({args})"
+                        );
+                        used += 1;
+                    }
+                }
+            }
+        }
+        assert!(used > 50, "only {used} keys found: is the scan broken?");
+    }
+
+    /// An error page says only what is in the table: every string given to
+    /// `error_page`, `ErrorPage::new`, a page's `.title(…)`, or the hosted
+    /// pages' typed error (`PageError::page`) is a key — never an English
+    /// sentence.
+    #[test]
+    fn error_pages_are_built_from_keys() {
+        let mut seen = 0;
+        for (path, src) in sources() {
+            for name in ["error_page", "ErrorPage::new", ".title", "PageError::page"] {
+                for args in calls(&src, name) {
+                    seen += 1;
+                    for s in literals(args) {
+                        assert!(
+                            is_key(s),
+                            "{path}: {name}({args}) shows {s:?}, which is not a text key"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            seen > 20,
+            "only {seen} error pages found: is the scan broken?"
+        );
+    }
+
+    /// Texts are chosen by the table, not by branching on the locale in code
+    /// (`if locale == Locale::ZhCn { "…" } else { "…" }`).
+    #[test]
+    fn no_code_branches_on_the_locale_for_a_text() {
+        for (path, src) in sources() {
+            for branch in [
+                "Locale::ZhCn =>",
+                "Locale::En =>",
+                "== Locale::",
+                "!= Locale::",
+                "matches!(locale",
+            ] {
+                assert!(
+                    !src.contains(branch),
+                    "{path} branches on the locale ({branch}): put the text in crate::i18n"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_scanner_finds_calls_and_their_strings() {
+        let src = r#"x; error_page(l, S::X, text(l, "a"), "b (c)"); my_error_page("z"); t(l, "k")"#;
+        assert_eq!(
+            calls(src, "error_page"),
+            [r#"l, S::X, text(l, "a"), "b (c)""#]
+        );
+        assert_eq!(literals(calls(src, "error_page")[0]), ["a", "b (c)"]);
+        assert_eq!(calls(src, "t"), [r#"l, "k""#]);
+        assert_eq!(
+            key_arg(r#"format!("/a/{b}"), "try_again""#),
+            Some("try_again")
+        );
+        assert_eq!(key_arg(r#""q", query, MAX_TEXT"#), None);
+        assert_eq!(key_arg("l,\n    \"k\",\n"), Some("k"));
     }
 }

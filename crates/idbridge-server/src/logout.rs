@@ -4,12 +4,13 @@
 
 use crate::audit::Event;
 use crate::http::{found, SESSION_COOKIE};
-use crate::pages::{error_page, escape, text, Page};
+use crate::login::page_error::{PageError, PageResult};
+use crate::pages::{escape, text, Page};
 use crate::params::append_query;
 use crate::state::AppState;
 use actix_web::cookie::Cookie;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use idbridge_core::Locale;
 use idbridge_tokens::{constant_time_eq, hash_token};
 use std::collections::BTreeMap;
@@ -31,16 +32,14 @@ pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Option<web::Bytes>,
-) -> HttpResponse {
+) -> PageResult {
     let is_post = req.method() == actix_web::http::Method::POST;
     let accept = req
         .headers()
         .get(actix_web::http::header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok());
-    let p = match params(&req, body.as_ref().filter(|_| is_post)) {
-        Ok(p) => p,
-        Err(r) => return crate::screen::page_refusal(&req, &r, Locale::negotiate(None, accept)),
-    };
+    let p = params(&req, body.as_ref().filter(|_| is_post))
+        .map_err(|r| crate::screen::page_refusal(&req, &r, Locale::negotiate(None, accept)))?;
     let locale = Locale::negotiate(p.get("ui_locales").map(String::as_str), accept);
     let now = state.now();
 
@@ -49,22 +48,22 @@ pub async fn logout(
         .get("id_token_hint")
         .and_then(|t| crate::issue::verify_id_token_hint(&state, t, None));
     if p.contains_key("id_token_hint") && hint.is_none() {
-        return error_page(
+        return Err(PageError::page(
             locale,
             StatusCode::BAD_REQUEST,
-            "The id_token_hint is not a valid ID token from this broker.",
-            "The application should send the ID token it received, or no hint.",
-        );
+            "logout_bad_hint",
+            "logout_bad_hint_todo",
+        ));
     }
     let hint_client = hint.as_ref().and_then(|h| h.client_id()).map(str::to_owned);
     let client_id = match (hint_client, p.get("client_id")) {
         (Some(a), Some(b)) if &a != b => {
-            return error_page(
+            return Err(PageError::page(
                 locale,
                 StatusCode::BAD_REQUEST,
-                "client_id does not match the id_token_hint.",
-                "The application must send its own ID token.",
-            )
+                "logout_client_mismatch",
+                "logout_client_mismatch_todo",
+            ))
         }
         (Some(a), _) => Some(a),
         (None, b) => b.cloned(),
@@ -79,7 +78,12 @@ pub async fn logout(
             Some(c) if c.post_logout_redirect_uris.iter().any(|r| r == uri) => Some(uri.clone()),
             _ => {
                 tracing::warn!(stage = "logout", client_id = ?client_id, uri = %uri, "post_logout_redirect_uri is not registered; not redirecting");
-                return error_page(locale, StatusCode::BAD_REQUEST, "The post_logout_redirect_uri is not registered for this application.", "You were not signed out. The application's developer must register the exact URI.");
+                return Err(PageError::page(
+                    locale,
+                    StatusCode::BAD_REQUEST,
+                    "logout_bad_redirect",
+                    "logout_bad_redirect_todo",
+                ));
             }
         },
     };
@@ -133,7 +137,7 @@ pub async fn logout(
                 text(locale, "logout_confirm")
             );
             let _ = sid;
-            return Page::new(locale, text(locale, "logout_title"), &body).render();
+            return Ok(Page::new(locale, text(locale, "logout_title"), &body).render());
         }
         match state.store.get_session(sid).await {
             Ok(Some(session)) => {
@@ -160,12 +164,12 @@ pub async fn logout(
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(stage = "logout", error = %e, "cannot end the session");
-                return error_page(
+                return Err(PageError::page(
                     locale,
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "The broker's database is unavailable; you are not signed out yet.",
-                    "Retry in a moment.",
-                );
+                    "logout_db_down",
+                    "db_down_todo",
+                ));
             }
         }
     }
@@ -190,5 +194,5 @@ pub async fn logout(
         .finish();
     gone.make_removal();
     let _ = resp.add_cookie(&gone);
-    resp
+    Ok(resp)
 }

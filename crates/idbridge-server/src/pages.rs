@@ -103,7 +103,7 @@ impl<'a> Page<'a> {
         };
         let html = match layout.render() {
             Ok(html) => html,
-            Err(e) => return render_failed(&e),
+            Err(e) => return render_failed(self.locale, &e),
         };
         HttpResponse::build(self.status)
             .insert_header((header::CONTENT_SECURITY_POLICY, csp))
@@ -152,7 +152,7 @@ pub fn form_post(
     };
     let body = match fragment.render() {
         Ok(body) => body,
-        Err(e) => return render_failed(&e),
+        Err(e) => return render_failed(locale, &e),
     };
     let scripts = [form_post_script_source()];
     let forms = [origin.to_owned()];
@@ -162,25 +162,114 @@ pub fn form_post(
     page.render()
 }
 
-/// An error page: what happened, and what to do about it.
-pub fn error_page(locale: Locale, status: StatusCode, what: &str, todo: &str) -> HttpResponse {
-    let title = text(locale, "error_title");
-    let body = format!(
-        "<p role=\"alert\">{}</p><p class=\"detail\">{}</p>",
-        escape(what),
-        escape(todo)
-    );
-    Page::new(locale, title, &body).status(status).render()
+/// An error page, from text-table keys: what happened (with an optional detail
+/// after it: a parameter's name, a sign-in method's id), what to do about it,
+/// and optionally a connector's advice (already in the person's language), a
+/// technical note for a support request, and one button. Its texts can only be
+/// keys, so no page shows a sentence that is not in both languages.
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    pub locale: Locale,
+    pub status: StatusCode,
+    /// Text-table key of the title (`error_title` unless told).
+    pub title: &'static str,
+    /// Text-table key: what happened.
+    pub what: &'static str,
+    /// Shown after `what` (a name or an id, never a sentence).
+    pub detail: Option<String>,
+    /// Text-table key: what to do.
+    pub todo: &'static str,
+    /// A connector's advice for the person, in their language.
+    pub advice: Option<String>,
+    /// A technical line (stage and kind of a failure).
+    pub note: Option<String>,
+    /// A button: where it goes, and the text-table key of its label.
+    pub button: Option<(String, &'static str)>,
+}
+
+impl ErrorPage {
+    pub fn new(locale: Locale, status: StatusCode, what: &'static str, todo: &'static str) -> Self {
+        Self {
+            locale,
+            status,
+            title: "error_title",
+            what,
+            detail: None,
+            todo,
+            advice: None,
+            note: None,
+            button: None,
+        }
+    }
+
+    pub fn title(mut self, key: &'static str) -> Self {
+        self.title = key;
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn advice(mut self, advice: Option<String>) -> Self {
+        self.advice = advice;
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    pub fn button(mut self, href: impl Into<String>, label: &'static str) -> Self {
+        self.button = Some((href.into(), label));
+        self
+    }
+
+    pub fn render(&self) -> HttpResponse {
+        let locale = self.locale;
+        let what = match &self.detail {
+            Some(d) => format!("{} {d}", text(locale, self.what)),
+            None => text(locale, self.what).to_owned(),
+        };
+        let mut body = format!(
+            "<p role=\"alert\">{}</p><p class=\"detail\">{}</p>",
+            escape(&what),
+            escape(text(locale, self.todo))
+        );
+        if let Some(a) = &self.advice {
+            body.push_str(&format!("<p class=\"detail\">{}</p>", escape(a)));
+        }
+        if let Some(n) = &self.note {
+            body.push_str(&format!("<p class=\"muted\">{}</p>", escape(n)));
+        }
+        if let Some((href, label)) = &self.button {
+            body.push_str(&format!(
+                "<p><a class=\"button primary\" href=\"{}\">{}</a></p>",
+                escape(href),
+                escape(text(locale, label))
+            ));
+        }
+        Page::new(locale, text(locale, self.title), &body)
+            .status(self.status)
+            .render()
+    }
+}
+
+/// An error page: what happened, and what to do about it (text-table keys).
+pub fn error_page(
+    locale: Locale,
+    status: StatusCode,
+    what: &'static str,
+    todo: &'static str,
+) -> HttpResponse {
+    ErrorPage::new(locale, status, what, todo).render()
 }
 
 /// A posted form without this browser's CSRF token for it (crate::csrf). 403.
 pub fn bad_form(locale: Locale) -> HttpResponse {
-    error_page(
-        locale,
-        StatusCode::FORBIDDEN,
-        text(locale, "bad_form"),
-        text(locale, "bad_form_todo"),
-    )
+    error_page(locale, StatusCode::FORBIDDEN, "bad_form", "bad_form_todo")
 }
 
 /// The page for input with a control character in it ([`crate::params::control_free`]):
@@ -188,16 +277,13 @@ pub fn bad_form(locale: Locale) -> HttpResponse {
 /// and what to do. 400.
 pub fn bad_input_page(locale: Locale, place: &str) -> HttpResponse {
     let todo = if place.starts_with("cookie") {
-        text(locale, "bad_input_cookie_todo")
+        "bad_input_cookie_todo"
     } else {
-        text(locale, "bad_input_todo")
+        "bad_input_todo"
     };
-    error_page(
-        locale,
-        StatusCode::BAD_REQUEST,
-        &format!("{} {place}", text(locale, "bad_input")),
-        todo,
-    )
+    ErrorPage::new(locale, StatusCode::BAD_REQUEST, "bad_input", todo)
+        .detail(place)
+        .render()
 }
 
 /// Two-language strings for the hosted pages (the table is in [`crate::i18n`]).
@@ -221,11 +307,11 @@ struct Layout<'a> {
     wide: bool,
 }
 
-fn render_failed(e: &askama::Error) -> HttpResponse {
+fn render_failed(locale: Locale, e: &askama::Error) -> HttpResponse {
     tracing::error!(stage = "page", error = %e, "a page template failed to render");
     HttpResponse::InternalServerError()
         .content_type("text/plain; charset=utf-8")
-        .body("The page could not be shown; the broker's log names the cause.")
+        .body(text(locale, "page_failed"))
 }
 
 /// A page whose body is the template `fragment`.
@@ -242,7 +328,7 @@ pub fn render_status<T: Template>(
 ) -> HttpResponse {
     match fragment.render() {
         Ok(body) => Page::new(locale, title, &body).status(status).render(),
-        Err(e) => render_failed(&e),
+        Err(e) => render_failed(locale, &e),
     }
 }
 

@@ -9,10 +9,11 @@ use crate::csrf::{self, Browser};
 use crate::http::{fallback_locale, request_context, see_other};
 use crate::i18n::Tr;
 use crate::login::finish::code_redirect;
+use crate::login::page_error::{PageError, PageResult};
 use crate::login::request::{load_request, AuthRequest};
 use crate::login::response::error_url;
 use crate::one_time_codes::{self as codes, send_error_text, Purpose};
-use crate::pages::{bad_form, error_page, render_status, text};
+use crate::pages::{bad_form, render_status, text};
 use crate::sessions::current_session;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -42,24 +43,16 @@ async fn context(
     state: &AppState,
     req: &HttpRequest,
     request_id: &str,
-) -> Result<(AuthRequest, SessionRow, User, Locale), HttpResponse> {
+) -> Result<(AuthRequest, SessionRow, User, Locale), PageError> {
     let fallback = fallback_locale(req);
-    let expired = |locale| {
-        error_page(
-            locale,
-            StatusCode::BAD_REQUEST,
-            text(locale, "expired"),
-            text(locale, "expired_todo"),
-        )
-    };
-    let Some(ar) = load_request(state, request_id).await? else {
-        return Err(expired(fallback));
-    };
+    let ar = load_request(state, request_id, fallback)
+        .await?
+        .ok_or_else(|| PageError::expired(fallback))?;
     let locale = ar.locale(req);
-    let Some((session, user)) = current_session(state, req, state.now()).await? else {
-        // Not signed in (any more): start over at the app.
-        return Err(expired(locale));
-    };
+    // Not signed in (any more): start over at the app.
+    let (session, user) = current_session(state, req, state.now(), locale)
+        .await?
+        .ok_or_else(|| PageError::expired(locale))?;
     Ok((ar, session, user, locale))
 }
 
@@ -71,24 +64,17 @@ async fn continue_to_app(
     session: &SessionRow,
     user: &User,
     locale: Locale,
-) -> HttpResponse {
-    match code_redirect(state, ar, &user.id, session, None).await {
-        Ok(app) => {
-            if let Err(e) = state.store.delete_auth_request(request_id).await {
-                tracing::warn!(stage = "phone", error = %e, "cannot delete the used-up request; it expires by itself");
-            }
-            app.respond()
-        }
-        Err(e) => {
+) -> PageResult {
+    let app = code_redirect(state, ar, &user.id, session, None)
+        .await
+        .map_err(|e| {
             tracing::error!(stage = "phone", error = %e.description, "cannot issue the code after the phone step");
-            error_page(
-                locale,
-                StatusCode::SERVICE_UNAVAILABLE,
-                text(locale, "db_down"),
-                text(locale, "db_down_todo"),
-            )
-        }
+            PageError::db_down(locale)
+        })?;
+    if let Err(e) = state.store.delete_auth_request(request_id).await {
+        tracing::warn!(stage = "phone", error = %e, "cannot delete the used-up request; it expires by itself");
     }
+    Ok(app.respond())
 }
 
 async fn phone_page(
@@ -138,16 +124,13 @@ pub async fn show(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-) -> HttpResponse {
+) -> PageResult {
     let request_id = path.into_inner();
-    let (ar, session, user, locale) = match context(&state, &req, &request_id).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
+    let (ar, session, user, locale) = context(&state, &req, &request_id).await?;
     if user.phone_verified_at.is_some() {
         return continue_to_app(&state, &request_id, &ar, &session, &user, locale).await;
     }
-    phone_page(&state, &req, &request_id, &ar, locale, "", None).await
+    Ok(phone_page(&state, &req, &request_id, &ar, locale, "", None).await)
 }
 
 /// POST /login/{request}/phone/send
@@ -156,27 +139,20 @@ pub async fn send(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
-) -> HttpResponse {
+) -> PageResult {
     let request_id = path.into_inner();
-    let (ar, _session, user, locale) = match context(&state, &req, &request_id).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) {
-        Ok(f) => f,
-        Err(e) => return e.page(&req, locale),
-    };
+    let (ar, _session, user, locale) = context(&state, &req, &request_id).await?;
+    let f = csrf::checked_form(&req, &body, &csrf_purpose(&request_id))
+        .map_err(|e| e.page(&req, locale))?;
     let typed = f.get("phone").cloned().unwrap_or_default();
     let Some(phone) = codes::normalize_phone(&typed, &state.verifier.settings.default_country_code)
     else {
         let e = text(locale, "phone_invalid").to_owned();
-        return phone_page(&state, &req, &request_id, &ar, locale, &typed, Some(e)).await;
+        return Ok(phone_page(&state, &req, &request_id, &ar, locale, &typed, Some(e)).await);
     };
-    let Some(browser_hash) = csrf::browser_hash(&req) else {
-        return bad_form(locale);
-    };
+    let browser_hash = csrf::browser_hash(&req).ok_or_else(|| bad_form(locale))?;
     let ctx = request_context(&state, &req, locale);
-    match codes::send_code(
+    let sent = codes::send_code(
         &state,
         &ctx,
         Purpose::Phone,
@@ -184,8 +160,8 @@ pub async fn send(
         Some(&user),
         &browser_hash,
     )
-    .await
-    {
+    .await;
+    Ok(match sent {
         Ok(sent) => see_other(&format!(
             "/login/{request_id}/phone/code?c={}",
             sent.code_id
@@ -203,7 +179,7 @@ pub async fn send(
             )
             .await
         }
-    }
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -249,13 +225,10 @@ pub async fn code_form(
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<CodeQuery>,
-) -> HttpResponse {
+) -> PageResult {
     let request_id = path.into_inner();
-    let locale = match context(&state, &req, &request_id).await {
-        Ok((_, _, _, locale)) => locale,
-        Err(resp) => return resp,
-    };
-    code_page(&state, &req, &request_id, &query.c, locale, None).await
+    let (_, _, _, locale) = context(&state, &req, &request_id).await?;
+    Ok(code_page(&state, &req, &request_id, &query.c, locale, None).await)
 }
 
 /// POST /login/{request}/phone/code: a right code verifies the number; the app
@@ -265,19 +238,12 @@ pub async fn check(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
-) -> HttpResponse {
+) -> PageResult {
     let request_id = path.into_inner();
-    let (ar, session, user, locale) = match context(&state, &req, &request_id).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    let f = match csrf::checked_form(&req, &body, &csrf_purpose(&request_id)) {
-        Ok(f) => f,
-        Err(e) => return e.page(&req, locale),
-    };
-    let Some(browser_hash) = csrf::browser_hash(&req) else {
-        return bad_form(locale);
-    };
+    let (ar, session, user, locale) = context(&state, &req, &request_id).await?;
+    let f = csrf::checked_form(&req, &body, &csrf_purpose(&request_id))
+        .map_err(|e| e.page(&req, locale))?;
+    let browser_hash = csrf::browser_hash(&req).ok_or_else(|| bad_form(locale))?;
     let (st, rq, rid) = (&state, &req, &request_id);
     let retry = move |code_id: String, e: String| async move {
         code_page(st, rq, rid, &code_id, locale, Some(e)).await
@@ -297,9 +263,9 @@ pub async fn check(
         // A code of another session's person: as if unknown.
         Ok(row) => {
             let e = codes::check_error_text(locale, &CodeCheck::Unknown);
-            return code_page(&state, &req, &request_id, &row.id, locale, Some(e)).await;
+            return Ok(code_page(&state, &req, &request_id, &row.id, locale, Some(e)).await);
         }
-        Err(page) => return page,
+        Err(page) => return Err(page.into()),
     };
     match state
         .store
@@ -318,18 +284,13 @@ pub async fn check(
         }
         Ok(PhoneOutcome::TakenBy(owner)) => {
             tracing::info!(event = "phone_failed", user_id = %user.id, owner = %owner, reason = "number_on_another_account", "the verified number already belongs to another account");
-            error_page(
+            Err(PageError::page(
                 locale,
                 StatusCode::CONFLICT,
-                text(locale, "phone_taken"),
-                text(locale, "phone_taken_todo"),
-            )
+                "phone_taken",
+                "phone_taken_todo",
+            ))
         }
-        Ok(PhoneOutcome::NoSuchUser) | Err(_) => error_page(
-            locale,
-            StatusCode::SERVICE_UNAVAILABLE,
-            text(locale, "db_down"),
-            text(locale, "db_down_todo"),
-        ),
+        Ok(PhoneOutcome::NoSuchUser) | Err(_) => Err(PageError::db_down(locale)),
     }
 }

@@ -5,16 +5,15 @@
 
 use super::begin::begin;
 use super::chooser::single_choice;
+use super::page_error::{PageError, PageResult};
 use super::parse::{self, Refusal};
 use super::request::PromptValue;
-use super::response::error_redirect;
 use super::sso::{self, Sso};
 use crate::http::{accept_language, found, query_or_form, request_context};
 use crate::issue;
-use crate::pages::{error_page, text};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use idbridge_core::Locale;
 use idbridge_store::AuthRequestRow;
 use idbridge_tokens::random_token;
@@ -24,52 +23,39 @@ pub async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Option<web::Bytes>,
-) -> HttpResponse {
+) -> PageResult {
     let raw = query_or_form(&req, body.as_deref());
     // A control character anywhere is refused outright (the query was screened
     // already, crate::screen; this catches a POSTed form). A repeated parameter
     // still leaves the client and redirect URI, to report the error properly.
-    let (params, repeated) = match parse::read(&raw) {
-        Ok(p) => p,
-        Err(r) => return crate::screen::page_refusal(&req, &r, crate::http::fallback_locale(&req)),
-    };
+    let (params, repeated) = parse::read(&raw)
+        .map_err(|r| crate::screen::page_refusal(&req, &r, crate::http::fallback_locale(&req)))?;
     let locale = Locale::negotiate(
         params.get("ui_locales").map(String::as_str),
         accept_language(&req),
     );
     let bad_redirect = || {
-        error_page(
+        Err(PageError::page(
             locale,
             StatusCode::BAD_REQUEST,
-            text(locale, "bad_redirect"),
-            text(locale, "bad_redirect_todo"),
-        )
+            "bad_redirect",
+            "bad_redirect_todo",
+        ))
     };
     if parse::repeats_target(repeated.as_deref()) {
         return bad_redirect();
     }
     let client = match params.get("client_id") {
         None => None,
-        Some(id) => match state.clients.get(id).await {
-            Ok(c) => c,
-            Err(e) => {
-                return error_page(
-                    locale,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &e.description,
-                    text(locale, "expired_todo"),
-                )
-            }
-        },
+        Some(id) => state
+            .clients
+            .get(id)
+            .await
+            .map_err(|_| PageError::db_down(locale))?,
     };
     let Some(client) = client else {
         tracing::warn!(stage = "authorize", client_id = ?params.get("client_id"), "unknown client_id");
-        return error_page(
-            locale,
-            StatusCode::BAD_REQUEST,
-            text(locale, "unknown_client"),
-            text(locale, "unknown_client_todo"),
-        );
+        return Err(PageError::unknown_client(locale));
     };
     let parsed = match parse::parse(&params, repeated.as_deref(), &client) {
         Err(Refusal::BadRedirect) => {
@@ -77,7 +63,7 @@ pub async fn authorize(
             return bad_redirect();
         }
         Err(Refusal::ToApp(e)) if e.repeated => {
-            return error_redirect(&state, &e.reply, e.error, &e.description)
+            return Err(PageError::to_app(&state, &e.reply, e.error, &e.description))
         }
         other => other,
     };
@@ -88,16 +74,18 @@ pub async fn authorize(
     };
     // This app's turn at local work (crate::fair); held until the response is built.
     let Ok(_turn) = state.fair.enter(&client.id).await else {
-        return error_redirect(
+        return Err(PageError::to_app(
             &state,
             &reply,
             "temporarily_unavailable",
             "the broker is busy with this application's sign-ins; retry shortly",
-        );
+        ));
     };
     let authz = match parsed {
         Ok(authz) => authz,
-        Err(Refusal::ToApp(e)) => return error_redirect(&state, &e.reply, e.error, &e.description),
+        Err(Refusal::ToApp(e)) => {
+            return Err(PageError::to_app(&state, &e.reply, e.error, &e.description))
+        }
         Err(Refusal::BadRedirect) => return bad_redirect(),
     };
     let ar = reply;
@@ -105,16 +93,21 @@ pub async fn authorize(
         match state.connector(c) {
             Some(entry) if client.may_use_connector(c) => {
                 if !entry.connector.has_browser_flow() {
-                    return error_redirect(&state, &ar, "invalid_request", &no_browser_flow(c));
+                    return Err(PageError::to_app(
+                        &state,
+                        &ar,
+                        "invalid_request",
+                        &no_browser_flow(c),
+                    ));
                 }
             }
             _ => {
-                return error_redirect(
+                return Err(PageError::to_app(
                     &state,
                     &ar,
                     "invalid_request",
                     &format!("connector {c:?} is not available to this application"),
-                )
+                ))
             }
         }
     }
@@ -126,12 +119,12 @@ pub async fn authorize(
             Some(h) => Some(h.sub),
             None => {
                 tracing::warn!(stage = "authorize", client_id = %client.id, "id_token_hint is not a valid ID token from this broker for this client");
-                return error_redirect(
+                return Err(PageError::to_app(
                     &state,
                     &ar,
                     "invalid_request",
                     "id_token_hint is not a valid ID token issued by this broker to this application",
-                );
+                ));
             }
         },
     };
@@ -140,57 +133,32 @@ pub async fn authorize(
     let now = state.now();
     let (phone_step, someone_else) =
         match sso::reuse(&state, &req, &client, &ar, hinted_sub.as_deref(), now).await {
-            Sso::Answered(resp) => return resp,
+            Sso::Answered(resp) => return Ok(resp),
             Sso::PhoneFirst => (true, false),
             Sso::SignIn { someone_else } => (false, someone_else),
         };
     if ar.prompt.has(PromptValue::None) {
-        return if phone_step {
-            error_redirect(
-                &state,
-                &ar,
+        let (error, description) = if phone_step {
+            (
                 "interaction_required",
                 "the person must verify a phone number for this application first",
             )
         } else if someone_else {
-            error_redirect(
-                &state,
-                &ar,
+            (
                 "login_required",
                 "the person named by id_token_hint is not the one signed in at the broker",
             )
         } else {
-            error_redirect(
-                &state,
-                &ar,
+            (
                 "login_required",
                 "the person is not signed in at the broker",
             )
         };
+        return Err(PageError::to_app(&state, &ar, error, description));
     }
 
-    let request_id = match random_token(24) {
-        Ok(id) => id,
-        Err(_) => {
-            return error_page(
-                locale,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "random generator failure",
-                "",
-            )
-        }
-    };
-    let payload = match serde_json::to_value(&ar) {
-        Ok(v) => v,
-        Err(_) => {
-            return error_page(
-                locale,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-                "",
-            )
-        }
-    };
+    let request_id = random_token(24).map_err(|_| PageError::internal(locale))?;
+    let payload = serde_json::to_value(&ar).map_err(|_| PageError::internal(locale))?;
     let row = AuthRequestRow {
         id: request_id.clone(),
         client_id: client.id.clone(),
@@ -218,17 +186,19 @@ pub async fn authorize(
     }
     if let Err(e) = state.store.insert_auth_request(row).await {
         tracing::error!(stage = "authorize", error = %e, "cannot store the authorization request");
-        return error_redirect(
+        return Err(PageError::to_app(
             &state,
             &ar,
             "temporarily_unavailable",
             "the broker's database is unavailable; retry shortly",
-        );
+        ));
     }
     if phone_step {
-        return found(&state.endpoint(&format!("/login/{request_id}/phone")));
+        return Ok(found(
+            &state.endpoint(&format!("/login/{request_id}/phone")),
+        ));
     }
-    found(&state.endpoint(&format!("/login/{request_id}")))
+    Ok(found(&state.endpoint(&format!("/login/{request_id}"))))
 }
 
 /// Why `connector=<id>` cannot start a sign-in in a browser.

@@ -4,14 +4,14 @@
 //! built in one place, [`begin_request`].
 
 use super::failure::connector_failure;
+use super::page_error::{PageError, PageResult};
 use super::request::AuthRequest;
-use super::response::error_redirect;
 use crate::csrf::Browser;
 use crate::http::{found, request_context};
-use crate::pages::{error_page, text, Page};
+use crate::pages::Page;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpRequest;
 use idbridge_core::{Begin, BeginRequest, Locale};
 use idbridge_store::{AuthRequestRow, FlowRow};
 use idbridge_tokens::random_alnum;
@@ -25,16 +25,9 @@ pub async fn begin(
     ar: &AuthRequest,
     connector_id: &str,
     locale: Locale,
-) -> HttpResponse {
-    let Some(browser) = Browser::of(state, req) else {
-        return error_page(
-            locale,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "random generator failure",
-            "",
-        );
-    };
-    let begin = match start_flow(
+) -> PageResult {
+    let browser = Browser::of(state, req).ok_or_else(|| PageError::internal(locale))?;
+    let begin = start_flow(
         state,
         req,
         &browser,
@@ -44,11 +37,7 @@ pub async fn begin(
         connector_id,
         locale,
     )
-    .await
-    {
-        Ok(begin) => begin,
-        Err(resp) => return resp,
-    };
+    .await?;
     let mut resp = match begin {
         Begin::Redirect(url) => found(&url),
         Begin::Page {
@@ -66,7 +55,7 @@ pub async fn begin(
     if let Some(c) = &browser.new_cookie {
         let _ = resp.add_cookie(c);
     }
-    resp
+    Ok(resp)
 }
 
 /// Begin an upstream sign-in with `connector_id` and remember the flow under a
@@ -83,24 +72,17 @@ pub async fn start_flow(
     ar: &AuthRequest,
     connector_id: &str,
     locale: Locale,
-) -> Result<Begin, HttpResponse> {
-    let Some(entry) = state.connector(connector_id) else {
-        return Err(error_page(
+) -> Result<Begin, PageError> {
+    let entry = state.connector(connector_id).ok_or_else(|| {
+        PageError::page(
             locale,
             StatusCode::BAD_REQUEST,
-            "Unknown sign-in method.",
-            text(locale, "expired_todo"),
-        ));
-    };
+            "unknown_connector",
+            "expired_todo",
+        )
+    })?;
     let ctx = request_context(state, req, locale);
-    let Ok(upstream_state) = random_alnum(32) else {
-        return Err(error_page(
-            locale,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "random generator failure",
-            "",
-        ));
-    };
+    let upstream_state = random_alnum(32).map_err(|_| PageError::internal(locale))?;
     let callback_url = state.endpoint(&format!("/callback/{connector_id}"));
     let begun = match entry.setup.check(connector_id) {
         Ok(()) => {
@@ -141,7 +123,7 @@ pub async fn start_flow(
     };
     if let Err(e) = stored {
         tracing::error!(stage = "begin", connector = %connector_id, error = %e, "cannot store the upstream flow");
-        return Err(error_redirect(
+        return Err(PageError::to_app(
             state,
             ar,
             "temporarily_unavailable",

@@ -5,14 +5,14 @@
 
 use super::failure::connector_failure;
 use super::finish::{finish_link, finish_sign_in, SignIn};
+use super::page_error::{PageError, PageResult};
 use super::request::load_request;
 use super::response::{open_text, remember_outcome, AppResponse};
 use crate::http::{fallback_locale, found, query_then_form, request_context, BROWSER_COOKIE};
-use crate::pages::{error_page, text};
 use crate::state::AppState;
 use crate::upstream::new_login;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use idbridge_core::{CallbackRequest, Locale};
 use idbridge_store::FirstLogin;
 use idbridge_tokens::hash_token;
@@ -23,51 +23,31 @@ pub async fn callback(
     req: HttpRequest,
     path: web::Path<String>,
     body: Option<web::Bytes>,
-) -> HttpResponse {
+) -> PageResult {
     let connector_id = path.into_inner();
     let locale = fallback_locale(&req);
     // The query first; a POSTed form (response_mode=form_post) adds what it lacks.
-    let params = match query_then_form(&req, body.as_deref()) {
-        Ok(p) => p,
-        Err(r) => return crate::screen::page_refusal(&req, &r, locale),
-    };
+    let params = query_then_form(&req, body.as_deref())
+        .map_err(|r| crate::screen::page_refusal(&req, &r, locale))?;
     let ip = state.proxies.of(&req);
     let checked = state.failures.check(ip, state.now_ms()).await;
     if let Err(crate::limits::Refused::Store(e)) = &checked {
         tracing::error!(stage = "rate_limit", error = %e, "cannot read the failure counter");
-        return error_page(
-            locale,
-            StatusCode::SERVICE_UNAVAILABLE,
-            text(locale, "db_down"),
-            text(locale, "db_down_todo"),
-        );
+        return Err(PageError::db_down(locale));
     }
     if checked.is_err() {
         tracing::warn!(stage = "rate_limit", ip = ?ip, connector = %connector_id, "too many rejected callbacks from this address");
-        return error_page(
+        return Err(PageError::page(
             locale,
             StatusCode::TOO_MANY_REQUESTS,
-            if locale == Locale::ZhCn {
-                "失败次数过多。"
-            } else {
-                "Too many failed sign-in attempts from your network."
-            },
-            if locale == Locale::ZhCn {
-                "请一分钟后再试。"
-            } else {
-                "Wait a minute, then start again from the application."
-            },
-        );
+            "too_many_sign_ins",
+            "too_many_sign_ins_todo",
+        ));
     }
     // Every rejection below counts against the address (state guessing).
     let expired = || async {
         state.failures.failed(ip, state.now_ms()).await;
-        error_page(
-            locale,
-            StatusCode::BAD_REQUEST,
-            text(locale, "expired"),
-            text(locale, "expired_todo"),
-        )
+        Err(PageError::expired(locale))
     };
     let Some(upstream_state) = params.get("state").filter(|s| !s.is_empty()).cloned() else {
         tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "missing_state", "callback without state; cannot tell which sign-in it belongs to");
@@ -81,12 +61,7 @@ pub async fn callback(
         }
         Err(e) => {
             tracing::error!(stage = "callback", error = %e, "cannot load the flow");
-            return error_page(
-                locale,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The broker's database is unavailable.",
-                "Retry in a moment.",
-            );
+            return Err(PageError::db_down(locale));
         }
     };
     if flow.connector_id != connector_id {
@@ -102,16 +77,12 @@ pub async fn callback(
     if !browser_ok {
         tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "browser_mismatch", "callback came from a browser that did not start this sign-in; rejected");
         state.failures.failed(ip, state.now_ms()).await;
-        return error_page(
+        return Err(PageError::page(
             locale,
             StatusCode::BAD_REQUEST,
-            if locale == Locale::ZhCn {
-                "这个登录不是在此浏览器中发起的。"
-            } else {
-                "This sign-in was not started in this browser."
-            },
-            text(locale, "expired_todo"),
-        );
+            "sign_in_wrong_browser",
+            "expired_todo",
+        ));
     }
     let now = state.now();
     match state.store.claim_flow(&upstream_state, now).await {
@@ -121,18 +92,11 @@ pub async fn callback(
         }
         Err(e) => {
             tracing::error!(stage = "callback", error = %e, "cannot claim the flow");
-            return error_page(
-                locale,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The broker's database is unavailable.",
-                "Retry in a moment.",
-            );
+            return Err(PageError::db_down(locale));
         }
     }
-    let ar = match load_request(&state, &flow.auth_request_id).await {
-        Ok(Some(ar)) => ar,
-        Ok(None) => return expired().await,
-        Err(resp) => return resp,
+    let Some(ar) = load_request(&state, &flow.auth_request_id, locale).await? else {
+        return expired().await;
     };
     let locale = ar.locale(&req);
     let Some(entry) = state.connector(&connector_id) else {
@@ -153,19 +117,19 @@ pub async fn callback(
         Ok(i) => i,
         Err(e) => {
             remember_outcome(&state, &upstream_state, None).await;
-            return connector_failure(&state, &ar, &connector_id, &e, locale).await;
+            return Err(connector_failure(&state, &ar, &connector_id, &e, locale).await);
         }
     };
     state.upstream.succeeded(&connector_id);
     // The app's turn at local work, now that the upstream has answered (crate::fair).
     let Ok(_turn) = state.fair.enter(&ar.client_id).await else {
         remember_outcome(&state, &upstream_state, None).await;
-        return error_page(
+        return Err(PageError::page(
             locale,
             StatusCode::SERVICE_UNAVAILABLE,
-            text(locale, "busy"),
-            text(locale, "busy_todo"),
-        );
+            "busy",
+            "busy_todo",
+        ));
     };
     let login = new_login(&state, &connector_id, &identity);
     if let Some(user_id) = ar.link_to.clone() {
@@ -187,12 +151,12 @@ pub async fn callback(
         // Someone else's waiting identity must never be linked to this account.
         tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, reason = "bind_wrong_browser", "a proof of account came from another browser than the sign-in that waits for it; rejected");
         remember_outcome(&state, &upstream_state, None).await;
-        return error_page(
+        return Err(PageError::page(
             locale,
             StatusCode::BAD_REQUEST,
-            text(locale, "wrong_browser"),
-            text(locale, "expired_todo"),
-        );
+            "wrong_browser",
+            "expired_todo",
+        ));
     }
     let (policy, also_link) = match &ar.pending {
         // This sign-in proves an existing account for the identity that waits.
@@ -218,7 +182,7 @@ async fn repeated_callback(
     upstream_state: &str,
     connector_id: &str,
     locale: Locale,
-) -> HttpResponse {
+) -> PageResult {
     // The first callback may still be talking to the upstream; wait for it briefly.
     for _ in 0..50 {
         if let Ok(Some(flow)) = state.store.get_flow(upstream_state).await {
@@ -233,13 +197,13 @@ async fn repeated_callback(
                     .and_then(|clear| serde_json::from_slice::<AppResponse>(&clear).ok())
                 {
                     tracing::info!(event = "repeated_callback", connector = connector_id, "repeated callback for a completed sign-in; answering the app as the first one did");
-                    return app.respond();
+                    return Ok(app.respond());
                 }
                 if let Some(url) =
                     opened("redirect").and_then(|clear| String::from_utf8(clear).ok())
                 {
                     tracing::info!(event = "repeated_callback", connector = connector_id, "repeated callback for a completed sign-in; sending the browser where the first one went");
-                    return found(&url);
+                    return Ok(found(&url));
                 }
                 break;
             }
@@ -253,10 +217,5 @@ async fn repeated_callback(
         reason = "state_reused",
         "callback state was already used"
     );
-    error_page(
-        locale,
-        StatusCode::BAD_REQUEST,
-        text(locale, "expired"),
-        text(locale, "expired_todo"),
-    )
+    Err(PageError::expired(locale))
 }

@@ -4,12 +4,13 @@
 //! be used here. `?connector=` begins one.
 
 use super::begin::{begin, start_flow};
+use super::page_error::{PageError, PageResult};
 use super::request::load_request;
 use super::response::error_url;
 use crate::clients::Client;
 use crate::http::{fallback_locale, request_context};
 use crate::i18n::Tr;
-use crate::pages::{error_page, text, Link, Page};
+use crate::pages::{text, ErrorPage, Link, Page};
 use crate::state::{AppState, ConnectorEntry};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -68,56 +69,35 @@ pub async fn login(
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<LoginQuery>,
-) -> HttpResponse {
+) -> PageResult {
     let request_id = path.into_inner();
     let fallback = fallback_locale(&req);
-    let ar = match load_request(&state, &request_id).await {
-        Ok(Some(ar)) => ar,
-        Ok(None) => {
-            return error_page(
-                fallback,
-                StatusCode::BAD_REQUEST,
-                text(fallback, "expired"),
-                text(fallback, "expired_todo"),
-            )
-        }
-        Err(resp) => return resp,
-    };
+    let ar = load_request(&state, &request_id, fallback)
+        .await?
+        .ok_or_else(|| PageError::expired(fallback))?;
     let locale = ar.locale(&req);
-    let client = match state.clients.get(&ar.client_id).await {
-        Ok(Some(c)) => c,
-        _ => {
-            return error_page(
-                locale,
-                StatusCode::BAD_REQUEST,
-                text(locale, "unknown_client"),
-                text(locale, "unknown_client_todo"),
-            )
-        }
+    let Ok(Some(client)) = state.clients.get(&ar.client_id).await else {
+        return Err(PageError::unknown_client(locale));
     };
     if let Some(connector_id) = &query.connector {
         let browser = state
             .connector(connector_id)
             .is_some_and(|c| c.connector.has_browser_flow());
         if !browser || !client.may_use_connector(connector_id) {
-            return error_page(
+            return Err(ErrorPage::new(
                 locale,
                 StatusCode::BAD_REQUEST,
-                &format!("{} {connector_id}", text(locale, "unknown_method")),
-                text(locale, "expired_todo"),
-            );
+                "unknown_method",
+                "expired_todo",
+            )
+            .detail(connector_id.as_str())
+            .into());
         }
         return begin(&state, &req, None, &request_id, &ar, connector_id, locale).await;
     }
     let ctx = request_context(&state, &req, locale);
-    let Some(browser) = crate::csrf::Browser::of(&state, &req) else {
-        return error_page(
-            locale,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "random generator failure",
-            "",
-        );
-    };
+    let browser =
+        crate::csrf::Browser::of(&state, &req).ok_or_else(|| PageError::internal(locale))?;
     let mut choices = Vec::new();
     // Connectors that can show themselves on this page (an embedded QR code) are
     // begun now and shown inline; the others are buttons.
@@ -182,7 +162,7 @@ pub async fn login(
         Ok(body) => body,
         Err(e) => {
             tracing::error!(stage = "page", error = %e, "the chooser failed to render");
-            return HttpResponse::InternalServerError().finish();
+            return Ok(HttpResponse::InternalServerError().finish());
         }
     };
     script_sources.dedup();
@@ -194,7 +174,7 @@ pub async fn login(
     if let Some(c) = &browser.new_cookie {
         let _ = resp.add_cookie(c);
     }
-    resp
+    Ok(resp)
 }
 
 /// A sign-in method shown on the chooser itself (e.g. an embedded QR code).

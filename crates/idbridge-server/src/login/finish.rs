@@ -5,12 +5,13 @@
 //! must be bound first). Also the end of a "link another method" sign-in from the
 //! account page.
 
+use super::page_error::{PageError, PageResult};
 use super::request::{AuthRequest, PendingLink};
 use super::response::{app_outcome, error_redirect, outcome_for, remember_outcome, AppResponse};
 use crate::audit::{Denied, Event, LoginVia, SignedInBy};
 use crate::http::{cookie, found, SESSION_COOKIE};
 use crate::issue::{self, Grant};
-use crate::pages::{error_page, escape, text, Page};
+use crate::pages::ErrorPage;
 use crate::state::{AppState, FirstLoginPolicy};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -82,7 +83,7 @@ pub async fn finish_sign_in(
     ar: &AuthRequest,
     sign_in: SignIn<'_>,
     locale: Locale,
-) -> HttpResponse {
+) -> PageResult {
     let SignIn {
         request_id,
         flow_state,
@@ -95,32 +96,21 @@ pub async fn finish_sign_in(
     } = sign_in;
     let now = state.now();
     let unavailable = || {
-        error_redirect(
+        PageError::to_app(
             state,
             ar,
             "temporarily_unavailable",
             "the broker's database is unavailable; retry shortly",
         )
     };
-    let client = match state.clients.get(&ar.client_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return error_page(
-                locale,
-                StatusCode::BAD_REQUEST,
-                text(locale, "unknown_client"),
-                text(locale, "unknown_client_todo"),
-            )
-        }
-        Err(_) => return unavailable(),
-    };
+    let client = state
+        .clients
+        .get(&ar.client_id)
+        .await
+        .map_err(|_| unavailable())?
+        .ok_or_else(|| PageError::unknown_client(locale))?;
     let (Ok(new_user_id), Ok(session_secret)) = (random_token(16), random_token(32)) else {
-        return error_page(
-            locale,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "random generator failure",
-            "",
-        );
+        return Err(PageError::internal(locale));
     };
     let session = SessionRow {
         id: hash_token(&session_secret),
@@ -141,10 +131,8 @@ pub async fn finish_sign_in(
         sid: session.id.clone(),
         connector_id: connector_id.to_owned(),
     };
-    let (code, code_row) = match issue::code_row(state, &ar.client_id, "", &grant) {
-        Ok(c) => c,
-        Err(e) => return error_redirect(state, ar, e.error, &e.description),
-    };
+    let (code, code_row) = issue::code_row(state, &ar.client_id, "", &grant)
+        .map_err(|e| PageError::to_app(state, ar, e.error, &e.description))?;
     let app = AppResponse::success(state, ar, &code);
     let phone_url = state.endpoint(&format!("/login/{request_id}/phone"));
     let proving = also_link.is_some();
@@ -208,17 +196,15 @@ pub async fn finish_sign_in(
         Ok(LoginCompletion::NotLinked) if proving => {
             tracing::info!(event = "login_failed", stage = "account", connector = %connector_id, reason = "proof_not_linked", "the sign-in offered as proof of an account is not linked to one either");
             remember_outcome(state, flow_state, None).await;
-            let back = format!("/login/{request_id}/bind");
-            let body = format!(
-                "<p role=\"alert\">{}</p><p class=\"detail\">{}</p><p><a class=\"button primary\" href=\"{}\">{}</a></p>",
-                escape(text(locale, "bind_proof_unknown")),
-                escape(text(locale, "bind_proof_unknown_todo")),
-                escape(&back),
-                escape(text(locale, "try_again")),
-            );
-            return Page::new(locale, text(locale, "bind_title"), &body)
-                .status(StatusCode::BAD_REQUEST)
-                .render();
+            return Err(ErrorPage::new(
+                locale,
+                StatusCode::BAD_REQUEST,
+                "bind_proof_unknown",
+                "bind_proof_unknown_todo",
+            )
+            .title("bind_title")
+            .button(format!("/login/{request_id}/bind"), "try_again")
+            .into());
         }
         Ok(LoginCompletion::NotLinked) if bind_policy => {
             return wait_for_binding(
@@ -243,22 +229,22 @@ pub async fn finish_sign_in(
             .record(state)
             .await;
             remember_outcome(state, flow_state, None).await;
-            return error_redirect(
+            return Err(PageError::to_app(
                 state,
                 ar,
                 "access_denied",
                 "no broker account is linked to this identity",
-            );
+            ));
         }
         Ok(LoginCompletion::LinkConflict { owner }) => {
             tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, reason = "bind_conflict", owner = %owner, "the identity waiting to be linked now belongs to another account; nothing linked");
             remember_outcome(state, flow_state, None).await;
-            return error_page(
+            return Err(PageError::page(
                 locale,
                 StatusCode::CONFLICT,
-                text(locale, "bind_conflict"),
-                text(locale, "bind_conflict_todo"),
-            );
+                "bind_conflict",
+                "bind_conflict_todo",
+            ));
         }
         Ok(LoginCompletion::Disabled(user)) => {
             tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, user_id = %user.id, reason = "user_disabled", "the broker account is disabled");
@@ -273,23 +259,28 @@ pub async fn finish_sign_in(
             .await;
             remember_outcome(state, flow_state, None).await;
             if proving || ar.pending.is_some() {
-                return error_page(
+                return Err(PageError::page(
                     locale,
                     StatusCode::FORBIDDEN,
-                    text(locale, "account_disabled"),
-                    text(locale, "account_disabled_todo"),
-                );
+                    "account_disabled",
+                    "account_disabled_todo",
+                ));
             }
-            return error_redirect(state, ar, "access_denied", "this account is disabled");
+            return Err(PageError::to_app(
+                state,
+                ar,
+                "access_denied",
+                "this account is disabled",
+            ));
         }
         Err(e) => {
             tracing::error!(event = "login_failed", stage = "account", connector = %connector_id, error = %e, "cannot complete the sign-in");
-            return unavailable();
+            return Err(unavailable());
         }
     };
     let mut resp = next;
     let _ = resp.add_cookie(&cookie(state, SESSION_COOKIE, session_secret));
-    resp
+    Ok(resp)
 }
 
 /// The callback found no account and the connector says "bind": keep the identity
@@ -301,7 +292,7 @@ pub async fn wait_for_binding(
     flow_state: &str,
     login: NewLogin,
     browser_hash: &str,
-) -> HttpResponse {
+) -> PageResult {
     let connector_id = login.connector_id.clone();
     let mut waiting = ar.clone();
     waiting.pending = Some(PendingLink {
@@ -320,22 +311,15 @@ pub async fn wait_for_binding(
     };
     match saved {
         Ok(true) => {}
-        Ok(false) => {
-            return error_page(
-                ar.locale_or_default(),
-                StatusCode::BAD_REQUEST,
-                text(ar.locale_or_default(), "expired"),
-                text(ar.locale_or_default(), "expired_todo"),
-            )
-        }
+        Ok(false) => return Err(PageError::expired(ar.locale_or_default())),
         Err(e) => {
             tracing::error!(stage = "bind", error = %e, "cannot keep the identity waiting for binding");
-            return error_redirect(
+            return Err(PageError::to_app(
                 state,
                 ar,
                 "temporarily_unavailable",
                 "the broker's database is unavailable; retry shortly",
-            );
+            ));
         }
     }
     // A repeated callback (WeChat calls back twice) lands on the same page.
@@ -353,7 +337,7 @@ pub async fn wait_for_binding(
     }
     .record(state)
     .await;
-    found(&bind_url)
+    Ok(found(&bind_url))
 }
 
 /// The callback of a "link another method" sign-in: attach the identity to the
@@ -365,7 +349,7 @@ pub async fn finish_link(
     login: NewLogin,
     user_id: &str,
     locale: Locale,
-) -> HttpResponse {
+) -> PageResult {
     let connector_id = login.connector_id.clone();
     let outcome = state.store.link_identity(login, user_id, state.now()).await;
     let done = match outcome {
@@ -386,12 +370,7 @@ pub async fn finish_link(
         }
         Err(e) => {
             tracing::error!(stage = "account", error = %e, "cannot link the identity");
-            return error_page(
-                locale,
-                StatusCode::SERVICE_UNAVAILABLE,
-                text(locale, "db_down"),
-                text(locale, "db_down_todo"),
-            );
+            return Err(PageError::db_down(locale));
         }
     };
     let url = state.endpoint(&format!("/account?done={done}"));
@@ -399,5 +378,5 @@ pub async fn finish_link(
     if let Err(e) = state.store.delete_auth_request(request_id).await {
         tracing::warn!(stage = "account", error = %e, "cannot delete the used-up request; it expires by itself");
     }
-    found(&url)
+    Ok(found(&url))
 }

@@ -16,6 +16,7 @@
 //! | `begin` | the connector's `begin`, and the flow it starts |
 //! | `callback` | GET/POST /callback/{connector} |
 //! | `failure` | a failed upstream step, told to the person and the app |
+//! | `page_error` | a handler's typed error (`PageError`): an error page, or an error response to the app |
 //! | `finish` | the account resolved, the session and code made, the next step |
 
 pub mod authorize;
@@ -24,6 +25,7 @@ pub mod callback;
 pub mod chooser;
 pub mod failure;
 pub mod finish;
+pub mod page_error;
 pub mod parse;
 pub mod request;
 pub mod response;

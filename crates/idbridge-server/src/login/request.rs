@@ -3,10 +3,10 @@
 //! the typed `prompt` it carries.
 
 use crate::http::accept_language;
-use crate::pages::error_page;
+use crate::pages::ErrorPage;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpRequest;
 use idbridge_core::Locale;
 use idbridge_store::NewLogin;
 use serde::{Deserialize, Serialize};
@@ -93,18 +93,24 @@ impl From<Vec<PromptValue>> for Prompt {
     }
 }
 
-/// The stored request `id`, while it is live; `Ok(None)` once it expired or was used.
-pub async fn load_request(state: &AppState, id: &str) -> Result<Option<AuthRequest>, HttpResponse> {
+/// The stored request `id`, while it is live; `Ok(None)` once it expired or was
+/// used. The page for a store failure is in `locale` (the browser's: the
+/// request, and so the app's `ui_locales`, is not known yet).
+pub async fn load_request(
+    state: &AppState,
+    id: &str,
+    locale: Locale,
+) -> Result<Option<AuthRequest>, ErrorPage> {
     match state.store.get_auth_request(id, state.now()).await {
         Ok(Some(row)) => Ok(serde_json::from_value(row.payload).ok()),
         Ok(None) => Ok(None),
         Err(e) => {
             tracing::error!(stage = "authorize", error = %e, "cannot load the authorization request");
-            Err(error_page(
-                Locale::En,
+            Err(ErrorPage::new(
+                locale,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "The broker's database is unavailable.",
-                "Retry in a moment.",
+                "db_down",
+                "db_down_todo",
             ))
         }
     }

@@ -5,7 +5,7 @@
 
 use super::request::AuthRequest;
 use crate::http::{fallback_locale, found};
-use crate::pages::{error_page, text};
+use crate::pages::error_page;
 use crate::params::append_query;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -158,12 +158,7 @@ pub async fn return_to_app(
         Some(app) => app.respond(),
         None => {
             let locale = fallback_locale(&req);
-            error_page(
-                locale,
-                StatusCode::BAD_REQUEST,
-                text(locale, "expired"),
-                text(locale, "expired_todo"),
-            )
+            error_page(locale, StatusCode::BAD_REQUEST, "expired", "expired_todo")
         }
     }
 }

@@ -32,9 +32,9 @@ pub async fn reuse(
     hinted_sub: Option<&str>,
     now: i64,
 ) -> Sso {
-    let session = match current_session(state, req, now).await {
+    let session = match current_session(state, req, now, ar.locale(req)).await {
         Ok(s) => s,
-        Err(resp) => return Sso::Answered(resp),
+        Err(page) => return Sso::Answered(page.render()),
     };
     let force_login = ar.prompt.has(PromptValue::Login);
     let someone_else = session

@@ -17,7 +17,6 @@ pub use phone_number::{mask_phone, normalize_phone};
 pub use sender::{Outbox, OutboxEntry, Verifier};
 
 use crate::audit::Event;
-use crate::i18n::t;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
@@ -369,8 +368,8 @@ where
             return Err(crate::pages::error_page(
                 locale,
                 StatusCode::TOO_MANY_REQUESTS,
-                t(locale, "too_many_failures"),
-                t(locale, "too_many_failures_todo"),
+                "too_many_failures",
+                "too_many_failures_todo",
             ))
         }
         Err(crate::limits::Refused::Store(e)) => {
@@ -378,8 +377,8 @@ where
             return Err(crate::pages::error_page(
                 locale,
                 StatusCode::SERVICE_UNAVAILABLE,
-                t(locale, "db_down"),
-                t(locale, "db_down_todo"),
+                "db_down",
+                "db_down_todo",
             ));
         }
     }
@@ -403,8 +402,8 @@ where
             Err(crate::pages::error_page(
                 locale,
                 StatusCode::SERVICE_UNAVAILABLE,
-                t(locale, "db_down"),
-                t(locale, "db_down_todo"),
+                "db_down",
+                "db_down_todo",
             ))
         }
     }

@@ -79,14 +79,11 @@ impl Verifier {
     pub(super) fn message(&self, locale: Locale, code: &str) -> String {
         let site = &self.settings.site_name;
         let minutes = (self.settings.code_ttl_secs / 60).max(1);
-        match locale {
-            Locale::ZhCn => {
-                format!("【{site}】验证码 {code}，{minutes} 分钟内有效。请勿告诉他人。")
-            }
-            Locale::En => format!(
-                "{site}: your verification code is {code}. It expires in {minutes} minutes. Do not share it."
-            ),
-        }
+        // The site's name last: it is the operator's text and may hold braces.
+        crate::i18n::t(locale, "sms_code")
+            .replace("{code}", code)
+            .replace("{minutes}", &minutes.to_string())
+            .replace("{site}", site)
     }
 
     /// POST the code to the operator's webhook (their SMS gateway), signed.
