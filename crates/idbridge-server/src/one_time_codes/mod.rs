@@ -17,6 +17,7 @@ pub use phone_number::{mask_phone, normalize_phone};
 pub use sender::{Outbox, OutboxEntry, Verifier};
 
 use crate::audit::Event;
+use crate::config::Sender;
 use crate::i18n::t;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -281,8 +282,8 @@ async fn send_sms(
     text: &str,
 ) -> bool {
     let v = &state.verifier;
-    match v.settings.sender.as_str() {
-        "log" => {
+    match v.sender {
+        Sender::Log => {
             tracing::info!(
                 stage = "verification",
                 channel = "sms",
@@ -292,7 +293,7 @@ async fn send_sms(
             );
             true
         }
-        "webhook" => {
+        Sender::Webhook => {
             let body = serde_json::json!({
                 "type": "verification_code",
                 "channel": "sms",
@@ -311,7 +312,7 @@ async fn send_sms(
                 }
             }
         }
-        _ => {
+        Sender::None => {
             tracing::warn!(
                 event = "verification_failed",
                 stage = "verification",
