@@ -24,7 +24,7 @@ pub async fn check(path: &Path) -> Vec<Problem> {
         let cs = &entry.settings;
         if entry.first_login == FirstLoginPolicy::Bind
             && settings.connectors.len() < 2
-            && checked.sender == Sender::None
+            && checked.sender == Some(Sender::None)
         {
             problems.push(Problem {
                 key: format!("connectors[{}].first_login", cs.id),

@@ -151,13 +151,13 @@ impl Algorithms {
 }
 
 /// What the one validation pass found: the settings, their typed values (a
-/// value at fault replaced by its default, and no master key when that is at
-/// fault) and every mistake, each naming its key. `idbridge doctor` goes on from
+/// value at fault replaced by its default, or `None` where there is none) and
+/// every mistake, each naming its key. `idbridge doctor` goes on from
 /// here whatever the mistakes; the broker starts only from a [`Config`].
 pub struct Checked {
     pub settings: Settings,
     pub master_key: Option<MasterKey>,
-    pub sender: Sender,
+    pub sender: Option<Sender>,
     pub algorithms: Algorithms,
     pub proxies: TrustedProxies,
     /// The `[[connectors]]` entries that have a valid id and a type, in order.
@@ -179,7 +179,7 @@ pub struct Config {
 impl Checked {
     /// Add the rules that depend on how the broker runs ([`Sender::check_mode`]).
     pub fn for_mode(mut self, dev_mode: bool) -> Self {
-        if let Err(e) = self.sender.check_mode(dev_mode) {
+        if let Some(Err(e)) = self.sender.map(|s| s.check_mode(dev_mode)) {
             self.errors.push(e);
         }
         self
@@ -188,18 +188,22 @@ impl Checked {
     /// The [`Config`], when nothing was found wrong.
     pub fn into_config(self) -> Result<Config, Vec<ConfigError>> {
         let mut errors = self.errors;
-        match self.master_key {
-            Some(master_key) if errors.is_empty() => Ok(Config {
+        match (self.master_key, self.sender) {
+            (Some(master_key), Some(sender)) if errors.is_empty() => Ok(Config {
                 settings: self.settings,
                 master_key,
-                sender: self.sender,
+                sender,
                 algorithms: self.algorithms,
                 proxies: self.proxies,
                 connectors: self.connectors,
             }),
-            master_key => {
-                if master_key.is_none() && errors.is_empty() {
-                    errors.push(missing_master_key());
+            (master_key, sender) => {
+                // The pass reports a value it could not type; never start without one.
+                if errors.is_empty() {
+                    errors.push(match (master_key, sender) {
+                        (None, _) => missing_master_key(),
+                        _ => ConfigError::new(Sender::KEY, "could not be read"),
+                    });
                 }
                 Err(errors)
             }

@@ -47,7 +47,7 @@ impl Config {
 /// The values [`validate`] typed on its way.
 struct Typed {
     master_key: Option<idbridge_tokens::MasterKey>,
-    sender: Sender,
+    sender: Option<Sender>,
     algorithms: Algorithms,
     proxies: TrustedProxies,
     connectors: Vec<ConnectorConfig>,
@@ -310,7 +310,7 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
     }
     Typed {
         master_key,
-        sender: sender.unwrap_or(Sender::None),
+        sender,
         algorithms,
         proxies,
         connectors,
