@@ -1,11 +1,12 @@
 //! One `[[connectors]]` entry, read once: the broker's own keys (`id`, `type`,
 //! `name`, `first_login`, `recheck_on_refresh`) typed and checked here, the
-//! connector's own keys left for its factory. `serve`, `serve --dev` and
-//! `idbridge doctor` all read entries through [`ConnectorConfig::parse`], so each
-//! check is written once.
+//! connector's own keys left for its factory. The configuration's one validation
+//! pass (`config::Checked::new`, which `serve`, `serve --dev` and
+//! `idbridge doctor` all go through) reads every entry with
+//! [`ConnectorConfig::read`], so each check is written once; what is checked
+//! across entries (an id used twice) is checked there.
 
-use crate::config::connector_settings;
-use idbridge_core::{ConfigError, Connector, ConnectorSettings};
+use idbridge_core::{ConfigError, Connector, ConnectorId, ConnectorSettings};
 
 /// What a connector does with a person it has never seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,31 +47,50 @@ pub struct ConnectorConfig {
 }
 
 impl ConnectorConfig {
-    /// Read one raw entry; every mistake found, each naming its key.
-    pub fn parse(raw: &serde_json::Value) -> Result<Self, Vec<ConfigError>> {
-        match Self::read(raw) {
+    /// Read entry `index` (its place in `[[connectors]]`, for the keys of an
+    /// entry without a usable id); every mistake found, each naming its key.
+    pub fn parse(index: usize, raw: &serde_json::Value) -> Result<Self, Vec<ConfigError>> {
+        match Self::read(index, raw) {
             (Some(entry), errors) if errors.is_empty() => Ok(entry),
             (_, errors) => Err(errors),
         }
     }
 
-    /// [`ConnectorConfig::parse`] for `idbridge doctor`, which reports every
-    /// problem at once: the entry (with defaults for the broker keys at fault)
-    /// as long as it has an id and a type, and the mistakes found.
-    pub fn read(raw: &serde_json::Value) -> (Option<Self>, Vec<ConfigError>) {
-        let mut raw = raw.clone();
-        let map = raw.as_object_mut();
-        let (first_login, recheck) = match map {
-            Some(m) => (m.remove("first_login"), m.remove("recheck_on_refresh")),
-            None => (None, None),
-        };
-        let settings = match connector_settings(&raw) {
-            Ok(settings) => settings,
-            Err(e) => return (None, vec![e]),
-        };
-        let key = |k: &str| format!("connectors[{}].{k}", settings.id);
+    /// [`ConnectorConfig::parse`] reporting every problem at once: the entry
+    /// (with defaults for the broker keys at fault) as long as it has a valid id
+    /// and a type, and the mistakes found.
+    pub fn read(index: usize, raw: &serde_json::Value) -> (Option<Self>, Vec<ConfigError>) {
         let mut errors = Vec::new();
-        let first_login = match first_login.as_ref().map(|v| v.as_str()) {
+        let mut map = raw.as_object().cloned().unwrap_or_default();
+        let id_raw = map.remove("id").and_then(|v| v.as_str().map(str::to_owned));
+        let id = match id_raw.as_deref().map(ConnectorId::parse) {
+            None => {
+                errors.push(ConfigError::new(
+                    format!("connectors[{index}].id"),
+                    "missing",
+                ));
+                None
+            }
+            Some(Err(msg)) => {
+                errors.push(ConfigError::new(format!("connectors[{index}].id"), msg));
+                None
+            }
+            Some(Ok(id)) => Some(id),
+        };
+        let kind = map
+            .remove("type")
+            .and_then(|v| v.as_str().map(str::to_owned));
+        if kind.is_none() {
+            errors.push(ConfigError::new(
+                format!("connectors[{}].type", id_raw.as_deref().unwrap_or("?")),
+                "missing",
+            ));
+        }
+        let (Some(id), Some(kind)) = (id, kind) else {
+            return (None, errors);
+        };
+        let key = |k: &str| format!("connectors[{id}].{k}");
+        let first_login = match map.remove("first_login").as_ref().map(|v| v.as_str()) {
             None => FirstLoginPolicy::Create,
             Some(Some("create")) => FirstLoginPolicy::Create,
             Some(Some("bind")) => FirstLoginPolicy::Bind,
@@ -83,7 +103,7 @@ impl ConnectorConfig {
                 FirstLoginPolicy::Create
             }
         };
-        let recheck_on_refresh = match recheck {
+        let recheck_on_refresh = match map.remove("recheck_on_refresh") {
             None => false,
             Some(serde_json::Value::Bool(b)) => b,
             Some(_) => {
@@ -94,8 +114,16 @@ impl ConnectorConfig {
                 false
             }
         };
+        let name = map
+            .remove("name")
+            .and_then(|v| v.as_str().map(str::to_owned));
         let entry = Self {
-            settings,
+            settings: ConnectorSettings {
+                id,
+                kind,
+                name,
+                options: serde_json::Value::Object(map),
+            },
             first_login,
             recheck_on_refresh,
         };
@@ -127,25 +155,31 @@ mod tests {
 
     #[test]
     fn broker_keys_are_typed_and_the_rest_goes_to_the_factory() {
-        let c = ConnectorConfig::parse(&json!({
-            "id": "wx", "type": "wechat-web", "name": "WeChat",
-            "first_login": "bind", "recheck_on_refresh": true, "appid": "wx1"
-        }))
+        let c = ConnectorConfig::parse(
+            0,
+            &json!({
+                "id": "wx", "type": "wechat-web", "name": "WeChat",
+                "first_login": "bind", "recheck_on_refresh": true, "appid": "wx1"
+            }),
+        )
         .unwrap();
         assert_eq!(c.first_login, FirstLoginPolicy::Bind);
         assert!(c.recheck_on_refresh);
         assert_eq!(c.settings.options, json!({ "appid": "wx1" }));
-        let c = ConnectorConfig::parse(&json!({ "id": "wx", "type": "wechat-web" })).unwrap();
+        let c = ConnectorConfig::parse(0, &json!({ "id": "wx", "type": "wechat-web" })).unwrap();
         assert_eq!(c.first_login, FirstLoginPolicy::Create);
         assert!(!c.recheck_on_refresh);
     }
 
     #[test]
     fn wrong_values_name_their_keys_all_at_once() {
-        let errors = ConnectorConfig::parse(&json!({
-            "id": "wx", "type": "wechat-web",
-            "first_login": "sometimes", "recheck_on_refresh": "yes"
-        }))
+        let errors = ConnectorConfig::parse(
+            0,
+            &json!({
+                "id": "wx", "type": "wechat-web",
+                "first_login": "sometimes", "recheck_on_refresh": "yes"
+            }),
+        )
         .unwrap_err();
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
@@ -155,5 +189,109 @@ mod tests {
                 "connectors[wx].recheck_on_refresh"
             ]
         );
+    }
+
+    #[test]
+    fn an_entry_without_a_usable_id_or_type_is_named_by_place_or_raw_id() {
+        for (raw, expected) in [
+            (
+                json!({ "type": "dev" }),
+                vec![("connectors[3].id", "missing")],
+            ),
+            (
+                json!({ "id": 7, "type": "dev" }),
+                vec![("connectors[3].id", "missing")],
+            ),
+            (
+                json!({ "id": "dev" }),
+                vec![("connectors[dev].type", "missing")],
+            ),
+            (
+                json!({}),
+                vec![
+                    ("connectors[3].id", "missing"),
+                    ("connectors[?].type", "missing"),
+                ],
+            ),
+            (
+                json!("not a table"),
+                vec![
+                    ("connectors[3].id", "missing"),
+                    ("connectors[?].type", "missing"),
+                ],
+            ),
+        ] {
+            let (entry, errors) = ConnectorConfig::read(3, &raw);
+            assert!(entry.is_none(), "{raw}");
+            let got: Vec<(&str, &str)> = errors
+                .iter()
+                .map(|e| (e.key.as_str(), e.message.as_str()))
+                .collect();
+            assert_eq!(got, expected, "{raw}");
+        }
+        let (entry, errors) = ConnectorConfig::read(3, &json!({ "id": "a b", "type": "dev" }));
+        assert!(entry.is_none());
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["connectors[3].id"], "{errors:?}");
+    }
+
+    #[test]
+    fn broker_key_values_are_typed_or_name_their_key() {
+        for (first_login, recheck, expected) in [
+            (
+                json!("create"),
+                json!(false),
+                Ok((FirstLoginPolicy::Create, false)),
+            ),
+            (
+                json!("bind"),
+                json!(true),
+                Ok((FirstLoginPolicy::Bind, true)),
+            ),
+            (
+                json!("deny"),
+                json!(false),
+                Ok((FirstLoginPolicy::Deny, false)),
+            ),
+            (
+                json!("Create"),
+                json!(false),
+                Err((
+                    "connectors[wx].first_login",
+                    "use \"create\", \"bind\" or \"deny\"",
+                )),
+            ),
+            (
+                json!(1),
+                json!(false),
+                Err((
+                    "connectors[wx].first_login",
+                    "use \"create\", \"bind\" or \"deny\"",
+                )),
+            ),
+            (
+                json!("create"),
+                json!("true"),
+                Err(("connectors[wx].recheck_on_refresh", "use true or false")),
+            ),
+        ] {
+            let raw = json!({
+                "id": "wx", "type": "wechat-web",
+                "first_login": first_login, "recheck_on_refresh": recheck
+            });
+            match (ConnectorConfig::parse(0, &raw), expected) {
+                (Ok(c), Ok((policy, recheck))) => {
+                    assert_eq!((c.first_login, c.recheck_on_refresh), (policy, recheck));
+                }
+                (Err(errors), Err((key, message))) => {
+                    assert_eq!(errors.len(), 1, "{errors:?}");
+                    assert_eq!(
+                        (errors[0].key.as_str(), errors[0].message.as_str()),
+                        (key, message)
+                    );
+                }
+                (got, want) => panic!("{raw}: {got:?}, expected {want:?}"),
+            }
+        }
     }
 }

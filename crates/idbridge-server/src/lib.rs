@@ -50,7 +50,6 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 use idbridge_core::{ConfigError, Registry};
 use idbridge_store::{Store, StoreOptions};
-use idbridge_tokens::MasterKey;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,26 +80,26 @@ pub struct Options {
     pub clock: Arc<Clock>,
 }
 
-/// Connect, migrate, build connectors and load (or create) signing keys.
+/// Check and type the settings ([`config::Config::new`], with the rules of
+/// `--dev` or of a run without it), then connect, migrate, build connectors and
+/// load (or create) signing keys.
 pub async fn build_state(
-    mut settings: Settings,
+    settings: Settings,
     registry: &Registry,
     options: &Options,
 ) -> Result<web::Data<AppState>, StartError> {
-    let master_raw = settings.signing.master_key.clone().unwrap_or_default();
-    let master_key = MasterKey::parse(&master_raw).map_err(|e| {
-        StartError::Config(vec![ConfigError::new("signing.master_key", e.to_string())])
-    })?;
+    let config = config::Config::new(settings, options.dev_mode).map_err(StartError::Config)?;
+    let master_key = config.master_key.clone();
     let store_err = |source| StartError::Store {
-        url: redact_url(&settings.storage.url),
+        url: redact_url(&config.settings.storage.url),
         source,
     };
     let store = Store::connect(
-        &settings.storage.url,
+        &config.settings.storage.url,
         StoreOptions {
-            max_connections: settings.storage.max_connections,
-            connect_timeout: Duration::from_secs(settings.storage.connect_timeout_secs),
-            query_timeout: Duration::from_secs(settings.storage.query_timeout_secs),
+            max_connections: config.settings.storage.max_connections,
+            connect_timeout: Duration::from_secs(config.settings.storage.connect_timeout_secs),
+            query_timeout: Duration::from_secs(config.settings.storage.query_timeout_secs),
         },
     )
     .await
@@ -113,7 +112,7 @@ pub async fn build_state(
         store.clone(),
         master_key.clone(),
     )));
-    let connectors = state::build_connectors(&settings, registry, options.dev_mode, &shared)
+    let connectors = state::build_connectors(&config, registry, options.dev_mode, &shared)
         .map_err(StartError::Config)?;
     let setups: Vec<_> = connectors
         .iter()
@@ -125,18 +124,14 @@ pub async fn build_state(
     if !not_ready.is_empty() {
         tracing::warn!(connectors = ?not_ready, "some connectors are not ready; the broker starts without them and keeps retrying");
     }
-    let default_alg = settings
-        .signing
-        .default_algorithm
-        .parse()
-        .unwrap_or(idbridge_tokens::Algorithm::RS256);
-    let access_token_alg = settings
-        .signing
-        .access_token_algorithm
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default_alg);
-    let keys = keys::Keys::new(state::algorithms(&settings), keys::policy(&settings))?;
+    let config::Config {
+        mut settings,
+        sender,
+        algorithms,
+        proxies,
+        ..
+    } = config;
+    let keys = keys::Keys::new(algorithms.keys, keys::policy(&settings))?;
     keys.sync(&store, &master_key, options.clock.now()).await?;
     let mut client_settings = settings.clients.clone();
     if let Some(secret) = &options.demo_secret {
@@ -175,15 +170,7 @@ pub async fn build_state(
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     let failures = limits::FailureLimiter::new(settings.server.failures_per_minute, store.clone());
     let fair = fair::FairShare::new(settings.server.in_progress_per_client);
-    let proxies = client_ip::TrustedProxies::parse(&settings.server.trusted_proxies)
-        .map_err(|e| StartError::Config(vec![ConfigError::new("server.trusted_proxies", e)]))?;
-    if settings.verification.sender == "log" && !options.dev_mode {
-        return Err(StartError::Config(vec![ConfigError::new(
-            "verification.sender",
-            "\"log\" writes codes to the log instead of sending them: development only (idbridge serve --dev); use \"webhook\"",
-        )]));
-    }
-    let verifier = one_time_codes::sender::Verifier::new(settings.verification.clone())
+    let verifier = one_time_codes::sender::Verifier::new(settings.verification.clone(), sender)
         .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     // Only hashes of the admin tokens are kept.
     let admin = admin::AdminTokens::new(&settings.admin.tokens).map_err(StartError::Config)?;
@@ -195,8 +182,8 @@ pub async fn build_state(
         issuer: settings.issuer.clone(),
         secure_cookies: settings.issuer.starts_with("https://"),
         dev_mode: options.dev_mode,
-        default_alg,
-        access_token_alg,
+        default_alg: algorithms.default,
+        access_token_alg: algorithms.access_token,
         settings,
         store,
         keys,

@@ -3,8 +3,7 @@
 
 use crate::clients::Clients;
 use crate::clock::Clock;
-use crate::config::Settings;
-use crate::connector_config::ConnectorConfig;
+use crate::config::{Config, Settings};
 use crate::keys::Keys;
 use idbridge_core::{BuildContext, ConfigError, Connector, Registry, Shared};
 use idbridge_store::Store;
@@ -91,29 +90,24 @@ impl AppState {
     }
 }
 
-/// Build every configured connector through the registry; all errors at once.
+/// Build every configured connector (read by the config's validation pass)
+/// through the registry; all errors at once.
 pub fn build_connectors(
-    settings: &Settings,
+    config: &Config,
     registry: &Registry,
     dev_mode: bool,
     shared: &Shared,
 ) -> Result<Vec<(String, ConnectorEntry)>, Vec<ConfigError>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for raw in &settings.connectors {
-        let entry = match ConnectorConfig::parse(raw) {
-            Ok(entry) => entry,
-            Err(mut errs) => {
-                errors.append(&mut errs);
-                continue;
-            }
-        };
+    let issuer = &config.settings.issuer;
+    for entry in &config.connectors {
         let cs = &entry.settings;
         let ctx = BuildContext {
             shared: shared.clone(),
             ..BuildContext::new(
-                settings.issuer.clone(),
-                format!("{}/callback/{}", settings.issuer, cs.id),
+                issuer.clone(),
+                format!("{issuer}/callback/{}", cs.id),
                 dev_mode,
             )
         };
@@ -142,19 +136,6 @@ pub fn build_connectors(
     } else {
         Err(errors)
     }
-}
-
-/// The algorithms keys are kept for: the configured ones, RS256 always first.
-pub fn algorithms(settings: &Settings) -> Vec<Algorithm> {
-    let mut algs = vec![Algorithm::RS256];
-    for a in &settings.signing.algorithms {
-        if let Ok(alg) = a.parse::<Algorithm>() {
-            if !algs.contains(&alg) {
-                algs.push(alg);
-            }
-        }
-    }
-    algs
 }
 
 pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;

@@ -3,36 +3,28 @@
 //! whether the master key opens the stored signing keys).
 
 use idbridge_core::{BuildContext, ConfigError, Problem};
-use idbridge_server::config;
-use idbridge_server::connector_config::{ConnectorConfig, FirstLoginPolicy};
+use idbridge_server::config::{self, Sender};
+use idbridge_server::connector_config::FirstLoginPolicy;
 use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn check(path: &Path) -> Vec<Problem> {
-    let (settings, errors) = config::load_with_problems(Some(path), &[]);
-    let config_ok = errors.is_empty();
-    let mut problems: Vec<Problem> = errors.into_iter().map(fatal).collect();
-    let Some(settings) = settings else {
-        return problems;
+    // The broker's own validation pass, then the rules of a run without --dev
+    // (which do not stand in the way of the database check).
+    let checked = match config::load_with_problems(Some(path), &[]) {
+        Ok(checked) => checked,
+        Err(errors) => return errors.into_iter().map(fatal).collect(),
     };
+    let config_ok = checked.errors.is_empty();
+    let checked = checked.for_mode(false);
+    let mut problems: Vec<Problem> = checked.errors.iter().cloned().map(fatal).collect();
+    let settings = &checked.settings;
     let registry = crate::registry();
-    if settings.verification.sender == "log" {
-        problems.push(Problem {
-            key: "verification.sender".into(),
-            message: "\"log\" writes one-time codes to the log instead of sending them: it works only under `idbridge serve --dev`; use \"webhook\" (your SMS gateway) or \"none\"".into(),
-            fatal: true,
-        });
-    }
-    for raw in &settings.connectors {
-        let (entry, errors) = ConnectorConfig::read(raw);
-        problems.extend(errors.into_iter().map(fatal));
-        let Some(entry) = entry else {
-            continue;
-        };
+    for entry in &checked.connectors {
         let cs = &entry.settings;
         if entry.first_login == FirstLoginPolicy::Bind
             && settings.connectors.len() < 2
-            && settings.verification.sender == "none"
+            && checked.sender == Some(Sender::None)
         {
             problems.push(Problem {
                 key: format!("connectors[{}].first_login", cs.id),
@@ -85,7 +77,7 @@ pub async fn check(path: &Path) -> Vec<Problem> {
         // The database check needs a valid storage.url and master key.
         return problems;
     }
-    match crate::open_store(&settings).await {
+    match crate::open_store(settings).await {
         Err(e) => problems.push(Problem {
             key: "storage.url".into(),
             message: e,
@@ -98,14 +90,7 @@ pub async fn check(path: &Path) -> Vec<Problem> {
                 fatal: true,
             }),
             Ok(()) => {
-                if let (Ok(rows), Some(master)) = (
-                    store.list_keys().await,
-                    settings
-                        .signing
-                        .master_key
-                        .as_deref()
-                        .and_then(|k| idbridge_tokens::MasterKey::parse(k).ok()),
-                ) {
+                if let (Ok(rows), Some(master)) = (store.list_keys().await, &checked.master_key) {
                     if let Some(row) = rows.first() {
                         if master.open(&row.private_key, row.kid.as_bytes()).is_err() {
                             problems.push(Problem {

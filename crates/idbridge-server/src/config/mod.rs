@@ -2,45 +2,52 @@
 //! `IDBRIDGE__SECTION__KEY` environment variable, secrets readable from `*_file`
 //! keys. Loading reports every mistake at once, each naming its key.
 //!
-//! `settings` holds the sections as the file spells them, `validate` the checks.
+//! `settings` holds the sections as the file spells them; `validate` is the one
+//! validation pass, which types what `typed` defines (the one-time-code sender,
+//! the signing algorithms, the trusted proxies, the master key, the
+//! `[[connectors]]` entries) on its way: a [`Checked`] for `idbridge doctor`, a
+//! [`Config`] for the broker (`serve` and `serve --dev` alike).
 
 mod settings;
+mod typed;
 mod validate;
 
 pub use settings::*;
-pub use validate::{check_redirect_uri, connector_settings, is_loopback};
+pub use typed::{Algorithms, Checked, Config, Sender};
+pub use validate::{check_redirect_uri, is_loopback};
 
 use idbridge_core::ConfigError;
 use std::path::Path;
 
-/// Load and validate; every problem at once, each naming its key.
+/// Load and validate; every problem at once, each naming its key. (The rules of
+/// a mode, such as `verification.sender = "log"` only under `--dev`, are
+/// [`Config::new`]'s.)
 pub fn load(
     path: Option<&Path>,
     overrides: &[(&str, String)],
 ) -> Result<Settings, Vec<ConfigError>> {
     match load_with_problems(path, overrides) {
-        (Some(settings), errors) if errors.is_empty() => Ok(settings),
-        (_, errors) => Err(errors),
+        Ok(checked) if checked.errors.is_empty() => Ok(checked.settings),
+        Ok(checked) => Err(checked.errors),
+        Err(errors) => Err(errors),
     }
 }
 
-/// Load and validate, keeping the settings even when some values are wrong (for
-/// `idbridge doctor`, which goes on to check connectors and the database).
-/// `None` only when the file cannot be read or has the wrong shape.
+/// Load and validate, keeping the settings and what could be typed even when
+/// some values are wrong (for `idbridge doctor`, which goes on to check
+/// connectors and the database): [`Checked::errors`] has every mistake. `Err`
+/// only when the file cannot be read or has the wrong shape.
 pub fn load_with_problems(
     path: Option<&Path>,
     overrides: &[(&str, String)],
-) -> (Option<Settings>, Vec<ConfigError>) {
+) -> Result<Checked, Vec<ConfigError>> {
     let mut builder = config::Config::builder();
     if let Some(path) = path {
         if !path.exists() {
-            return (
-                None,
-                vec![ConfigError::new(
-                    "--config",
-                    format!("file {} does not exist", path.display()),
-                )],
-            );
+            return Err(vec![ConfigError::new(
+                "--config",
+                format!("file {} does not exist", path.display()),
+            )]);
         }
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
@@ -56,21 +63,23 @@ pub fn load_with_problems(
     for (key, value) in overrides {
         builder = match builder.set_override(*key, value.clone()) {
             Ok(b) => b,
-            Err(e) => return (None, vec![ConfigError::new(*key, e.to_string())]),
+            Err(e) => return Err(vec![ConfigError::new(*key, e.to_string())]),
         };
     }
     let raw = match builder.build() {
         Ok(raw) => raw,
-        Err(e) => return (None, vec![config_error(e)]),
+        Err(e) => return Err(vec![config_error(e)]),
     };
     let mut settings: Settings = match raw.try_deserialize() {
         Ok(s) => s,
-        Err(e) => return (None, vec![config_error(e)]),
+        Err(e) => return Err(vec![config_error(e)]),
     };
     let mut errors = Vec::new();
     resolve_secret_files(&mut settings, &mut errors);
-    validate::validate(&settings, &mut errors);
-    (Some(settings), errors)
+    let mut checked = Checked::new(settings);
+    errors.append(&mut checked.errors);
+    checked.errors = errors;
+    Ok(checked)
 }
 
 fn config_error(e: config::ConfigError) -> ConfigError {
@@ -316,7 +325,10 @@ mod properties {
             prop_assert!(std::fs::create_dir_all(&dir).is_ok());
             let path = dir.join("idbridge.toml");
             prop_assert!(std::fs::write(&path, &text).is_ok());
-            let (_settings, errors) = load_with_problems(Some(&path), &[]);
+            let errors = match load_with_problems(Some(&path), &[]) {
+                Ok(checked) => checked.errors,
+                Err(errors) => errors,
+            };
             for e in &errors {
                 prop_assert!(!e.key.is_empty() && !e.message.is_empty(), "{:?}", e);
             }

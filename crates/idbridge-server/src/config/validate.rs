@@ -1,9 +1,13 @@
-//! Checking loaded settings: every wrong value reported under its key, all at
-//! once; and the checks other places reuse (redirect URIs, loopback hosts, a
-//! `[[connectors]]` entry split for the registry).
+//! The one validation pass over loaded settings ([`Checked::new`]): every wrong
+//! value reported under its key, all at once, and the typed values made on the
+//! way ([`Config::new`] for the broker); and the checks other places reuse
+//! (redirect URIs, loopback hosts).
 
+use super::typed::{missing_master_key, Algorithms, Checked, Config, Sender};
 use super::Settings;
-use idbridge_core::{ConfigError, ConnectorId};
+use crate::client_ip::TrustedProxies;
+use crate::connector_config::ConnectorConfig;
+use idbridge_core::ConfigError;
 
 /// Is this an absolute http(s) URL on a loopback host?
 pub fn is_loopback(url: &url::Url) -> bool {
@@ -15,7 +19,41 @@ pub fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-pub(super) fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
+impl Checked {
+    /// Check `settings` (without the rules of a mode: [`Checked::for_mode`]).
+    pub fn new(settings: Settings) -> Checked {
+        let mut errors = Vec::new();
+        let typed = validate(&settings, &mut errors);
+        Checked {
+            settings,
+            master_key: typed.master_key,
+            sender: typed.sender,
+            algorithms: typed.algorithms,
+            proxies: typed.proxies,
+            connectors: typed.connectors,
+            errors,
+        }
+    }
+}
+
+impl Config {
+    /// Check and type `settings` for a broker run with `--dev` or without: the
+    /// one validation pass and the rules of that mode; every mistake at once.
+    pub fn new(settings: Settings, dev_mode: bool) -> Result<Config, Vec<ConfigError>> {
+        Checked::new(settings).for_mode(dev_mode).into_config()
+    }
+}
+
+/// The values [`validate`] typed on its way.
+struct Typed {
+    master_key: Option<idbridge_tokens::MasterKey>,
+    sender: Option<Sender>,
+    algorithms: Algorithms,
+    proxies: TrustedProxies,
+    connectors: Vec<ConnectorConfig>,
+}
+
+fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
     match url::Url::parse(&s.issuer) {
         Ok(u) => {
             if u.scheme() != "https" && !(u.scheme() == "http" && is_loopback(&u)) {
@@ -39,9 +77,13 @@ pub(super) fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             format!("{:?} is not an absolute URL: {e}", s.issuer),
         )),
     }
-    if let Err(e) = crate::client_ip::TrustedProxies::parse(&s.server.trusted_proxies) {
-        errors.push(ConfigError::new("server.trusted_proxies", e));
-    }
+    let proxies = match TrustedProxies::parse(&s.server.trusted_proxies) {
+        Ok(proxies) => proxies,
+        Err(e) => {
+            errors.push(ConfigError::new("server.trusted_proxies", e));
+            TrustedProxies::default()
+        }
+    };
     if !(1..=300).contains(&s.server.request_read_timeout_secs) {
         errors.push(ConfigError::new(
             "server.request_read_timeout_secs",
@@ -54,48 +96,20 @@ pub(super) fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             "must be between 0 and 300 seconds",
         ));
     }
-    let mut algs = Vec::new();
-    for a in &s.signing.algorithms {
-        match a.parse::<idbridge_tokens::Algorithm>() {
-            Ok(alg) => algs.push(alg),
-            Err(_) => errors.push(ConfigError::new(
-                "signing.algorithms",
-                format!("unknown algorithm {a:?}; use RS256, ES256 or EdDSA"),
-            )),
+    let algorithms = Algorithms::read(&s.signing, errors);
+    let master_key = match &s.signing.master_key {
+        None => {
+            errors.push(missing_master_key());
+            None
         }
-    }
-    for (key, value) in [
-        (
-            "signing.default_algorithm",
-            Some(&s.signing.default_algorithm),
-        ),
-        (
-            "signing.access_token_algorithm",
-            s.signing.access_token_algorithm.as_ref(),
-        ),
-    ] {
-        let Some(value) = value else { continue };
-        match value.parse::<idbridge_tokens::Algorithm>() {
-            Ok(alg) if alg != idbridge_tokens::Algorithm::RS256 && !algs.contains(&alg) => errors
-                .push(ConfigError::new(
-                    key,
-                    format!("{} is not listed in signing.algorithms", alg.as_str()),
-                )),
-            Ok(_) => {}
-            Err(_) => errors.push(ConfigError::new(key, "use RS256, ES256 or EdDSA")),
-        }
-    }
-    match &s.signing.master_key {
-        None => errors.push(ConfigError::new(
-            "signing.master_key",
-            "missing: set signing.master_key or signing.master_key_file (32 random bytes, base64; `idbridge keys generate-master` prints one)",
-        )),
-        Some(k) => {
-            if let Err(e) = idbridge_tokens::MasterKey::parse(k) {
+        Some(k) => match idbridge_tokens::MasterKey::parse(k) {
+            Ok(key) => Some(key),
+            Err(e) => {
                 errors.push(ConfigError::new("signing.master_key", e.to_string()));
+                None
             }
-        }
-    }
+        },
+    };
     if !(s.storage.url.starts_with("sqlite:")
         || s.storage.url.starts_with("postgres://")
         || s.storage.url.starts_with("postgresql://"))
@@ -199,38 +213,25 @@ pub(super) fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
             }
         }
         if let Some(alg) = &c.id_token_signed_response_alg {
-            match alg.parse::<idbridge_tokens::Algorithm>() {
-                Ok(a) if a == idbridge_tokens::Algorithm::RS256 || algs.contains(&a) => {}
-                _ => errors.push(ConfigError::new(
-                    key("id_token_signed_response_alg"),
-                    format!("{alg:?} is not one of signing.algorithms"),
-                )),
+            if let Err(e) = algorithms.for_client(&c.id, alg) {
+                errors.push(e);
             }
         }
     }
+    let mut connectors = Vec::new();
     let mut ids = std::collections::BTreeSet::new();
-    for (i, conn) in s.connectors.iter().enumerate() {
-        let id = conn.get("id").and_then(|v| v.as_str());
-        match id {
-            None => errors.push(ConfigError::new(format!("connectors[{i}].id"), "missing")),
-            Some(id) => {
-                if let Err(msg) = ConnectorId::parse(id) {
-                    errors.push(ConfigError::new(format!("connectors[{i}].id"), msg));
-                }
-                if !ids.insert(id.to_owned()) {
-                    errors.push(ConfigError::new(
-                        format!("connectors[{id}].id"),
-                        "is used twice",
-                    ));
-                }
+    for (i, raw) in s.connectors.iter().enumerate() {
+        let (entry, mut errs) = ConnectorConfig::read(i, raw);
+        errors.append(&mut errs);
+        if let Some(id) = raw.get("id").and_then(|v| v.as_str()) {
+            if !ids.insert(id.to_owned()) {
+                errors.push(ConfigError::new(
+                    format!("connectors[{id}].id"),
+                    "is used twice",
+                ));
             }
         }
-        if conn.get("type").and_then(|v| v.as_str()).is_none() {
-            errors.push(ConfigError::new(
-                format!("connectors[{}].type", id.unwrap_or("?")),
-                "missing",
-            ));
-        }
+        connectors.extend(entry);
     }
     if s.account.reauth_after_secs < 0 {
         errors.push(ConfigError::new(
@@ -239,9 +240,15 @@ pub(super) fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
         ));
     }
     let v = &s.verification;
-    match v.sender.as_str() {
-        "none" | "log" => {}
-        "webhook" => match v.webhook_url.as_deref().map(url::Url::parse) {
+    let sender = match Sender::parse(&v.sender) {
+        Ok(sender) => Some(sender),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    if sender == Some(Sender::Webhook) {
+        match v.webhook_url.as_deref().map(url::Url::parse) {
             Some(Ok(u)) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => {}
             Some(_) => errors.push(ConfigError::new(
                 "verification.webhook_url",
@@ -251,17 +258,13 @@ pub(super) fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
                 "verification.webhook_url",
                 "missing: sender = \"webhook\" posts each code there",
             )),
-        },
-        other => errors.push(ConfigError::new(
-            "verification.sender",
-            format!("{other:?}: use \"none\", \"webhook\" or \"log\" (development only)"),
-        )),
-    }
-    if v.sender == "webhook" && v.webhook_secret.as_deref().is_none_or(|s| s.len() < 16) {
-        errors.push(ConfigError::new(
-            "verification.webhook_secret",
-            "missing or shorter than 16 characters: the receiver checks each webhook's signature with it",
-        ));
+        }
+        if v.webhook_secret.as_deref().is_none_or(|s| s.len() < 16) {
+            errors.push(ConfigError::new(
+                "verification.webhook_secret",
+                "missing or shorter than 16 characters: the receiver checks each webhook's signature with it",
+            ));
+        }
     }
     for (key, value) in [
         ("verification.code_ttl_secs", v.code_ttl_secs),
@@ -288,7 +291,7 @@ pub(super) fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
         ));
     }
     for c in &s.clients {
-        if c.require_phone && v.sender == "none" {
+        if c.require_phone && sender == Some(Sender::None) {
             errors.push(ConfigError::new(
                 format!("clients[{}].require_phone", c.id),
                 "needs a way to send codes: set verification.sender (\"webhook\")",
@@ -304,6 +307,13 @@ pub(super) fn validate(s: &Settings, errors: &mut Vec<ConfigError>) {
                 ));
             }
         }
+    }
+    Typed {
+        master_key,
+        sender,
+        algorithms,
+        proxies,
+        connectors,
     }
 }
 
@@ -323,28 +333,89 @@ pub fn check_redirect_uri(uri: &str, public: bool) -> Result<(), String> {
     }
 }
 
-/// The `[[connectors]]` entry split into what the registry needs.
-pub fn connector_settings(
-    raw: &serde_json::Value,
-) -> Result<idbridge_core::ConnectorSettings, ConfigError> {
-    let mut map = raw.as_object().cloned().unwrap_or_default();
-    let id_raw = map
-        .remove("id")
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .ok_or_else(|| ConfigError::new("connectors[].id", "missing"))?;
-    let id = ConnectorId::parse(&id_raw)
-        .map_err(|m| ConfigError::new(format!("connectors[{id_raw}].id"), m))?;
-    let kind = map
-        .remove("type")
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .ok_or_else(|| ConfigError::new(format!("connectors[{id}].type"), "missing"))?;
-    let name = map
-        .remove("name")
-        .and_then(|v| v.as_str().map(str::to_owned));
-    Ok(idbridge_core::ConnectorSettings {
-        id,
-        kind,
-        name,
-        options: serde_json::Value::Object(map),
-    })
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use idbridge_tokens::Algorithm;
+
+    const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY";
+
+    fn settings(extra: &[(&str, &str)]) -> Settings {
+        let mut overrides = vec![
+            ("issuer", "https://id.example.com".to_owned()),
+            ("signing.master_key", MASTER_KEY.to_owned()),
+        ];
+        overrides.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        crate::config::load(None, &overrides).unwrap()
+    }
+
+    #[test]
+    fn the_pass_types_what_the_broker_uses() {
+        let mut s = settings(&[
+            ("signing.access_token_algorithm", "ES256"),
+            ("verification.sender", "webhook"),
+            ("verification.webhook_url", "https://sms.example.com/send"),
+            ("verification.webhook_secret", "0123456789abcdef"),
+        ]);
+        s.signing.algorithms = vec!["ES256".into()];
+        s.connectors = vec![serde_json::json!({"id": "dev", "type": "dev", "first_login": "deny"})];
+        let config = Config::new(s, false).unwrap();
+        assert_eq!(config.sender, Sender::Webhook);
+        assert_eq!(config.algorithms.keys, [Algorithm::RS256, Algorithm::ES256]);
+        assert_eq!(config.algorithms.default, Algorithm::RS256);
+        assert_eq!(config.algorithms.access_token, Algorithm::ES256);
+        assert_eq!(config.connectors.len(), 1);
+        assert_eq!(
+            config.connectors[0].first_login,
+            crate::connector_config::FirstLoginPolicy::Deny
+        );
+    }
+
+    #[test]
+    fn log_passes_the_pass_but_starts_only_under_dev() {
+        let s = settings(&[("verification.sender", "log")]);
+        assert_eq!(Config::new(s.clone(), true).unwrap().sender, Sender::Log);
+        let errors = Config::new(s, false).err().unwrap();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["verification.sender"]);
+    }
+
+    #[test]
+    fn connector_entries_are_checked_in_the_pass_each_mistake_once() {
+        let mut s = settings(&[]);
+        s.connectors = vec![
+            serde_json::json!({"id": "d", "type": "dev", "first_login": "maybe"}),
+            serde_json::json!({"id": "d", "type": "dev"}),
+            serde_json::json!({"type": "dev"}),
+        ];
+        let checked = Checked::new(s);
+        let keys: Vec<&str> = checked.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "connectors[d].first_login",
+                "connectors[d].id",
+                "connectors[2].id"
+            ]
+        );
+        assert_eq!(
+            checked.connectors.len(),
+            2,
+            "both entries with an id and a type"
+        );
+    }
+
+    #[test]
+    fn a_missing_master_key_is_named_and_there_is_no_config() {
+        let s = crate::config::load_with_problems(
+            None,
+            &[("issuer", "https://id.example.com".to_owned())],
+        )
+        .ok()
+        .unwrap();
+        assert!(s.master_key.is_none());
+        let errors = s.into_config().err().unwrap();
+        assert_eq!(errors[0].key, "signing.master_key");
+    }
 }

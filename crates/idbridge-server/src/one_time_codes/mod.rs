@@ -17,6 +17,7 @@ pub use phone_number::{mask_phone, normalize_phone};
 pub use sender::{Outbox, OutboxEntry, Verifier};
 
 use crate::audit::Event;
+use crate::config::Sender;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
@@ -280,8 +281,8 @@ async fn send_sms(
     text: &str,
 ) -> bool {
     let v = &state.verifier;
-    match v.settings.sender.as_str() {
-        "log" => {
+    match v.sender {
+        Sender::Log => {
             tracing::info!(
                 stage = "verification",
                 channel = "sms",
@@ -291,7 +292,7 @@ async fn send_sms(
             );
             true
         }
-        "webhook" => {
+        Sender::Webhook => {
             let body = serde_json::json!({
                 "type": "verification_code",
                 "channel": "sms",
@@ -310,7 +311,7 @@ async fn send_sms(
                 }
             }
         }
-        _ => {
+        Sender::None => {
             tracing::warn!(
                 event = "verification_failed",
                 stage = "verification",

@@ -2,7 +2,7 @@
 //! to the operator's gateway; in development, the log and the dev outbox), built
 //! once from `[verification]`.
 
-use crate::config::VerificationSettings;
+use crate::config::{Sender, VerificationSettings};
 use idbridge_core::Locale;
 use idbridge_store::SendLimits;
 use idbridge_tokens::hmac_sha256_hex;
@@ -45,12 +45,14 @@ impl Outbox {
 /// The code machinery, built once from `[verification]`.
 pub struct Verifier {
     pub settings: VerificationSettings,
+    /// `verification.sender`, typed by the config's validation pass.
+    pub sender: Sender,
     pub outbox: Outbox,
     http: reqwest::Client,
 }
 
 impl Verifier {
-    pub fn new(settings: VerificationSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: VerificationSettings, sender: Sender) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(3))
@@ -58,6 +60,7 @@ impl Verifier {
             .build()?;
         Ok(Self {
             settings,
+            sender,
             outbox: Outbox::default(),
             http,
         })
@@ -65,7 +68,7 @@ impl Verifier {
 
     /// Whether codes can be sent to phone numbers at all.
     pub fn phone_codes(&self) -> bool {
-        self.settings.sender != "none"
+        self.sender.sends_to_phones()
     }
 
     pub(super) fn limits(&self) -> SendLimits {

@@ -277,8 +277,11 @@ async fn a_repeated_callback_answers_by_form_post_again(db_url: &str) {
 both_backends!(a_repeated_callback_answers_by_form_post_again);
 
 async fn query_mode_and_unknown_modes(db_url: &str) {
+    // A custom scheme is a redirect URI only a public (native) app may register.
     let broker = start(db_url, None, |s| {
-        s.clients[0].redirect_uris.push(NATIVE_REDIRECT.into());
+        for c in s.clients.iter_mut().filter(|c| c.id == SPA_ID) {
+            c.redirect_uris.push(NATIVE_REDIRECT.into());
+        }
     })
     .await;
     let base = broker.base.as_str();
@@ -301,6 +304,7 @@ async fn query_mode_and_unknown_modes(db_url: &str) {
     // form_post to a redirect URI a browser cannot POST to: invalid_request, by redirect.
     let (url, _) = authorize_url(base, &[("response_mode", "form_post")]);
     let url = with_param(&url, "redirect_uri", NATIVE_REDIRECT);
+    let url = with_param(&url, "client_id", SPA_ID);
     let resp = browser().get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 302);
     let back = location(&resp);

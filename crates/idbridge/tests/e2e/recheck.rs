@@ -176,8 +176,9 @@ async fn recheck_on_a_connector_without_refresh_is_refused_by_name() {
     s.connectors = vec![serde_json::json!({
         "id": "dev", "type": "dev", "recheck_on_refresh": true
     })];
+    let config = idbridge_server::config::Config::new(s, true).expect("the entry reads");
     let errors = match idbridge_server::state::build_connectors(
-        &s,
+        &config,
         &idbridge::registry(),
         true,
         &idbridge_core::Shared::default(),
