@@ -18,6 +18,7 @@ mod instances;
 mod limits;
 mod offline_access;
 mod oidc_client;
+mod oidc_upstream;
 mod provider;
 mod recheck;
 mod reliability;

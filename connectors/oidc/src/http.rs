@@ -1,0 +1,224 @@
+//! The one HTTP client of a connector: connect and total timeouts, redirects
+//! never followed, bodies capped, and failures turned into `ConnectorError`s
+//! that name the endpoint and say what to do. URLs are never logged or put
+//! into errors with their query (codes and tokens travel in bodies anyway).
+
+use idbridge_connector_kit::options::Timeouts;
+use idbridge_core::{ConnectorError, ErrorKind, Stage};
+use reqwest::header::{CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use serde_json::{Map, Value};
+
+/// The largest answer read from the provider (discovery, keys, tokens, userinfo).
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+
+const USER_AGENT: &str = concat!("idbridge-oidc/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    timeouts: Timeouts,
+}
+
+/// What came back.
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub www_authenticate: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// `scheme://host[:port]/path` of `url`, without its query, for messages.
+pub fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => url.chars().take(120).collect(),
+    }
+}
+
+impl Http {
+    pub fn new(timeouts: Timeouts) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.total)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| e.without_url().to_string())?;
+        Ok(Self { client, timeouts })
+    }
+
+    pub fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        self.client.get(url)
+    }
+
+    pub fn post(&self, url: &str) -> reqwest::RequestBuilder {
+        self.client.post(url)
+    }
+
+    /// Send `request` (to `url`, what it is: "the discovery document") and read
+    /// the answer; a transport failure, a redirect or an oversized body is an
+    /// error at `stage`.
+    pub async fn send(
+        &self,
+        stage: Stage,
+        what: &str,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, ConnectorError> {
+        let started = std::time::Instant::now();
+        let result = self.send_inner(stage, what, url, request).await;
+        let elapsed_ms = started.elapsed().as_millis();
+        match &result {
+            Ok(a) => {
+                tracing::debug!(stage = stage.as_str(), what, url = %shown(url), status = a.status, elapsed_ms, "oidc upstream call")
+            }
+            Err(e) => {
+                tracing::debug!(stage = stage.as_str(), what, url = %shown(url), kind = e.kind.as_str(), elapsed_ms, "oidc upstream call failed")
+            }
+        }
+        result
+    }
+
+    async fn send_inner(
+        &self,
+        stage: Stage,
+        what: &str,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, ConnectorError> {
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(stage, what, url, e))?;
+        let status = response.status().as_u16();
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header(CONTENT_TYPE);
+        let www_authenticate = header(WWW_AUTHENTICATE);
+        if (300..400).contains(&status) {
+            let target = header(LOCATION)
+                .map(|l| shown(&l))
+                .unwrap_or_else(|| "nowhere".into());
+            return Err(ConnectorError::new(stage, ErrorKind::Misconfigured)
+                .upstream(format!("HTTP {status}"), format!("redirect to {target}"))
+                .fix(format!(
+                    "{what} at {} answered with a redirect to {target}, which is never followed: check the configured issuer (scheme, host, path, trailing slash) against the provider's own",
+                    shown(url)
+                )));
+        }
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_BODY_BYTES as u64)
+        {
+            return Err(too_large(stage, what, url));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(stage, what, url, e))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large(stage, what, url));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            content_type,
+            www_authenticate,
+            body,
+        })
+    }
+
+    fn transport_error(
+        &self,
+        stage: Stage,
+        what: &str,
+        url: &str,
+        error: reqwest::Error,
+    ) -> ConnectorError {
+        let error = error.without_url();
+        let place = shown(url);
+        if error.is_timeout() {
+            let (limit, during) = if error.is_connect() {
+                (self.timeouts.connect, "connecting")
+            } else {
+                (self.timeouts.total, "waiting for the answer")
+            };
+            return ConnectorError::new(stage, ErrorKind::Timeout).fix(format!(
+                "no answer for {what} from {place} within {} s ({during}): check the broker's egress to the provider (firewall, proxy, DNS), or raise connect_timeout_secs / timeout_secs",
+                limit.as_secs_f64()
+            ));
+        }
+        let detail = error_chain(&error);
+        let fix = if error.is_connect() {
+            format!("could not connect to {place} for {what}: check the issuer's host and port, DNS, firewall and proxy for the broker's egress")
+        } else {
+            format!("the connection to {place} failed before a complete answer to {what}: retry; if it persists, look at proxies or TLS between the broker and the provider")
+        };
+        ConnectorError::new(stage, ErrorKind::UpstreamUnavailable)
+            .upstream("transport", detail)
+            .fix(fix)
+    }
+}
+
+fn too_large(stage: Stage, what: &str, url: &str) -> ConnectorError {
+    ConnectorError::new(stage, ErrorKind::BadResponse).fix(format!(
+        "{what} at {} is larger than {MAX_BODY_BYTES} bytes; this is not an OpenID provider's answer",
+        shown(url)
+    ))
+}
+
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        if parts.len() >= 5 {
+            break;
+        }
+        source = s.source();
+    }
+    parts.join(": ").chars().take(240).collect()
+}
+
+/// The answer's body as a JSON object, or `BadResponse` naming `what`.
+pub fn json_object(
+    stage: Stage,
+    what: &str,
+    url: &str,
+    answer: &Answer,
+) -> Result<Map<String, Value>, ConnectorError> {
+    match serde_json::from_slice::<Value>(&answer.body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => {
+            let start: String = String::from_utf8_lossy(&answer.body)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(80)
+                .collect();
+            Err(ConnectorError::new(stage, ErrorKind::BadResponse)
+                .upstream(format!("HTTP {}", answer.status), start)
+                .fix(format!(
+                    "{what} at {} is not a JSON object (content type {}): check the issuer points at an OpenID provider",
+                    shown(url),
+                    answer.content_type.as_deref().unwrap_or("none")
+                )))
+        }
+    }
+}

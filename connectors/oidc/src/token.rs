@@ -1,0 +1,296 @@
+//! The token endpoint (authorization code and refresh token grants, with the
+//! client authentication configured) and the userinfo endpoint.
+
+use crate::config::{ClientAuth, Credentials};
+use crate::http::{json_object, shown, Answer, Http};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use idbridge_connector_kit::flow::random_token;
+use idbridge_core::{ConnectorError, ErrorKind, Stage};
+use serde_json::{Map, Value};
+
+/// The token endpoint's successful answer.
+#[derive(Clone)]
+pub struct Tokens {
+    pub access_token: String,
+    pub id_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<i64>,
+    pub refresh_expires_in: Option<i64>,
+    pub scope: Option<String>,
+}
+
+/// RFC 6749 2.3.1: the id and secret are form-urlencoded before Basic.
+fn basic(client_id: &str, secret: &str) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret)))
+    )
+}
+
+/// Who we are, at the token endpoint.
+pub struct Client<'a> {
+    pub http: &'a Http,
+    pub client_id: &'a str,
+    pub credentials: &'a Credentials,
+    pub token_endpoint: &'a str,
+    pub now: i64,
+}
+
+impl Client<'_> {
+    fn authenticated(
+        &self,
+        stage: Stage,
+        mut form: Vec<(&'static str, String)>,
+    ) -> Result<reqwest::RequestBuilder, ConnectorError> {
+        let mut request = self.http.post(self.token_endpoint);
+        match self.credentials {
+            Credentials::Secret(ClientAuth::SecretPost, secret) => {
+                form.push(("client_id", self.client_id.to_owned()));
+                form.push(("client_secret", secret.expose().to_owned()));
+            }
+            Credentials::Secret(_, secret) => {
+                request = request.header(
+                    reqwest::header::AUTHORIZATION,
+                    basic(self.client_id, secret.expose()),
+                );
+            }
+            Credentials::PrivateKey(key) => {
+                let mut header = jsonwebtoken::Header::new(key.alg);
+                header.kid = key.kid.clone();
+                let claims = serde_json::json!({
+                    "iss": self.client_id,
+                    "sub": self.client_id,
+                    "aud": self.token_endpoint,
+                    "jti": random_token(24),
+                    "iat": self.now,
+                    "exp": self.now + 60,
+                });
+                let assertion = jsonwebtoken::encode(&header, &claims, &key.key).map_err(|_| {
+                    ConnectorError::new(stage, ErrorKind::Misconfigured)
+                        .fix("cannot sign the client assertion with private_key: check it matches private_key_alg")
+                })?;
+                form.push(("client_id", self.client_id.to_owned()));
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ));
+                form.push(("client_assertion", assertion));
+            }
+        }
+        Ok(request
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form))
+    }
+
+    /// `grant_type=authorization_code`.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<Tokens, ConnectorError> {
+        let form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("redirect_uri", redirect_uri.to_owned()),
+            ("code_verifier", verifier.to_owned()),
+        ];
+        let request = self.authenticated(Stage::TokenExchange, form)?;
+        self.call(Stage::TokenExchange, "the code exchange", request)
+            .await
+    }
+
+    /// `grant_type=refresh_token`.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, ConnectorError> {
+        let form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh_token.to_owned()),
+        ];
+        let request = self.authenticated(Stage::Refresh, form)?;
+        self.call(Stage::Refresh, "the refresh token grant", request)
+            .await
+    }
+
+    async fn call(
+        &self,
+        stage: Stage,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Tokens, ConnectorError> {
+        let url = self.token_endpoint;
+        let answer = self.http.send(stage, what, url, request).await?;
+        if answer.status != 200 {
+            return Err(self.token_error(stage, what, &answer));
+        }
+        let body = json_object(stage, what, url, &answer)?;
+        let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        let Some(access_token) = field("access_token").filter(|t| !t.is_empty()) else {
+            return Err(
+                ConnectorError::new(stage, ErrorKind::BadResponse).fix(format!(
+                    "the token endpoint {} answered {what} without an access_token",
+                    shown(url)
+                )),
+            );
+        };
+        if let Some(t) = field("token_type") {
+            if !t.eq_ignore_ascii_case("bearer") && !t.eq_ignore_ascii_case("dpop") {
+                return Err(ConnectorError::new(stage, ErrorKind::BadResponse).fix(format!(
+                    "the token endpoint issued a token of type {t:?}; only Bearer tokens are supported"
+                )));
+            }
+        }
+        let seconds = |k: &str| {
+            body.get(k).and_then(|v| {
+                v.as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
+        };
+        Ok(Tokens {
+            access_token,
+            id_token: field("id_token").filter(|t| !t.is_empty()),
+            refresh_token: field("refresh_token").filter(|t| !t.is_empty()),
+            expires_in: seconds("expires_in"),
+            refresh_expires_in: seconds("refresh_expires_in"),
+            scope: field("scope"),
+        })
+    }
+
+    fn token_error(&self, stage: Stage, what: &str, answer: &Answer) -> ConnectorError {
+        let body: Map<String, Value> = serde_json::from_slice(&answer.body).unwrap_or_default();
+        let code = body.get("error").and_then(Value::as_str).map(str::to_owned);
+        let description = body
+            .get("error_description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect::<String>();
+        let url = shown(self.token_endpoint);
+        let method = self.credentials.method().as_str();
+        let (kind, fix) = match code.as_deref() {
+            Some("invalid_grant") if stage == Stage::Refresh => (
+                ErrorKind::InvalidCode,
+                "the provider no longer accepts the refresh token: the person's session or consent ended there (signed out, disabled, consent revoked); they sign in again".to_owned(),
+            ),
+            Some("invalid_grant") => (
+                ErrorKind::InvalidCode,
+                "the provider refused the code: expired, already used (a replayed or doubled callback), or issued for another redirect_uri or PKCE verifier; start the sign-in again".to_owned(),
+            ),
+            Some("invalid_client") => (
+                ErrorKind::BadCredentials,
+                match self.credentials {
+                    Credentials::PrivateKey(_) => format!("the provider refused the client authentication of client_id {:?} (token_endpoint_auth = \"private_key_jwt\"): check that the public key of private_key (kid private_key_id) is registered for the client at the provider, and that the client is set up for private_key_jwt", self.client_id),
+                    Credentials::Secret(..) => format!("the provider refused client_id {:?} with its client_secret (token_endpoint_auth = {method:?}): check that client_secret (or client_secret_file) is the client's current secret at the provider and that the client is set up for {method}", self.client_id),
+                },
+            ),
+            Some("unauthorized_client") => (
+                ErrorKind::Misconfigured,
+                format!("the client {:?} may not use this grant at the provider: allow the authorization_code (and refresh_token) grant types for it", self.client_id),
+            ),
+            Some("unsupported_grant_type") => (
+                ErrorKind::Misconfigured,
+                "the provider does not support this grant type: enable authorization_code and refresh_token".to_owned(),
+            ),
+            Some("invalid_scope") => (
+                ErrorKind::Misconfigured,
+                "the provider refused the scopes: make scopes hold only what the client may ask for".to_owned(),
+            ),
+            Some("invalid_request") => (
+                ErrorKind::Misconfigured,
+                format!("the provider says the token request is malformed: {description}"),
+            ),
+            Some("temporarily_unavailable") | Some("server_error") => (
+                ErrorKind::UpstreamUnavailable,
+                format!("the token endpoint {url} is failing; retry later"),
+            ),
+            _ if answer.status == 429 => (
+                ErrorKind::RateLimited,
+                format!("the token endpoint {url} throttles the broker; retry later"),
+            ),
+            _ if answer.status >= 500 => (
+                ErrorKind::UpstreamUnavailable,
+                format!("the token endpoint {url} answered HTTP {}; retry later", answer.status),
+            ),
+            _ if answer.status == 401 => (
+                ErrorKind::BadCredentials,
+                format!("the token endpoint {url} refused the client's authentication (HTTP 401): check client_id, the secret or key, and token_endpoint_auth"),
+            ),
+            _ => (
+                ErrorKind::BadResponse,
+                format!("the token endpoint {url} answered {what} with HTTP {} and no OAuth error", answer.status),
+            ),
+        };
+        ConnectorError::new(stage, kind)
+            .upstream(
+                code.unwrap_or_else(|| format!("HTTP {}", answer.status)),
+                description,
+            )
+            .fix(fix)
+    }
+}
+
+/// The userinfo endpoint's claims for `access_token`.
+pub async fn userinfo(
+    http: &Http,
+    stage: Stage,
+    url: &str,
+    access_token: &str,
+) -> Result<Map<String, Value>, ConnectorError> {
+    let what = "the userinfo request";
+    let request = http
+        .get(url)
+        .bearer_auth(access_token)
+        .header(reqwest::header::ACCEPT, "application/json");
+    let answer = http.send(stage, what, url, request).await?;
+    if answer.status != 200 {
+        let kind = match answer.status {
+            429 => ErrorKind::RateLimited,
+            s if s >= 500 => ErrorKind::UpstreamUnavailable,
+            _ => ErrorKind::BadResponse,
+        };
+        return Err(ConnectorError::new(stage, kind)
+            .upstream(
+                format!("HTTP {}", answer.status),
+                answer
+                    .www_authenticate
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect::<String>(),
+            )
+            .fix(format!(
+                "the userinfo endpoint {} refused the access token it just issued (HTTP {}): check that the client may read userinfo, or set claims_source = \"id_token\"",
+                shown(url),
+                answer.status
+            )));
+    }
+    if answer
+        .content_type
+        .as_deref()
+        .is_some_and(|t| t.starts_with("application/jwt"))
+    {
+        return Err(ConnectorError::new(stage, ErrorKind::Misconfigured).fix(
+            "the provider signs its userinfo answers (application/jwt), which this connector does not read: turn that off for the client, or set claims_source = \"id_token\"",
+        ));
+    }
+    json_object(stage, what, url, &answer)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn basic_auth_form_encodes_first() {
+        // RFC 6749 2.3.1: "a:b c" → "a%3Ab+c".
+        let h = basic("my:id", "s e/c");
+        let decoded =
+            String::from_utf8(STANDARD.decode(h.trim_start_matches("Basic ")).unwrap()).unwrap();
+        assert_eq!(decoded, "my%3Aid:s+e%2Fc");
+    }
+}
