@@ -104,10 +104,8 @@ pub async fn build_state(
     )
     .await
     .map_err(store_err)?;
-    let applied = store.migrate().await.map_err(store_err)?;
-    for m in &applied {
-        tracing::info!(migration = %m, "applied migration");
-    }
+    // The store logs each migration it applies.
+    store.migrate().await.map_err(store_err)?;
     let shared = idbridge_core::Shared(std::sync::Arc::new(shared_cache::StoreCache::new(
         store.clone(),
         master_key.clone(),
