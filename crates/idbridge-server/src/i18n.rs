@@ -17,6 +17,9 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("form_post_title", "Returning to the application", "正在返回应用"),
     ("form_post_intro", "Sending you back to the application. If nothing happens, continue.", "正在返回应用。如果页面没有自动跳转，请点击继续。"),
     ("form_post_continue", "Continue", "继续"),
+    // A form_post callback from the provider's site, posted again from the broker's.
+    ("finishing_title", "Finishing sign-in", "正在完成登录"),
+    ("finishing_intro", "Finishing your sign-in. If nothing happens, continue.", "正在完成登录。如果页面没有自动跳转，请点击继续。"),
     ("full_stop", ".", "。"),
     // Sign-out.
     ("signed_out_title", "Signed out", "已退出登录"),

@@ -129,6 +129,8 @@ fn form_post_script_source() -> String {
 #[template(path = "form_post.html")]
 struct FormPost<'a> {
     t: Tr,
+    /// Text-table key of the line above the button.
+    intro: &'static str,
     action: &'a str,
     fields: &'a [(String, String)],
     script: &'static str,
@@ -144,8 +146,27 @@ pub fn form_post(
     origin: &str,
     fields: &[(String, String)],
 ) -> HttpResponse {
+    self_posting_form(
+        locale,
+        action,
+        origin,
+        fields,
+        ("form_post_title", "form_post_intro"),
+    )
+}
+
+/// The page behind [`form_post`], with its title and intro (text-table keys):
+/// a form that POSTs `fields` to `action` by itself.
+pub fn self_posting_form(
+    locale: Locale,
+    action: &str,
+    origin: &str,
+    fields: &[(String, String)],
+    (title, intro): (&'static str, &'static str),
+) -> HttpResponse {
     let fragment = FormPost {
         t: Tr(locale),
+        intro,
         action,
         fields,
         script: FORM_POST_SCRIPT,
@@ -156,7 +177,7 @@ pub fn form_post(
     };
     let scripts = [form_post_script_source()];
     let forms = [origin.to_owned()];
-    let mut page = Page::new(locale, text(locale, "form_post_title"), &body);
+    let mut page = Page::new(locale, text(locale, title), &body);
     page.script_sources = &scripts;
     page.form_actions = &forms;
     page.render()

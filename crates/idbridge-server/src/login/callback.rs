@@ -17,6 +17,10 @@ use idbridge_core::{CallbackRequest, Locale};
 use idbridge_store::FirstLogin;
 use idbridge_tokens::hash_token;
 
+/// The field the broker adds when it posts a form_post callback again from its
+/// own origin; the connector never sees it.
+const RESUBMITTED: &str = "idb_resubmitted";
+
 /// GET or POST /callback/{connector}: the upstream sends the person back here.
 pub async fn callback(
     state: web::Data<AppState>,
@@ -27,7 +31,7 @@ pub async fn callback(
     let connector_id = path.into_inner();
     let locale = fallback_locale(&req);
     // The query first; a POSTed form (response_mode=form_post) adds what it lacks.
-    let params = query_then_form(&req, body.as_deref())
+    let mut params = query_then_form(&req, body.as_deref())
         .map_err(|r| crate::screen::page_refusal(&req, &r, locale))?;
     let ip = state.proxies.of(&req);
     let checked = state.failures.check(ip, state.now_ms()).await;
@@ -68,7 +72,31 @@ pub async fn callback(
         tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, flow_connector = %flow.connector_id, reason = "connector_mismatch", "callback arrived at another connector's path (mix-up); rejected before any upstream call");
         return expired().await;
     }
-    let browser_ok = req.cookie(BROWSER_COOKIE).is_some_and(|c| {
+    // A provider answering with response_mode=form_post POSTs the callback from
+    // its own site: a cross-site POST, with which browsers send no SameSite=Lax
+    // cookie, so the browser secret is missing. Post the same fields again from
+    // a page of the broker's own origin (same-site: the cookie comes along);
+    // the marker keeps it to one round.
+    let browser_cookie = req.cookie(BROWSER_COOKIE);
+    if browser_cookie.is_none()
+        && req.method() == actix_web::http::Method::POST
+        && !params.contains_key(RESUBMITTED)
+    {
+        let mut fields: Vec<(String, String)> =
+            params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        fields.push((RESUBMITTED.to_owned(), "1".to_owned()));
+        let action = state.endpoint(&format!("/callback/{connector_id}"));
+        let origin = super::response::web_origin(&action).unwrap_or_default();
+        tracing::debug!(stage = "callback", connector = %connector_id, "cross-site form_post callback without the browser cookie; posting it again from the broker's origin");
+        return Ok(crate::pages::self_posting_form(
+            locale,
+            &action,
+            &origin,
+            &fields,
+            ("finishing_title", "finishing_intro"),
+        ));
+    }
+    let browser_ok = browser_cookie.is_some_and(|c| {
         idbridge_tokens::constant_time_eq(
             hash_token(c.value()).as_bytes(),
             flow.browser_hash.as_bytes(),
@@ -103,6 +131,7 @@ pub async fn callback(
         return expired().await;
     };
     let ctx = request_context(&state, &req, locale);
+    params.remove(RESUBMITTED);
     let callback = CallbackRequest::new(
         params,
         state.endpoint(&format!("/callback/{connector_id}")),

@@ -338,3 +338,65 @@ async fn discovery_lists_form_post(db_url: &str) {
     );
 }
 both_backends!(discovery_lists_form_post);
+
+/// A provider answering with `response_mode=form_post` POSTs the callback from
+/// its own site. Browsers send no SameSite=Lax cookie with such a cross-site
+/// POST, so the broker posts the same fields again from a page of its own
+/// origin, where the cookie comes along; the round happens once, and the
+/// connector never sees the marker. (Loopback ports are one site, so the test
+/// leaves the cookie out the way a browser would across sites.)
+async fn a_cross_site_form_post_callback_is_posted_again_from_the_brokers_origin(db_url: &str) {
+    let broker = start(db_url, None, |_| {}).await;
+    let base = &broker.base;
+    let b = browser();
+    let (url, verifier) = authorize_url(base, &[]);
+    let resp = b.get(&url).send().await.unwrap();
+    let page = if resp.status() == 302 {
+        b.get(location(&resp)).send().await.unwrap()
+    } else {
+        resp
+    };
+    let upstream_state = state_from_page(&page.text().await.unwrap());
+    let callback = format!("{base}/callback/dev");
+    let fields = [("state", upstream_state.as_str()), ("user", "alice")];
+
+    // The provider's cross-site POST: no cookie.
+    let cross_site = http().post(&callback).form(&fields).send().await.unwrap();
+    let again = form_post_page(cross_site).await;
+    assert_eq!(again.action, callback);
+    assert_eq!(again.field("state"), Some(upstream_state.as_str()));
+    assert_eq!(again.field("user"), Some("alice"));
+    assert_eq!(again.field("idb_resubmitted"), Some("1"));
+    assert!(
+        again.csp.contains(&format!("form-action {base}")),
+        "{}",
+        again.csp
+    );
+    assert!(
+        again.html.contains("Finishing your sign-in"),
+        "{}",
+        again.html
+    );
+
+    // A second round without the cookie is refused: no loop.
+    let no_cookie = http()
+        .post(&callback)
+        .form(&again.fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_cookie.status(), 400);
+
+    // The browser submits the page (same-site: its cookie comes along).
+    let done = b.post(&callback).form(&again.fields).send().await.unwrap();
+    assert_eq!(done.status(), 302);
+    let back = location(&done);
+    let code = query_param(&back, "code").expect("a code for the app");
+    let tokens: serde_json::Value = redeem(base, &code, &verifier).await.json().await.unwrap();
+    assert_eq!(
+        claims(tokens["id_token"].as_str().unwrap())["name"],
+        "Alice"
+    );
+    broker.stop().await;
+}
+both_backends!(a_cross_site_form_post_callback_is_posted_again_from_the_brokers_origin);
