@@ -11,6 +11,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("choose_for", "to continue to", "登录到"),
     ("no_connectors", "No sign-in method is available for this application here.", "此应用没有可用的登录方式。"),
     ("choose_other", "Or sign in another way", "或选择其他方式"),
+    ("continue_as", "Continue as", "继续使用"),
     ("return_to_app", "Return to the application", "返回应用"),
     ("try_again", "Try again", "重试"),
     // The form_post response to the app.

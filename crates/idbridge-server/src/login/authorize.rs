@@ -167,10 +167,11 @@ pub async fn authorize(
         expires_at: now + state.settings.tokens.auth_request_ttl_secs,
     };
     let ctx = request_context(&state, &req, locale);
-    let chosen = authz
-        .connector
-        .filter(|_| !phone_step)
-        .or_else(|| single_choice(&state, &client, &ctx).filter(|_| !phone_step));
+    let chosen = authz.connector.filter(|_| !phone_step).or_else(|| {
+        // prompt=select_account: the person picks, even when one method would do.
+        single_choice(&state, &client, &ctx)
+            .filter(|_| !phone_step && !ar.prompt.has(PromptValue::SelectAccount))
+    });
     if let Some(connector_id) = chosen {
         // The request and its upstream flow are stored together.
         return begin(

@@ -5,12 +5,14 @@
 
 use super::begin::{begin, start_flow};
 use super::page_error::{PageError, PageResult};
-use super::request::load_request;
+use super::request::{load_request, PromptValue};
 use super::response::error_url;
+use super::sso::{continue_as_signed_in, Sso};
 use crate::clients::Client;
-use crate::http::{fallback_locale, request_context};
+use crate::http::{fallback_locale, found, request_context};
 use crate::i18n::Tr;
 use crate::pages::{text, ErrorPage, Link, Page};
+use crate::sessions::current_session;
 use crate::state::{AppState, ConnectorEntry};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -61,6 +63,16 @@ pub fn single_choice(state: &AppState, client: &Client, ctx: &RequestContext) ->
 #[derive(Deserialize)]
 pub struct LoginQuery {
     connector: Option<String>,
+    /// `continue=session`: on the chooser of a `prompt=select_account` request,
+    /// the person chose to continue as the one signed in.
+    #[serde(rename = "continue")]
+    continue_as: Option<String>,
+}
+
+/// "Continue as …" on the chooser of a `prompt=select_account` request.
+pub struct SignedIn {
+    pub name: String,
+    pub href: String,
 }
 
 /// GET /login/{request}: the connector chooser, or `?connector=` to begin.
@@ -95,6 +107,32 @@ pub async fn login(
         }
         return begin(&state, &req, None, &request_id, &ar, connector_id, locale).await;
     }
+    let now = state.now();
+    let select_account = ar.prompt.has(PromptValue::SelectAccount);
+    if select_account && query.continue_as.as_deref() == Some("session") {
+        match continue_as_signed_in(&state, &req, &client, &ar, now).await {
+            Sso::Answered(resp) => return Ok(resp),
+            Sso::PhoneFirst => {
+                return Ok(found(
+                    &state.endpoint(&format!("/login/{request_id}/phone")),
+                ))
+            }
+            // The session ended meanwhile (or may not serve this app): choose.
+            Sso::SignIn { .. } => {}
+        }
+    }
+    // Who is signed in, when the app asked the person to pick an account.
+    let signed_in = if select_account {
+        current_session(&state, &req, now, locale)
+            .await?
+            .filter(|(session, _)| client.may_use_connector(&session.connector_id))
+            .map(|(_, user)| SignedIn {
+                name: user.name.clone().unwrap_or_else(|| user.id.clone()),
+                href: format!("/login/{request_id}?continue=session"),
+            })
+    } else {
+        None
+    };
     let ctx = request_context(&state, &req, locale);
     let browser =
         crate::csrf::Browser::of(&state, &req).ok_or_else(|| PageError::internal(locale))?;
@@ -148,6 +186,7 @@ pub async fn login(
     let chooser = Chooser {
         t: Tr(locale),
         client_name: client.name.clone(),
+        signed_in,
         inline,
         choices,
         unavailable,
@@ -196,6 +235,7 @@ pub struct Unavailable {
 struct Chooser {
     t: Tr,
     client_name: String,
+    signed_in: Option<SignedIn>,
     inline: Vec<Inline>,
     choices: Vec<Link>,
     unavailable: Vec<Unavailable>,

@@ -1,6 +1,8 @@
 //! Single sign-on: the browser's SSO session answers an authorization request
 //! without going upstream, unless the app asks for a fresh sign-in
-//! (`prompt=login`, a `max_age` the session is older than), names someone else
+//! (`prompt=login`, a `max_age` the session is older than), asks the person to
+//! pick an account (`prompt=select_account`: the chooser offers "continue as"
+//! the session's person beside the sign-in methods), names someone else
 //! (`id_token_hint`), or may not use the connector the session came from.
 
 use super::finish::issue_code;
@@ -32,11 +34,36 @@ pub async fn reuse(
     hinted_sub: Option<&str>,
     now: i64,
 ) -> Sso {
+    reuse_unless(state, req, client, ar, hinted_sub, now, true).await
+}
+
+/// The person chose "continue as" on the chooser of a `prompt=select_account`
+/// request: the SSO session answers as it would have without that prompt.
+pub async fn continue_as_signed_in(
+    state: &AppState,
+    req: &HttpRequest,
+    client: &Client,
+    ar: &AuthRequest,
+    now: i64,
+) -> Sso {
+    reuse_unless(state, req, client, ar, None, now, false).await
+}
+
+async fn reuse_unless(
+    state: &AppState,
+    req: &HttpRequest,
+    client: &Client,
+    ar: &AuthRequest,
+    hinted_sub: Option<&str>,
+    now: i64,
+    honour_select_account: bool,
+) -> Sso {
     let session = match current_session(state, req, now, ar.locale(req)).await {
         Ok(s) => s,
         Err(page) => return Sso::Answered(page.render()),
     };
-    let force_login = ar.prompt.has(PromptValue::Login);
+    let force_login = ar.prompt.has(PromptValue::Login)
+        || (honour_select_account && ar.prompt.has(PromptValue::SelectAccount));
     let someone_else = session
         .as_ref()
         .is_some_and(|(_, user)| hinted_sub.is_some_and(|sub| sub != user.id.as_str()));

@@ -22,6 +22,7 @@ mod oidc_upstream;
 mod provider;
 mod recheck;
 mod reliability;
+mod select_account;
 mod setup;
 mod wechat_app;
 mod wechat_codes;
