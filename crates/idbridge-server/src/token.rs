@@ -281,19 +281,25 @@ async fn refresh_token(
     let t = &state.settings.tokens;
     // A connector with `recheck_on_refresh` re-checks the person upstream first,
     // before anything rotates: an upstream outage then leaves the token usable.
-    if let Some((_, family)) = state
-        .store
-        .refreshable(
-            &hash,
-            &new_hash,
-            &client.id,
-            t.refresh_grace_secs,
-            t.refresh_idle_ttl_secs,
-            now,
-        )
-        .await
-        .map_err(OAuthError::store)?
-    {
+    // Without such a connector, a refresh reads nothing more than before.
+    let recheck = state.connectors.iter().any(|(_, c)| c.recheck_on_refresh);
+    let to_recheck = if recheck {
+        state
+            .store
+            .refreshable(
+                &hash,
+                &new_hash,
+                &client.id,
+                t.refresh_grace_secs,
+                t.refresh_idle_ttl_secs,
+                now,
+            )
+            .await
+            .map_err(OAuthError::store)?
+    } else {
+        None
+    };
+    if let Some((_, family)) = to_recheck {
         crate::recheck::before_refresh(state, &client.id, &family).await?;
     }
     // One transaction: client binding, scope, user, rotation.
