@@ -26,8 +26,8 @@ export const WECHAT_UA =
 /// What a scenario works with: the broker and simulator it talks to, the
 /// language the person's browser asks for, and helpers bound to them.
 export class Run {
-  constructor({ browser, broker, sim, lang, shots, log }) {
-    Object.assign(this, { browser, broker, sim, lang, shots, log });
+  constructor({ browser, broker, sim, spa, lang, shots, log }) {
+    Object.assign(this, { browser, broker, sim, spa, lang, shots, log });
     this.zh = lang.startsWith("zh");
     this.contexts = [];
     this.offsite = [];

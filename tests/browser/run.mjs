@@ -1,23 +1,27 @@
 // Run every scenario in a real browser, once per language, each against that
 // language's own `idbridge serve --dev` (so each run starts from an empty broker).
-// Usage: node tests/browser/run.mjs LANG=BROKER_URL,SIMULATOR_URL [LANG=…]
-//   e.g. node tests/browser/run.mjs en=http://127.0.0.1:8080,http://127.0.0.1:8081
+// Usage: node tests/browser/run.mjs LANG=BROKER_URL,SIMULATOR_URL[,SPA_ORIGIN] [LANG=…]
+//   e.g. node tests/browser/run.mjs en=http://127.0.0.1:8080,http://127.0.0.1:8081,http://127.0.0.1:8082
+// SPA_ORIGIN: where this runner serves the single-page app (tests/browser/spa/)
+// of the SPA scenario, the origin the broker was started with (`--spa-origin`);
+// without it that scenario fails.
 // $SHOTS: a folder for full-page screenshots (<page>.<lang>.png).
 // $ONLY: run only the scenarios whose name contains this text.
 // Prints one line per scenario, then "N passed, M failed"; exits 1 on a failure.
 import { mkdirSync } from "node:fs";
 import { launch, Run } from "./lib.mjs";
 import { scenarios } from "./scenarios.mjs";
+import { startSpa } from "./spa.mjs";
 
 const SCENARIO_TIMEOUT_MS = 60_000;
 
 const targets = process.argv.slice(2).map((arg) => {
-  const m = arg.match(/^([A-Za-z-]+)=(http:\/\/127\.0\.0\.1:\d+),(http:\/\/127\.0\.0\.1:\d+)$/);
+  const m = arg.match(/^([A-Za-z-]+)=(http:\/\/127\.0\.0\.1:\d+),(http:\/\/127\.0\.0\.1:\d+)(?:,(http:\/\/127\.0\.0\.1:\d+))?$/);
   if (!m) {
-    console.error(`usage: node run.mjs LANG=BROKER_URL,SIMULATOR_URL … (127.0.0.1 only); got ${arg}`);
+    console.error(`usage: node run.mjs LANG=BROKER_URL,SIMULATOR_URL[,SPA_ORIGIN] … (127.0.0.1 only); got ${arg}`);
     process.exit(2);
   }
-  return { lang: m[1], broker: m[2], sim: m[3] };
+  return { lang: m[1], broker: m[2], sim: m[3], spa: m[4] };
 });
 if (!targets.length) {
   console.error("usage: node run.mjs LANG=BROKER_URL,SIMULATOR_URL …");
@@ -31,10 +35,11 @@ const browser = await launch();
 let passed = 0;
 let failed = 0;
 const started = Date.now();
-for (const { lang, broker, sim } of targets) {
+for (const { lang, broker, sim, spa } of targets) {
+  const spaServer = spa ? await startSpa(spa, broker) : null;
   for (const scenario of scenarios) {
     if (only && !scenario.name.includes(only)) continue;
-    const run = new Run({ browser, broker, sim, lang, shots });
+    const run = new Run({ browser, broker, sim, spa, lang, shots });
     const t0 = Date.now();
     let timer;
     try {
@@ -52,6 +57,7 @@ for (const { lang, broker, sim } of targets) {
       failed++;
       console.log(`FAIL  [${lang}] ${scenario.name}`);
       console.log(`    ${String(e.message ?? e).split("\n").join("\n    ")}`);
+      if (run.problems.length) console.log(`    and on the way:\n      ${run.problems.join("\n      ")}`);
       console.log(`    what the browser showed:\n${await run.describe()}`);
       if (shots) {
         const pages = run.contexts.flatMap((c) => c.pages());
@@ -63,6 +69,7 @@ for (const { lang, broker, sim } of targets) {
       await run.close();
     }
   }
+  spaServer?.close();
 }
 await browser.close();
 console.log(`browser scenarios took ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -369,6 +369,66 @@ export const scenarios = [
     },
   },
   {
+    name: "SPA on another origin (oidc-client-ts): sign in (code + PKCE) → userinfo → refresh → revoke → sign out, no CORS errors",
+    async run(run) {
+      if (!run.spa) throw new Error("no SPA_ORIGIN given (scripts/browser-test passes one)");
+      const page = await run.newPage();
+      // Every console error a cross-origin fetch could cause (a 401 from userinfo
+      // after revocation is expected; CORS refusals are not).
+      const corsErrors = [];
+      page.on("console", (m) => {
+        if (m.type() === "error" && /CORS|Access-Control|ERR_FAILED/i.test(m.text())) corsErrors.push(m.text());
+      });
+      const field = (id) => page.locator(`#${id}`);
+      const expectText = async (id, text, what) => {
+        try {
+          await page.locator(`#${id}`, { hasText: text }).waitFor({ timeout: 8_000 });
+        } catch {
+          const error = (await field("error").innerText()).trim();
+          throw new Error(`expected ${what} (#${id} = ${JSON.stringify(text)}), found ${JSON.stringify(await field(id).innerText())}${error ? `; the SPA says: ${error}` : ""}`);
+        }
+      };
+      await page.goto(`${run.spa}/`);
+      await expectText("status", "Not signed in", "the SPA before sign-in");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      // The broker's chooser, then WeChat (the simulator's QR page) as Alice.
+      // (Not the development login: its form's CSP, form-action 'self', makes
+      // Chromium block the redirect to an app on another origin; see the report.)
+      await page.waitForURL((u) => u.origin === run.broker);
+      await chooser(page, run);
+      await page.getByRole("link", { name: WECHAT }).click();
+      await scanAs(page, run, "alice");
+      // Back at the SPA: signinRedirectCallback redeemed the code at /token and
+      // loaded /userinfo, both cross-origin.
+      await page.waitForURL((u) => u.origin === run.spa);
+      await expectText("status", "Signed in", "the SPA signed in");
+      await expectText("name", "Alice", "Alice's name (from userinfo)");
+      const sub = (await field("sub").innerText()).trim();
+      await page.getByRole("button", { name: "Call userinfo" }).click();
+      await expectText("userinfo", "200 Alice", "userinfo answering the SPA");
+      // A refresh (the refresh token, offline_access) and userinfo with the new token.
+      await page.getByRole("button", { name: "Refresh tokens" }).click();
+      await expectText("status", "Refreshed", "the refresh");
+      await expectText("refreshed", "yes", "a new refresh token");
+      if ((await field("sub").innerText()).trim() !== sub) throw new Error("the refresh changed the subject");
+      await field("userinfo").evaluate((e) => (e.textContent = ""));
+      await page.getByRole("button", { name: "Call userinfo" }).click();
+      await expectText("userinfo", "200 Alice", "userinfo with the refreshed access token");
+      // Revocation ends the grant: the access token no longer works either.
+      await page.getByRole("button", { name: "Revoke tokens" }).click();
+      await expectText("status", "Tokens revoked", "the revocation");
+      await page.getByRole("button", { name: "Call userinfo" }).click();
+      await expectText("userinfo", "401", "userinfo refusing the revoked grant's access token");
+      // Sign out at the broker (the ID token names the session: no question asked).
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.waitForURL((u) => u.origin === run.spa && u.searchParams.has("state"));
+      await expectText("status", "Signed out", "the SPA signed out");
+      const left = await page.evaluate(() => Object.keys(sessionStorage).filter((k) => k.startsWith("oidc.user:")));
+      if (left.length) throw new Error(`the SPA still holds a user after signing out: ${left.join(", ")}`);
+      if (corsErrors.length) throw new Error(`CORS errors in the console:\n  ${corsErrors.join("\n  ")}`);
+    },
+  },
+  {
     name: "language: the app's ui_locales wins over the browser's language",
     async run(run) {
       const page = await run.newPage();

@@ -58,16 +58,7 @@ impl Client {
 
     fn from_row(row: idbridge_store::ClientRow) -> Self {
         let m = &row.metadata;
-        let strings = |k: &str| -> Vec<String> {
-            m.get(k)
-                .and_then(|v| v.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let strings = |k: &str| metadata_strings(&row.metadata, k);
         let public = row.secret_hash.is_none();
         Self {
             id: row.id.clone(),
@@ -151,9 +142,61 @@ impl Client {
     }
 }
 
+/// The origin of an http(s) URL as a browser writes it in the `Origin` header
+/// (`https://host[:port]`, the default port left out); `None` for anything else.
+pub fn origin_of(uri: &str) -> Option<String> {
+    let u = url::Url::parse(uri).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
+    }
+    match u.origin() {
+        o @ url::Origin::Tuple(..) => Some(o.ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
+}
+
+/// A list of strings in a stored client's metadata (none when absent).
+fn metadata_strings(m: &serde_json::Value, key: &str) -> Vec<String> {
+    m.get(key)
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The CORS origins of a stored client (see [`cors_origins`]).
+fn stored_cors_origins(row: &idbridge_store::ClientRow) -> Vec<String> {
+    let m = &row.metadata;
+    cors_origins(
+        row.secret_hash.is_none(),
+        &metadata_strings(m, "redirect_uris"),
+        &metadata_strings(m, "allowed_origins"),
+    )
+}
+
+/// A client's CORS origins: for a public client (an SPA is one), the origins of
+/// its http(s) redirect URIs, exactly as registered (port included: the any-port
+/// rule of loopback redirects is for native apps, which need no CORS); and, for
+/// any client, its `allowed_origins`. Sorted, no duplicates.
+fn cors_origins(public: bool, redirect_uris: &[String], allowed: &[String]) -> Vec<String> {
+    let derived = redirect_uris.iter().filter(|_| public);
+    let mut out: Vec<String> = derived
+        .chain(allowed)
+        .filter_map(|u| origin_of(u))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// All clients: config ones in memory, runtime ones looked up in the store.
 pub struct Clients {
     configured: HashMap<String, Arc<Client>>,
+    /// Every configured client's CORS origins together.
+    configured_origins: std::collections::HashSet<String>,
     store: Store,
 }
 
@@ -163,13 +206,43 @@ impl Clients {
         store: Store,
     ) -> Result<Self, idbridge_tokens::TokenError> {
         let mut map = HashMap::new();
+        let mut configured_origins = std::collections::HashSet::new();
         for c in configured {
             map.insert(c.id.clone(), Arc::new(Client::from_settings(c)?));
+            configured_origins.extend(cors_origins(c.public, &c.redirect_uris, &c.allowed_origins));
         }
         Ok(Self {
             configured: map,
+            configured_origins,
             store,
         })
+    }
+
+    /// Whether a browser page on `origin` (the request's `Origin` header) may
+    /// read the answers of the token, userinfo, revocation and introspection
+    /// endpoints: it is a CORS origin of some registered client. The union, not
+    /// the calling client's own: a preflight carries no client id, and the
+    /// client of a token request is known only once its body is read. Configured
+    /// clients are checked in memory; only an origin none of them has looks at
+    /// the clients stored at run time. A store failure answers no (no CORS).
+    pub async fn cors_allows(&self, origin: &str) -> bool {
+        if self.configured_origins.contains(origin) {
+            return true;
+        }
+        // A browser always sends a serialized origin; anything else (`null`,
+        // garbage) is never looked up.
+        if origin_of(origin).as_deref() != Some(origin) {
+            return false;
+        }
+        match self.store.list_clients().await {
+            Ok(rows) => rows
+                .iter()
+                .any(|row| stored_cors_origins(row).iter().any(|o| o == origin)),
+            Err(e) => {
+                tracing::warn!(stage = "cors", error = %e, "cannot read the stored clients; answering without CORS headers");
+                false
+            }
+        }
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Arc<Client>>, OAuthError> {

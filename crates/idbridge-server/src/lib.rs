@@ -16,6 +16,7 @@ pub mod config;
 pub mod connector_config;
 pub mod connector_setup;
 pub mod contact;
+pub mod cors;
 pub mod csrf;
 pub mod demo;
 pub mod discovery;
@@ -155,6 +156,7 @@ pub async fn build_state(
                 connectors: Vec::new(),
                 require_phone,
                 refresh_without_offline_access: false,
+                allowed_origins: Vec::new(),
             });
         }
     }
@@ -299,6 +301,7 @@ pub fn run(
     let read_timeout = Duration::from_secs(state.settings.server.request_read_timeout_secs);
     let state_shutdown_timeout = state.settings.server.shutdown_timeout_secs;
     let mut server = HttpServer::new(move || {
+        let cors_state = state.clone();
         App::new()
             .app_data(state.clone())
             .app_data(demo.clone())
@@ -307,6 +310,10 @@ pub fn run(
             .wrap(actix_web::middleware::from_fn(screen::guard))
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 body::read(read_timeout, req, next)
+            }))
+            // Outside both, so their refusals carry the CORS headers too.
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                cors::layer(cors_state.clone(), req, next)
             }))
             .wrap(
                 DefaultHeaders::new()

@@ -17,6 +17,33 @@ pub fn registry() -> Registry {
         .with(idbridge_connector_oidc::OidcFactory)
 }
 
+/// The client `serve --dev --spa-origin ORIGIN` registers.
+pub const DEV_SPA_CLIENT_ID: &str = "dev-spa";
+
+/// `serve --dev --spa-origin ORIGIN`: a public client for a single-page app
+/// served from ORIGIN (redirect URI ORIGIN/callback, post-logout redirect URI
+/// ORIGIN/); as a public client, its redirect URI's origin gets CORS.
+pub fn dev_spa_client(origin: &str) -> Result<idbridge_server::config::ClientSettings, String> {
+    idbridge_server::config::check_origin(origin)
+        .map_err(|e| format!("--spa-origin {origin:?}: {e}"))?;
+    let origin = origin.trim_end_matches('/');
+    Ok(idbridge_server::config::ClientSettings {
+        id: DEV_SPA_CLIENT_ID.into(),
+        name: Some("Single-page app (--spa-origin)".into()),
+        secret: None,
+        secret_file: None,
+        public: true,
+        redirect_uris: vec![format!("{origin}/callback")],
+        post_logout_redirect_uris: vec![format!("{origin}/")],
+        require_pkce: true,
+        id_token_signed_response_alg: None,
+        connectors: Vec::new(),
+        require_phone: false,
+        refresh_without_offline_access: false,
+        allowed_origins: Vec::new(),
+    })
+}
+
 /// Dev mode: where its files live and what it generated there.
 pub struct DevHome {
     pub dir: PathBuf,

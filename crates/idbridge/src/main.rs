@@ -45,6 +45,12 @@ enum Command {
         /// Port of the WeChat simulator for --dev (default: --port + 1; 0 = any free port).
         #[arg(long)]
         sim_port: Option<u16>,
+        /// For --dev: the origin of a single-page app to try (e.g.
+        /// http://127.0.0.1:5173). Registers the public client `dev-spa` with
+        /// redirect URI ORIGIN/callback and post-logout redirect URI ORIGIN/;
+        /// ORIGIN gets CORS at the token, userinfo and revocation endpoints.
+        #[arg(long, requires = "dev")]
+        spa_origin: Option<String>,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -135,7 +141,8 @@ fn main() -> ExitCode {
                 port,
                 dir,
                 sim_port,
-            } => serve(config, dev, port, dir, sim_port).await,
+                spa_origin,
+            } => serve(config, dev, port, dir, sim_port, spa_origin).await,
             Command::Migrate { config } => migrate(config).await,
             Command::Doctor { config } => idbridge::doctor::run(&config).await,
             Command::Backup { config, to } => backup(config, to).await,
@@ -151,6 +158,7 @@ async fn serve(
     port: u16,
     dir: PathBuf,
     sim_port: Option<u16>,
+    spa_origin: Option<String>,
 ) -> ExitCode {
     let clock = Arc::new(Clock::default());
     let mut simulator = None;
@@ -183,7 +191,13 @@ async fn serve(
         };
         let sim_base = sim.base_url();
         simulator = Some(sim);
-        match home.settings(port, Some(&sim_base)) {
+        let settings = home.settings(port, Some(&sim_base)).and_then(|mut s| {
+            if let Some(origin) = &spa_origin {
+                s.clients.push(idbridge::dev_spa_client(origin)?);
+            }
+            Ok(s)
+        });
+        match settings {
             Ok(s) => (s, Some(home.demo_secret)),
             Err(e) => {
                 eprintln!("idbridge: {e}");
@@ -234,6 +248,12 @@ async fn serve(
             println!(
                 "  Mobile-app login:    exchange an SDK code from POST {}/__sim/codes at {issuer}/token (README: \"Trying the mobile-app flow\")",
                 sim.base_url()
+            );
+        }
+        if let Some(origin) = &spa_origin {
+            println!(
+                "  Single-page app:     client_id {} (public), redirect URI {origin}/callback",
+                idbridge::DEV_SPA_CLIENT_ID
             );
         }
         println!("  State is kept in:    {}", dir.display());

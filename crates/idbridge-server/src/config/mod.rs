@@ -14,7 +14,7 @@ mod validate;
 
 pub use settings::*;
 pub use typed::{Algorithms, Checked, Config, Sender};
-pub use validate::{check_redirect_uri, is_loopback};
+pub use validate::{check_origin, check_redirect_uri, is_loopback};
 
 use idbridge_core::ConfigError;
 use std::path::Path;

@@ -275,6 +275,11 @@ pub struct ClientSettings {
     /// (a deviation from OpenID Connect Core §11, for apps that cannot ask).
     #[serde(default)]
     pub refresh_without_offline_access: bool,
+    /// Origins (`https://app.example.com`) that may call the token, userinfo,
+    /// revocation and introspection endpoints from a browser (CORS), besides
+    /// the origins of a public client's redirect URIs.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -212,6 +212,14 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
                 }
             }
         }
+        for origin in &c.allowed_origins {
+            if let Err(msg) = check_origin(origin) {
+                errors.push(ConfigError::new(
+                    key("allowed_origins"),
+                    format!("{origin:?}: {msg}"),
+                ));
+            }
+        }
         if let Some(alg) = &c.id_token_signed_response_alg {
             if let Err(e) = algorithms.for_client(&c.id, alg) {
                 errors.push(e);
@@ -333,6 +341,33 @@ pub fn check_redirect_uri(uri: &str, public: bool) -> Result<(), String> {
     }
 }
 
+/// An origin a browser app is served from (for CORS): `https://host[:port]`, or
+/// `http://` on a loopback host; nothing after the host and port but an optional
+/// `/`. Never `*` or `null`.
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    let u = url::Url::parse(origin)
+        .map_err(|e| format!("not an origin such as \"https://app.example.com\" ({e})"))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if is_loopback(&u) => {}
+        "http" => return Err("http is allowed only on loopback hosts; use https".into()),
+        s => {
+            return Err(format!(
+                "scheme {s:?} is not allowed (https, or http on loopback)"
+            ))
+        }
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("an origin has no user name or password".into());
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() || origin.ends_with('?') {
+        return Err(
+            "an origin is scheme, host and port only, without a path, query or fragment".into(),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -417,5 +452,31 @@ mod tests {
         assert!(s.master_key.is_none());
         let errors = s.into_config().err().unwrap();
         assert_eq!(errors[0].key, "signing.master_key");
+    }
+
+    #[test]
+    fn allowed_origins_are_bare_origins() {
+        for ok in [
+            "https://app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com:8443",
+            "http://127.0.0.1:5173",
+            "http://localhost:3000",
+        ] {
+            assert_eq!(check_origin(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "*",
+            "null",
+            "app.example.com",
+            "http://app.example.com",
+            "https://app.example.com/spa",
+            "https://app.example.com/?x",
+            "https://app.example.com#f",
+            "https://user@app.example.com",
+            "com.example.app:/",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
     }
 }

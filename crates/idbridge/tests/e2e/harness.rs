@@ -109,6 +109,7 @@ fn client(
         connectors: Vec::new(),
         require_phone: false,
         refresh_without_offline_access: false,
+        allowed_origins: Vec::new(),
     }
 }
 

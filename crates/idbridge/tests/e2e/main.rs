@@ -8,6 +8,7 @@ mod balanced;
 mod claims;
 mod cli;
 mod client_auth;
+mod cors;
 mod db_proxy;
 mod form_post;
 mod harness;
