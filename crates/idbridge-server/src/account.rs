@@ -399,6 +399,7 @@ fn confirm_code_page(
         codes::CodePageText {
             sent: text(locale, "code_sent_account"),
             destination: None,
+            app_redirect: None,
         },
         "/account/confirm/code",
         &browser.csrf(CSRF_PURPOSE),

@@ -204,14 +204,23 @@ pub async fn code_form(
     query: web::Query<CodeQuery>,
 ) -> PageResult {
     let request_id = path.into_inner();
-    let (_, _, locale) = waiting(&state, &req, &request_id).await?;
-    Ok(code_page(&state, &req, &request_id, &query.c, locale, None))
+    let (ar, _, locale) = waiting(&state, &req, &request_id).await?;
+    Ok(code_page(
+        &state,
+        &req,
+        &request_id,
+        &ar,
+        &query.c,
+        locale,
+        None,
+    ))
 }
 
 fn code_page(
     state: &AppState,
     req: &HttpRequest,
     request_id: &str,
+    ar: &AuthRequest,
     code_id: &str,
     locale: Locale,
     error: Option<String>,
@@ -225,6 +234,7 @@ fn code_page(
             // The same words whether or not the number is known.
             sent: text(locale, "code_sent_maybe"),
             destination: None,
+            app_redirect: Some(ar.redirect_uri.clone()),
         },
         &format!("/login/{request_id}/bind/code"),
         &browser.csrf(&csrf_purpose(request_id)),
@@ -254,7 +264,7 @@ pub async fn check(
         Purpose::Bind,
         locale,
         |code_id, e| {
-            let page = code_page(&state, &req, &request_id, &code_id, locale, Some(e));
+            let page = code_page(&state, &req, &request_id, &ar, &code_id, locale, Some(e));
             async { page }
         },
     )

@@ -137,7 +137,14 @@ pub async fn logout(
                 text(locale, "logout_confirm")
             );
             let _ = sid;
-            return Ok(Page::new(locale, text(locale, "logout_title"), &body).render());
+            // Confirming ends at the app's post_logout_redirect_uri (registered).
+            let forms = post_logout
+                .as_deref()
+                .map(crate::pages::form_actions_to)
+                .unwrap_or_default();
+            let mut page = Page::new(locale, text(locale, "logout_title"), &body);
+            page.form_actions = &forms;
+            return Ok(page.render());
         }
         match state.store.get_session(sid).await {
             Ok(Some(session)) => {

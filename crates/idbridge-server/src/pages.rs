@@ -340,6 +340,45 @@ pub fn render<T: Template>(locale: Locale, title: &str, fragment: &T) -> HttpRes
     render_status(locale, title, StatusCode::OK, fragment)
 }
 
+/// The CSP `form-action` of a page whose form may end in a redirect to an app
+/// (`target`: its redirect URI): browsers check every redirect that follows a
+/// form submission against `form-action`, so `'self'` alone would block the
+/// broker's answer to an app on another origin (or a native app's scheme).
+pub fn form_actions_to(target: &str) -> Vec<String> {
+    let mut actions = vec!["'self'".to_owned()];
+    if let Ok(url) = url::Url::parse(target) {
+        match url.scheme() {
+            "http" | "https" => actions.push(url.origin().ascii_serialization()),
+            // A native app's own scheme (`com.example.app:/cb`) as a scheme source.
+            scheme if !matches!(scheme, "javascript" | "data" | "blob" | "file") => {
+                actions.push(format!("{scheme}:"))
+            }
+            _ => {}
+        }
+    }
+    actions
+}
+
+/// [`render_status`] for a page of a sign-in whose form ends at the app's
+/// `redirect_uri` ([`form_actions_to`]).
+pub fn render_status_to_app<T: Template>(
+    locale: Locale,
+    title: &str,
+    status: StatusCode,
+    fragment: &T,
+    redirect_uri: &str,
+) -> HttpResponse {
+    let forms = form_actions_to(redirect_uri);
+    match fragment.render() {
+        Ok(body) => {
+            let mut page = Page::new(locale, title, &body).status(status);
+            page.form_actions = &forms;
+            page.render()
+        }
+        Err(e) => render_failed(locale, &e),
+    }
+}
+
 /// [`render`] with another status (an error or a refusal shown as a page).
 pub fn render_status<T: Template>(
     locale: Locale,

@@ -191,6 +191,7 @@ async fn code_page(
     state: &AppState,
     req: &HttpRequest,
     request_id: &str,
+    ar: &AuthRequest,
     code_id: &str,
     locale: Locale,
     error: Option<String>,
@@ -210,6 +211,7 @@ async fn code_page(
         codes::CodePageText {
             sent: text(locale, "code_sent_sms"),
             destination,
+            app_redirect: Some(ar.redirect_uri.clone()),
         },
         &format!("/login/{request_id}/phone/code"),
         &browser.csrf(&csrf_purpose(request_id)),
@@ -227,8 +229,8 @@ pub async fn code_form(
     query: web::Query<CodeQuery>,
 ) -> PageResult {
     let request_id = path.into_inner();
-    let (_, _, _, locale) = context(&state, &req, &request_id).await?;
-    Ok(code_page(&state, &req, &request_id, &query.c, locale, None).await)
+    let (ar, _, _, locale) = context(&state, &req, &request_id).await?;
+    Ok(code_page(&state, &req, &request_id, &ar, &query.c, locale, None).await)
 }
 
 /// POST /login/{request}/phone/code: a right code verifies the number; the app
@@ -244,9 +246,9 @@ pub async fn check(
     let f = csrf::checked_form(&req, &body, &csrf_purpose(&request_id))
         .map_err(|e| e.page(&req, locale))?;
     let browser_hash = csrf::browser_hash(&req).ok_or_else(|| bad_form(locale))?;
-    let (st, rq, rid) = (&state, &req, &request_id);
+    let (st, rq, rid, arq) = (&state, &req, &request_id, &ar);
     let retry = move |code_id: String, e: String| async move {
-        code_page(st, rq, rid, &code_id, locale, Some(e)).await
+        code_page(st, rq, rid, arq, &code_id, locale, Some(e)).await
     };
     let row = match codes::attempt(
         &state,
@@ -263,7 +265,7 @@ pub async fn check(
         // A code of another session's person: as if unknown.
         Ok(row) => {
             let e = codes::check_error_text(locale, &CodeCheck::Unknown);
-            return Ok(code_page(&state, &req, &request_id, &row.id, locale, Some(e)).await);
+            return Ok(code_page(&state, &req, &request_id, &ar, &row.id, locale, Some(e)).await);
         }
         Err(page) => return Err(page.into()),
     };

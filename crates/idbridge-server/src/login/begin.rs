@@ -46,9 +46,12 @@ pub async fn begin(
             script_sources,
             frame_sources,
         } => {
+            // The page's form (the dev connector's) ends at the app, via the callback.
+            let forms = crate::pages::form_actions_to(&ar.redirect_uri);
             let mut page = Page::new(locale, &title, &body_html);
             page.script_sources = &script_sources;
             page.frame_sources = &frame_sources;
+            page.form_actions = &forms;
             page.render()
         }
     };

@@ -3,7 +3,7 @@
 
 use super::SendError;
 use crate::i18n::{t, Tr};
-use crate::pages::render_status;
+use crate::pages::{render_status, render_status_to_app};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use askama::Template;
@@ -15,6 +15,9 @@ pub struct CodePageText {
     pub sent: &'static str,
     /// The (masked) number, when it may be shown.
     pub destination: Option<String>,
+    /// The app's redirect URI when a right code ends there (a sign-in's phone
+    /// or binding step): the page's CSP lets its form's redirect through.
+    pub app_redirect: Option<String>,
 }
 
 #[derive(Template)]
@@ -55,7 +58,10 @@ pub fn code_page(
         code_id,
         restart,
     };
-    render_status(locale, t(locale, "code_title"), status, &page)
+    match text.app_redirect.as_deref() {
+        Some(uri) => render_status_to_app(locale, t(locale, "code_title"), status, &page, uri),
+        None => render_status(locale, t(locale, "code_title"), status, &page),
+    }
 }
 
 /// What the person is told about a code that did not verify.

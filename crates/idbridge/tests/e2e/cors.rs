@@ -376,3 +376,38 @@ async fn browser_apps_get_cors_on_the_back_channel_only(db_url: &str) {
     broker.stop().await;
 }
 both_backends!(browser_apps_get_cors_on_the_back_channel_only);
+
+/// A page whose form ends, through the broker, at the app lets that redirect
+/// through its CSP: browsers check every redirect of a form submission against
+/// `form-action`, so `'self'` alone blocks an app on another origin (the
+/// development sign-in's form, whose callback answers the app). Other pages
+/// keep `form-action 'self'`.
+async fn forms_that_end_at_the_app_allow_its_origin(db_url: &str) {
+    let broker = start(db_url, None, |_| {}).await;
+    let b = browser();
+    let (url, _) = authorize_url(&broker.base, &[]);
+    let resp = b.get(&url).send().await.unwrap();
+    let resp = if resp.status() == 302 {
+        b.get(location(&resp)).send().await.unwrap()
+    } else {
+        resp
+    };
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.ends_with("form-action 'self' https://app.example.com"),
+        "{csp}"
+    );
+    // An error page has no such form.
+    let page = b
+        .get(format!("{}/login/unknown-request", broker.base))
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.ends_with("form-action 'self'"), "{csp}");
+    broker.stop().await;
+}
+crate::both_backends!(forms_that_end_at_the_app_allow_its_origin);
