@@ -38,10 +38,18 @@ impl AppTokens {
     /// by whichever instance wins the lease (the others wait for it).
     pub async fn get(&self, now: i64) -> Result<String, WeChatError> {
         let fetch = || async {
-            let t = self
+            let fetched = self
                 .client
                 .stable_token(&self.appid, &self.secret, false)
-                .await?;
+                .await;
+            // Each one counts against WeChat's 2,000 a day for this app.
+            metrics::counter!(
+                "idbridge_wechat_app_token_fetches_total",
+                "connector" => self.client.connector_label().to_owned(),
+                "outcome" => if fetched.is_ok() { "ok" } else { "error" },
+            )
+            .increment(1);
+            let t = fetched?;
             Ok::<_, WeChatError>(CachedValue {
                 value: t.access_token,
                 expires_at: now + t.expires_in,

@@ -66,6 +66,8 @@ struct Inner {
     host: String,
     timeout: Duration,
     connect_timeout: Duration,
+    /// The `connector` label of this client's metrics ([`WeChatClient::for_connector`]).
+    connector: String,
 }
 
 impl fmt::Debug for WeChatClient {
@@ -114,8 +116,30 @@ impl WeChatClient {
                 host,
                 timeout: options.timeout,
                 connect_timeout: options.connect_timeout,
+                connector: "unknown".to_owned(),
             }),
         })
+    }
+
+    /// The same client, its calls' metrics labelled `connector=id` (the configured
+    /// connector id: a bounded label). Through the `metrics` facade: recorded only
+    /// when the process has a recorder (the server's `[telemetry]`).
+    pub fn for_connector(self, id: &str) -> Self {
+        Self {
+            http: self.http,
+            inner: Arc::new(Inner {
+                base: self.inner.base.clone(),
+                host: self.inner.host.clone(),
+                timeout: self.inner.timeout,
+                connect_timeout: self.inner.connect_timeout,
+                connector: id.to_owned(),
+            }),
+        }
+    }
+
+    /// The `connector` label of this client's metrics.
+    pub fn connector_label(&self) -> &str {
+        &self.inner.connector
     }
 
     /// The base URL calls go to.
@@ -315,7 +339,21 @@ impl WeChatClient {
     ) -> Result<Map<String, Value>, WeChatError> {
         let started = Instant::now();
         let result = self.call_inner(api, request, sensitive).await;
-        let elapsed_ms = started.elapsed().as_millis();
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis();
+        // Outcome: `ok`, or the error's kind (a closed set); the errcode is in the
+        // server's sign-in failure family, bounded there.
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind.as_str(),
+        };
+        metrics::histogram!(
+            "idbridge_upstream_request_duration_seconds",
+            "connector" => self.inner.connector.clone(),
+            "endpoint" => api.path(),
+            "outcome" => outcome,
+        )
+        .record(elapsed.as_secs_f64());
         match &result {
             Ok(_) => tracing::debug!(api = %api, elapsed_ms, "wechat call succeeded"),
             Err(e) => tracing::debug!(

@@ -34,12 +34,15 @@ impl ConnectorFactory for WeChatMpFactory {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
         let cfg = MpSettings::parse(settings)?;
-        let client = cfg.client().map_err(|e| {
-            vec![ConfigError::new(
-                format!("connectors[{}].api_base_url", settings.id),
-                e.to_string(),
-            )]
-        })?;
+        let client = cfg
+            .client()
+            .map_err(|e| {
+                vec![ConfigError::new(
+                    format!("connectors[{}].api_base_url", settings.id),
+                    e.to_string(),
+                )]
+            })?
+            .for_connector(settings.id.as_str());
         // One app token per Official Account, shared by every broker instance.
         let app_tokens = cfg.messages.then(|| {
             AppTokens::new(

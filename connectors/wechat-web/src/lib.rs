@@ -30,12 +30,15 @@ impl ConnectorFactory for WeChatWebFactory {
         _ctx: &BuildContext,
     ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
         let cfg = WebSettings::parse(settings)?;
-        let client = cfg.client().map_err(|e| {
-            vec![ConfigError::new(
-                format!("connectors[{}].api_base_url", settings.id),
-                e.to_string(),
-            )]
-        })?;
+        let client = cfg
+            .client()
+            .map_err(|e| {
+                vec![ConfigError::new(
+                    format!("connectors[{}].api_base_url", settings.id),
+                    e.to_string(),
+                )]
+            })?
+            .for_connector(settings.id.as_str());
         Ok(Arc::new(WeChatWeb {
             id: settings.id.clone(),
             name: settings

@@ -82,6 +82,7 @@ pub async fn token_exchange(
     let (connector_id, entry) = choose_connector(state, client, token_type, param("connector"))?;
 
     let ctx = crate::http::request_context(state, req, crate::http::fallback_locale(req));
+    crate::telemetry::sign_in_started(state, connector_id, LoginVia::TokenExchange);
     let exchanged = match entry.setup.check(connector_id) {
         Ok(()) => entry.connector.exchange(&ctx, subject_token).await,
         Err(e) => Err(e),
@@ -162,6 +163,7 @@ pub async fn token_exchange(
                 _ => "created",
             };
             tracing::info!(event = "login", via = "token_exchange", connector = %connector_id, client_id = %client.id, user_id = %user.id, account = how, "signed in");
+            crate::telemetry::sign_in_completed(state, connector_id, LoginVia::TokenExchange);
             user
         }
         LoginCompletion::NotLinked => {

@@ -62,10 +62,16 @@ impl FairShare {
             return Ok(None);
         }
         let gate = self.gate(client_id);
+        // No turn free at once: this request waits (counted; the client is not a label).
+        if let Ok(permit) = gate.clone().try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        metrics::counter!(crate::telemetry::FAIR_SHARE_WAITS).increment(1);
         match tokio::time::timeout(MOST_WAIT, gate.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Some(permit)),
             // The semaphore is never closed; treat it as busy rather than panic.
             Ok(Err(_)) | Err(_) => {
+                metrics::counter!(crate::telemetry::FAIR_SHARE_REFUSALS).increment(1);
                 tracing::warn!(stage = "fair_share", client_id, waited_secs = MOST_WAIT.as_secs(), "requests of this app waited too long for a turn; refused as busy. The app sends more than the broker can serve: raise server.in_progress_per_client, add cores or instances");
                 Err(Busy)
             }

@@ -147,6 +147,30 @@ impl Keys {
         Ok(())
     }
 
+    /// The signing key gauges: age of the key in use and when the next one takes over
+    /// (a published successor's activation, else this key's plus `rotate_every`).
+    fn report(&self, metas: &[KeyMeta], now: i64) {
+        for alg in &self.algorithms {
+            let Some(kid) = signing_kid(metas, *alg, now) else {
+                continue;
+            };
+            let Some(current) = metas.iter().find(|m| m.kid == kid) else {
+                continue;
+            };
+            let next = metas
+                .iter()
+                .filter(|m| m.alg == *alg && m.activates_at > now)
+                .map(|m| m.activates_at)
+                .min()
+                .unwrap_or(current.activates_at + self.policy.rotate_every);
+            let alg = alg.as_str();
+            metrics::gauge!(crate::telemetry::SIGNING_KEY_AGE, "alg" => alg)
+                .set((now - current.activates_at).max(0) as f64);
+            metrics::gauge!(crate::telemetry::SIGNING_KEY_NEXT_ROTATION, "alg" => alg)
+                .set(next as f64);
+        }
+    }
+
     fn load(&self, rows: &[KeyRow], master: &MasterKey, now: i64) -> Result<(), KeyError> {
         let metas: Vec<KeyMeta> = rows.iter().filter_map(meta).collect();
         let publish = published(&metas, now);
@@ -186,6 +210,7 @@ impl Keys {
                 return Err(KeyError::NoKey(alg.as_str()));
             }
         }
+        self.report(&metas, now);
         let set = KeySet::new(keys, signing)?;
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(set),

@@ -42,6 +42,7 @@ pub mod screen;
 pub mod sessions;
 pub mod shared_cache;
 pub mod state;
+pub mod telemetry;
 pub mod token;
 pub mod upstream;
 pub mod upstream_errors;
@@ -128,6 +129,7 @@ pub async fn build_state(
         sender,
         algorithms,
         proxies,
+        telemetry,
         ..
     } = config;
     let keys = keys::Keys::new(algorithms.keys, keys::policy(&settings))?;
@@ -199,6 +201,7 @@ pub async fn build_state(
         readiness: health::status::Readiness::default(),
         verifier,
         admin,
+        telemetry: telemetry::Telemetry::new(telemetry),
     }))
 }
 
@@ -283,12 +286,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
 }
 
 /// Serve on `listener` until stopped; runs key rotation and expiry collection in
-/// the background.
+/// the background. With `[telemetry] enabled`, also listens on `telemetry.bind`
+/// (the same server, so it stops with it) and answers only `/metrics` there.
 pub fn run(
     state: web::Data<AppState>,
     demo_secret: Option<String>,
     listener: TcpListener,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let metrics_listener = state.telemetry.listen()?;
+    let metrics_addr = state.telemetry.local_addr();
     spawn_background(state.clone());
     let workers = state.settings.server.workers;
     let dev_mode = state.dev_mode;
@@ -325,6 +331,12 @@ pub fn run(
                         "default-src 'none'; frame-ancestors 'none'",
                     )),
             )
+            // Request metrics by route template, then `/metrics` only on the
+            // telemetry listener: outermost, so they see every answer (crate::telemetry).
+            .wrap(actix_web::middleware::from_fn(telemetry::http))
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                telemetry::split(metrics_addr, req, next)
+            }))
             .configure(|cfg| routes(cfg, dev_mode))
             .configure(|cfg| admin::http::routes(cfg, admin_api))
     })
@@ -335,6 +347,9 @@ pub fn run(
     // both SIGTERM and SIGINT, and says so in the log.
     .disable_signals()
     .listen(listener)?;
+    if let Some(metrics) = metrics_listener {
+        server = server.listen(metrics)?;
+    }
     if workers > 0 {
         server = server.workers(workers);
     }

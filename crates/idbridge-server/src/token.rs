@@ -61,19 +61,33 @@ async fn token_inner(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<HttpResponse, OAuthError> {
-    let form = form(body)?;
-    let client = state.clients.authenticate(req, &form).await?;
+    let form = form(body).inspect_err(|e| crate::telemetry::token_grant(None, Err(e.error)))?;
+    let result = grant(state, req, &form).await;
+    crate::telemetry::token_grant(
+        form.get("grant_type").map(String::as_str),
+        result.as_ref().map(|_| ()).map_err(|e| e.error),
+    );
+    result
+}
+
+/// One grant, for an authenticated client.
+async fn grant(
+    state: &AppState,
+    req: &HttpRequest,
+    form: &BTreeMap<String, String>,
+) -> Result<HttpResponse, OAuthError> {
+    let client = state.clients.authenticate(req, form).await?;
     let issued = match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             let _turn = state.fair.enter(&client.id).await?;
-            authorization_code(state, &client, &form).await?
+            authorization_code(state, &client, form).await?
         }
         Some("refresh_token") => {
             let _turn = state.fair.enter(&client.id).await?;
-            refresh_token(state, &client, &form).await?
+            refresh_token(state, &client, form).await?
         }
         Some(crate::exchange::GRANT_TYPE) => {
-            let issued = crate::exchange::token_exchange(state, req, &client, &form).await?;
+            let issued = crate::exchange::token_exchange(state, req, &client, form).await?;
             return Ok(token_response(
                 issued,
                 Some(crate::exchange::ACCESS_TOKEN_TYPE),
@@ -319,6 +333,7 @@ async fn refresh_token(
     {
         RefreshOutcome::Rotated(g) => g,
         RefreshOutcome::Replayed(f) => {
+            crate::telemetry::refresh_reuse_detected();
             tracing::warn!(stage = "token", client_id = %client.id, user_id = %f.user_id, family = %f.id, "rotated refresh token replayed; the whole family is revoked");
             crate::audit::Event::RefreshTokenReplayed {
                 user_id: &f.user_id,

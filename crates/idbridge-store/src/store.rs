@@ -250,6 +250,30 @@ impl Store {
                 }
             }
         }
+        let pool_label = if writer { "writer" } else { "reader" };
+        let begun = std::time::Instant::now();
+        let in_flight = metrics::gauge!("idbridge_store_calls_in_flight", "pool" => pool_label);
+        in_flight.increment(1.0);
+        let result = self.call_timed(writer, limits, f).await;
+        in_flight.decrement(1.0);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(StoreError::Unavailable(_)) => "unavailable",
+            Err(_) => "error",
+        };
+        metrics::histogram!("idbridge_store_call_duration_seconds", "pool" => pool_label, "outcome" => outcome)
+            .record(begun.elapsed().as_secs_f64());
+        result
+    }
+
+    /// [`Store::call`] past the outage guard: a turn, a connection, the work.
+    async fn call_timed<T, F>(&self, writer: bool, limits: Limits, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool_label = if writer { "writer" } else { "reader" };
+        let begun = std::time::Instant::now();
         let (pool, gate) = if writer {
             (&self.pools.writer, &self.write_gate)
         } else {
@@ -270,7 +294,11 @@ impl Store {
             job.run(started_tx, f)
         });
         let deadline = match tokio::time::timeout(limits.connect + START_SLACK, started).await {
-            Ok(Ok(deadline)) => deadline,
+            Ok(Ok(deadline)) => {
+                metrics::histogram!("idbridge_store_connection_wait_seconds", "pool" => pool_label)
+                    .record(begun.elapsed().as_secs_f64());
+                deadline
+            }
             // The thread ended before it had a connection: its error says why.
             Ok(Err(_)) => return joined(task.await),
             Err(_) => {

@@ -261,6 +261,36 @@ mod properties {
         assert!(load(None, &base()).is_ok());
     }
 
+    /// `[telemetry]`: off by default; when on, a socket address of its own.
+    #[test]
+    fn telemetry_is_off_by_default_and_needs_its_own_address() {
+        let with = |extra: &[(&'static str, &str)]| {
+            let mut o = base();
+            o.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            load(None, &o)
+        };
+        let checked = |extra: &[(&'static str, &str)]| Checked::new(with(extra).expect("loads"));
+        let off = checked(&[]);
+        assert_eq!(off.telemetry, None);
+        assert!(off.errors.is_empty(), "{:?}", off.errors);
+        let on = checked(&[("telemetry.enabled", "true")]);
+        assert_eq!(on.telemetry, Some("127.0.0.1:9464".parse().unwrap()));
+        for bind in ["localhost:9464", "9464", "127.0.0.1", "127.0.0.1:8080"] {
+            let errors = with(&[("telemetry.enabled", "true"), ("telemetry.bind", bind)])
+                .err()
+                .unwrap_or_default();
+            assert!(
+                errors.iter().any(|e| e.key == "telemetry.bind"),
+                "{bind}: {errors:?}"
+            );
+        }
+        let any = checked(&[
+            ("telemetry.enabled", "true"),
+            ("telemetry.bind", "0.0.0.0:9100"),
+        ]);
+        assert_eq!(any.telemetry, Some("0.0.0.0:9100".parse().unwrap()));
+    }
+
     #[test]
     fn bounded_keys_refuse_values_outside_their_range() {
         for (key, value, ok) in [

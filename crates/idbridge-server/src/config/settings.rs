@@ -1,6 +1,6 @@
 //! The settings, section by section, as the TOML file spells them (with their
 //! defaults): `[server]`, `[storage]`, `[signing]`, `[tokens]`, `[account]`,
-//! `[verification]`, `[admin]`, `[[clients]]`.
+//! `[verification]`, `[admin]`, `[telemetry]`, `[[clients]]`.
 
 use serde::Deserialize;
 
@@ -27,6 +27,28 @@ pub struct Settings {
     pub connectors: Vec<serde_json::Value>,
     #[serde(default)]
     pub admin: AdminSettings,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+}
+
+/// Prometheus metrics on a listener of their own (docs/operations.md, "Metrics").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// Serve `/metrics` on `bind`. Off by default.
+    pub enabled: bool,
+    /// `host:port` of the metrics listener: loopback by default; never the public
+    /// `server.bind`. Port 0 picks a free one (it is logged).
+    pub bind: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bind: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 /// The account page.

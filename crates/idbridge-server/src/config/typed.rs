@@ -162,6 +162,8 @@ pub struct Checked {
     pub proxies: TrustedProxies,
     /// The `[[connectors]]` entries that have a valid id and a type, in order.
     pub connectors: Vec<ConnectorConfig>,
+    /// `[telemetry] bind`, when enabled.
+    pub telemetry: Option<std::net::SocketAddr>,
     pub errors: Vec<ConfigError>,
 }
 
@@ -174,6 +176,7 @@ pub struct Config {
     pub algorithms: Algorithms,
     pub proxies: TrustedProxies,
     pub connectors: Vec<ConnectorConfig>,
+    pub telemetry: Option<std::net::SocketAddr>,
 }
 
 impl Checked {
@@ -196,6 +199,7 @@ impl Checked {
                 algorithms: self.algorithms,
                 proxies: self.proxies,
                 connectors: self.connectors,
+                telemetry: self.telemetry,
             }),
             (master_key, sender) => {
                 // The pass reports a value it could not type; never start without one.

@@ -30,6 +30,7 @@ impl Checked {
             sender: typed.sender,
             algorithms: typed.algorithms,
             proxies: typed.proxies,
+            telemetry: typed.telemetry,
             connectors: typed.connectors,
             errors,
         }
@@ -51,6 +52,7 @@ struct Typed {
     algorithms: Algorithms,
     proxies: TrustedProxies,
     connectors: Vec<ConnectorConfig>,
+    telemetry: Option<std::net::SocketAddr>,
 }
 
 fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
@@ -130,6 +132,7 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
             errors.push(ConfigError::new(key, "must be at least 1 (seconds)"));
         }
     }
+    let telemetry = telemetry(s, errors);
     for (i, token) in s.admin.tokens.iter().enumerate() {
         if let Err(msg) = crate::admin::tokens::check(token) {
             let key = crate::admin::tokens::config_key(s.admin.token_file.as_deref(), i);
@@ -321,6 +324,7 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
         sender,
         algorithms,
         proxies,
+        telemetry,
         connectors,
     }
 }
@@ -366,6 +370,39 @@ pub fn check_origin(origin: &str) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `[telemetry]`: when enabled, a socket address that is not the public one.
+fn telemetry(s: &Settings, errors: &mut Vec<ConfigError>) -> Option<std::net::SocketAddr> {
+    if !s.telemetry.enabled {
+        return None;
+    }
+    match s.telemetry.bind.trim().parse::<std::net::SocketAddr>() {
+        Ok(addr) => {
+            let public: Option<std::net::SocketAddr> = s.server.bind.trim().parse().ok();
+            if public.is_some_and(|p| p.port() == addr.port() && addr.port() != 0) {
+                errors.push(ConfigError::new(
+                    "telemetry.bind",
+                    format!(
+                        "must not share server.bind's port ({}): metrics are served on a listener of their own",
+                        addr.port()
+                    ),
+                ));
+                return None;
+            }
+            Some(addr)
+        }
+        Err(_) => {
+            errors.push(ConfigError::new(
+                "telemetry.bind",
+                format!(
+                    "{:?} is not an IP address and port (e.g. 127.0.0.1:9464)",
+                    s.telemetry.bind
+                ),
+            ));
+            None
+        }
+    }
 }
 
 #[cfg(test)]

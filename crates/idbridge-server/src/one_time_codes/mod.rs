@@ -204,7 +204,11 @@ pub async fn send_code(
             true
         }
         (Via::Connector, _) => true,
-        (Via::Sms, Some(phone)) => send_sms(state, ctx, purpose, phone, &code, &text).await,
+        (Via::Sms, Some(phone)) => {
+            let sent = send_sms(state, ctx, purpose, phone, &code, &text).await;
+            crate::telemetry::one_time_code("sms", sent);
+            sent
+        }
         (Via::Sms, None) => false,
     };
     if !delivered {
@@ -254,7 +258,9 @@ async fn send_by_connector(
     let Some(entry) = state.connector(connector_id) else {
         return false;
     };
-    match entry.connector.send_message(ctx, subject, text).await {
+    let sent = entry.connector.send_message(ctx, subject, text).await;
+    crate::telemetry::one_time_code("connector", sent.is_ok());
+    match sent {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(

@@ -17,6 +17,7 @@ mod id_token_hint;
 mod input;
 mod instances;
 mod limits;
+mod metrics;
 mod offline_access;
 mod oidc_client;
 mod oidc_upstream;
