@@ -29,6 +29,7 @@ pub const SIGN_INS_COMPLETED: &str = "idbridge_sign_ins_completed_total";
 pub const SIGN_INS_FAILED: &str = "idbridge_sign_ins_failed_total";
 pub const TOKEN_GRANTS: &str = "idbridge_token_grants_total";
 pub const REFRESH_REUSE: &str = "idbridge_refresh_token_reuse_detected_total";
+pub const RECHECKS: &str = "idbridge_refresh_rechecks_total";
 pub const FAIR_SHARE_WAITS: &str = "idbridge_fair_share_waits_total";
 pub const FAIR_SHARE_REFUSALS: &str = "idbridge_fair_share_refusals_total";
 pub const ONE_TIME_CODES: &str = "idbridge_one_time_codes_sent_total";
@@ -89,6 +90,10 @@ fn describe() {
     describe_counter!(
         TOKEN_GRANTS,
         "Token endpoint requests, by grant type and outcome (issued or the OAuth error)."
+    );
+    describe_counter!(
+        RECHECKS,
+        "Refreshes re-checked upstream (recheck_on_refresh), by connector and outcome: passed, refused (the grant ended) or unavailable (the grant kept)."
     );
     describe_counter!(
         REFRESH_REUSE,
@@ -344,6 +349,12 @@ pub fn token_grant(grant_type: Option<&str>, outcome: Result<(), &'static str>) 
 pub fn one_time_code(channel: &'static str, sent: bool) {
     let outcome = if sent { "sent" } else { "failed" };
     metrics::counter!(ONE_TIME_CODES, "channel" => channel, "outcome" => outcome).increment(1);
+}
+
+/// A refresh re-checked upstream: `passed`, `refused` (the grant ended) or
+/// `unavailable` (the upstream failed; the grant kept).
+pub fn refresh_recheck(state: &AppState, connector: &str, outcome: &'static str) {
+    metrics::counter!(RECHECKS, "connector" => connector_label(state, connector), "outcome" => outcome).increment(1);
 }
 
 pub fn refresh_reuse_detected() {

@@ -31,6 +31,8 @@ async fn world(db_url: &str, id: &str, recheck: bool) -> World {
             c["recheck_on_refresh"] = serde_json::json!(true);
         }
         s.connectors = vec![c];
+        s.telemetry.enabled = true;
+        s.telemetry.bind = "127.0.0.1:0".into();
     })
     .await;
     World { sim, broker }
@@ -115,6 +117,16 @@ async fn a_person_who_withdrew_wechats_authorization_loses_the_grant(db_url: &st
         .is_empty(),
         "the log names the stage, WeChat's errcode and the fix"
     );
+    // Both re-checks counted, by connector and outcome (each backend's run has
+    // its own broker; the process shares one recorder, so at least these).
+    let addr = w.broker.state.telemetry.local_addr().unwrap();
+    let metrics = get_text(&http(), format!("http://{addr}/metrics")).await;
+    for outcome in ["passed", "refused"] {
+        let line = format!(
+            "idbridge_refresh_rechecks_total{{connector=\"wx-recheck\",outcome=\"{outcome}\"}}"
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
     w.sim.stop().await;
     w.broker.stop().await;
 }
