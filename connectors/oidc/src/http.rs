@@ -162,7 +162,7 @@ impl Http {
                 limit.as_secs_f64()
             ));
         }
-        let detail = error_chain(&error);
+        let detail = idbridge_connector_kit::transport::error_chain(&error);
         let fix = if error.is_connect() {
             format!("could not connect to {place} for {what}: check the issuer's host and port, DNS, firewall and proxy for the broker's egress")
         } else {
@@ -179,22 +179,6 @@ fn too_large(stage: Stage, what: &str, url: &str) -> ConnectorError {
         "{what} at {} is larger than {MAX_BODY_BYTES} bytes; this is not an OpenID provider's answer",
         shown(url)
     ))
-}
-
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        if parts.len() >= 5 {
-            break;
-        }
-        source = s.source();
-    }
-    parts.join(": ").chars().take(240).collect()
 }
 
 /// The answer's body as a JSON object, or `BadResponse` naming `what`.

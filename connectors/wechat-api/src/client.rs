@@ -449,7 +449,7 @@ impl WeChatClient {
         // Without the URL: it carries the secret, the code or a token.
         let error = error.without_url();
         let host = &self.inner.host;
-        let detail = sensitive.redact(&error_chain(&error));
+        let detail = sensitive.redact(&idbridge_connector_kit::transport::error_chain(&error));
         if error.is_timeout() {
             let fix = if error.is_connect() {
                 format!(
@@ -516,27 +516,5 @@ impl WeChatClient {
                 problem.describe(object),
             ))
         }
-    }
-}
-
-/// "error sending request: client error (Connect): tcp connect error: Connection refused"
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        if parts.len() >= 5 {
-            break;
-        }
-        source = s.source();
-    }
-    let joined = parts.join(": ");
-    if joined.chars().count() > 240 {
-        joined.chars().take(240).collect::<String>() + "…"
-    } else {
-        joined
     }
 }

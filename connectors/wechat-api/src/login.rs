@@ -8,8 +8,8 @@
 use crate::{SnsToken, UserInfo, WeChatClient};
 use idbridge_connector_kit::options::{BaseUrl, Seconds, Timeouts};
 use idbridge_core::{
-    CallbackRequest, ConnectorError, ConnectorId, ErrorKind, ExternalIdentity, LinkKey, Locale,
-    Problem, Profile, RequestContext, Stage, UpstreamTokens,
+    CallbackRequest, ConfigError, ConnectorError, ConnectorId, ErrorKind, ExternalIdentity,
+    LinkKey, Locale, Problem, Profile, RequestContext, Stage, UpstreamTokens,
 };
 
 /// The WeChat app a browser sign-in completes for.
@@ -295,12 +295,7 @@ pub struct AppKeys<'a> {
 impl AppKeys<'_> {
     /// Config errors, each naming its key. `appid_where` tells the operator where
     /// WeChat shows the AppID for this kind of app.
-    pub fn check(
-        &self,
-        key: &dyn Fn(&str) -> String,
-        appid_where: &str,
-    ) -> Vec<idbridge_core::ConfigError> {
-        use idbridge_core::ConfigError;
+    pub fn check(&self, key: &dyn Fn(&str) -> String, appid_where: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if !crate::is_valid_appid(self.appid) {
             errors.push(ConfigError::new(
@@ -344,11 +339,20 @@ impl AppKeys<'_> {
         errors
     }
 
-    pub fn client(&self) -> Result<WeChatClient, crate::BuildError> {
+    /// The WeChat client of connector `id` (its metrics carry that id); a base
+    /// URL it cannot use is a config error under `api_base_url`.
+    pub fn client(&self, id: &ConnectorId) -> Result<WeChatClient, Vec<ConfigError>> {
         WeChatClient::new(crate::ClientOptions {
             api_base_url: self.api_base_url.to_owned(),
             connect_timeout: Seconds::new(self.connect_timeout_secs).duration(),
             timeout: Seconds::new(self.timeout_secs).duration(),
+        })
+        .map(|client| client.for_connector(id.as_str()))
+        .map_err(|e| {
+            vec![ConfigError::new(
+                format!("connectors[{id}].api_base_url"),
+                e.to_string(),
+            )]
         })
     }
 

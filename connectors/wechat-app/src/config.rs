@@ -60,8 +60,8 @@ impl AppSettings {
         }
     }
 
-    pub fn client(&self) -> Result<WeChatClient, wechat_api::BuildError> {
-        self.app().client()
+    pub fn client(&self, id: &ConnectorId) -> Result<WeChatClient, Vec<ConfigError>> {
+        self.app().client(id)
     }
 
     /// Warnings for `idbridge doctor`.

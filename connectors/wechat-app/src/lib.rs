@@ -43,15 +43,7 @@ impl ConnectorFactory for WeChatAppFactory {
         _ctx: &BuildContext,
     ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
         let cfg = AppSettings::parse(settings)?;
-        let client = cfg
-            .client()
-            .map_err(|e| {
-                vec![ConfigError::new(
-                    format!("connectors[{}].api_base_url", settings.id),
-                    e.to_string(),
-                )]
-            })?
-            .for_connector(settings.id.as_str());
+        let client = cfg.client(&settings.id)?;
         Ok(Arc::new(WeChatApp {
             id: settings.id.clone(),
             name: settings

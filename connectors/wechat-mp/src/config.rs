@@ -102,8 +102,8 @@ impl MpSettings {
         }
     }
 
-    pub fn client(&self) -> Result<WeChatClient, wechat_api::BuildError> {
-        self.app().client()
+    pub fn client(&self, id: &ConnectorId) -> Result<WeChatClient, Vec<ConfigError>> {
+        self.app().client(id)
     }
 
     /// The checks that catch most broken Official Account setups before anyone

@@ -34,15 +34,7 @@ impl ConnectorFactory for WeChatMpFactory {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
         let cfg = MpSettings::parse(settings)?;
-        let client = cfg
-            .client()
-            .map_err(|e| {
-                vec![ConfigError::new(
-                    format!("connectors[{}].api_base_url", settings.id),
-                    e.to_string(),
-                )]
-            })?
-            .for_connector(settings.id.as_str());
+        let client = cfg.client(&settings.id)?;
         // One app token per Official Account, shared by every broker instance.
         let app_tokens = cfg.messages.then(|| {
             AppTokens::new(

@@ -116,8 +116,8 @@ impl WebSettings {
         }
     }
 
-    pub fn client(&self) -> Result<WeChatClient, wechat_api::BuildError> {
-        self.app().client()
+    pub fn client(&self, id: &ConnectorId) -> Result<WeChatClient, Vec<ConfigError>> {
+        self.app().client(id)
     }
 
     /// The checks that catch most broken WeChat setups before anyone tries to log in.

@@ -30,15 +30,7 @@ impl ConnectorFactory for WeChatWebFactory {
         _ctx: &BuildContext,
     ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
         let cfg = WebSettings::parse(settings)?;
-        let client = cfg
-            .client()
-            .map_err(|e| {
-                vec![ConfigError::new(
-                    format!("connectors[{}].api_base_url", settings.id),
-                    e.to_string(),
-                )]
-            })?
-            .for_connector(settings.id.as_str());
+        let client = cfg.client(&settings.id)?;
         Ok(Arc::new(WeChatWeb {
             id: settings.id.clone(),
             name: settings

@@ -12,6 +12,8 @@
 //!   `Started::flow_data` and reads back from `CallbackRequest::flow_data`.
 //! - [`testing`]: fixture builders for connector tests (settings, build and
 //!   request contexts, begin and callback requests).
+//! - [`transport`]: [`transport::error_chain`], a failed upstream call's causes
+//!   on one line for the operator's log.
 //! - [`conformance`]: the suite every connector crate runs from its tests
 //!   against its (simulated) upstream.
 //!
@@ -24,6 +26,7 @@ pub mod flow;
 pub mod lease;
 pub mod options;
 pub mod testing;
+pub mod transport;
 
 #[doc = include_str!("../../../docs/connectors/writing-a-connector.md")]
 pub mod guide {}
