@@ -51,31 +51,37 @@ impl Contact {
 /// The contact of `user` as far as `scope` needs it: no lookup at all without
 /// `email` or `phone`, and none for the phone when the broker verified one.
 pub async fn lookup(state: &AppState, user: &User, scope: &str) -> Result<Contact, OAuthError> {
-    let broker_phone = match (&user.phone_number, user.phone_verified_at) {
-        (Some(phone), Some(_)) => Some(Address {
-            value: phone.clone(),
-            verified: true,
-        }),
-        _ => None,
-    };
     let wants_email = has_scope(scope, "email");
-    let wants_upstream_phone = has_scope(scope, "phone") && broker_phone.is_none();
+    let wants_upstream_phone = has_scope(scope, "phone") && broker_phone(user).is_none();
     if !wants_email && !wants_upstream_phone {
-        return Ok(Contact {
-            email: None,
-            phone: broker_phone,
-        });
+        return Ok(of(user, &[]));
     }
     let identities = state
         .store
         .list_identities(&user.id)
         .await
         .map_err(OAuthError::store)?;
-    let upstream = from_identities(&identities);
-    Ok(Contact {
+    Ok(of(user, &identities))
+}
+
+/// The contact of `user` from identities already loaded (`user`'s).
+pub fn of(user: &User, identities: &[Identity]) -> Contact {
+    let upstream = from_identities(identities);
+    Contact {
         email: upstream.email,
-        phone: broker_phone.or(upstream.phone),
-    })
+        phone: broker_phone(user).or(upstream.phone),
+    }
+}
+
+/// A phone number the broker verified itself.
+fn broker_phone(user: &User) -> Option<Address> {
+    match (&user.phone_number, user.phone_verified_at) {
+        (Some(phone), Some(_)) => Some(Address {
+            value: phone.clone(),
+            verified: true,
+        }),
+        _ => None,
+    }
 }
 
 /// The best email and phone the identities' profiles hold.

@@ -195,8 +195,14 @@ pub async fn token_exchange(
             return Err(OAuthError::invalid_grant("the account is disabled"));
         }
     };
-    let linked = issue::linked_connectors(state, &user.id).await?;
-    let contact = crate::contact::lookup(state, &user, &scope).await?;
+    // One read for both the linked_connectors claim and the contact claims.
+    let identities = state
+        .store
+        .list_identities(&user.id)
+        .await
+        .map_err(OAuthError::store)?;
+    let linked = issue::linked_connectors(&identities);
+    let contact = crate::contact::of(&user, &identities);
     issue::sign_tokens(
         state,
         TokenRequest {

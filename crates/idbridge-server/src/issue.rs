@@ -269,18 +269,11 @@ pub fn successor_refresh_token(state: &AppState, token: &str) -> (String, String
 const REFRESH_SUCCESSOR_PURPOSE: &str = "refresh-successor";
 
 /// Connector ids the user has identities with, for the `linked_connectors` claim.
-pub async fn linked_connectors(state: &AppState, user_id: &str) -> Result<Vec<String>, OAuthError> {
-    let mut ids: Vec<String> = state
-        .store
-        .list_identities(user_id)
-        .await
-        .map_err(OAuthError::store)?
-        .into_iter()
-        .map(|i| i.connector_id)
-        .collect();
+pub fn linked_connectors(identities: &[idbridge_store::Identity]) -> Vec<String> {
+    let mut ids: Vec<String> = identities.iter().map(|i| i.connector_id.clone()).collect();
     ids.sort();
     ids.dedup();
-    Ok(ids)
+    ids
 }
 
 pub fn alg_names(algs: &[Algorithm]) -> Vec<&'static str> {

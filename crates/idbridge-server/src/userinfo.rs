@@ -50,11 +50,17 @@ pub async fn userinfo(
     if has_scope(&live.claims.scope, "profile") {
         profile_claims(&live.user, &mut out);
     }
-    crate::contact::lookup(&state, &live.user, &live.claims.scope)
-        .await?
-        .claims(&live.claims.scope, &mut out);
-    let linked = crate::issue::linked_connectors(&state, &live.user.id).await?;
-    out.insert("linked_connectors".into(), linked.into());
+    // One read for both the contact claims and linked_connectors.
+    let identities = state
+        .store
+        .list_identities(&live.user.id)
+        .await
+        .map_err(OAuthError::store)?;
+    crate::contact::of(&live.user, &identities).claims(&live.claims.scope, &mut out);
+    out.insert(
+        "linked_connectors".into(),
+        crate::issue::linked_connectors(&identities).into(),
+    );
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(out))
