@@ -6,9 +6,14 @@
 //! background (1 s, doubling, at most 60 s between attempts) while the broker
 //! serves everything else; until it succeeds it is "not ready": `/healthz`
 //! says so with the last error, the sign-in page shows it unavailable, and it
-//! is never begun, completed or asked to exchange.
+//! is never begun, completed, asked to exchange, refresh or send a message: the
+//! server holds every connector as a [`Gated`] one, so no call site can forget.
 
-use idbridge_core::{Connector, ConnectorError, ErrorKind, Stage};
+use async_trait::async_trait;
+use idbridge_core::{
+    Availability, BeginRequest, CallbackRequest, Connector, ConnectorError, ConnectorId, ErrorKind,
+    ExternalIdentity, RequestContext, Stage, Started, UpstreamTokens,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +79,106 @@ impl SetupStatus {
             e.upstream_message = l.upstream_message;
         }
         Err(e)
+    }
+}
+
+/// A connector behind its set-up: while [`SetupStatus`] says it is not ready,
+/// it is unavailable to every browser and each upstream call fails with the
+/// status's error; then it is the connector itself.
+pub struct Gated {
+    inner: Arc<dyn Connector>,
+    status: Arc<SetupStatus>,
+}
+
+impl Gated {
+    pub fn new(inner: Arc<dyn Connector>, status: Arc<SetupStatus>) -> Self {
+        Self { inner, status }
+    }
+
+    fn ready(&self) -> Result<(), ConnectorError> {
+        self.status.check(self.inner.id().as_str())
+    }
+}
+
+#[async_trait]
+impl Connector for Gated {
+    fn id(&self) -> &ConnectorId {
+        self.inner.id()
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn display_name(&self) -> &str {
+        self.inner.display_name()
+    }
+    fn shows_inline(&self) -> bool {
+        self.inner.shows_inline()
+    }
+    async fn prepare(&self, now: i64) -> Result<(), ConnectorError> {
+        self.inner.prepare(now).await
+    }
+    fn availability(&self, ctx: &RequestContext) -> Availability {
+        if self.status.is_ready() {
+            self.inner.availability(ctx)
+        } else {
+            Availability::Unavailable {
+                reason: crate::i18n::t(ctx.locale, "connector_not_ready").to_owned(),
+            }
+        }
+    }
+    fn has_browser_flow(&self) -> bool {
+        self.inner.has_browser_flow()
+    }
+    fn subject_token_types(&self) -> &[&str] {
+        self.inner.subject_token_types()
+    }
+    async fn begin(
+        &self,
+        ctx: &RequestContext,
+        request: &BeginRequest,
+    ) -> Result<Started, ConnectorError> {
+        self.ready()?;
+        self.inner.begin(ctx, request).await
+    }
+    async fn complete(
+        &self,
+        ctx: &RequestContext,
+        callback: &CallbackRequest,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        self.ready()?;
+        self.inner.complete(ctx, callback).await
+    }
+    fn supports_refresh(&self) -> bool {
+        self.inner.supports_refresh()
+    }
+    async fn refresh(
+        &self,
+        ctx: &RequestContext,
+        subject: &str,
+        tokens: &UpstreamTokens,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        self.ready()?;
+        self.inner.refresh(ctx, subject, tokens).await
+    }
+    async fn exchange(
+        &self,
+        ctx: &RequestContext,
+        subject_token: &str,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        self.ready()?;
+        self.inner.exchange(ctx, subject_token).await
+    }
+    fn can_send_messages(&self) -> bool {
+        self.inner.can_send_messages()
+    }
+    async fn send_message(
+        &self,
+        ctx: &RequestContext,
+        subject: &str,
+        text: &str,
+    ) -> Result<(), ConnectorError> {
+        self.ready()?;
+        self.inner.send_message(ctx, subject, text).await
     }
 }
 
@@ -172,9 +277,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use async_trait::async_trait;
-    use idbridge_core::{
-        BeginRequest, CallbackRequest, ConnectorId, ExternalIdentity, RequestContext, Started,
-    };
     use std::sync::atomic::AtomicU32;
 
     /// Fails `prepare` its first `failures` times.
@@ -229,6 +331,37 @@ mod tests {
             failures,
             calls: AtomicU32::new(0),
         })
+    }
+
+    #[tokio::test]
+    async fn a_gated_connector_refuses_every_call_until_ready() {
+        let status = Arc::new(SetupStatus::default());
+        let gated = Gated::new(flaky(0), status.clone());
+        let ctx = RequestContext::new("test", idbridge_core::Locale::En, 0);
+        assert!(matches!(
+            gated.availability(&ctx),
+            Availability::Unavailable { .. }
+        ));
+        let e = gated
+            .begin(&ctx, &BeginRequest::new("s", "http://127.0.0.1:1/cb"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.stage, e.kind),
+            (Stage::Setup, ErrorKind::UpstreamUnavailable)
+        );
+        let list = vec![(
+            "flaky".to_owned(),
+            Arc::new(gated) as Arc<dyn Connector>,
+            status.clone(),
+        )];
+        assert!(first_round(&list, 0, FIRST_ROUND).await.is_empty());
+        let gated = &list[0].1;
+        assert_eq!(gated.availability(&ctx), Availability::Available);
+        assert!(gated
+            .begin(&ctx, &BeginRequest::new("s", "http://127.0.0.1:1/cb"))
+            .await
+            .is_ok());
     }
 
     #[tokio::test]

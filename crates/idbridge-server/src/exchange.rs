@@ -83,10 +83,7 @@ pub async fn token_exchange(
 
     let ctx = crate::http::request_context(state, req, crate::http::fallback_locale(req));
     crate::telemetry::sign_in_started(state, connector_id, LoginVia::TokenExchange);
-    let exchanged = match entry.setup.check(connector_id) {
-        Ok(()) => entry.connector.exchange(&ctx, subject_token).await,
-        Err(e) => Err(e),
-    };
+    let exchanged = entry.connector.exchange(&ctx, subject_token).await;
     // Every connector's answer passes the same check (idbridge_core::ExternalIdentity::screened).
     let identity = match exchanged.and_then(|i| i.screened(idbridge_core::Stage::Exchange)) {
         Ok(identity) => identity,

@@ -66,15 +66,10 @@ pub async fn before_refresh(
     );
     // The app's back end calls /token: no browser, no person's language.
     let ctx = RequestContext::new("", idbridge_core::Locale::En, state.now());
-    let refreshed = match entry.setup.check(connector_id) {
-        Ok(()) => {
-            entry
-                .connector
-                .refresh(&ctx, &identity.subject, &tokens)
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let refreshed = entry
+        .connector
+        .refresh(&ctx, &identity.subject, &tokens)
+        .await;
     let checked = refreshed
         .and_then(|i| i.screened(Stage::Refresh))
         .and_then(|i| same_subject(i, &identity.subject));

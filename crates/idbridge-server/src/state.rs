@@ -15,6 +15,7 @@ pub use crate::connector_config::FirstLoginPolicy;
 
 /// A built connector with the broker's settings for it.
 pub struct ConnectorEntry {
+    /// Held behind its set-up ([`crate::connector_setup::Gated`]).
     pub connector: Arc<dyn Connector>,
     pub first_login: FirstLoginPolicy,
     /// `recheck_on_refresh`: re-check the person upstream when an app refreshes.
@@ -55,20 +56,6 @@ pub struct AppState {
     pub admin: crate::admin::AdminTokens,
     /// The metrics listener (`[telemetry]`).
     pub telemetry: crate::telemetry::Telemetry,
-}
-
-impl ConnectorEntry {
-    /// Whether it can serve this browser: not while its set-up has not
-    /// succeeded, else as the connector says.
-    pub fn availability(&self, ctx: &idbridge_core::RequestContext) -> idbridge_core::Availability {
-        if self.setup.is_ready() {
-            self.connector.availability(ctx)
-        } else {
-            idbridge_core::Availability::Unavailable {
-                reason: crate::i18n::t(ctx.locale, "connector_not_ready").to_owned(),
-            }
-        }
-    }
 }
 
 impl AppState {
@@ -120,13 +107,17 @@ pub fn build_connectors(
                     errors.append(&mut errs);
                     continue;
                 }
+                let setup = Arc::new(crate::connector_setup::SetupStatus::default());
                 out.push((
                     cs.id.to_string(),
                     ConnectorEntry {
-                        connector,
+                        connector: Arc::new(crate::connector_setup::Gated::new(
+                            connector,
+                            setup.clone(),
+                        )),
                         first_login: entry.first_login,
                         recheck_on_refresh: entry.recheck_on_refresh,
-                        setup: Arc::default(),
+                        setup,
                     },
                 ))
             }

@@ -88,18 +88,13 @@ pub async fn start_flow(
     let upstream_state = random_alnum(32).map_err(|_| PageError::internal(locale))?;
     let callback_url = state.endpoint(&format!("/callback/{connector_id}"));
     crate::telemetry::sign_in_started(state, connector_id, crate::audit::LoginVia::Browser);
-    let begun = match entry.setup.check(connector_id) {
-        Ok(()) => {
-            entry
-                .connector
-                .begin(
-                    &ctx,
-                    &begin_request(ar, upstream_state.clone(), callback_url),
-                )
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let begun = entry
+        .connector
+        .begin(
+            &ctx,
+            &begin_request(ar, upstream_state.clone(), callback_url),
+        )
+        .await;
     let started = match begun {
         Ok(s) => s,
         Err(e) => return Err(connector_failure(state, ar, connector_id, &e, locale).await),

@@ -137,10 +137,7 @@ pub async fn callback(
         state.endpoint(&format!("/callback/{connector_id}")),
         flow.data.clone(),
     );
-    let completed = match entry.setup.check(&connector_id) {
-        Ok(()) => entry.connector.complete(&ctx, &callback).await,
-        Err(e) => Err(e),
-    };
+    let completed = entry.connector.complete(&ctx, &callback).await;
     // Every connector's answer passes the same check (idbridge_core::ExternalIdentity::screened).
     let identity = match completed.and_then(|i| i.screened(idbridge_core::Stage::Callback)) {
         Ok(i) => i,

@@ -39,7 +39,7 @@ pub fn usable<'a>(
     ctx: &RequestContext,
 ) -> Vec<(&'a str, Availability)> {
     offered(state, client)
-        .map(|(id, c)| (id.as_str(), c.availability(ctx)))
+        .map(|(id, c)| (id.as_str(), c.connector.availability(ctx)))
         .filter(|(_, a)| !matches!(a, Availability::Unavailable { .. }))
         .collect()
 }
@@ -174,7 +174,7 @@ pub async fn login(
     // Say why a method the app offers cannot be used here (e.g. "open this link in
     // WeChat" for the in-WeChat login on a desktop browser).
     let unavailable = offered(&state, &client)
-        .filter_map(|(id, c)| match c.availability(&ctx) {
+        .filter_map(|(id, c)| match c.connector.availability(&ctx) {
             Availability::Unavailable { reason } => Some(Unavailable {
                 id: id.clone(),
                 name: c.connector.display_name().to_owned(),
