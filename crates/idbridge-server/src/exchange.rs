@@ -19,7 +19,7 @@ use idbridge_tokens::random_token;
 use std::collections::BTreeMap;
 
 /// `grant_type` of RFC 8693 token exchange.
-pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const GRANT_TYPE: &str = crate::params::TOKEN_EXCHANGE_GRANT_TYPE;
 /// The only token type the broker issues by exchange (`issued_token_type`).
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
@@ -82,7 +82,10 @@ pub async fn token_exchange(
     let (connector_id, entry) = choose_connector(state, client, token_type, param("connector"))?;
 
     let ctx = crate::http::request_context(state, req, crate::http::fallback_locale(req));
-    crate::telemetry::sign_in_started(state, connector_id, LoginVia::TokenExchange);
+    crate::telemetry::sign_in_started(
+        state.connector_label(connector_id),
+        LoginVia::TokenExchange.as_str(),
+    );
     let exchanged = entry.connector.exchange(&ctx, subject_token).await;
     // Every connector's answer passes the same check (idbridge_core::ExternalIdentity::screened).
     let identity = match exchanged.and_then(|i| i.screened(idbridge_core::Stage::Exchange)) {
@@ -160,7 +163,10 @@ pub async fn token_exchange(
                 _ => "created",
             };
             tracing::info!(event = "login", via = "token_exchange", connector = %connector_id, client_id = %client.id, user_id = %user.id, account = how, "signed in");
-            crate::telemetry::sign_in_completed(state, connector_id, LoginVia::TokenExchange);
+            crate::telemetry::sign_in_completed(
+                state.connector_label(connector_id),
+                LoginVia::TokenExchange.as_str(),
+            );
             user
         }
         LoginCompletion::NotLinked => {

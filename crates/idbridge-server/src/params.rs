@@ -74,6 +74,9 @@ pub fn has_scope(scope: &str, wanted: &str) -> bool {
 }
 
 /// The scopes the broker grants, in the order a granted scope lists them.
+/// RFC 8693 token exchange's `grant_type`.
+pub const TOKEN_EXCHANGE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
 const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "offline_access"];
 
 /// The scope granted for a space-separated request: `openid` is required (else

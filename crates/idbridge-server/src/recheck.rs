@@ -89,7 +89,7 @@ pub async fn before_refresh(
                     .await
                     .map_err(OAuthError::store)?;
             }
-            crate::telemetry::refresh_recheck(state, connector_id, "passed");
+            crate::telemetry::refresh_recheck(state.connector_label(connector_id), "passed");
             tracing::debug!(stage = "refresh_recheck", connector = %connector_id, client_id, family = %family.id, "the person is still valid upstream");
             Ok(())
         }
@@ -97,7 +97,7 @@ pub async fn before_refresh(
             Err(refused(state, client_id, connector_id, family, &e).await)
         }
         Err(e) => {
-            crate::telemetry::refresh_recheck(state, connector_id, "unavailable");
+            crate::telemetry::refresh_recheck(state.connector_label(connector_id), "unavailable");
             if answer_for(e.kind).outage {
                 state.upstream.failed(connector_id, state.now());
             }
@@ -143,7 +143,7 @@ async fn refused(
     family: &FamilyRow,
     e: &ConnectorError,
 ) -> OAuthError {
-    crate::telemetry::refresh_recheck(state, connector_id, "refused");
+    crate::telemetry::refresh_recheck(state.connector_label(connector_id), "refused");
     let now = state.now();
     if let Err(err) = state
         .store

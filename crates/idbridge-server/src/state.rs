@@ -66,6 +66,17 @@ impl AppState {
             .map(|(_, c)| c)
     }
 
+    /// The `connector` label of a metric: a configured connector's id, else
+    /// `unknown` (a callback to a connector that is not configured must not
+    /// mint a series).
+    pub fn connector_label<'a>(&self, id: &'a str) -> &'a str {
+        if self.connector(id).is_some() {
+            id
+        } else {
+            "unknown"
+        }
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now()
     }

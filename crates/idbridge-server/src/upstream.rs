@@ -94,7 +94,7 @@ pub async fn record_connector_failure(
         fix = e.fix.as_deref().unwrap_or("-"),
         "upstream sign-in failed"
     );
-    crate::telemetry::sign_in_failed(state, connector_id, via, e);
+    crate::telemetry::sign_in_failed(state.connector_label(connector_id), via.as_str(), e);
     Event::LoginFailed {
         client_id,
         connector_id,

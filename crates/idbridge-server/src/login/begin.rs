@@ -87,7 +87,10 @@ pub async fn start_flow(
     let ctx = request_context(state, req, locale);
     let upstream_state = random_alnum(32).map_err(|_| PageError::internal(locale))?;
     let callback_url = state.endpoint(&format!("/callback/{connector_id}"));
-    crate::telemetry::sign_in_started(state, connector_id, crate::audit::LoginVia::Browser);
+    crate::telemetry::sign_in_started(
+        state.connector_label(connector_id),
+        crate::audit::LoginVia::Browser.as_str(),
+    );
     let begun = entry
         .connector
         .begin(

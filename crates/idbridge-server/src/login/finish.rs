@@ -186,7 +186,10 @@ pub async fn finish_sign_in(
                 _ => "created",
             };
             tracing::info!(event = "login", connector = %connector_id, client_id = %ar.client_id, user_id = %user.id, account = how, proof_for_binding = proving, "signed in");
-            crate::telemetry::sign_in_completed(state, connector_id, LoginVia::Browser);
+            crate::telemetry::sign_in_completed(
+                state.connector_label(connector_id),
+                LoginVia::Browser.as_str(),
+            );
             if needs_phone {
                 tracing::info!(event = "phone_required", client_id = %ar.client_id, user_id = %user.id, "the app needs a verified phone number; asking for one");
                 found(&phone_url)

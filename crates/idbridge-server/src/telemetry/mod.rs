@@ -11,7 +11,6 @@
 
 pub mod recorder;
 
-use crate::state::AppState;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -244,37 +243,25 @@ fn method_label(m: &actix_web::http::Method) -> &'static str {
     }
 }
 
-/// How a sign-in came in, as the `via` label.
-pub use crate::audit::LoginVia;
+// The `connector` label comes from `AppState::connector_label` (a configured
+// connector's id, else `unknown`), the `via` label from `audit::LoginVia::as_str`:
+// this module imports nothing of the server's, so every module may record.
 
-/// The `connector` label: a configured connector's id, else `unknown` (a callback
-/// to a connector that is not configured must not mint a series).
-pub fn connector_label(state: &AppState, id: &str) -> String {
-    if state.connector(id).is_some() {
-        id.to_owned()
-    } else {
-        "unknown".to_owned()
-    }
+pub fn sign_in_started(connector: &str, via: &'static str) {
+    metrics::counter!(SIGN_INS_STARTED, "connector" => connector.to_owned(), "via" => via)
+        .increment(1);
 }
 
-pub fn sign_in_started(state: &AppState, connector: &str, via: LoginVia) {
-    metrics::counter!(SIGN_INS_STARTED, "connector" => connector_label(state, connector), "via" => via.as_str()).increment(1);
+pub fn sign_in_completed(connector: &str, via: &'static str) {
+    metrics::counter!(SIGN_INS_COMPLETED, "connector" => connector.to_owned(), "via" => via)
+        .increment(1);
 }
 
-pub fn sign_in_completed(state: &AppState, connector: &str, via: LoginVia) {
-    metrics::counter!(SIGN_INS_COMPLETED, "connector" => connector_label(state, connector), "via" => via.as_str()).increment(1);
-}
-
-pub fn sign_in_failed(
-    state: &AppState,
-    connector: &str,
-    via: LoginVia,
-    e: &idbridge_core::ConnectorError,
-) {
+pub fn sign_in_failed(connector: &str, via: &'static str, e: &idbridge_core::ConnectorError) {
     metrics::counter!(
         SIGN_INS_FAILED,
-        "connector" => connector_label(state, connector),
-        "via" => via.as_str(),
+        "connector" => connector.to_owned(),
+        "via" => via,
         "stage" => e.stage.as_str(),
         "kind" => e.kind.as_str(),
         "upstream_code" => upstream_code(e.upstream_code.as_deref()),
@@ -329,7 +316,7 @@ pub fn grant_type_label(grant_type: Option<&str>) -> &'static str {
     match grant_type {
         Some("authorization_code") => "authorization_code",
         Some("refresh_token") => "refresh_token",
-        Some(crate::exchange::GRANT_TYPE) => "token_exchange",
+        Some(crate::params::TOKEN_EXCHANGE_GRANT_TYPE) => "token_exchange",
         None => "none",
         Some(_) => "other",
     }
@@ -353,8 +340,9 @@ pub fn one_time_code(channel: &'static str, sent: bool) {
 
 /// A refresh re-checked upstream: `passed`, `refused` (the grant ended) or
 /// `unavailable` (the upstream failed; the grant kept).
-pub fn refresh_recheck(state: &AppState, connector: &str, outcome: &'static str) {
-    metrics::counter!(RECHECKS, "connector" => connector_label(state, connector), "outcome" => outcome).increment(1);
+pub fn refresh_recheck(connector: &str, outcome: &'static str) {
+    metrics::counter!(RECHECKS, "connector" => connector.to_owned(), "outcome" => outcome)
+        .increment(1);
 }
 
 pub fn refresh_reuse_detected() {
@@ -384,7 +372,7 @@ mod tests {
         );
         assert_eq!(grant_type_label(Some("refresh_token")), "refresh_token");
         assert_eq!(
-            grant_type_label(Some(crate::exchange::GRANT_TYPE)),
+            grant_type_label(Some(crate::params::TOKEN_EXCHANGE_GRANT_TYPE)),
             "token_exchange"
         );
         assert_eq!(grant_type_label(Some("password")), "other");
