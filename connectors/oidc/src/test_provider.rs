@@ -8,10 +8,10 @@
 //! `Ok(None)`: the caller skips its test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support
 
+use idbridge_connector_kit::testing::node;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// `client_secret_basic`.
 pub const CLIENT_ID: &str = "idbridge";
@@ -56,60 +56,14 @@ impl Drop for TestProvider {
     }
 }
 
-fn node_present() -> bool {
-    Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// `npm ci` once, unless the pinned package is already installed. Several
-/// test processes may get here at once: a directory made with `create_dir`
-/// is the lock.
-fn install() -> Result<(), String> {
-    let dir = provider_dir();
-    let installed = || dir.join("node_modules/oidc-provider/package.json").exists();
-    if installed() {
-        return Ok(());
-    }
-    let lock = dir.join(".npm-ci.lock");
-    let started = Instant::now();
-    while std::fs::create_dir(&lock).is_err() {
-        if started.elapsed() > Duration::from_secs(180) {
-            return Err(format!("{} stayed locked for 3 minutes", lock.display()));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let result = if installed() {
-        Ok(())
-    } else {
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&dir)
-            .status()
-            .map_err(|e| format!("cannot run npm: {e}"))
-            .and_then(|s| {
-                if s.success() {
-                    Ok(())
-                } else {
-                    Err(format!("npm ci in {} failed: {s}", dir.display()))
-                }
-            })
-    };
-    let _ = std::fs::remove_dir(&lock);
-    result
-}
-
 impl TestProvider {
     /// Start the provider; `Ok(None)` (with a NOTE line) when node is absent.
     pub fn start(options: &Options) -> Result<Option<TestProvider>, String> {
-        if !node_present() {
+        if !node::present() {
             eprintln!("NOTE: oidc provider tests skipped: they need node and npm (the oidc-provider package), and `node` is not on PATH");
             return Ok(None);
         }
-        install()?;
+        node::npm_ci(&provider_dir(), "oidc-provider")?;
         let config = serde_json::json!({
             "port": options.port,
             "redirect_uris": options.redirect_uris,

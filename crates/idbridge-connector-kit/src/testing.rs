@@ -9,6 +9,8 @@ use idbridge_core::{
     BeginRequest, BuildContext, CallbackRequest, Connector, ConnectorFactory, ConnectorId,
     ConnectorSettings, Locale, RequestContext, Shared,
 };
+pub mod node;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -91,7 +91,7 @@ pub fn base_settings(issuer: &str, db_url: &str) -> idbridge_server::Settings {
     s
 }
 
-fn client(
+pub fn client(
     id: &str,
     secret: Option<&str>,
     redirect: &str,
