@@ -42,6 +42,7 @@ pub fn client_settings(issuer: &str) -> Option<crate::config::ClientSettings> {
         connectors: Vec::new(),
         require_phone: false,
         refresh_without_offline_access: false,
+        require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
     })
 }

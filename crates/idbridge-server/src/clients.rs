@@ -27,6 +27,8 @@ pub struct Client {
     pub require_phone: bool,
     /// Refresh tokens even without `offline_access` in the granted scope.
     pub refresh_without_offline_access: bool,
+    /// Authorization requests only through `/par` (RFC 9126).
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl Client {
@@ -53,6 +55,7 @@ impl Client {
             connectors: c.connectors.clone(),
             require_phone: c.require_phone,
             refresh_without_offline_access: c.refresh_without_offline_access,
+            require_pushed_authorization_requests: c.require_pushed_authorization_requests,
         })
     }
 
@@ -85,6 +88,10 @@ impl Client {
                 .unwrap_or(false),
             refresh_without_offline_access: m
                 .get("refresh_without_offline_access")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            require_pushed_authorization_requests: m
+                .get("require_pushed_authorization_requests")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
         }

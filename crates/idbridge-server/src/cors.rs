@@ -47,7 +47,7 @@ fn endpoint(path: &str) -> Option<(Policy, &'static str)> {
     match path {
         "/.well-known/openid-configuration" | "/jwks" => Some((Policy::Public, "GET")),
         "/userinfo" => Some((Policy::Registered, "GET, POST")),
-        "/token" | "/revoke" | "/introspect" => Some((Policy::Registered, "POST")),
+        "/token" | "/revoke" | "/introspect" | "/par" => Some((Policy::Registered, "POST")),
         _ => None,
     }
 }
@@ -142,7 +142,7 @@ mod tests {
             endpoint("/.well-known/openid-configuration"),
             Some((Policy::Public, "GET"))
         );
-        for path in ["/token", "/revoke", "/introspect"] {
+        for path in ["/token", "/revoke", "/introspect", "/par"] {
             assert_eq!(endpoint(path), Some((Policy::Registered, "POST")));
         }
         assert_eq!(

@@ -25,6 +25,8 @@ pub async fn configuration(state: web::Data<AppState>) -> HttpResponse {
             "revocation_endpoint": format!("{iss}/revoke"),
             "introspection_endpoint": format!("{iss}/introspect"),
             "end_session_endpoint": format!("{iss}/logout"),
+            "pushed_authorization_request_endpoint": format!("{iss}/par"),
+            "require_pushed_authorization_requests": false,
             "scopes_supported": ["openid", "profile", "email", "phone", "offline_access"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],

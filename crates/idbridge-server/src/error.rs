@@ -29,6 +29,11 @@ impl OAuthError {
         }
     }
 
+    /// Any other error code of a registry (e.g. an authorization request's, at /par).
+    pub fn with_code(status: StatusCode, error: &'static str, d: impl Into<String>) -> Self {
+        Self::new(status, error, d)
+    }
+
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
     }

@@ -34,6 +34,7 @@ pub mod login;
 pub mod logout;
 pub mod one_time_codes;
 pub mod pages;
+pub mod par;
 pub mod params;
 pub mod phone;
 pub mod recheck;
@@ -158,6 +159,7 @@ pub async fn build_state(
                 connectors: Vec::new(),
                 require_phone,
                 refresh_without_offline_access: false,
+                require_pushed_authorization_requests: false,
                 allowed_origins: Vec::new(),
             });
         }
@@ -269,6 +271,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
         web::post().to(login::callback::callback),
     )
     .route("/token", web::post().to(token::token))
+    .route("/par", web::post().to(par::push))
     .route("/userinfo", web::get().to(userinfo::userinfo))
     .route("/userinfo", web::post().to(userinfo::userinfo))
     .route("/revoke", web::post().to(revocation::revoke))

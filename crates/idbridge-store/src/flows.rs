@@ -64,6 +64,41 @@ impl Store {
         .await
     }
 
+    /// Reads and deletes a live request in one step: the one caller that gets
+    /// `Some` is the only one (a pushed authorization request is used once).
+    pub async fn take_auth_request(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<AuthRequestRow>, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            crate::call::transaction(c, |c| {
+                let found = auth_requests::table
+                    .find(&id)
+                    .filter(auth_requests::expires_at.gt(now))
+                    .select(AuthRequestRecord::as_select())
+                    .first(c)
+                    .optional()?;
+                let Some(found) = found else {
+                    return Ok(None);
+                };
+                let taken = diesel::delete(
+                    auth_requests::table
+                        .find(&id)
+                        .filter(auth_requests::expires_at.gt(now)),
+                )
+                .execute(c)?;
+                if taken == 1 {
+                    found.into_api().map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+        })
+        .await
+    }
+
     /// Deleting a missing request is not an error.
     pub async fn delete_auth_request(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();

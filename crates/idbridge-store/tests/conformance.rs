@@ -73,6 +73,7 @@ conformance!(
         upstream_tokens_are_replaced_only_for_the_identity_owner,
         clients_insert_get_list_delete,
         expired_auth_requests_are_hidden,
+        auth_request_is_taken_once,
         flow_is_claimed_once_and_never_when_expired,
         parallel_redemptions_of_one_code_have_one_winner,
         refresh_token_rotates_and_replay_revokes_family,
@@ -780,6 +781,33 @@ async fn expired_auth_requests_are_hidden(store: Store) {
     store.delete_auth_request("ar1").await.unwrap();
     store.delete_auth_request("ar1").await.unwrap();
     assert_eq!(store.get_auth_request("ar1", NOW).await.unwrap(), None);
+}
+
+async fn auth_request_is_taken_once(store: Store) {
+    let r = auth_request("par1", NOW, 60);
+    store.insert_auth_request(r.clone()).await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.take_auth_request("par1", NOW + 5).await.unwrap() })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for t in tasks {
+        taken.extend(t.await.unwrap());
+    }
+    assert_eq!(taken, [r], "exactly one caller gets the request");
+    assert_eq!(store.get_auth_request("par1", NOW + 5).await.unwrap(), None);
+    // An expired request is not handed out (and stays for the collector).
+    store
+        .insert_auth_request(auth_request("par2", NOW, 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_auth_request("par2", NOW + 60).await.unwrap(),
+        None
+    );
+    assert_eq!(store.take_auth_request("nope", NOW).await.unwrap(), None);
 }
 
 async fn flow_is_claimed_once_and_never_when_expired(store: Store) {

@@ -40,6 +40,7 @@ pub fn dev_spa_client(origin: &str) -> Result<idbridge_server::config::ClientSet
         connectors: Vec::new(),
         require_phone: false,
         refresh_without_offline_access: false,
+        require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
     })
 }

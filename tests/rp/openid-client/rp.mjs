@@ -102,6 +102,28 @@ try {
   result.silent = { refused: true, ...failure(e) };
 }
 
+// Pushed authorization request (RFC 9126): the library pushes the request and
+// sends the browser with only client_id and request_uri.
+const parState = client.randomState();
+const parNonce = client.randomNonce();
+const parUrl = await client.buildAuthorizationUrlWithPAR(config, {
+  redirect_uri: cfg.redirect_uri,
+  scope: "openid profile",
+  code_challenge: await client.calculatePKCECodeChallenge(verifier),
+  code_challenge_method: "S256",
+  state: parState,
+  nonce: parNonce,
+});
+result.par_browser_params = [...parUrl.searchParams.keys()].sort();
+const parBack = await browse("pushed_sign_in", parUrl);
+const parTokens = await client.authorizationCodeGrant(config, parBack, {
+  pkceCodeVerifier: verifier,
+  expectedState: parState,
+  expectedNonce: parNonce,
+  idTokenExpected: true,
+});
+result.par_sub = parTokens.claims().sub;
+
 // RP-initiated logout: the URL the library builds, for the test's browser to follow.
 result.end_session_url = client.buildEndSessionUrl(config, {
   id_token_hint: tokens.id_token,

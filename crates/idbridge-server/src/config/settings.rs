@@ -302,6 +302,9 @@ pub struct ClientSettings {
     /// the origins of a public client's redirect URIs.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Authorization requests only as pushed requests (RFC 9126, `/par`).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 fn yes() -> bool {

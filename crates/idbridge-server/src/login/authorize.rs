@@ -57,6 +57,21 @@ pub async fn authorize(
         tracing::warn!(stage = "authorize", client_id = ?params.get("client_id"), "unknown client_id");
         return Err(PageError::unknown_client(locale));
     };
+    // RFC 9126: a pushed request's parameters, instead of the browser's.
+    let pushed = params.contains_key("request_uri");
+    let (params, repeated) = match params.get("request_uri") {
+        None => (params, repeated),
+        Some(uri) => match crate::par::take(&state, uri, &client.id)
+            .await
+            .map_err(|_| PageError::db_down(locale))?
+        {
+            Ok(pushed) => (pushed, None),
+            Err(why) => {
+                tracing::warn!(stage = "authorize", client_id = %client.id, reason = ?why, fix = "send the browser to /authorize within the pushed request's expires_in, once, with the client_id that pushed it", "request_uri is unknown, used, expired or another client's");
+                return Err(PageError::expired(locale));
+            }
+        },
+    };
     let parsed = match parse::parse(&params, repeated.as_deref(), &client) {
         Err(Refusal::BadRedirect) => {
             tracing::warn!(stage = "authorize", client_id = %client.id, redirect_uri = ?params.get("redirect_uri"), "redirect_uri is not registered for this client; not redirecting");
@@ -82,6 +97,15 @@ pub async fn authorize(
         ));
     };
     let authz = match parsed {
+        Ok(_) if client.require_pushed_authorization_requests && !pushed => {
+            tracing::warn!(stage = "authorize", client_id = %client.id, fix = "push the request to /par first and send the browser with its request_uri", "this client must use pushed authorization requests");
+            return Err(PageError::to_app(
+                &state,
+                &reply,
+                "invalid_request",
+                "this client must use pushed authorization requests (RFC 9126): push the request to the pushed_authorization_request_endpoint",
+            ));
+        }
         Ok(authz) => authz,
         Err(Refusal::ToApp(e)) => {
             return Err(PageError::to_app(&state, &e.reply, e.error, &e.description))

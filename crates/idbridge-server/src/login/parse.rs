@@ -299,6 +299,7 @@ mod tests {
             connectors: Vec::new(),
             require_phone: false,
             refresh_without_offline_access: false,
+            require_pushed_authorization_requests: false,
         }
     }
 

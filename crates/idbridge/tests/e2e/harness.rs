@@ -109,6 +109,7 @@ pub fn client(
         connectors: Vec::new(),
         require_phone: false,
         refresh_without_offline_access: false,
+        require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
     }
 }

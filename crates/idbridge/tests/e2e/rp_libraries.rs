@@ -4,7 +4,8 @@
 //!
 //! - node **openid-client** 6 (`tests/rp/openid-client/rp.mjs`): discovery,
 //!   PKCE, state, nonce, RFC 9207 `iss`, ID token validation, userinfo,
-//!   refresh, introspection, revocation, an error response, the end-session URL;
+//!   refresh, introspection, revocation, an error response, a pushed
+//!   authorization request (RFC 9126), the end-session URL;
 //! - Python **Authlib**'s Flask client (`tests/rp/authlib/app.py`), a real
 //!   Flask app on 127.0.0.1: the same steps, and logout back to the app, whose
 //!   `state` check passes.
@@ -94,7 +95,9 @@ async fn openid_client(db_url: &str) {
         let ask: Value = serde_json::from_str(json).expect("authorize JSON");
         let url = ask["url"].as_str().unwrap();
         let back = match ask["purpose"].as_str().unwrap() {
-            "sign_in" => sign_in(&signed_in, &broker.base, url, "zhangwei").await,
+            "sign_in" | "pushed_sign_in" => {
+                sign_in(&signed_in, &broker.base, url, "zhangwei").await
+            }
             // A browser without an SSO session.
             _ => location(&browser().get(url).send().await.unwrap()),
         };
@@ -138,6 +141,14 @@ async fn openid_client(db_url: &str) {
     // The library checked state and iss of the error response, then reported it.
     assert_eq!(result["silent"]["refused"], true);
     assert_eq!(result["silent"]["error"], "login_required", "{result}");
+
+    // The pushed request: the browser carried only client_id and request_uri,
+    // and the SSO session answered it for the same person.
+    assert_eq!(
+        result["par_browser_params"],
+        serde_json::json!(["client_id", "request_uri"])
+    );
+    assert_eq!(result["par_sub"], sub.as_str());
 
     // The end-session URL the library built signs the person out and returns to the app.
     let end_session = result["end_session_url"].as_str().unwrap();

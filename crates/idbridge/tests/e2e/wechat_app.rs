@@ -78,6 +78,7 @@ fn client_settings(id: &str, secret: Option<&str>, connectors: Vec<String>) -> C
         connectors,
         require_phone: false,
         refresh_without_offline_access: false,
+        require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
     }
 }
