@@ -130,8 +130,20 @@ pub async fn start_with_registry(
     registry: idbridge_core::Registry,
     tweak: impl FnOnce(&mut idbridge_server::Settings) + Send + 'static,
 ) -> Broker {
-    capture_logs();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    start_on(listener, db_url, issuer, registry, tweak).await
+}
+
+/// [`start_with_registry`] on a listener the test bound already (so another
+/// party can be configured with the broker's address before it starts).
+pub async fn start_on(
+    listener: TcpListener,
+    db_url: &str,
+    issuer: Option<&str>,
+    registry: idbridge_core::Registry,
+    tweak: impl FnOnce(&mut idbridge_server::Settings) + Send + 'static,
+) -> Broker {
+    capture_logs();
     let port = listener.local_addr().expect("addr").port();
     let base = format!("http://127.0.0.1:{port}");
     let issuer = issuer.unwrap_or(&base).to_owned();

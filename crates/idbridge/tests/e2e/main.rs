@@ -14,6 +14,7 @@ mod form_post;
 mod harness;
 mod health;
 mod id_token_hint;
+mod idbridge_upstream;
 mod input;
 mod instances;
 mod limits;
