@@ -103,6 +103,11 @@ fn run<T>(path: &std::path::Path, writer: &DbPool, alive: &Weak<T>) {
                 } else {
                     done
                 };
+                // The log's length and what of it is not yet in the database
+                // file: the checkpoint lag, in pages.
+                metrics::gauge!("idbridge_sqlite_wal_pages").set(done.log.max(0) as f64);
+                metrics::gauge!("idbridge_sqlite_wal_uncheckpointed_pages")
+                    .set((done.log - done.checkpointed).max(0) as f64);
                 let behind = done.busy != 0 || done.log - done.checkpointed > LONG_LOG_PAGES;
                 if behind && done.log > LONG_LOG_PAGES && !warned {
                     tracing::warn!(stage = "store", log_pages = done.log, checkpointed_pages = done.checkpointed, "the SQLite log (WAL) is long and checkpoints are not catching up; a long-running reader (a backup, an sqlite3 shell) may be holding an old snapshot");

@@ -256,6 +256,12 @@ impl Store {
         in_flight.increment(1.0);
         let result = self.call_timed(writer, limits, f).await;
         in_flight.decrement(1.0);
+        let pool = if writer {
+            &self.pools.writer
+        } else {
+            &self.pools.reader
+        };
+        record_pool(pool_label, pool);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(StoreError::Unavailable(_)) => "unavailable",
@@ -430,4 +436,18 @@ where
         .filter(|name| !applied.contains(&name.version().to_string()))
         .map(|name| name.to_string())
         .collect())
+}
+
+/// The pool's size now: open connections in use and idle, and its ceiling
+/// (`idbridge_store_pool_connections`, `idbridge_store_pool_max_connections`).
+fn record_pool(pool_label: &'static str, pool: &crate::pool::DbPool) {
+    let state = pool.state();
+    let idle = f64::from(state.idle_connections);
+    let open = f64::from(state.connections);
+    metrics::gauge!("idbridge_store_pool_connections", "pool" => pool_label, "state" => "idle")
+        .set(idle);
+    metrics::gauge!("idbridge_store_pool_connections", "pool" => pool_label, "state" => "in_use")
+        .set(open - idle);
+    metrics::gauge!("idbridge_store_pool_max_connections", "pool" => pool_label)
+        .set(f64::from(pool.max_size()));
 }

@@ -248,6 +248,30 @@ async fn metrics_are_scraped_on_the_telemetry_listener_only() {
         ) >= Some(1.0),
         "{text}"
     );
+    // (Gauges are per process, and other tests' brokers share this one: presence only.)
+    for state in ["in_use", "idle"] {
+        assert!(
+            sample(
+                &text,
+                "idbridge_store_pool_connections",
+                &[("pool", "reader"), ("state", state)]
+            ) >= Some(0.0),
+            "{text}"
+        );
+    }
+    assert!(
+        sample(
+            &text,
+            "idbridge_store_pool_max_connections",
+            &[("pool", "writer")]
+        ) >= Some(1.0),
+        "{text}"
+    );
+    // This broker is on SQLite: its checkpoint thread reports the log every 200 ms.
+    assert!(
+        sample(&text, "idbridge_sqlite_wal_uncheckpointed_pages", &[]) >= Some(0.0),
+        "{text}"
+    );
     assert!(
         sample(
             &text,
