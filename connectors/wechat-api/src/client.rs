@@ -201,6 +201,31 @@ impl WeChatClient {
         }
     }
 
+    /// A Mini Program's `wx.login` code → openid, session key and unionid
+    /// (`GET /sns/jscode2session`). The code is single use and lives 5 minutes;
+    /// -1 (busy) is not retried here: whether WeChat spent the code is unknown,
+    /// and the Mini Program can call `wx.login` again at no cost.
+    pub async fn mini_program_session(
+        &self,
+        appid: &str,
+        secret: &str,
+        js_code: &str,
+    ) -> Result<crate::MiniProgramSession, WeChatError> {
+        let api = Api::JsCode2Session;
+        let url = self.url(
+            api,
+            &[
+                ("appid", appid),
+                ("secret", secret),
+                ("js_code", js_code),
+                ("grant_type", "authorization_code"),
+            ],
+        );
+        let sensitive = Sensitive::new(&[secret, js_code]);
+        let object = self.call(api, self.http.get(url), &sensitive).await?;
+        self.read(api, &object, crate::MiniProgramSession::from_json)
+    }
+
     /// Renews a user token (`GET /sns/oauth2/refresh_token`; no secret needed).
     pub async fn refresh(&self, appid: &str, refresh_token: &str) -> Result<SnsToken, WeChatError> {
         let api = Api::SnsRefreshToken;

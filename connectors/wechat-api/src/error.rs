@@ -27,6 +27,9 @@ pub enum Api {
     CgiStableToken,
     /// `POST /cgi-bin/message/custom/send` (customer-service message).
     CustomSend,
+    /// `GET /sns/jscode2session` (a Mini Program's `wx.login` code → openid and
+    /// session_key).
+    JsCode2Session,
 }
 
 impl Api {
@@ -40,6 +43,7 @@ impl Api {
             Api::CgiToken => "/cgi-bin/token",
             Api::CgiStableToken => "/cgi-bin/stable_token",
             Api::CustomSend => "/cgi-bin/message/custom/send",
+            Api::JsCode2Session => "/sns/jscode2session",
         }
     }
 
@@ -57,7 +61,7 @@ impl Api {
     /// [`Stage::Callback`]: they happen while finishing a sign-in.
     pub fn default_stage(self) -> Stage {
         match self {
-            Api::SnsAccessToken => Stage::TokenExchange,
+            Api::SnsAccessToken | Api::JsCode2Session => Stage::TokenExchange,
             Api::SnsRefreshToken | Api::SnsAuth => Stage::Refresh,
             Api::SnsUserinfo => Stage::Userinfo,
             Api::CgiToken | Api::CgiStableToken | Api::CustomSend => Stage::Callback,
@@ -234,6 +238,11 @@ fn classify(api: Api, code: i64) -> (ErrorKind, String) {
             Api::SnsRefreshToken | Api::SnsUserinfo | Api::SnsAuth => {
                 (K::InvalidCode, USER_TOKEN_INVALID)
             }
+            Api::JsCode2Session => (
+                K::BadCredentials,
+                "invalid credential on jscode2session: the Mini Program's AppSecret is most \
+                 likely wrong or was reset; check appsecret in config",
+            ),
         },
         40003 if api == Api::CustomSend => (
             K::InvalidRequest,
@@ -340,6 +349,18 @@ fn classify(api: Api, code: i64) -> (ErrorKind, String) {
             "daily quota reached for this API and appid: wait for the daily reset, or clear \
              the quota in the WeChat console",
         ),
+        45011 if api == Api::JsCode2Session => (
+            K::RateLimited,
+            "too frequent: WeChat allows 100 jscode2session calls per person per minute; the \
+             Mini Program is calling wx.login in a loop: sign in once and keep the broker's \
+             tokens (refresh them) instead",
+        ),
+        40226 => (
+            K::NotAllowed,
+            "high-risk user: WeChat's risk control blocks this person from signing in to Mini \
+             Programs (40226); nothing the broker can change: the person must appeal in WeChat \
+             (the Mini Program's security settings show the risk level)",
+        ),
         45011 => (
             K::RateLimited,
             "too frequent: WeChat is throttling this appid; back off and retry later",
@@ -389,7 +410,7 @@ fn classify(api: Api, code: i64) -> (ErrorKind, String) {
 mod tests {
     use super::*;
 
-    const ALL_APIS: [Api; 7] = [
+    const ALL_APIS: [Api; 8] = [
         Api::SnsAccessToken,
         Api::SnsRefreshToken,
         Api::SnsUserinfo,
@@ -397,6 +418,7 @@ mod tests {
         Api::CgiToken,
         Api::CgiStableToken,
         Api::CustomSend,
+        Api::JsCode2Session,
     ];
 
     /// Every code of WECHAT.md's table, on every API, has a mapped (non-generic) fix.
@@ -404,7 +426,7 @@ mod tests {
     fn every_documented_errcode_is_mapped_on_every_api() {
         let documented = [
             -1, 40001, 40003, 40013, 40014, 40029, 40030, 40125, 40163, 40164, 41001, 41002, 41003,
-            41004, 41008, 42001, 42002, 42003, 45009, 45011, 45015, 45047, 48001,
+            41004, 41008, 42001, 42002, 42003, 45009, 45011, 45015, 45047, 48001, 40226,
         ];
         for api in ALL_APIS {
             for code in documented {

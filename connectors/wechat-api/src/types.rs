@@ -39,6 +39,39 @@ impl fmt::Debug for SnsToken {
     }
 }
 
+/// A Mini Program session from `sns/jscode2session`: who signed in with
+/// `wx.login`, and the session key WeChat uses to encrypt and sign that
+/// person's data for the Mini Program. The key must stay on servers: never
+/// send it to the Mini Program or an app.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MiniProgramSession {
+    /// Per Mini Program.
+    pub openid: String,
+    pub session_key: String,
+    /// Present when the Mini Program is bound to an Open Platform account.
+    pub unionid: Option<String>,
+}
+
+impl fmt::Debug for MiniProgramSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MiniProgramSession")
+            .field("openid", &self.openid)
+            .field("session_key", &"[redacted]")
+            .field("unionid", &self.unionid)
+            .finish()
+    }
+}
+
+impl MiniProgramSession {
+    pub(crate) fn from_json(o: &Map<String, Value>) -> Result<Self, FieldProblem> {
+        Ok(Self {
+            openid: required_str(o, "openid")?,
+            session_key: required_str(o, "session_key")?,
+            unionid: optional_str(o, "unionid"),
+        })
+    }
+}
+
 /// The profile from `sns/userinfo`. Since 2021-10 `sex` is 0 and the places are empty;
 /// `headimgurl` may be empty; nicknames are not unique.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -42,7 +42,7 @@ impl ConnectorFactory for WeChatAppFactory {
         settings: &ConnectorSettings,
         _ctx: &BuildContext,
     ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
-        let cfg = AppSettings::parse(settings)?;
+        let cfg = config::parse(settings)?;
         let client = cfg.client(&settings.id)?;
         Ok(Arc::new(WeChatApp {
             id: settings.id.clone(),
@@ -56,8 +56,8 @@ impl ConnectorFactory for WeChatAppFactory {
     }
 
     fn doctor(&self, settings: &ConnectorSettings, _ctx: &BuildContext) -> Vec<Problem> {
-        match AppSettings::parse(settings) {
-            Ok(cfg) => cfg.doctor(&settings.id),
+        match config::parse(settings) {
+            Ok(cfg) => config::doctor(&cfg, &settings.id),
             // build() already reports these.
             Err(_) => Vec::new(),
         }

@@ -82,7 +82,7 @@ async fn the_connector_conforms() {
     conformance::run(
         Fixture::new(&WeChatAppFactory, options(&sim))
             .secret("appsecret")
-            .settings_debug(|s| format!("{:?}", AppSettings::parse(s)))
+            .settings_debug(|s| format!("{:?}", AppSettings::parse(s, "AppID")))
             .user_agent(APP_UA)
             .clock(|| sim.now_unix())
             .exchange(

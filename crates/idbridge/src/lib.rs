@@ -14,6 +14,7 @@ pub fn registry() -> Registry {
         .with(idbridge_connector_wechat_web::WeChatWebFactory)
         .with(idbridge_connector_wechat_mp::WeChatMpFactory)
         .with(idbridge_connector_wechat_app::WeChatAppFactory)
+        .with(idbridge_connector_wechat_miniprogram::WeChatMiniProgramFactory)
         .with(idbridge_connector_oidc::OidcFactory)
 }
 

@@ -183,6 +183,18 @@ pub(crate) async fn auth(req: HttpRequest, sim: web::Data<Shared>) -> HttpRespon
     .await
 }
 
+pub(crate) async fn jscode2session(req: HttpRequest, sim: web::Data<Shared>) -> HttpResponse {
+    let q = query(&req);
+    api_call(
+        &req,
+        &sim,
+        Endpoint::JsCode2Session,
+        Wire::Sns,
+        |st, now| st.jscode2session(&q, now),
+    )
+    .await
+}
+
 pub(crate) async fn cgi_token(req: HttpRequest, sim: web::Data<Shared>) -> HttpResponse {
     let q = query(&req);
     let peer = peer_ip(&req);

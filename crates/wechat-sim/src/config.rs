@@ -41,6 +41,10 @@ pub enum AppKind {
     /// Open Platform mobile app (移动应用): codes come from the SDK only
     /// ([`crate::Simulator::issue_code`]), scope `snsapi_userinfo`.
     MobileApp,
+    /// Mini Program (小程序): codes come from `wx.login` only
+    /// ([`crate::Simulator::issue_login_code`]) and are exchanged at
+    /// `sns/jscode2session`; they carry no scope (`wx.login` inside).
+    MiniProgram,
 }
 
 impl AppKind {
@@ -50,9 +54,13 @@ impl AppKind {
             AppKind::Website => scope == "snsapi_login",
             AppKind::OfficialAccount => scope == "snsapi_base" || scope == "snsapi_userinfo",
             AppKind::MobileApp => scope == "snsapi_userinfo",
+            AppKind::MiniProgram => scope == MINI_PROGRAM_SCOPE,
         }
     }
 }
+
+/// The simulator's marker for a `wx.login` code (WeChat gives it no scope).
+pub(crate) const MINI_PROGRAM_SCOPE: &str = "wx.login";
 
 /// A test WeChat user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +124,10 @@ pub mod dev {
     pub const MOBILE_APPID: &str = "wx5d1e7c0a9b3f2403";
     /// Secret of [`MOBILE_APPID`].
     pub const MOBILE_SECRET: &str = "a3d5f7b9c1e2d4f6a8b0c2e4f6a8c0e2";
+    /// Mini Program (小程序) bound to [`OPEN_PLATFORM_ID`].
+    pub const MINI_PROGRAM_APPID: &str = "wx5d1e7c0a9b3f2408";
+    /// Secret of [`MINI_PROGRAM_APPID`].
+    pub const MINI_PROGRAM_SECRET: &str = "e4f6a8c0b2d4e6f8a0c2e4b6d8f0a2c4";
     /// Website app not bound to any Open Platform account: no unionid.
     pub const UNBOUND_WEB_APPID: &str = "wx5d1e7c0a9b3f2404";
     /// Secret of [`UNBOUND_WEB_APPID`].
@@ -162,6 +174,12 @@ impl SimConfig {
                     dev::MOBILE_APPID,
                     dev::MOBILE_SECRET,
                     AppKind::MobileApp,
+                    platform,
+                ),
+                app(
+                    dev::MINI_PROGRAM_APPID,
+                    dev::MINI_PROGRAM_SECRET,
+                    AppKind::MiniProgram,
                     platform,
                 ),
                 app(

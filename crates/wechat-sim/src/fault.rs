@@ -39,6 +39,8 @@ pub enum Endpoint {
     UserInfo,
     /// `GET /sns/auth`.
     Auth,
+    /// `GET /sns/jscode2session` (a Mini Program's `wx.login` code).
+    JsCode2Session,
     /// `GET /cgi-bin/token`.
     AppToken,
     /// `POST /cgi-bin/stable_token`.

@@ -171,6 +171,7 @@ pub(crate) fn issue_code(
     let scope = scope.unwrap_or(match kind {
         AppKind::Website => "snsapi_login",
         AppKind::OfficialAccount | AppKind::MobileApp => "snsapi_userinfo",
+        AppKind::MiniProgram => config::MINI_PROGRAM_SCOPE,
     });
     if st.user(user_id).is_none() {
         return Err(SimError::UnknownUser(user_id.to_owned()));
@@ -243,6 +244,7 @@ fn app_factory(
         .route("/sns/userinfo", web::post().to(api::userinfo))
         .route("/sns/auth", web::get().to(api::auth))
         .route("/sns/auth", web::post().to(api::auth))
+        .route("/sns/jscode2session", web::get().to(api::jscode2session))
         .route("/cgi-bin/token", web::get().to(api::cgi_token))
         .route("/cgi-bin/stable_token", web::post().to(api::stable_token))
         .route(
@@ -359,6 +361,12 @@ impl Simulator {
     pub fn issue_code(&self, appid: &str, user_id: &str, scope: &str) -> Result<String, SimError> {
         self.shared
             .with(|st, now| issue_code(st, appid, user_id, Some(scope), false, now))
+    }
+
+    /// A code as `wx.login` hands it to a Mini Program, for `sns/jscode2session`.
+    pub fn issue_login_code(&self, appid: &str, user_id: &str) -> Result<String, SimError> {
+        self.shared
+            .with(|st, now| issue_code(st, appid, user_id, None, false, now))
     }
 
     /// An SDK code (`snsapi_userinfo`) whose token is a snapshot-mode user's:

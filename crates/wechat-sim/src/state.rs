@@ -13,6 +13,8 @@ use crate::fault::{Endpoint, FaultList};
 use crate::ids;
 use crate::pages::Flow;
 
+mod mini_program;
+
 const SEC: i64 = 1000;
 const USER_ACCESS_TTL: i64 = 7200 * SEC;
 const REFRESH_TTL: i64 = 30 * 86_400 * SEC;
@@ -45,6 +47,8 @@ pub struct Counters {
     pub auth_calls: u64,
     /// Requests to `cgi-bin/message/custom/send`, whatever the outcome.
     pub custom_send_calls: u64,
+    /// Requests to `sns/jscode2session`, whatever the outcome.
+    pub mini_program_sessions: u64,
     /// Customer-service messages delivered.
     pub messages_sent: u64,
     /// Codes handed out (by pages, `scan` or `issue_code`).
@@ -266,6 +270,7 @@ impl State {
             Endpoint::Auth => c.auth_calls += 1,
             Endpoint::AppToken | Endpoint::StableToken => c.app_token_requests += 1,
             Endpoint::CustomSend => c.custom_send_calls += 1,
+            Endpoint::JsCode2Session => c.mini_program_sessions += 1,
             Endpoint::Authorize | Endpoint::Any => {}
         }
     }

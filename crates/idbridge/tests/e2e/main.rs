@@ -31,5 +31,6 @@ mod select_account;
 mod setup;
 mod wechat_app;
 mod wechat_codes;
+mod wechat_miniprogram;
 mod wechat_mp;
 mod wechat_web;

@@ -13,11 +13,11 @@ use openidconnect::{ClientId, ClientSecret, IssuerUrl, Nonce};
 use std::str::FromStr;
 use wechat_sim::{dev, Endpoint, Fault, FaultKind, SimConfig, Simulator};
 
-const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(crate) const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const SDK_CODE: &str = "urn:idbridge:params:oauth:token-type:wechat_sdk_code";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const WECHAT_UA: &str = "Mozilla/5.0 (iPhone) AppleWebKit MicroMessenger/8.0.40";
-const DESKTOP_UA: &str =
+pub(crate) const DESKTOP_UA: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36";
 
 /// A public native app allowed (explicitly) to exchange through `{tag}-app`.
@@ -29,10 +29,10 @@ const SOLO_SECRET: &str = "solo-secret-0123456789abcdef";
 const WEBONLY_ID: &str = "webonly";
 const WEBONLY_SECRET: &str = "webonly-secret-0123456789abcdef";
 
-struct World {
-    sim: Simulator,
-    broker: Broker,
-    tag: String,
+pub(crate) struct World {
+    pub(crate) sim: Simulator,
+    pub(crate) broker: Broker,
+    pub(crate) tag: String,
 }
 
 fn wechat(
@@ -48,7 +48,7 @@ fn wechat(
         "appid": appid, "appsecret": secret, "open_platform_id": platform,
         "api_base_url": base, "timeout_secs": 1.0,
     });
-    if kind != "wechat-app" {
+    if kind == "wechat-web" || kind == "wechat-mp" {
         c["open_base_url"] = base.into();
     }
     c
@@ -83,10 +83,11 @@ fn client_settings(id: &str, secret: Option<&str>, connectors: Vec<String>) -> C
     }
 }
 
-/// A broker on `db_url` with, for `tag`: `{tag}-web`, `{tag}-mp` and `{tag}-app`
-/// on `gh_dev_platform`, `{tag}-oapp` and `{tag}-oweb` on `gh_other_platform`;
-/// `tweak` adjusts the `{tag}-app` connector's JSON and the settings.
-async fn world(
+/// A broker on `db_url` with, for `tag`: `{tag}-web`, `{tag}-mp`, `{tag}-app`
+/// and the Mini Program's `{tag}-mini` on `gh_dev_platform`, `{tag}-oapp` and
+/// `{tag}-oweb` on `gh_other_platform`; `tweak` adjusts the `{tag}-app`
+/// connector's JSON and the settings.
+pub(crate) async fn world(
     db_url: &str,
     tag: &str,
     tweak: impl FnOnce(&mut serde_json::Value, &mut idbridge_server::Settings) + Send + 'static,
@@ -121,6 +122,14 @@ async fn world(
                 "wechat-mp",
                 dev::MP_APPID,
                 dev::MP_SECRET,
+                p,
+                &base,
+            ),
+            wechat(
+                format!("{t}-mini"),
+                "wechat-miniprogram",
+                dev::MINI_PROGRAM_APPID,
+                dev::MINI_PROGRAM_SECRET,
                 p,
                 &base,
             ),
@@ -165,15 +174,15 @@ async fn world(
 }
 
 /// What the app sees of one token request.
-struct Answer {
-    status: u16,
-    cache_control: String,
-    body: serde_json::Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) cache_control: String,
+    pub(crate) body: serde_json::Value,
 }
 
 impl Answer {
     #[track_caller]
-    fn error(&self, status: u16, error: &str) -> &str {
+    pub(crate) fn error(&self, status: u16, error: &str) -> &str {
         assert_eq!(
             (self.status, self.body["error"].as_str()),
             (status, Some(error)),
@@ -187,12 +196,12 @@ impl Answer {
 
 /// How the app authenticates.
 #[derive(Clone, Copy)]
-enum Auth<'a> {
+pub(crate) enum Auth<'a> {
     Basic(&'a str, &'a str),
     Public(&'a str),
 }
 
-async fn post_token(base: &str, auth: Auth<'_>, params: &[(&str, &str)]) -> Answer {
+pub(crate) async fn post_token(base: &str, auth: Auth<'_>, params: &[(&str, &str)]) -> Answer {
     let mut form: Vec<(&str, &str)> = params.to_vec();
     let mut req = http().post(format!("{base}/token"));
     match auth {
@@ -265,7 +274,12 @@ impl World {
     }
 
     /// A browser login through `connector` with this User-Agent; the ID token's claims.
-    async fn browser_login(&self, ua: &str, connector: &str, user: &str) -> serde_json::Value {
+    pub(crate) async fn browser_login(
+        &self,
+        ua: &str,
+        connector: &str,
+        user: &str,
+    ) -> serde_json::Value {
         let b = reqwest::Client::builder()
             .cookie_store(true)
             .user_agent(ua)
@@ -295,7 +309,7 @@ impl World {
         claims(t["id_token"].as_str().unwrap())
     }
 
-    async fn users(&self) -> usize {
+    pub(crate) async fn users(&self) -> usize {
         self.broker
             .state
             .store
@@ -318,7 +332,7 @@ impl World {
     }
 }
 
-fn sub(token_response: &serde_json::Value) -> String {
+pub(crate) fn sub(token_response: &serde_json::Value) -> String {
     claims(token_response["id_token"].as_str().unwrap())["sub"]
         .as_str()
         .unwrap()

@@ -1,0 +1,194 @@
+//! Owns the `wechat-miniprogram` connector: WeChat Mini Program login (小程序).
+//!
+//! The Mini Program calls `wx.login()` and sends the `code` it gets to the
+//! broker's token endpoint as an RFC 8693 token exchange (subject token type
+//! [`SUBJECT_TOKEN_TYPE`]); the connector exchanges it at WeChat's
+//! `sns/jscode2session` for the person's openid (the subject), the unionid
+//! (the link key, scoped by the Open Platform account, so the same person
+//! through the website QR, the Official Account, the mobile app and the Mini
+//! Program is one broker account) and the session key.
+//!
+//! The session key is what WeChat encrypts and signs the person's data for the
+//! Mini Program with; WeChat's rule is that it never leaves the developer's
+//! servers. It goes into the identity's upstream tokens (as `access_token`,
+//! `scope = "session_key"`), which the broker stores sealed under its master
+//! key and never returns to an app. `wx.login` gives no profile (no name, no
+//! avatar), and there is no upstream refresh: a Mini Program keeps the broker's
+//! refresh token, or calls `wx.login` again. There is no browser flow.
+
+use async_trait::async_trait;
+use idbridge_core::{
+    BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector, ConnectorError,
+    ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity, LinkKey,
+    Problem, Profile, RequestContext, Stage, Started, UpstreamTokens,
+};
+use std::sync::Arc;
+use wechat_api::{ExchangeSettings, MiniProgramSession, WeChatClient};
+
+/// The RFC 8693 `subject_token_type` of a `wx.login` code.
+pub const SUBJECT_TOKEN_TYPE: &str = "urn:idbridge:params:oauth:token-type:wechat_miniprogram_code";
+
+/// The connector's type in `[[connectors]]`.
+pub const KIND: &str = "wechat-miniprogram";
+
+/// Where the Mini Program admin console shows the AppID.
+const APPID_WHERE: &str = "mp.weixin.qq.com > 开发 > 开发管理 > 开发设置 > AppID(小程序ID)";
+
+/// WeChat's codes are short; anything longer is not one and is refused
+/// without calling WeChat.
+const MAX_CODE_LEN: usize = 512;
+
+pub struct WeChatMiniProgramFactory;
+
+impl ConnectorFactory for WeChatMiniProgramFactory {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn build(
+        &self,
+        settings: &ConnectorSettings,
+        _ctx: &BuildContext,
+    ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
+        let cfg = ExchangeSettings::parse(settings, APPID_WHERE)?;
+        let client = cfg.client(&settings.id)?;
+        Ok(Arc::new(WeChatMiniProgram {
+            id: settings.id.clone(),
+            name: settings
+                .name
+                .clone()
+                .unwrap_or_else(|| "微信小程序 WeChat Mini Program".to_owned()),
+            cfg,
+            client,
+        }))
+    }
+
+    fn doctor(&self, settings: &ConnectorSettings, _ctx: &BuildContext) -> Vec<Problem> {
+        match ExchangeSettings::parse(settings, APPID_WHERE) {
+            Ok(cfg) => cfg.doctor(&settings.id, "the Mini Program"),
+            // build() already reports these.
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+pub struct WeChatMiniProgram {
+    id: ConnectorId,
+    name: String,
+    cfg: ExchangeSettings,
+    client: WeChatClient,
+}
+
+impl WeChatMiniProgram {
+    fn no_browser_flow(&self, stage: Stage) -> ConnectorError {
+        ConnectorError::new(stage, ErrorKind::Unsupported).fix(format!(
+            "connector {} ({KIND}) has no browser sign-in: the Mini Program sends its wx.login code to the token endpoint (grant_type=urn:ietf:params:oauth:grant-type:token-exchange, subject_token_type={SUBJECT_TOKEN_TYPE})",
+            self.id
+        ))
+    }
+
+    /// What an operator reads for the failures a Mini Program causes most often.
+    fn explain(&self, e: ConnectorError) -> ConnectorError {
+        match (e.kind, e.upstream_code.as_deref()) {
+            (ErrorKind::InvalidCode, Some("40029")) => e.fix(format!(
+                "invalid code: the wx.login code is older than 5 minutes, made up, or from another Mini Program; if every exchange fails this way, the Mini Program runs under another AppID than connectors[{}].appid ({}) — WeChat DevTools' project AppID is a common culprit. The Mini Program must call wx.login again",
+                self.id, self.cfg.appid
+            )),
+            (ErrorKind::CodeReused, _) => e.fix(
+                "code been used: the Mini Program sent this wx.login code twice (a replay, or a retry after a lost response); each code works once: call wx.login again",
+            ),
+            (ErrorKind::UpstreamUnavailable, Some("-1")) => e.fix(
+                "WeChat is busy (-1): the code may already be spent, so it is not retried; the Mini Program should call wx.login again and retry shortly",
+            ),
+            _ => e,
+        }
+    }
+
+    fn identity(&self, session: MiniProgramSession) -> ExternalIdentity {
+        let unionid = session.unionid.filter(|u| !u.is_empty());
+        let link_key = match (&self.cfg.open_platform_id, &unionid) {
+            (Some(scope), Some(key)) => Some(LinkKey {
+                scope: scope.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        ExternalIdentity {
+            connector_id: self.id.clone(),
+            raw_claims: serde_json::json!({
+                "openid": session.openid,
+                "unionid": unionid,
+                "appid": self.cfg.appid,
+            }),
+            subject: session.openid,
+            link_key,
+            profile: Profile::default(),
+            upstream_tokens: Some(UpstreamTokens {
+                access_token: Some(session.session_key),
+                scope: Some("session_key".to_owned()),
+                ..UpstreamTokens::default()
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for WeChatMiniProgram {
+    fn id(&self) -> &ConnectorId {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn display_name(&self) -> &str {
+        &self.name
+    }
+
+    fn has_browser_flow(&self) -> bool {
+        false
+    }
+
+    fn subject_token_types(&self) -> &[&str] {
+        &[SUBJECT_TOKEN_TYPE]
+    }
+
+    async fn begin(
+        &self,
+        _ctx: &RequestContext,
+        _request: &BeginRequest,
+    ) -> Result<Started, ConnectorError> {
+        Err(self.no_browser_flow(Stage::Begin))
+    }
+
+    async fn complete(
+        &self,
+        _ctx: &RequestContext,
+        _callback: &CallbackRequest,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        Err(self.no_browser_flow(Stage::Callback))
+    }
+
+    async fn exchange(
+        &self,
+        _ctx: &RequestContext,
+        subject_token: &str,
+    ) -> Result<ExternalIdentity, ConnectorError> {
+        let code = subject_token.trim();
+        if code.is_empty()
+            || code.len() > MAX_CODE_LEN
+            || !code.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidCode)
+                .upstream("malformed_code", "the subject_token is not a wx.login code")
+                .fix("the Mini Program sent something that is not a wx.login code (empty, too long, or with spaces or control characters); send the `code` of wx.login's success callback as it is"));
+        }
+        let session = self
+            .client
+            .mini_program_session(&self.cfg.appid, self.cfg.appsecret.expose(), code)
+            .await
+            .map_err(|e| self.explain(ConnectorError::from(e.at_stage(Stage::Exchange))))?;
+        Ok(self.identity(session))
+    }
+}
