@@ -9,6 +9,8 @@
 //!   person of another domain (or a consumer account, which has no `hd`) is
 //!   refused with `not_allowed`.
 //! - `email_verified` comes from Google's claim.
+//! - `offline = true` sends `access_type=offline`, Google's way to issue a
+//!   refresh token (it does not take the `offline_access` scope).
 
 use idbridge_connector_kit::options::Secret;
 use idbridge_connector_oidc::preset::{
@@ -33,6 +35,10 @@ struct Raw {
     client_secret: Secret,
     #[serde(default)]
     hosted_domain: Option<String>,
+    /// Ask for a refresh token (`access_type=offline`: Google's way; it does
+    /// not take the `offline_access` scope), for `recheck_on_refresh`.
+    #[serde(default)]
+    offline: bool,
     /// Google's issuer; another value only for a test double.
     #[serde(default = "default_issuer")]
     issuer: String,
@@ -45,14 +51,20 @@ fn default_issuer() -> String {
 #[derive(Debug)]
 struct Hooks {
     hosted_domain: Option<String>,
+    offline: bool,
 }
 
 impl PresetHooks for Hooks {
     fn authorization_params(&self) -> Vec<(String, String)> {
-        self.hosted_domain
+        let mut params: Vec<(String, String)> = self
+            .hosted_domain
             .iter()
             .map(|d| ("hd".to_owned(), d.clone()))
-            .collect()
+            .collect();
+        if self.offline {
+            params.push(("access_type".into(), "offline".into()));
+        }
+        params
     }
 
     fn check_claims(
@@ -108,6 +120,7 @@ fn connector(settings: &ConnectorSettings) -> Result<OidcConnector, Vec<ConfigEr
         secret_method: None,
         hooks: Arc::new(Hooks {
             hosted_domain: raw.hosted_domain.map(|d| d.to_ascii_lowercase()),
+            offline: raw.offline,
         }),
     };
     OidcConnector::with_preset(&oidc_settings(settings, options), preset)

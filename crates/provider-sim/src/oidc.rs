@@ -17,7 +17,8 @@
 //! (`error=access_denied`), and without either it shows a page with one link
 //! per user and a "Deny" link (what a person clicks in dev mode). The
 //! callback is a 302 with `code`, `state` and `iss` (RFC 9207), or with
-//! `response_mode=form_post` a page that POSTs them. Codes are single-use
+//! `response_mode=form_post` a page that POSTs them. A refresh token is
+//! issued for the `offline_access` scope (or Google's `access_type=offline`). Codes are single-use
 //! (a second use is `invalid_grant`) and checked against the PKCE verifier.
 //!
 //! Scripting ([`Sim`]): [`Sim::next_id_token_claims`] merges claims into the

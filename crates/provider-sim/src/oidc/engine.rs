@@ -320,7 +320,11 @@ async fn authorize(
     if get("response_type") != "code" {
         return error("unsupported_response_type", "only code");
     }
-    let scope = get("scope").to_owned();
+    let mut scope = get("scope").to_owned();
+    if get("access_type") == "offline" {
+        // Google's way to ask for a refresh token.
+        scope.push_str(" offline_access");
+    }
     if *shared.shape() == Shape::Apple {
         if let Err(why) = apple::check_authorize(&scope, form_post) {
             return page(400, "invalid_request", &escape(&why));
