@@ -103,7 +103,8 @@ pub const DEV_CLIENT_SECRET: &str = "dev-openid-provider-secret-0123456789";
 
 impl SimConfig {
     /// A generic provider with one client ([`DEV_CLIENT_ID`], any redirect URI
-    /// under `http://127.0.0.1`) and two users, `ada` and `lin`.
+    /// under `http://127.0.0.1` or `http://localhost`) and two users, `ada`
+    /// and `lin`.
     pub fn dev_default() -> Self {
         Self {
             shape: Shape::Generic,
@@ -111,7 +112,7 @@ impl SimConfig {
             clients: vec![SimClient {
                 id: DEV_CLIENT_ID.into(),
                 secret: ClientSecret::Plain(DEV_CLIENT_SECRET.into()),
-                redirect_uris: vec!["http://127.0.0.1*".into()],
+                redirect_uris: vec!["http://127.0.0.1:*".into(), "http://localhost:*".into()],
             }],
             users: vec![
                 SimUser::new(

@@ -21,6 +21,7 @@ mod metrics;
 mod offline_access;
 mod oidc_client;
 mod oidc_upstream;
+mod presets_upstream;
 mod provider;
 mod recheck;
 mod reliability;

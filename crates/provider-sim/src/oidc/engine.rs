@@ -571,9 +571,14 @@ async fn token(
         Err(e) => return token_error(&shared, 500, "server_error", &e),
     };
     if tamper {
-        // Flip one character of the signature.
-        let last = id_token.pop().unwrap_or('A');
-        id_token.push(if last == 'A' { 'B' } else { 'A' });
+        // Change one character inside the signature (not the last one, whose
+        // low bits are padding: the token must still decode, and fail only
+        // its signature check).
+        let at = id_token.rfind('.').map_or(0, |dot| dot + 10);
+        if let Some(c) = id_token.get(at..at + 1).map(str::to_owned) {
+            let other = if c == "A" { "B" } else { "A" };
+            id_token.replace_range(at..at + 1, other);
+        }
     }
     let refresh = match (get("grant_type"), shared.shape()) {
         ("refresh_token", _) => None,
