@@ -281,3 +281,75 @@ async fn an_app_signs_in_through_entra_id(db_url: &str) {
     broker.stop().await;
 }
 both_backends!(an_app_signs_in_through_entra_id);
+
+/// `serve --dev` offers "Dev OpenID provider": a person clicks it, picks a
+/// user on the fake's page, and the demo app shows them signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_offers_a_dev_openid_provider_sign_in() {
+    use crate::cli::{dev_command, free_port, temp_dir, wait_for, Killed};
+    let dir = temp_dir("dev-oidc");
+    let port = free_port();
+    let _guard = Killed(
+        dev_command(port, &dir.join(".idbridge-dev"))
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&base).await;
+    let b = browser();
+    let demo = b.get(format!("{base}/demo/login")).send().await.unwrap();
+    let authorize = url::Url::parse(&base)
+        .unwrap()
+        .join(&location(&demo))
+        .unwrap()
+        .to_string();
+    let mut chooser = b.get(&authorize).send().await.unwrap();
+    if chooser.status() == 302 {
+        let login = url::Url::parse(&base)
+            .unwrap()
+            .join(&location(&chooser))
+            .unwrap();
+        chooser = b.get(login).send().await.unwrap();
+    }
+    let chooser = chooser.text().await.unwrap();
+    assert!(chooser.contains("Dev OpenID provider"), "{chooser}");
+    // Pick it (as the chooser's link does); the fake's page once discovery is loaded.
+    let mut at_op = None;
+    for _ in 0..100 {
+        let r = b
+            .get(format!("{authorize}&connector=dev-oidc"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 302 && !location(&r).starts_with(&base) && !location(&r).starts_with('/') {
+            at_op = Some(location(&r));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let at_op = at_op.expect("the dev-oidc connector redirects to the fake");
+    let page = b.get(&at_op).send().await.unwrap().text().await.unwrap();
+    let href = page
+        .split("id=\"as-ada\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a link per test user")
+        .replace("&amp;", "&");
+    let href = url::Url::parse(&at_op).unwrap().join(&href).unwrap();
+    let to_broker = b.get(href).send().await.unwrap();
+    assert_eq!(to_broker.status(), 302);
+    let to_app = b.get(location(&to_broker)).send().await.unwrap();
+    assert_eq!(
+        to_app.status(),
+        302,
+        "{}",
+        to_app.text().await.unwrap_or_default()
+    );
+    let app = url::Url::parse(&base)
+        .unwrap()
+        .join(&location(&to_app))
+        .unwrap();
+    let shown = b.get(app).send().await.unwrap().text().await.unwrap();
+    assert!(shown.contains("Ada Lovelace"), "{shown}");
+    let _ = std::fs::remove_dir_all(dir);
+}
