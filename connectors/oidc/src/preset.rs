@@ -188,33 +188,6 @@ impl Preset {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_template_takes_the_tokens_own_claim() {
-        let rule = IssuerRule::Template {
-            template: "https://login.example/{tenantid}/v2.0".into(),
-            placeholder: "{tenantid}".into(),
-            claim: "tid".into(),
-        };
-        let claims = json!({"tid": "t-1"}).as_object().unwrap().clone();
-        assert_eq!(
-            rule.expected_for(&claims).unwrap(),
-            vec!["https://login.example/t-1/v2.0".to_owned()]
-        );
-        for bad in [json!({}), json!({"tid": "a/b"}), json!({"tid": ""})] {
-            assert!(rule.expected_for(bad.as_object().unwrap()).is_err());
-        }
-        assert!(rule.accepts_response_iss("https://login.example/t-2/v2.0"));
-        assert!(!rule.accepts_response_iss("https://login.example/a/b/v2.0"));
-        assert!(!rule.accepts_response_iss("https://evil.example/t-2/v2.0"));
-    }
-}
-
 /// The `oidc` keys every preset accepts and passes on unchanged.
 pub const COMMON_KEYS: [&str; 7] = [
     "scopes",
@@ -256,4 +229,31 @@ pub fn own_options<T: serde::de::DeserializeOwned>(
         }
     }
     idbridge_connector_kit::options::parse_options(&own)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_template_takes_the_tokens_own_claim() {
+        let rule = IssuerRule::Template {
+            template: "https://login.example/{tenantid}/v2.0".into(),
+            placeholder: "{tenantid}".into(),
+            claim: "tid".into(),
+        };
+        let claims = json!({"tid": "t-1"}).as_object().unwrap().clone();
+        assert_eq!(
+            rule.expected_for(&claims).unwrap(),
+            vec!["https://login.example/t-1/v2.0".to_owned()]
+        );
+        for bad in [json!({}), json!({"tid": "a/b"}), json!({"tid": ""})] {
+            assert!(rule.expected_for(bad.as_object().unwrap()).is_err());
+        }
+        assert!(rule.accepts_response_iss("https://login.example/t-2/v2.0"));
+        assert!(!rule.accepts_response_iss("https://login.example/a/b/v2.0"));
+        assert!(!rule.accepts_response_iss("https://evil.example/t-2/v2.0"));
+    }
 }

@@ -28,10 +28,11 @@
 //! clock). [`follow`] plays the browser from an authorization URL to the
 //! callback.
 
+mod browser;
 mod engine;
 mod keys;
 
-pub use engine::{follow, Callback};
+pub use browser::{follow, Callback};
 pub use keys::{p256_pem, Alg};
 
 use serde_json::{Map, Value};
