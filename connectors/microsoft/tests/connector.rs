@@ -340,3 +340,34 @@ async fn the_connector_conforms_against_the_entra_fake() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_discovery_and_our_callback() {
+    let sim = fake().await;
+    let settings = testing::settings(ID, "microsoft", config(&sim, json!({"tenant": "common"})));
+    let fine = MicrosoftFactory.doctor(&settings, &testing::build_context(ID));
+    assert!(fine.iter().all(|p| !p.fatal), "{fine:?}");
+    let elsewhere = testing::build_context_at("https://id.elsewhere.example", ID, false);
+    let problems = MicrosoftFactory.doctor(&settings, &elsewhere);
+    assert!(
+        problems.iter().any(|p| p.fatal
+            && p.message
+                .contains("https://id.elsewhere.example/callback/microsoft")),
+        "{problems:?}"
+    );
+    let down = testing::settings(
+        ID,
+        "microsoft",
+        config(
+            &sim,
+            json!({"tenant": "common", "authority_url": "http://127.0.0.1:9"}),
+        ),
+    );
+    let problems = MicrosoftFactory.doctor(&down, &testing::build_context(ID));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.fatal && p.message.contains("discovery")),
+        "{problems:?}"
+    );
+}
