@@ -69,7 +69,8 @@ struct Hooks {
 fn first_login_name(
     callback: Option<&CallbackRequest>,
 ) -> Option<(Option<String>, Option<String>)> {
-    let raw = callback?.param("user")?;
+    // Not signed by Apple (the browser posts it): only read as a name, and small.
+    let raw = callback?.param("user").filter(|u| u.len() <= 4096)?;
     let user: Value = serde_json::from_str(raw).ok()?;
     let part = |k: &str| {
         user.get("name")
@@ -77,7 +78,7 @@ fn first_login_name(
             .and_then(Value::as_str)
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(str::to_owned)
+            .map(|s| s.chars().take(100).collect::<String>())
     };
     Some((part("firstName"), part("lastName")))
 }

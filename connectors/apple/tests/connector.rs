@@ -147,6 +147,30 @@ async fn the_name_comes_from_the_first_sign_in_only_and_relay_emails_are_kept() 
     assert_eq!(second.profile.name, None, "Apple sends the name once");
     assert_eq!(second.profile.email.as_deref(), Some(RELAY));
 
+    // A huge or malformed user field is no name (it is not signed by Apple).
+    let started = c
+        .begin(
+            &ctx_at(now()),
+            &testing::begin_request(ID, "State0123456789"),
+        )
+        .await
+        .unwrap();
+    let mut back = follow(&browser(), &format!("{}&sim_user={ADA}", url_of(&started)))
+        .await
+        .unwrap();
+    back.params.insert(
+        "user".into(),
+        format!("{{\"name\":{{\"firstName\":\"{}\"}}}}", "x".repeat(5000)),
+    );
+    let odd = c
+        .complete(
+            &ctx_at(now()),
+            &CallbackRequest::new(back.params, testing::callback_url(ID), started.flow_data),
+        )
+        .await
+        .unwrap();
+    assert_eq!(odd.profile.name, None);
+
     // Another person: a name in other scripts, a real address.
     let bo = sign_in(c.as_ref(), "002001.bo").await.unwrap();
     assert_eq!(bo.profile.name.as_deref(), Some("Bo 李"));

@@ -244,6 +244,18 @@ async fn allowed_tenants_narrows_a_multi_tenant_authority() {
 }
 
 #[tokio::test]
+async fn consumers_serves_personal_accounts_only() {
+    let sim = fake().await;
+    let c = connector(&sim, json!({"tenant": "consumers"})).await;
+    let carol = sign_in(c.as_ref(), "carol").await.unwrap();
+    assert_eq!(carol.subject, format!("{CONSUMERS_TENANT}:0000000c-0c0c"));
+    // A work account's token (consistent iss and tid) is refused.
+    sim.next_id_token_claims(json!({"tid": TENANT_A, "iss": issuer_of(&sim.base_url(), TENANT_A)}));
+    let e = sign_in(c.as_ref(), "carol").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TokenVerificationFailed);
+}
+
+#[tokio::test]
 async fn entra_error_bodies_become_errors_with_fixes() {
     let sim = fake().await;
     let wrong = connector(

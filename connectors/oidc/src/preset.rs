@@ -238,6 +238,19 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn an_exact_issuer_may_have_other_spellings() {
+        let rule = IssuerRule::Exact {
+            issuer: "https://accounts.google.com".into(),
+            also: vec!["accounts.google.com".into()],
+        };
+        let none = Map::new();
+        assert_eq!(rule.expected_for(&none).unwrap().len(), 2);
+        assert!(rule.accepts_response_iss("accounts.google.com"));
+        assert!(!rule.accepts_response_iss("https://accounts.google.com/"));
+        assert_eq!(rule.discovery_issuer(), "https://accounts.google.com");
+    }
+
+    #[test]
     fn a_template_takes_the_tokens_own_claim() {
         let rule = IssuerRule::Template {
             template: "https://login.example/{tenantid}/v2.0".into(),
