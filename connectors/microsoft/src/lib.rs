@@ -173,6 +173,18 @@ fn connector(settings: &ConnectorSettings) -> Result<OidcConnector, Vec<ConfigEr
     if !raw.allowed_tenants.is_empty() && matches!(audience, Audience::Single(_)) {
         errors.push(ConfigError::new(key("allowed_tenants"), "only for a multi-tenant tenant (\"organizations\" or \"common\"); a tenant id already allows that tenant only"));
     }
+    let authority_ok = idbridge_connector_kit::options::BaseUrl::new(raw.authority_url.clone())
+        .check()
+        .is_ok();
+    if !authority_ok {
+        errors.push(ConfigError::new(
+            key("authority_url"),
+            format!(
+                "{:?} is not an http(s) base URL such as {DEFAULT_AUTHORITY}",
+                raw.authority_url
+            ),
+        ));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }

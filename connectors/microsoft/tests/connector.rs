@@ -321,6 +321,8 @@ async fn config_mistakes_name_their_keys() {
     assert!(fail(json!({"allowed_tenants": ["contoso"]})).contains("allowed_tenants"));
     assert!(fail(json!({"scopes": ["profile"]})).contains("connectors[microsoft].scopes"));
     assert!(fail(json!({"tenat": "common"})).contains("tenat"));
+    assert!(fail(json!({"authority_url": "login.microsoftonline.com"}))
+        .contains("connectors[microsoft].authority_url"));
 }
 
 #[tokio::test]
