@@ -6,6 +6,8 @@ use idbridge_core::{ConfigError, ConnectorSettings};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde::Deserialize;
 
+use crate::preset::IssuerRule;
+
 /// The algorithms an ID token may be signed with when `allowed_algorithms` is
 /// not set: every asymmetric JWS algorithm this connector verifies. Never
 /// `none`, never an HMAC one (`HS*`: the "key" would be the client secret, and
@@ -195,12 +197,15 @@ impl std::fmt::Debug for AssertionKey {
 pub enum Credentials {
     Secret(ClientAuth, Secret),
     PrivateKey(AssertionKey),
+    /// A secret a preset makes at request time (Apple's ES256 JWT), sent with
+    /// this method.
+    Provided(ClientAuth),
 }
 
 impl Credentials {
     pub fn method(&self) -> ClientAuth {
         match self {
-            Credentials::Secret(m, _) => *m,
+            Credentials::Secret(m, _) | Credentials::Provided(m) => *m,
             Credentials::PrivateKey(_) => ClientAuth::PrivateKeyJwt,
         }
     }
@@ -209,7 +214,11 @@ impl Credentials {
 /// The checked settings the connector runs with.
 #[derive(Debug, Clone)]
 pub struct OidcSettings {
+    /// Where discovery is fetched from (`{issuer}/.well-known/openid-configuration`).
     pub issuer: String,
+    /// What the discovery document and the tokens must say as `iss` (for
+    /// `type = "oidc"`: `issuer` exactly; a preset may say otherwise).
+    pub issuer_rule: IssuerRule,
     pub client_id: String,
     pub credentials: Credentials,
     pub scopes: Vec<String>,
@@ -236,6 +245,15 @@ pub fn asymmetric_algorithm(name: &str) -> Option<Algorithm> {
 
 impl OidcSettings {
     pub fn parse(settings: &ConnectorSettings) -> Result<Self, Vec<ConfigError>> {
+        Self::parse_with(settings, None)
+    }
+
+    /// As [`OidcSettings::parse`]; with `provided = Some(method)` the client
+    /// secret comes from a preset's hook (the options must have none).
+    pub fn parse_with(
+        settings: &ConnectorSettings,
+        provided: Option<ClientAuth>,
+    ) -> Result<Self, Vec<ConfigError>> {
         let raw: RawSettings = parse_options(settings)?;
         let mut keys = Keys::new(settings);
         let issuer = BaseUrl::new(raw.issuer.clone());
@@ -263,6 +281,15 @@ impl OidcSettings {
         );
         let secret = raw.client_secret.clone().filter(|s| !s.is_empty());
         let credentials = match raw.token_endpoint_auth.as_str() {
+            _ if provided.is_some() => {
+                if raw.client_secret.is_some() {
+                    keys.error(
+                        "client_secret",
+                        "not used: this connector type makes its client secret itself",
+                    );
+                }
+                provided.map(Credentials::Provided)
+            }
             "private_key_jwt" => {
                 if raw.client_secret.is_some() {
                     keys.error(
@@ -391,6 +418,10 @@ impl OidcSettings {
             return Err(keys.finish(()).err().unwrap_or_default());
         };
         keys.finish(OidcSettings {
+            issuer_rule: IssuerRule::Exact {
+                issuer: raw.issuer.clone(),
+                also: Vec::new(),
+            },
             issuer: raw.issuer,
             client_id: raw.client_id,
             credentials,

@@ -70,11 +70,11 @@ pub fn check(
     let mut findings = Vec::new();
     let mut fatal_messages: Vec<String> = Vec::new();
     let issuer = string(doc, "issuer");
+    let expected = settings.issuer_rule.discovery_issuer();
     match &issuer {
         None => fatal_messages.push(format!("the discovery document at {url} has no issuer")),
-        Some(i) if *i != settings.issuer => fatal_messages.push(format!(
-            "issuer mismatch: the discovery document at {url} says issuer {i:?}, the configured issuer is {:?}; set issuer = {i:?} exactly (a trailing slash matters), or point it at the right provider",
-            settings.issuer
+        Some(i) if i != expected => fatal_messages.push(format!(
+            "issuer mismatch: the discovery document at {url} says issuer {i:?}, the expected issuer is {expected:?}; set issuer = {i:?} exactly (a trailing slash matters), or point it at the right provider"
         )),
         Some(_) => {}
     }

@@ -42,7 +42,9 @@
 
 pub mod config;
 pub mod discovery;
+mod doctor;
 mod http;
+pub mod preset;
 pub mod token;
 pub mod verify;
 
@@ -59,10 +61,13 @@ use idbridge_core::{
     ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity, LinkKey,
     Problem, Profile, RequestContext, Stage, Started, UpstreamTokens,
 };
+use preset::Preset;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use verify::{KeySet, Refusal};
+
+pub use doctor::doctor;
 
 pub const KIND: &str = "oidc";
 
@@ -92,21 +97,7 @@ impl ConnectorFactory for OidcFactory {
         let Ok(connector) = OidcConnector::new(settings) else {
             return Vec::new(); // build already reported the config errors
         };
-        let callback = ctx.callback_url.clone();
-        let run = move || -> Vec<Problem> {
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(connector.doctor_checks(&callback)),
-                Err(e) => vec![Problem {
-                    key: format!("connectors[{}]", connector.id),
-                    message: format!("cannot run the discovery check: {e}"),
-                    fatal: false,
-                }],
-            }
-        };
-        std::thread::scope(|s| s.spawn(run).join().unwrap_or_default())
+        doctor(connector, ctx)
     }
 }
 
@@ -125,6 +116,7 @@ pub struct OidcConnector {
     ready: RwLock<Option<Arc<Ready>>>,
     /// When the keys were last fetched because of an unknown `kid`.
     last_kid_fetch: AtomicI64,
+    preset: Preset,
 }
 
 impl std::fmt::Debug for OidcConnector {
@@ -195,7 +187,19 @@ fn claim_bool(claims: &Map<String, Value>, name: &str) -> Option<bool> {
 
 impl OidcConnector {
     pub fn new(settings: &ConnectorSettings) -> Result<Self, Vec<ConfigError>> {
-        let parsed = OidcSettings::parse(settings)?;
+        Self::with_preset(settings, Preset::oidc())
+    }
+
+    /// A preset's connector: `settings.options` are this connector's options
+    /// (the preset's keys translated), `preset` its issuer rule and hooks.
+    pub fn with_preset(
+        settings: &ConnectorSettings,
+        preset: Preset,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let mut parsed = OidcSettings::parse_with(settings, preset.secret_method)?;
+        if let Some(rule) = &preset.issuer {
+            parsed.issuer_rule = rule.clone();
+        }
         let http = Http::new(parsed.timeouts).map_err(|e| {
             vec![ConfigError::new(
                 format!("connectors[{}]", settings.id),
@@ -207,11 +211,12 @@ impl OidcConnector {
             name: settings
                 .name
                 .clone()
-                .unwrap_or_else(|| "OpenID Connect".into()),
+                .unwrap_or_else(|| preset.default_name.into()),
             settings: parsed,
             http,
             ready: RwLock::new(None),
             last_kid_fetch: AtomicI64::new(i64::MIN),
+            preset,
         })
     }
 
@@ -353,7 +358,7 @@ impl OidcConnector {
         loop {
             let ready = self.ready(stage)?;
             let expect = verify::Expect {
-                issuer: &self.settings.issuer,
+                issuer: &self.settings.issuer_rule,
                 client_id: &self.settings.client_id,
                 algorithms: &ready.discovery.algorithms,
                 now,
@@ -363,7 +368,10 @@ impl OidcConnector {
                 max_age,
             };
             match verify::verify(token, &ready.keys, &expect) {
-                Ok(claims) => return Ok(claims),
+                Ok(claims) => {
+                    self.preset.hooks.check_claims(stage, &claims)?;
+                    return Ok(claims);
+                }
                 Err(Refusal::Invalid(why)) => return Err(failed(why)),
                 Err(Refusal::UnknownKid(kid)) if !refetched => {
                     if self.refetch_keys(stage, now).await? {
@@ -431,6 +439,7 @@ impl OidcConnector {
         stage: Stage,
         claims: &Map<String, Value>,
         tokens: UpstreamTokens,
+        callback: Option<&CallbackRequest>,
     ) -> Result<ExternalIdentity, ConnectorError> {
         let names = &self.settings.claims;
         let subject = self.subject(stage, claims)?;
@@ -493,27 +502,42 @@ impl OidcConnector {
                 m.retain(|k, _| keep.contains(&k.as_str()));
             }
         }
-        Ok(ExternalIdentity {
+        let mut identity = ExternalIdentity {
             connector_id: self.id.clone(),
-            link_key: self.settings.link_scope.as_ref().map(|scope| LinkKey {
-                scope: scope.clone(),
-                key: subject.clone(),
-            }),
+            link_key: None,
             subject,
             profile,
             upstream_tokens: Some(tokens),
             raw_claims,
-        })
+        };
+        self.preset
+            .hooks
+            .map_identity(stage, &mut identity, claims, callback)?;
+        identity.link_key = self.settings.link_scope.as_ref().map(|scope| LinkKey {
+            scope: scope.clone(),
+            key: identity.subject.clone(),
+        });
+        Ok(identity)
     }
 
-    fn client<'a>(&'a self, ready: &'a Ready, now: i64) -> token::Client<'a> {
-        token::Client {
+    fn client<'a>(
+        &'a self,
+        stage: Stage,
+        ready: &'a Ready,
+        now: i64,
+    ) -> Result<token::Client<'a>, ConnectorError> {
+        let provided_secret = match self.settings.credentials {
+            config::Credentials::Provided(_) => Some(self.preset.hooks.client_secret(stage, now)?),
+            _ => None,
+        };
+        Ok(token::Client {
             http: &self.http,
             client_id: &self.settings.client_id,
             credentials: &self.settings.credentials,
             token_endpoint: &ready.discovery.token_endpoint,
             now,
-        }
+            provided_secret,
+        })
     }
 
     fn upstream_tokens(t: &token::Tokens, now: i64, old_refresh: Option<&str>) -> UpstreamTokens {
@@ -527,81 +551,6 @@ impl OidcConnector {
             refresh_expires_at: t.refresh_expires_in.map(|s| now.saturating_add(s)),
             scope: t.scope.clone(),
         }
-    }
-
-    /// What `idbridge doctor` reports.
-    async fn doctor_checks(&self, callback_url: &str) -> Vec<Problem> {
-        let key = |k: &str| format!("connectors[{}].{k}", self.id);
-        let problem = |k: &str, message: String, fatal: bool| Problem {
-            key: key(k),
-            message,
-            fatal,
-        };
-        let doc = match discovery::fetch(&self.http, &self.settings.issuer).await {
-            Ok(doc) => doc,
-            Err(e) => {
-                return vec![problem(
-                    "issuer",
-                    format!(
-                        "cannot load the discovery document {}: {}",
-                        discovery::discovery_url(&self.settings.issuer),
-                        e.fix.clone().unwrap_or_else(|| e.to_string())
-                    ),
-                    true,
-                )]
-            }
-        };
-        let (discovery, findings) = discovery::check(&doc, &self.settings);
-        let mut problems: Vec<Problem> = findings
-            .into_iter()
-            .map(|f| problem("issuer", f.message, f.fatal))
-            .collect();
-        let Some(discovery) = discovery else {
-            return problems;
-        };
-        if let Err(e) = self.fetch_keys(Stage::Setup, &discovery.jwks_uri).await {
-            problems.push(problem(
-                "issuer",
-                e.fix.clone().unwrap_or_else(|| e.to_string()),
-                true,
-            ));
-        }
-        // Ask the authorization endpoint about our callback, without following it.
-        let secrets = FlowSecrets::generate();
-        let request = BeginRequest::new("idbridgeDoctorCheck", callback_url);
-        let Ok(url) = self.authorization_url(&discovery, &request, &secrets) else {
-            return problems;
-        };
-        let sent = self
-            .http
-            .send(
-                Stage::Setup,
-                "the authorization request",
-                &url,
-                self.http.get(&url),
-            )
-            .await;
-        match sent {
-            Ok(answer) if answer.status >= 400 => {
-                let body = String::from_utf8_lossy(&answer.body).to_lowercase();
-                if body.contains("redirect_uri") || body.contains("redirect uri") {
-                    problems.push(problem(
-                        "client_id",
-                        format!("the provider refuses our callback {callback_url} for client_id {:?}: register it as a redirect URI of the client at the provider", self.settings.client_id),
-                        true,
-                    ));
-                } else if body.contains("client") {
-                    problems.push(problem(
-                        "client_id",
-                        format!("the provider refuses the authorization request for client_id {:?} (HTTP {}): check the client exists and may use the code flow", self.settings.client_id, answer.status),
-                        true,
-                    ));
-                }
-            }
-            // A redirect (to a login page, or back to us) or no answer: nothing to say.
-            _ => {}
-        }
-        problems
     }
 
     fn authorization_url(
@@ -644,6 +593,9 @@ impl OidcConnector {
             if let Some(locales) = request.ui_locales.as_deref().filter(|l| !l.is_empty()) {
                 q.append_pair("ui_locales", locales);
             }
+            for (k, v) in self.preset.hooks.authorization_params() {
+                q.append_pair(&k, &v);
+            }
         }
         Ok(url.to_string())
     }
@@ -656,7 +608,7 @@ impl Connector for OidcConnector {
     }
 
     fn kind(&self) -> &'static str {
-        KIND
+        self.preset.kind
     }
 
     fn display_name(&self) -> &str {
@@ -696,12 +648,12 @@ impl Connector for OidcConnector {
         let ready = self.fresh(Stage::Callback, ctx.now).await?;
         // RFC 9207: checked on errors too (a mix-up attacker's error is still his).
         match (callback.param("iss"), ready.discovery.iss_parameter) {
-            (Some(iss), _) if iss != self.settings.issuer => {
+            (Some(iss), _) if !self.settings.issuer_rule.accepts_response_iss(iss) => {
                 return Err(ConnectorError::new(Stage::Callback, ErrorKind::InvalidRequest)
                     .upstream("iss", iss.chars().take(200).collect::<String>())
                     .fix(format!(
                         "the authorization response says it comes from {iss:?}, not {:?} (RFC 9207): a mix-up between providers, or a forged callback",
-                        self.settings.issuer
+                        self.settings.issuer_rule.discovery_issuer()
                     )));
             }
             (None, true) => {
@@ -719,7 +671,10 @@ impl Connector for OidcConnector {
                 .filter(|c| !c.is_control())
                 .take(300)
                 .collect();
-            return Err(authorization_error(code, &description));
+            return Err(self
+                .preset
+                .hooks
+                .upstream_error(authorization_error(code, &description)));
         }
         let flow = FlowSecrets::from_callback(callback)?;
         let Some(code) = callback.param("code") else {
@@ -732,9 +687,10 @@ impl Connector for OidcConnector {
         let nonce = flow.require_nonce()?;
         let max_age = callback.flow_data.get("max_age").and_then(Value::as_u64);
         let tokens = self
-            .client(&ready, ctx.now)
+            .client(Stage::TokenExchange, &ready, ctx.now)?
             .exchange_code(code, &callback.callback_url, verifier)
-            .await?;
+            .await
+            .map_err(|e| self.preset.hooks.upstream_error(e))?;
         let Some(id_token) = tokens.id_token.as_deref() else {
             return Err(ConnectorError::new(Stage::TokenExchange, ErrorKind::BadResponse)
                 .fix("the token endpoint issued no id_token: the provider must treat this client as OpenID Connect (scope openid)"));
@@ -757,6 +713,7 @@ impl Connector for OidcConnector {
             Stage::Callback,
             &claims,
             Self::upstream_tokens(&tokens, ctx.now, None),
+            Some(callback),
         )
     }
 
@@ -776,7 +733,11 @@ impl Connector for OidcConnector {
             ));
         };
         let ready = self.fresh(Stage::Refresh, ctx.now).await?;
-        let fresh = self.client(&ready, ctx.now).refresh(refresh_token).await?;
+        let fresh = self
+            .client(Stage::Refresh, &ready, ctx.now)?
+            .refresh(refresh_token)
+            .await
+            .map_err(|e| self.preset.hooks.upstream_error(e))?;
         let mut claims = Map::new();
         if let Some(id_token) = fresh.id_token.as_deref() {
             claims = self
@@ -811,7 +772,7 @@ impl Connector for OidcConnector {
                 raw_claims: Value::Null,
             });
         }
-        let identity = self.identity(Stage::Refresh, &claims, upstream)?;
+        let identity = self.identity(Stage::Refresh, &claims, upstream, None)?;
         if identity.subject != subject {
             return Err(
                 ConnectorError::new(Stage::Refresh, ErrorKind::TokenVerificationFailed).fix(

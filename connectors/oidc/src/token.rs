@@ -6,6 +6,7 @@ use crate::http::{json_object, shown, Answer, Http};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use idbridge_connector_kit::flow::random_token;
+use idbridge_connector_kit::options::Secret;
 use idbridge_core::{ConnectorError, ErrorKind, Stage};
 use serde_json::{Map, Value};
 
@@ -36,6 +37,8 @@ pub struct Client<'a> {
     pub credentials: &'a Credentials,
     pub token_endpoint: &'a str,
     pub now: i64,
+    /// The secret a preset made for [`Credentials::Provided`].
+    pub provided_secret: Option<Secret>,
 }
 
 impl Client<'_> {
@@ -55,6 +58,21 @@ impl Client<'_> {
                     reqwest::header::AUTHORIZATION,
                     basic(self.client_id, secret.expose()),
                 );
+            }
+            Credentials::Provided(method) => {
+                let Some(secret) = &self.provided_secret else {
+                    return Err(ConnectorError::new(stage, ErrorKind::Misconfigured)
+                        .fix("the connector made no client secret for the token request"));
+                };
+                if *method == ClientAuth::SecretBasic {
+                    request = request.header(
+                        reqwest::header::AUTHORIZATION,
+                        basic(self.client_id, secret.expose()),
+                    );
+                } else {
+                    form.push(("client_id", self.client_id.to_owned()));
+                    form.push(("client_secret", secret.expose().to_owned()));
+                }
             }
             Credentials::PrivateKey(key) => {
                 let mut header = jsonwebtoken::Header::new(key.alg);
@@ -183,6 +201,7 @@ impl Client<'_> {
                 ErrorKind::BadCredentials,
                 match self.credentials {
                     Credentials::PrivateKey(_) => format!("the provider refused the client authentication of client_id {:?} (token_endpoint_auth = \"private_key_jwt\"): check that the public key of private_key (kid private_key_id) is registered for the client at the provider, and that the client is set up for private_key_jwt", self.client_id),
+                    Credentials::Provided(_) => format!("the provider refused client_id {:?} with the client secret this connector made", self.client_id),
                     Credentials::Secret(..) => format!("the provider refused client_id {:?} with its client_secret (token_endpoint_auth = {method:?}): check that client_secret (or client_secret_file) is the client's current secret at the provider and that the client is set up for {method}", self.client_id),
                 },
             ),

@@ -6,6 +6,7 @@
 //! against the time passed in, each failure saying precisely which.
 
 use crate::discovery::alg_name;
+use crate::preset::IssuerRule;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
@@ -127,7 +128,8 @@ fn public_key(raw: &Value) -> Option<PublicKey> {
 /// What the ID token must satisfy.
 #[derive(Debug, Clone, Copy)]
 pub struct Expect<'a> {
-    pub issuer: &'a str,
+    /// What `iss` must be (exact, or a template the token's own claim fills).
+    pub issuer: &'a IssuerRule,
     pub client_id: &'a str,
     /// The algorithms pinned from discovery (∩ allowed).
     pub algorithms: &'a [Algorithm],
@@ -340,12 +342,13 @@ pub fn check_claims(
     alg: Algorithm,
     expect: &Expect<'_>,
 ) -> Result<(), Refusal> {
+    let issuers = expect.issuer.expected_for(claims).map_err(invalid)?;
     match claims.get("iss").and_then(Value::as_str) {
-        Some(iss) if iss == expect.issuer => {}
+        Some(iss) if issuers.iter().any(|i| i == iss) => {}
         Some(iss) => {
             return Err(invalid(format!(
                 "the ID token's iss is {iss:?}, not the issuer {:?}",
-                expect.issuer
+                issuers.first().map(String::as_str).unwrap_or("")
             )))
         }
         None => return Err(invalid("the ID token has no iss")),
@@ -452,9 +455,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn rule() -> &'static IssuerRule {
+        static RULE: std::sync::OnceLock<IssuerRule> = std::sync::OnceLock::new();
+        RULE.get_or_init(|| IssuerRule::Exact {
+            issuer: "https://op.example".into(),
+            also: Vec::new(),
+        })
+    }
+
     fn expect<'a>(now: i64) -> Expect<'a> {
         Expect {
-            issuer: "https://op.example",
+            issuer: rule(),
             client_id: "rp",
             algorithms: &[Algorithm::RS256],
             now,

@@ -16,6 +16,28 @@ pub fn registry() -> Registry {
         .with(idbridge_connector_wechat_app::WeChatAppFactory)
         .with(idbridge_connector_wechat_miniprogram::WeChatMiniProgramFactory)
         .with(idbridge_connector_oidc::OidcFactory)
+        .with(idbridge_connector_google::GoogleFactory)
+        .with(idbridge_connector_microsoft::MicrosoftFactory)
+        .with(idbridge_connector_apple::AppleFactory)
+}
+
+/// The id of the `serve --dev` sign-in through the generic OpenID provider fake.
+pub const DEV_OIDC_CONNECTOR: &str = "dev-oidc";
+
+/// `serve --dev`: a `type = "oidc"` connector ("Dev OpenID provider") at the
+/// generic OpenID provider fake (provider-sim) whose issuer is `issuer`, so a
+/// person can click through a real OpenID Connect sign-in (the fake's page
+/// offers its test users and a Deny link).
+pub fn dev_openid_connector(issuer: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": DEV_OIDC_CONNECTOR,
+        "type": "oidc",
+        "name": "Dev OpenID provider (simulator)",
+        "issuer": issuer,
+        "client_id": provider_sim::oidc::DEV_CLIENT_ID,
+        "client_secret": provider_sim::oidc::DEV_CLIENT_SECRET,
+        "scopes": ["openid", "profile", "email", "offline_access"],
+    })
 }
 
 /// The client `serve --dev --spa-origin ORIGIN` registers.

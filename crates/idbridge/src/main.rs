@@ -162,6 +162,7 @@ async fn serve(
 ) -> ExitCode {
     let clock = Arc::new(Clock::default());
     let mut simulator = None;
+    let mut dev_op: Option<provider_sim::oidc::Sim> = None;
     let (settings, demo_secret) = if dev {
         let home = match DevHome::open(&dir) {
             Ok(h) => h,
@@ -191,7 +192,36 @@ async fn serve(
         };
         let sim_base = sim.base_url();
         simulator = Some(sim);
+        // The generic OpenID provider fake on the port after the simulator's
+        // (any free port when that one is taken, or with --sim-port 0).
+        let op_port = if sim_port == 0 {
+            0
+        } else {
+            sim_port.wrapping_add(1)
+        };
+        let mut op_config = provider_sim::oidc::SimConfig::dev_default();
+        op_config.port = op_port;
+        let op = match provider_sim::oidc::Sim::start(op_config.clone()).await {
+            Ok(op) => Ok(op),
+            Err(e) if op_port != 0 => {
+                tracing::warn!(port = op_port, error = %e, "the dev OpenID provider cannot listen on its port; using any free one");
+                op_config.port = 0;
+                provider_sim::oidc::Sim::start(op_config).await
+            }
+            Err(e) => Err(e),
+        };
+        let op = match op {
+            Ok(op) => op,
+            Err(e) => {
+                eprintln!("idbridge: cannot start the dev OpenID provider: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let op_issuer = op.issuer();
+        dev_op = Some(op);
         let settings = home.settings(port, Some(&sim_base)).and_then(|mut s| {
+            s.connectors
+                .push(idbridge::dev_openid_connector(&op_issuer));
             if let Some(origin) = &spa_origin {
                 s.clients.push(idbridge::dev_spa_client(origin)?);
             }
@@ -248,6 +278,12 @@ async fn serve(
             println!(
                 "  Mobile-app login:    exchange an SDK code from POST {}/__sim/codes at {issuer}/token (README: \"Trying the mobile-app flow\")",
                 sim.base_url()
+            );
+        }
+        if let Some(op) = &dev_op {
+            println!(
+                "  Dev OpenID provider: {}  (sign-in \"Dev OpenID provider\": users ada and lin)",
+                op.issuer()
             );
         }
         if let Some(origin) = &spa_origin {

@@ -23,6 +23,7 @@ mod offline_access;
 mod oidc_client;
 mod oidc_upstream;
 mod par;
+mod presets_upstream;
 mod provider;
 mod recheck;
 mod reliability;
