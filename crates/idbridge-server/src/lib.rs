@@ -163,8 +163,8 @@ pub async fn build_state(
         }
     }
     client_settings.extend(account::client_settings(&settings.issuer));
-    let clients =
-        clients::Clients::new(&client_settings, store.clone()).map_err(keys::KeyError::Token)?;
+    let clients = clients::Clients::new(&client_settings, store.clone(), options.clock.clone())
+        .map_err(keys::KeyError::Token)?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))

@@ -6,10 +6,16 @@
 //! both get the same JSON-serialisable results out. Every change is audited
 //! (who, what, which user) in the same transaction as the change, and logged.
 
+mod api;
+pub mod client_views;
+pub mod clients;
+pub mod clients_http;
 pub mod http;
 pub mod time;
 pub mod tokens;
 
+pub use client_views::{ClientDeleted, ClientList, ClientView, ClientWritten, SecretRotated};
+pub use clients::{ClientAdmin, ClientInput};
 pub use tokens::AdminTokens;
 
 use idbridge_store::{
@@ -74,6 +80,13 @@ pub enum AdminError {
     /// Bad input: HTTP 400, exit code 2.
     #[error("{0}")]
     Invalid(String),
+    /// A bad value of one field: HTTP 400 naming the field, exit code 2.
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+    /// Refused as things stand (the error code says why: `read_only`,
+    /// `client_exists`, `changed_meanwhile`, `public_client`): HTTP 409, exit code 2.
+    #[error("{1}")]
+    Conflict(&'static str, String),
     /// No such user or identity: HTTP 404, exit code 1.
     #[error("{0}")]
     NotFound(String),
