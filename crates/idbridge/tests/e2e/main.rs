@@ -24,6 +24,7 @@ mod oidc_upstream;
 mod provider;
 mod recheck;
 mod reliability;
+mod runtime_clients;
 mod select_account;
 mod setup;
 mod wechat_app;
