@@ -112,7 +112,7 @@ pub enum AdminCommand {
     /// rotate-secret, delete. Clients of the config file are listed, never changed.
     Clients {
         #[command(subcommand)]
-        command: crate::admin_clients::ClientsCommand,
+        command: Box<crate::admin_clients::ClientsCommand>,
     },
 }
 

@@ -299,6 +299,8 @@ mod tests {
             connectors: Vec::new(),
             require_phone: false,
             refresh_without_offline_access: false,
+            previous_secret: None,
+            token_auth_method: None,
         }
     }
 
