@@ -30,8 +30,10 @@ enum Shape {
 /// Endpoints that apps call (RFC 6749/7009/7662/6750 errors) and the admin API
 /// (same JSON shape); the rest are visited by browsers.
 fn shape(path: &str) -> Shape {
-    let json = matches!(path, "/token" | "/revoke" | "/introspect" | "/userinfo")
-        || path == crate::admin::http::PREFIX
+    let json = matches!(
+        path,
+        "/token" | "/revoke" | "/introspect" | "/userinfo" | "/register"
+    ) || path == crate::admin::http::PREFIX
         || path.starts_with(&format!("{}/", crate::admin::http::PREFIX));
     if json {
         Shape::Json

@@ -37,6 +37,7 @@ pub mod pages;
 pub mod params;
 pub mod phone;
 pub mod recheck;
+pub mod registration;
 pub mod revocation;
 pub mod screen;
 pub mod sessions;
@@ -180,6 +181,15 @@ pub async fn build_state(
     if admin.enabled() {
         tracing::info!(path = admin::http::PREFIX, "admin API enabled");
     }
+    let registration =
+        admin::AdminTokens::new(&settings.admin.registration_tokens).map_err(StartError::Config)?;
+    settings.admin.registration_tokens.clear();
+    if registration.enabled() {
+        tracing::info!(
+            path = registration::PATH,
+            "dynamic client registration (RFC 7591) enabled"
+        );
+    }
     Ok(web::Data::new(AppState {
         issuer: settings.issuer.clone(),
         secure_cookies: settings.issuer.starts_with("https://"),
@@ -201,6 +211,7 @@ pub async fn build_state(
         readiness: health::status::Readiness::default(),
         verifier,
         admin,
+        registration,
         telemetry: telemetry::Telemetry::new(telemetry),
     }))
 }
@@ -299,6 +310,7 @@ pub fn run(
     let workers = state.settings.server.workers;
     let dev_mode = state.dev_mode;
     let admin_api = state.admin.enabled();
+    let registration = state.registration.enabled();
     let demo = web::Data::new(demo::DemoClient {
         secret: demo_secret.unwrap_or_default(),
     });
@@ -339,6 +351,7 @@ pub fn run(
             }))
             .configure(|cfg| routes(cfg, dev_mode))
             .configure(|cfg| admin::http::routes(cfg, admin_api))
+            .configure(|cfg| registration::routes(cfg, registration))
     })
     .client_request_timeout(read_timeout)
     // Requests in flight when the server stops get this long to finish.

@@ -38,13 +38,15 @@ pub enum Actor {
     /// The `idbridge admin` command, run by this operating-system user (as the
     /// environment says: whoever can read the config and the database).
     Cli { os_user: String },
+    /// An app registering itself (RFC 7591) with this initial access token (by its id).
+    Registration { id: String, ip: Option<String> },
 }
 
 impl Actor {
     /// `token:AbCdEf0123` or `cli:alice`.
     pub fn label(&self) -> String {
         match self {
-            Actor::Token { id, .. } => id.clone(),
+            Actor::Token { id, .. } | Actor::Registration { id, .. } => id.clone(),
             Actor::Cli { os_user } => format!("cli:{os_user}"),
         }
     }
@@ -53,12 +55,13 @@ impl Actor {
         match self {
             Actor::Token { .. } => "api",
             Actor::Cli { .. } => "cli",
+            Actor::Registration { .. } => "registration",
         }
     }
 
     fn ip(&self) -> Option<String> {
         match self {
-            Actor::Token { ip, .. } => ip.clone(),
+            Actor::Token { ip, .. } | Actor::Registration { ip, .. } => ip.clone(),
             Actor::Cli { .. } => None,
         }
     }

@@ -60,6 +60,7 @@ pub fn load_with_problems(
             .try_parsing(true)
             .list_separator(" ")
             .with_list_parse_key("admin.tokens")
+            .with_list_parse_key("admin.registration_tokens")
             .with_list_parse_key("server.trusted_proxies"),
     );
     for (key, value) in overrides {

@@ -140,6 +140,14 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
             errors.push(ConfigError::new(key, msg));
         }
     }
+    for (i, token) in s.admin.registration_tokens.iter().enumerate() {
+        if let Err(msg) = crate::admin::tokens::check(token) {
+            errors.push(ConfigError::new(
+                format!("admin.registration_tokens[{i}]"),
+                msg,
+            ));
+        }
+    }
     let t = &s.tokens;
     for (key, v) in [
         ("tokens.code_ttl_secs", t.code_ttl_secs),

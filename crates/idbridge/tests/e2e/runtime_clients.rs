@@ -778,3 +778,121 @@ async fn the_clients_command_changes_what_a_running_broker_accepts() {
     let _ = std::fs::remove_dir_all(dir);
     broker.stop().await;
 }
+
+const REGISTRATION_TOKEN: &str = "r3gistration-Token_0123456789abcdefGHIJ";
+
+/// RFC 7591 dynamic registration: off by default; with an initial access
+/// token, an app registers itself and signs a person in with what it got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamic_registration_is_off_by_default_and_needs_an_initial_access_token() {
+    let db = TestDb::new(Db::Sqlite);
+    let off = start(&db.url(), None, |_| {}).await;
+    let meta = get_json(
+        &http(),
+        format!("{}/.well-known/openid-configuration", off.base),
+    )
+    .await;
+    assert!(meta.get("registration_endpoint").is_none(), "{meta}");
+    let resp = http()
+        .post(format!("{}/register", off.base))
+        .bearer_auth(REGISTRATION_TOKEN)
+        .json(&json!({ "redirect_uris": [SHOP_CB] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    off.stop().await;
+
+    let broker = start(&db.url(), None, |s| {
+        s.admin.registration_tokens = vec![REGISTRATION_TOKEN.into()]
+    })
+    .await;
+    let base = broker.base.clone();
+    let meta = get_json(&http(), format!("{base}/.well-known/openid-configuration")).await;
+    assert_eq!(meta["registration_endpoint"], format!("{base}/register"));
+    let register = |token: Option<&'static str>, body: Value| {
+        let base = base.clone();
+        async move {
+            let mut req = http().post(format!("{base}/register")).json(&body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.headers()["cache-control"], "no-store");
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, err) = register(None, json!({ "redirect_uris": [SHOP_CB] })).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
+    let (status, err) = register(Some(ADMIN_TOKEN), json!({ "redirect_uris": [SHOP_CB] })).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (401, Some("invalid_token")),
+        "another token"
+    );
+    let token = Some(REGISTRATION_TOKEN);
+    let (status, err) = register(
+        token,
+        json!({ "redirect_uris": ["http://shop.example/cb"] }),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_redirect_uri")),
+        "{err}"
+    );
+    assert!(err["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("http is allowed only on loopback hosts"));
+    let (status, err) = register(
+        token,
+        json!({ "redirect_uris": [SHOP_CB], "grant_types": ["client_credentials"] }),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_client_metadata")),
+        "{err}"
+    );
+    let (status, err) = register(
+        token,
+        json!({ "redirect_uris": [SHOP_CB], "token_endpoint_auth_method": "private_key_jwt" }),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_client_metadata")),
+        "{err}"
+    );
+    assert!(
+        broker.state.store.list_clients().await.unwrap().is_empty(),
+        "nothing written"
+    );
+
+    let (status, reg) = register(
+        token,
+        json!({ "redirect_uris": [SHOP_CB], "client_name": "Self-made", "logo_uri": "https://shop.example/logo.png" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{reg}");
+    let id = reg["client_id"].as_str().unwrap().to_owned();
+    let secret = reg["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(reg["client_secret_expires_at"], 0);
+    assert_eq!(reg["client_name"], "Self-made");
+    assert_eq!(reg["redirect_uris"], json!([SHOP_CB]));
+    let t = code_flow(&base, &id, &secret, SHOP_CB, "bob").await;
+    assert_eq!(claims(t["id_token"].as_str().unwrap())["aud"], id.as_str());
+    let created = audit_events(&broker, "admin_client_create").await;
+    assert_eq!(created[0].event.client_id.as_deref(), Some(id.as_str()));
+    assert_eq!(created[0].event.detail["via"], "registration");
+    assert_eq!(
+        created[0].event.detail["admin"],
+        idbridge_server::admin::tokens::token_id(REGISTRATION_TOKEN).as_str()
+    );
+    assert!(!created[0].event.detail.to_string().contains(&secret));
+    broker.stop().await;
+}
