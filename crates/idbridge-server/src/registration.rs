@@ -165,7 +165,7 @@ fn input_of(m: &Map<String, Value>) -> Result<ClientInput, (&'static str, String
             Some(_) => Err(bad(format!("{key} must be an array of strings"))),
         }
     };
-    let text = |key: &str| -> Result<Option<String>, (&'static str, String)> {
+    let string_field = |key: &str| -> Result<Option<String>, (&'static str, String)> {
         match m.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -193,11 +193,11 @@ fn input_of(m: &Map<String, Value>) -> Result<ClientInput, (&'static str, String
         ));
     }
     Ok(ClientInput {
-        name: text("client_name")?,
-        token_endpoint_auth_method: text("token_endpoint_auth_method")?,
+        name: string_field("client_name")?,
+        token_endpoint_auth_method: string_field("token_endpoint_auth_method")?,
         redirect_uris,
         post_logout_redirect_uris: strings("post_logout_redirect_uris")?,
-        id_token_signed_response_alg: text("id_token_signed_response_alg")?,
+        id_token_signed_response_alg: string_field("id_token_signed_response_alg")?,
         ..Default::default()
     })
 }

@@ -6,6 +6,7 @@
 //! both get the same JSON-serialisable results out. Every change is audited
 //! (who, what, which user) in the same transaction as the change, and logged.
 
+mod actor;
 mod api;
 pub mod client_views;
 pub mod clients;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod time;
 pub mod tokens;
 
+pub use actor::Actor;
 pub use client_views::{ClientDeleted, ClientList, ClientView, ClientWritten, SecretRotated};
 pub use clients::{ClientAdmin, ClientInput};
 pub use tokens::AdminTokens;
@@ -29,53 +31,6 @@ pub const MAX_LIMIT: i64 = 500;
 pub const DEFAULT_LIMIT: i64 = 50;
 /// Longest search text, reason, connector id or subject accepted.
 const MAX_TEXT: usize = 500;
-
-/// Who is acting, for the audit log and the log line.
-#[derive(Debug, Clone)]
-pub enum Actor {
-    /// A request to the HTTP API with this admin token (by its id, never the token).
-    Token { id: String, ip: Option<String> },
-    /// The `idbridge admin` command, run by this operating-system user (as the
-    /// environment says: whoever can read the config and the database).
-    Cli { os_user: String },
-    /// An app registering itself (RFC 7591) with this initial access token (by its id).
-    Registration { id: String, ip: Option<String> },
-}
-
-impl Actor {
-    /// `token:AbCdEf0123` or `cli:alice`.
-    pub fn label(&self) -> String {
-        match self {
-            Actor::Token { id, .. } | Actor::Registration { id, .. } => id.clone(),
-            Actor::Cli { os_user } => format!("cli:{os_user}"),
-        }
-    }
-
-    pub fn via(&self) -> &'static str {
-        match self {
-            Actor::Token { .. } => "api",
-            Actor::Cli { .. } => "cli",
-            Actor::Registration { .. } => "registration",
-        }
-    }
-
-    fn ip(&self) -> Option<String> {
-        match self {
-            Actor::Token { ip, .. } | Actor::Registration { ip, .. } => ip.clone(),
-            Actor::Cli { .. } => None,
-        }
-    }
-
-    /// The CLI's actor: `$USER` (or `$LOGNAME`), else `unknown`.
-    pub fn from_environment() -> Actor {
-        let os_user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "unknown".into());
-        Actor::Cli { os_user }
-    }
-}
 
 /// What went wrong, in the caller's terms.
 #[derive(Debug, thiserror::Error)]
