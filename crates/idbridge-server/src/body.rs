@@ -32,7 +32,7 @@ enum Shape {
 fn shape(path: &str) -> Shape {
     let json = matches!(
         path,
-        "/token" | "/revoke" | "/introspect" | "/userinfo" | "/par"
+        "/token" | "/revoke" | "/introspect" | "/userinfo" | "/par" | "/register"
     ) || path == crate::admin::http::PREFIX
         || path.starts_with(&format!("{}/", crate::admin::http::PREFIX));
     if json {

@@ -29,6 +29,13 @@ pub struct Client {
     pub refresh_without_offline_access: bool,
     /// Authorization requests only through `/par` (RFC 9126).
     pub require_pushed_authorization_requests: bool,
+    /// A rotated-away secret's hash and the end of its grace period (unix
+    /// seconds): until then it is accepted beside the new one.
+    pub previous_secret: Option<(String, i64)>,
+    /// The one way a confidential client registered at run time may send its
+    /// secret, when it was registered with one: `client_secret_basic` or
+    /// `client_secret_post`. `None`: either.
+    pub token_auth_method: Option<String>,
 }
 
 impl Client {
@@ -56,10 +63,25 @@ impl Client {
             require_phone: c.require_phone,
             refresh_without_offline_access: c.refresh_without_offline_access,
             require_pushed_authorization_requests: c.require_pushed_authorization_requests,
+            previous_secret: None,
+            token_auth_method: None,
         })
     }
 
-    fn from_row(row: idbridge_store::ClientRow) -> Self {
+    /// Whether `secret` is this client's secret at `now`: the current one, or
+    /// the previous one inside its grace period.
+    fn secret_matches(&self, secret: &str, now: i64) -> bool {
+        let current = self
+            .secret_hash
+            .as_deref()
+            .is_some_and(|h| idbridge_tokens::verify_client_secret(secret, h));
+        let previous = self.previous_secret.as_ref().is_some_and(|(h, until)| {
+            now < *until && idbridge_tokens::verify_client_secret(secret, h)
+        });
+        current | previous
+    }
+
+    pub fn from_row(row: idbridge_store::ClientRow) -> Self {
         let m = &row.metadata;
         let strings = |k: &str| metadata_strings(&row.metadata, k);
         let public = row.secret_hash.is_none();
@@ -94,6 +116,12 @@ impl Client {
                 .get("require_pushed_authorization_requests")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
+            token_auth_method: m
+                .get("token_endpoint_auth_method")
+                .and_then(|v| v.as_str())
+                .filter(|_| !public)
+                .map(str::to_owned),
+            previous_secret: row.previous_secret_hash.zip(row.previous_secret_expires_at),
         }
     }
 
@@ -199,18 +227,22 @@ fn cors_origins(public: bool, redirect_uris: &[String], allowed: &[String]) -> V
     out
 }
 
-/// All clients: config ones in memory, runtime ones looked up in the store.
+/// All clients: config ones in memory, runtime ones looked up in the store on
+/// every use, never cached, so a client created, changed, rotated or deleted
+/// through one instance is what every instance uses from its next request.
 pub struct Clients {
     configured: HashMap<String, Arc<Client>>,
     /// Every configured client's CORS origins together.
     configured_origins: std::collections::HashSet<String>,
     store: Store,
+    clock: Arc<crate::Clock>,
 }
 
 impl Clients {
     pub fn new(
         configured: &[ClientSettings],
         store: Store,
+        clock: Arc<crate::Clock>,
     ) -> Result<Self, idbridge_tokens::TokenError> {
         let mut map = HashMap::new();
         let mut configured_origins = std::collections::HashSet::new();
@@ -222,7 +254,21 @@ impl Clients {
             configured: map,
             configured_origins,
             store,
+            clock,
         })
+    }
+
+    /// Whether `id` is a client of the config file (or one the broker builds
+    /// in): those are read-only at run time.
+    pub fn is_configured(&self, id: &str) -> bool {
+        self.configured.contains_key(id)
+    }
+
+    /// The ids of those read-only clients, sorted.
+    pub fn configured_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.configured.keys().cloned().collect();
+        ids.sort();
+        ids
     }
 
     /// Whether a browser page on `origin` (the request's `Origin` header) may
@@ -305,8 +351,20 @@ impl Clients {
                 AuthFailure::PublicWithSecret { via_basic },
             )),
             (Some(_), None) => Err(refused(Some(&id), AuthFailure::NoSecret)),
-            (Some(hash), Some(secret)) => {
-                if idbridge_tokens::verify_client_secret(&secret, hash) {
+            (Some(_), Some(secret)) => {
+                let used = if via_basic {
+                    "client_secret_basic"
+                } else {
+                    "client_secret_post"
+                };
+                if client
+                    .token_auth_method
+                    .as_deref()
+                    .is_some_and(|m| m != used)
+                {
+                    return Err(refused(Some(&id), AuthFailure::OtherMethod { via_basic }));
+                }
+                if client.secret_matches(&secret, self.clock.now()) {
                     Ok(client)
                 } else {
                     Err(refused(Some(&id), AuthFailure::WrongSecret { via_basic }))
@@ -336,6 +394,11 @@ enum AuthFailure {
     },
     /// client_secret_basic and client_secret_post in one request.
     SentTwice,
+    /// The client is registered for the other of client_secret_basic and
+    /// client_secret_post.
+    OtherMethod {
+        via_basic: bool,
+    },
     /// Basic names one client, the form's client_id another.
     IdMismatch,
     /// The Authorization header is not valid Basic credentials.
@@ -359,6 +422,12 @@ impl AuthFailure {
                 "method not allowed for this client: a public client sent a secret"
             }
             Self::SentTwice => "credentials sent twice (Basic and form)",
+            Self::OtherMethod { via_basic: true } => {
+                "method not allowed for this client: registered for client_secret_post, sent client_secret_basic"
+            }
+            Self::OtherMethod { via_basic: false } => {
+                "method not allowed for this client: registered for client_secret_basic, sent client_secret_post"
+            }
             Self::IdMismatch => "client_id in the form differs from the one in Basic",
             Self::MalformedBasic | Self::ControlInBasic { .. } => "malformed Basic",
         }
@@ -397,6 +466,14 @@ impl AuthFailure {
             Self::NoSecret => OAuthError::invalid_client("client secret missing", false),
             Self::PublicWithSecret { via_basic } => OAuthError::invalid_client(
                 "this is a public client; it has no secret",
+                via_basic,
+            ),
+            Self::OtherMethod { via_basic } => OAuthError::invalid_client(
+                if via_basic {
+                    "this client is registered to send its secret in the request body (client_secret_post)"
+                } else {
+                    "this client is registered to send its secret with HTTP Basic (client_secret_basic)"
+                },
                 via_basic,
             ),
             Self::SentTwice => OAuthError::invalid_request(

@@ -14,9 +14,7 @@ pub async fn configuration(state: web::Data<AppState>) -> HttpResponse {
     if crate::exchange::offered(&state) {
         grant_types.push(crate::exchange::GRANT_TYPE);
     }
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(serde_json::json!({
+    let mut meta = serde_json::json!({
             "issuer": iss,
             "authorization_endpoint": format!("{iss}/authorize"),
             "token_endpoint": format!("{iss}/token"),
@@ -47,7 +45,18 @@ pub async fn configuration(state: web::Data<AppState>) -> HttpResponse {
             "prompt_values_supported": ["none", "login", "consent", "select_account"],
             "ui_locales_supported": ["zh-CN", "en"],
             "claim_types_supported": ["normal"],
-        }))
+    });
+    if state.registration.enabled() {
+        if let Some(m) = meta.as_object_mut() {
+            m.insert(
+                "registration_endpoint".into(),
+                format!("{iss}{}", crate::registration::PATH).into(),
+            );
+        }
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(meta)
 }
 
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {

@@ -38,6 +38,7 @@ pub mod par;
 pub mod params;
 pub mod phone;
 pub mod recheck;
+pub mod registration;
 pub mod revocation;
 pub mod screen;
 pub mod sessions;
@@ -165,8 +166,8 @@ pub async fn build_state(
         }
     }
     client_settings.extend(account::client_settings(&settings.issuer));
-    let clients =
-        clients::Clients::new(&client_settings, store.clone()).map_err(keys::KeyError::Token)?;
+    let clients = clients::Clients::new(&client_settings, store.clone(), options.clock.clone())
+        .map_err(keys::KeyError::Token)?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
@@ -181,6 +182,15 @@ pub async fn build_state(
     settings.admin.tokens.clear();
     if admin.enabled() {
         tracing::info!(path = admin::http::PREFIX, "admin API enabled");
+    }
+    let registration =
+        admin::AdminTokens::new(&settings.admin.registration_tokens).map_err(StartError::Config)?;
+    settings.admin.registration_tokens.clear();
+    if registration.enabled() {
+        tracing::info!(
+            path = registration::PATH,
+            "dynamic client registration (RFC 7591) enabled"
+        );
     }
     Ok(web::Data::new(AppState {
         issuer: settings.issuer.clone(),
@@ -203,6 +213,7 @@ pub async fn build_state(
         readiness: health::status::Readiness::default(),
         verifier,
         admin,
+        registration,
         telemetry: telemetry::Telemetry::new(telemetry),
     }))
 }
@@ -302,6 +313,7 @@ pub fn run(
     let workers = state.settings.server.workers;
     let dev_mode = state.dev_mode;
     let admin_api = state.admin.enabled();
+    let registration = state.registration.enabled();
     let demo = web::Data::new(demo::DemoClient {
         secret: demo_secret.unwrap_or_default(),
     });
@@ -342,6 +354,7 @@ pub fn run(
             }))
             .configure(|cfg| routes(cfg, dev_mode))
             .configure(|cfg| admin::http::routes(cfg, admin_api))
+            .configure(|cfg| registration::routes(cfg, registration))
     })
     .client_request_timeout(read_timeout)
     // Requests in flight when the server stops get this long to finish.

@@ -54,6 +54,8 @@ pub struct AppState {
     pub verifier: crate::one_time_codes::sender::Verifier,
     /// Admin API tokens (hashes); none configured = the admin API is off.
     pub admin: crate::admin::AdminTokens,
+    /// Initial access tokens of dynamic client registration (RFC 7591); none: off.
+    pub registration: crate::admin::AdminTokens,
     /// The metrics listener (`[telemetry]`).
     pub telemetry: crate::telemetry::Telemetry,
 }

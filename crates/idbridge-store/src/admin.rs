@@ -396,7 +396,7 @@ fn end_access(
     Ok((sessions as u64, grants as u64))
 }
 
-fn append(c: &mut AnyConnection, event: AuditEvent) -> Result<(), StoreError> {
+pub(crate) fn append(c: &mut AnyConnection, event: AuditEvent) -> Result<(), StoreError> {
     diesel::insert_into(audit_log::table)
         .values(NewAuditRecord::from_api(event)?)
         .execute(c)?;

@@ -25,6 +25,7 @@ mod backup;
 pub use backup::{sqlite_path, SqliteBackup};
 mod checkpoint;
 mod clients;
+pub use clients::{ClientRemoved, ClientReplace};
 mod error;
 mod failures;
 pub use failures::FailureLimit;

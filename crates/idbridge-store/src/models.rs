@@ -82,6 +82,13 @@ pub struct ClientRow {
     pub secret_hash: Option<String>,
     pub metadata: Value,
     pub created_at: i64,
+    /// The secret before the last rotation, accepted until
+    /// `previous_secret_expires_at` (the rotation's grace period).
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
+    /// When it was last changed (`created_at` until then); an update names the
+    /// value it read, so a change made meanwhile is never overwritten.
+    pub updated_at: i64,
 }
 
 /// What an app asked for in /authorize, kept while the person signs in upstream.
@@ -292,6 +299,9 @@ pub(crate) struct ClientRecord {
     pub secret_hash: Option<String>,
     pub metadata: String,
     pub created_at: i64,
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
+    pub updated_at: i64,
 }
 
 impl ClientRecord {
@@ -301,6 +311,9 @@ impl ClientRecord {
             id: c.id,
             secret_hash: c.secret_hash,
             created_at: c.created_at,
+            previous_secret_hash: c.previous_secret_hash,
+            previous_secret_expires_at: c.previous_secret_expires_at,
+            updated_at: c.updated_at,
         })
     }
 
@@ -310,6 +323,9 @@ impl ClientRecord {
             id: self.id,
             secret_hash: self.secret_hash,
             created_at: self.created_at,
+            previous_secret_hash: self.previous_secret_hash,
+            previous_secret_expires_at: self.previous_secret_expires_at,
+            updated_at: self.updated_at,
         })
     }
 }

@@ -44,6 +44,9 @@ diesel::table! {
         secret_hash -> Nullable<Text>,
         metadata -> Text,
         created_at -> BigInt,
+        previous_secret_hash -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<BigInt>,
+        updated_at -> BigInt,
     }
 }
 

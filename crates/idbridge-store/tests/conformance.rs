@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use idbridge_store::testing::TempDatabase;
 use idbridge_store::{
-    AccessChange, AuditEvent, AuditFilter, AuthRequestRow, Backend, ClientRow, CodeCheck,
-    CodeInsert, CodeRow, CompleteExchange, CompleteLogin, FailureLimit, FamilyRow, FirstLogin,
-    FlowRow, GcReport, KeyRow, LinkOutcome, LoginCompletion, LoginResolution, NewLogin,
-    PhoneOutcome, Redeem, RefreshOutcome, Rotation, SendLimits, SessionRow, Store, StoreError,
-    StoreOptions, Unlink, User, VerificationCode,
+    AccessChange, AuditEvent, AuditFilter, AuthRequestRow, Backend, ClientRemoved, ClientReplace,
+    ClientRow, CodeCheck, CodeInsert, CodeRow, CompleteExchange, CompleteLogin, FailureLimit,
+    FamilyRow, FirstLogin, FlowRow, GcReport, KeyRow, LinkOutcome, LoginCompletion,
+    LoginResolution, NewLogin, PhoneOutcome, Redeem, RefreshOutcome, Rotation, SendLimits,
+    SessionRow, Store, StoreError, StoreOptions, Unlink, User, VerificationCode,
 };
 use serde_json::json;
 
@@ -72,6 +72,7 @@ conformance!(
         users_can_be_found_disabled_and_unlinked,
         upstream_tokens_are_replaced_only_for_the_identity_owner,
         clients_insert_get_list_delete,
+        client_changes_are_written_with_their_audit_event_or_not_at_all,
         expired_auth_requests_are_hidden,
         auth_request_is_taken_once,
         flow_is_claimed_once_and_never_when_expired,
@@ -738,12 +739,18 @@ async fn clients_insert_get_list_delete(store: Store) {
         secret_hash: Some("$argon2id$...".into()),
         metadata: json!({ "redirect_uris": ["https://b.example/cb"] }),
         created_at: NOW,
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        updated_at: NOW,
     };
     let b = ClientRow {
         id: "a-app".into(),
         secret_hash: None,
         metadata: json!({}),
         created_at: NOW,
+        previous_secret_hash: Some("old".into()),
+        previous_secret_expires_at: Some(NOW + 60),
+        updated_at: NOW + 1,
     };
     store.insert_client(a.clone()).await.unwrap();
     store.insert_client(b.clone()).await.unwrap();
@@ -755,6 +762,133 @@ async fn clients_insert_get_list_delete(store: Store) {
     assert!(store.delete_client("b-app").await.unwrap());
     assert!(!store.delete_client("b-app").await.unwrap());
     assert_eq!(store.list_clients().await.unwrap(), [b]);
+}
+
+/// Creating, replacing and removing a client each write their audit event in
+/// the same transaction; a refused change writes neither.
+async fn client_changes_are_written_with_their_audit_event_or_not_at_all(store: Store) {
+    let events = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .find_audit(AuditFilter {
+                    events: vec![name.into()],
+                    limit: 50,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let row = ClientRow {
+        id: "app".into(),
+        secret_hash: Some("hash-1".into()),
+        metadata: json!({ "redirect_uris": ["https://app.example/cb"] }),
+        created_at: NOW,
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        updated_at: NOW,
+    };
+    store
+        .create_client(row.clone(), audit(NOW, "admin_client_create", None))
+        .await
+        .unwrap();
+    let dup = store
+        .create_client(row.clone(), audit(NOW, "admin_client_create", None))
+        .await
+        .unwrap_err();
+    assert!(dup.is_conflict(), "{dup:?}");
+    assert_eq!(events("admin_client_create").await, 1);
+
+    let mut rotated = row.clone();
+    rotated.secret_hash = Some("hash-2".into());
+    rotated.previous_secret_hash = Some("hash-1".into());
+    rotated.previous_secret_expires_at = Some(NOW + 60);
+    rotated.updated_at = NOW + 1;
+    assert_eq!(
+        store
+            .replace_client(
+                rotated.clone(),
+                NOW,
+                audit(NOW, "admin_client_update", None)
+            )
+            .await
+            .unwrap(),
+        ClientReplace::Replaced
+    );
+    assert_eq!(
+        store.get_client("app").await.unwrap(),
+        Some(rotated.clone())
+    );
+    // Written from a stale read: refused, nothing written.
+    let mut stale = row.clone();
+    stale.metadata = json!({});
+    stale.updated_at = NOW + 2;
+    assert_eq!(
+        store
+            .replace_client(stale, NOW, audit(NOW, "admin_client_update", None))
+            .await
+            .unwrap(),
+        ClientReplace::ChangedMeanwhile
+    );
+    assert_eq!(
+        store.get_client("app").await.unwrap(),
+        Some(rotated.clone())
+    );
+    assert_eq!(events("admin_client_update").await, 1);
+
+    // Removing it revokes its grants and drops its codes; another app's stay.
+    issue_family(&store, "f1", "rt1", family("f1", "u1", None, NOW)).await;
+    let mut other = family("f2", "u1", None, NOW);
+    other.client_id = "other".into();
+    issue_family(&store, "f2", "rt2", other).await;
+    store.insert_code(code("c-live", NOW), None).await.unwrap();
+    let removed = store
+        .remove_client("app", "client_deleted", NOW + 5, |r: &ClientRemoved| {
+            let mut e = audit(NOW + 5, "admin_client_delete", None);
+            e.detail = json!({ "grants_revoked": r.grants_revoked });
+            e
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed.grants_revoked, 1);
+    // Every code the helpers made names "app" (even the one f2 came from).
+    assert_eq!(
+        removed.codes_removed, 3,
+        "the redeemed ones and the live one"
+    );
+    let f1 = store.get_family("f1").await.unwrap().unwrap();
+    assert_eq!(f1.revoked_at, Some(NOW + 5));
+    assert_eq!(f1.revoked_reason.as_deref(), Some("client_deleted"));
+    assert_eq!(
+        store.get_family("f2").await.unwrap().unwrap().revoked_at,
+        None
+    );
+    assert_eq!(store.get_code("c-live").await.unwrap(), None);
+    assert_eq!(store.get_client("app").await.unwrap(), None);
+    assert_eq!(events("admin_client_delete").await, 1);
+    // Gone: nothing more is written.
+    assert!(store
+        .remove_client("app", "client_deleted", NOW + 6, |_| audit(
+            NOW,
+            "admin_client_delete",
+            None
+        ))
+        .await
+        .unwrap()
+        .is_none());
+    rotated.updated_at = NOW + 9;
+    assert_eq!(
+        store
+            .replace_client(rotated, NOW + 1, audit(NOW, "admin_client_update", None))
+            .await
+            .unwrap(),
+        ClientReplace::Gone
+    );
+    assert_eq!(events("admin_client_delete").await, 1);
+    assert_eq!(events("admin_client_update").await, 1);
 }
 
 async fn expired_auth_requests_are_hidden(store: Store) {

@@ -108,6 +108,12 @@ pub enum AdminCommand {
     },
     /// Print a new random admin token (for admin.tokens or admin.token_file).
     GenerateToken,
+    /// Apps (clients) registered at run time: create, list, show, update,
+    /// rotate-secret, delete. Clients of the config file are listed, never changed.
+    Clients {
+        #[command(subcommand)]
+        command: Box<crate::admin_clients::ClientsCommand>,
+    },
 }
 
 const NOT_FOUND: u8 = 1;
@@ -117,6 +123,7 @@ const DATABASE: u8 = 3;
 pub async fn run(command: AdminCommand) -> ExitCode {
     let common = match &command {
         AdminCommand::GenerateToken => return generate_token(),
+        AdminCommand::Clients { command } => return crate::admin_clients::run(command).await,
         AdminCommand::Find { common, .. }
         | AdminCommand::Show { common, .. }
         | AdminCommand::Unlink { common, .. }
@@ -125,22 +132,16 @@ pub async fn run(command: AdminCommand) -> ExitCode {
         | AdminCommand::Revoke { common, .. }
         | AdminCommand::Audit { common, .. } => common,
     };
-    let settings = match crate::load_config(&common.config) {
-        Ok(s) => s,
+    let (_, store) = match open(common).await {
+        Ok(opened) => opened,
         Err(code) => return code,
-    };
-    let store = match crate::open_store(&settings).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("idbridge: {e}");
-            return ExitCode::from(DATABASE);
-        }
     };
     let now = idbridge_server::Clock::default().now();
     let admin = Admin::new(&store, Actor::from_environment(), now);
     let json = common.json;
     let result = match &command {
         AdminCommand::GenerateToken => return generate_token(),
+        AdminCommand::Clients { command } => return crate::admin_clients::run(command).await,
         AdminCommand::Find { query, limit, .. } => admin
             .find_users(query.as_deref(), limit.as_deref())
             .await
@@ -228,6 +229,25 @@ pub async fn run(command: AdminCommand) -> ExitCode {
                 }
             }),
     };
+    finish(result, common)
+}
+
+/// The config and its database.
+pub(crate) async fn open(
+    common: &Common,
+) -> Result<(idbridge_server::config::Settings, idbridge_store::Store), ExitCode> {
+    let settings = crate::load_config(&common.config)?;
+    match crate::open_store(&settings).await {
+        Ok(store) => Ok((settings, store)),
+        Err(e) => {
+            eprintln!("idbridge: {e}");
+            Err(ExitCode::from(DATABASE))
+        }
+    }
+}
+
+/// Print what a command did, or why it failed, and its exit code.
+pub(crate) fn finish(result: Result<String, AdminError>, common: &Common) -> ExitCode {
     match result {
         Ok(text) => {
             print!("{text}");
@@ -235,9 +255,9 @@ pub async fn run(command: AdminCommand) -> ExitCode {
         }
         Err(e) => {
             let (code, what) = match &e {
-                AdminError::Invalid(_) => (USAGE, "bad input: "),
+                AdminError::Invalid(_) | AdminError::Field { .. } => (USAGE, "bad input: "),
                 AdminError::NotFound(_) => (NOT_FOUND, "not found: "),
-                AdminError::LastIdentity(_) => (USAGE, "refused: "),
+                AdminError::LastIdentity(_) | AdminError::Conflict(..) => (USAGE, "refused: "),
                 AdminError::Store(_) => (DATABASE, ""),
             };
             eprintln!("idbridge: {what}{e}");
@@ -274,7 +294,7 @@ fn generate_token() -> ExitCode {
 }
 
 /// JSON as the HTTP API returns it, indented.
-fn pretty(value: Result<serde_json::Value, serde_json::Error>) -> String {
+pub(crate) fn pretty(value: Result<serde_json::Value, serde_json::Error>) -> String {
     match value.and_then(|v| serde_json::to_string_pretty(&v)) {
         Ok(s) => format!("{s}\n"),
         Err(e) => format!("{{\"error\": \"cannot encode the result: {e}\"}}\n"),
@@ -282,7 +302,7 @@ fn pretty(value: Result<serde_json::Value, serde_json::Error>) -> String {
 }
 
 /// Left-aligned columns, two spaces apart, no trailing spaces.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -307,7 +327,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn opt(v: &Option<String>) -> String {
+pub(crate) fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".into())
 }
 

@@ -228,6 +228,7 @@ impl DevHome {
 }
 
 pub mod admin;
+pub mod admin_clients;
 pub mod doctor;
 pub mod log_fields;
 

@@ -6,10 +6,18 @@
 //! both get the same JSON-serialisable results out. Every change is audited
 //! (who, what, which user) in the same transaction as the change, and logged.
 
+mod actor;
+mod api;
+pub mod client_views;
+pub mod clients;
+pub mod clients_http;
 pub mod http;
 pub mod time;
 pub mod tokens;
 
+pub use actor::Actor;
+pub use client_views::{ClientDeleted, ClientList, ClientView, ClientWritten, SecretRotated};
+pub use clients::{ClientAdmin, ClientInput};
 pub use tokens::AdminTokens;
 
 use idbridge_store::{
@@ -24,56 +32,19 @@ pub const DEFAULT_LIMIT: i64 = 50;
 /// Longest search text, reason, connector id or subject accepted.
 const MAX_TEXT: usize = 500;
 
-/// Who is acting, for the audit log and the log line.
-#[derive(Debug, Clone)]
-pub enum Actor {
-    /// A request to the HTTP API with this admin token (by its id, never the token).
-    Token { id: String, ip: Option<String> },
-    /// The `idbridge admin` command, run by this operating-system user (as the
-    /// environment says: whoever can read the config and the database).
-    Cli { os_user: String },
-}
-
-impl Actor {
-    /// `token:AbCdEf0123` or `cli:alice`.
-    pub fn label(&self) -> String {
-        match self {
-            Actor::Token { id, .. } => id.clone(),
-            Actor::Cli { os_user } => format!("cli:{os_user}"),
-        }
-    }
-
-    pub fn via(&self) -> &'static str {
-        match self {
-            Actor::Token { .. } => "api",
-            Actor::Cli { .. } => "cli",
-        }
-    }
-
-    fn ip(&self) -> Option<String> {
-        match self {
-            Actor::Token { ip, .. } => ip.clone(),
-            Actor::Cli { .. } => None,
-        }
-    }
-
-    /// The CLI's actor: `$USER` (or `$LOGNAME`), else `unknown`.
-    pub fn from_environment() -> Actor {
-        let os_user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "unknown".into());
-        Actor::Cli { os_user }
-    }
-}
-
 /// What went wrong, in the caller's terms.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// Bad input: HTTP 400, exit code 2.
     #[error("{0}")]
     Invalid(String),
+    /// A bad value of one field: HTTP 400 naming the field, exit code 2.
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+    /// Refused as things stand (the error code says why: `read_only`,
+    /// `client_exists`, `changed_meanwhile`, `public_client`): HTTP 409, exit code 2.
+    #[error("{1}")]
+    Conflict(&'static str, String),
     /// No such user or identity: HTTP 404, exit code 1.
     #[error("{0}")]
     NotFound(String),

@@ -8,10 +8,12 @@
 //! `[[connectors]]` entries) on its way: a [`Checked`] for `idbridge doctor`, a
 //! [`Config`] for the broker (`serve` and `serve --dev` alike).
 
+mod client_check;
 mod settings;
 mod typed;
 mod validate;
 
+pub use client_check::{ClientProblem, ClientRules};
 pub use settings::*;
 pub use typed::{Algorithms, Checked, Config, Sender};
 pub use validate::{check_origin, check_redirect_uri, is_loopback};
@@ -58,6 +60,7 @@ pub fn load_with_problems(
             .try_parsing(true)
             .list_separator(" ")
             .with_list_parse_key("admin.tokens")
+            .with_list_parse_key("admin.registration_tokens")
             .with_list_parse_key("server.trusted_proxies"),
     );
     for (key, value) in overrides {

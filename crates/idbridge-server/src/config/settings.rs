@@ -258,6 +258,9 @@ pub struct AdminSettings {
     pub tokens: Vec<String>,
     /// A file with one token per line (blank lines and `#` comments skipped).
     pub token_file: Option<String>,
+    /// Initial access tokens for RFC 7591 dynamic client registration at
+    /// `POST /register` (off while empty; at least 24 characters each).
+    pub registration_tokens: Vec<String>,
 }
 
 impl std::fmt::Debug for AdminSettings {
@@ -265,6 +268,10 @@ impl std::fmt::Debug for AdminSettings {
         f.debug_struct("AdminSettings")
             .field("tokens", &format!("<{} redacted>", self.tokens.len()))
             .field("token_file", &self.token_file)
+            .field(
+                "registration_tokens",
+                &format!("<{} redacted>", self.registration_tokens.len()),
+            )
             .finish()
     }
 }

@@ -3,6 +3,7 @@
 //! way ([`Config::new`] for the broker); and the checks other places reuse
 //! (redirect URIs, loopback hosts).
 
+use super::client_check::ClientRules;
 use super::typed::{missing_master_key, Algorithms, Checked, Config, Sender};
 use super::Settings;
 use crate::client_ip::TrustedProxies;
@@ -139,6 +140,14 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
             errors.push(ConfigError::new(key, msg));
         }
     }
+    for (i, token) in s.admin.registration_tokens.iter().enumerate() {
+        if let Err(msg) = crate::admin::tokens::check(token) {
+            errors.push(ConfigError::new(
+                format!("admin.registration_tokens[{i}]"),
+                msg,
+            ));
+        }
+    }
     let t = &s.tokens;
     for (key, v) in [
         ("tokens.code_ttl_secs", t.code_ttl_secs),
@@ -171,63 +180,6 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
             "tokens.code_ttl_secs",
             "must be at most 600 (codes are short-lived)",
         ));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for c in &s.clients {
-        let key = |k: &str| format!("clients[{}].{k}", c.id);
-        if c.id.is_empty() || !c.id.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-            errors.push(ConfigError::new(
-                key("id"),
-                "must be non-empty printable ASCII without ':'",
-            ));
-        }
-        if !seen.insert(c.id.clone()) {
-            errors.push(ConfigError::new(key("id"), "is used by two clients"));
-        }
-        match (c.public, &c.secret) {
-            (true, Some(_)) => errors.push(ConfigError::new(
-                key("secret"),
-                "a public client has no secret",
-            )),
-            (false, None) => errors.push(ConfigError::new(
-                key("secret"),
-                "missing: a confidential client needs secret or secret_file (or set public = true)",
-            )),
-            (false, Some(secret)) if secret.len() < 16 => errors.push(ConfigError::new(
-                key("secret"),
-                "too short: use at least 16 random characters",
-            )),
-            _ => {}
-        }
-        if c.redirect_uris.is_empty() {
-            errors.push(ConfigError::new(
-                key("redirect_uris"),
-                "at least one redirect URI is required",
-            ));
-        }
-        for (field, uris) in [
-            ("redirect_uris", &c.redirect_uris),
-            ("post_logout_redirect_uris", &c.post_logout_redirect_uris),
-        ] {
-            for uri in uris.iter() {
-                if let Err(msg) = check_redirect_uri(uri, c.public) {
-                    errors.push(ConfigError::new(key(field), format!("{uri:?}: {msg}")));
-                }
-            }
-        }
-        for origin in &c.allowed_origins {
-            if let Err(msg) = check_origin(origin) {
-                errors.push(ConfigError::new(
-                    key("allowed_origins"),
-                    format!("{origin:?}: {msg}"),
-                ));
-            }
-        }
-        if let Some(alg) = &c.id_token_signed_response_alg {
-            if let Err(e) = algorithms.for_client(&c.id, alg) {
-                errors.push(e);
-            }
-        }
     }
     let mut connectors = Vec::new();
     let mut ids = std::collections::BTreeSet::new();
@@ -301,22 +253,24 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
             "digits only, without '+', e.g. \"86\"",
         ));
     }
+    let rules = ClientRules {
+        algorithms: algorithms.clone(),
+        sender,
+        connectors: ids,
+    };
+    let mut seen = std::collections::BTreeSet::new();
     for c in &s.clients {
-        if c.require_phone && sender == Some(Sender::None) {
+        if !seen.insert(c.id.clone()) {
             errors.push(ConfigError::new(
-                format!("clients[{}].require_phone", c.id),
-                "needs a way to send codes: set verification.sender (\"webhook\")",
+                format!("clients[{}].id", c.id),
+                "is used by two clients",
             ));
         }
-    }
-    for c in &s.clients {
-        for name in &c.connectors {
-            if !ids.contains(name) {
-                errors.push(ConfigError::new(
-                    format!("clients[{}].connectors", c.id),
-                    format!("no connector with id {name:?}"),
-                ));
-            }
+        for p in rules.check(c) {
+            errors.push(ConfigError::new(
+                format!("clients[{}].{}", c.id, p.field),
+                p.message,
+            ));
         }
     }
     Typed {

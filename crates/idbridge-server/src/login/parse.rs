@@ -300,6 +300,8 @@ mod tests {
             require_phone: false,
             refresh_without_offline_access: false,
             require_pushed_authorization_requests: false,
+            previous_secret: None,
+            token_auth_method: None,
         }
     }
 

@@ -135,6 +135,9 @@ async fn browser_apps_get_cors_on_the_back_channel_only(db_url: &str) {
                 "allowed_origins": [STORED_ORIGIN],
             }),
             created_at: 0,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            updated_at: 0,
         })
         .await
         .unwrap();

@@ -28,6 +28,7 @@ mod provider;
 mod recheck;
 mod reliability;
 mod rp_libraries;
+mod runtime_clients;
 mod select_account;
 mod setup;
 mod wechat_app;

@@ -1,0 +1,107 @@
+//! The rules every registered client follows, wherever it is registered: the
+//! config file's `[[clients]]` (checked by the one validation pass) and the
+//! clients an operator creates or updates through the admin API or `idbridge
+//! admin clients`. One copy, so both give the same answer in the same words.
+
+use super::typed::{Algorithms, Sender};
+use super::validate::{check_origin, check_redirect_uri};
+use super::{ClientSettings, Settings};
+use std::collections::BTreeSet;
+
+/// What a client is checked against: the signing algorithms the broker keeps
+/// keys for, whether it can send one-time codes, and the connector ids.
+#[derive(Debug, Clone)]
+pub struct ClientRules {
+    pub algorithms: Algorithms,
+    pub sender: Option<Sender>,
+    pub connectors: BTreeSet<String>,
+}
+
+/// One thing wrong with a client: the field (`redirect_uris`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientProblem {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ClientRules {
+    /// The rules of settings that passed validation (as a running broker's
+    /// and the CLI's have): a value at fault there is left at its default.
+    pub fn from_settings(s: &Settings) -> Self {
+        let algorithms = Algorithms::read(&s.signing, &mut Vec::new());
+        let sender = Sender::parse(&s.verification.sender).ok();
+        let connectors = s
+            .connectors
+            .iter()
+            .filter_map(|c| c.get("id").and_then(|v| v.as_str()).map(str::to_owned))
+            .collect();
+        Self {
+            algorithms,
+            sender,
+            connectors,
+        }
+    }
+
+    /// Everything wrong with `c` but a duplicate id (which only the caller
+    /// can see), in field order.
+    pub fn check(&self, c: &ClientSettings) -> Vec<ClientProblem> {
+        let mut out = Vec::new();
+        let mut problem = |field: &'static str, message: String| {
+            out.push(ClientProblem { field, message });
+        };
+        if c.id.is_empty() || !c.id.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            problem("id", "must be non-empty printable ASCII without ':'".into());
+        }
+        match (c.public, &c.secret) {
+            (true, Some(_)) => problem("secret", "a public client has no secret".into()),
+            (false, None) => problem(
+                "secret",
+                "missing: a confidential client needs secret or secret_file (or set public = true)"
+                    .into(),
+            ),
+            (false, Some(secret)) if secret.len() < 16 => problem(
+                "secret",
+                "too short: use at least 16 random characters".into(),
+            ),
+            _ => {}
+        }
+        if c.redirect_uris.is_empty() {
+            problem(
+                "redirect_uris",
+                "at least one redirect URI is required".into(),
+            );
+        }
+        for (field, uris) in [
+            ("redirect_uris", &c.redirect_uris),
+            ("post_logout_redirect_uris", &c.post_logout_redirect_uris),
+        ] {
+            for uri in uris {
+                if let Err(msg) = check_redirect_uri(uri, c.public) {
+                    problem(field, format!("{uri:?}: {msg}"));
+                }
+            }
+        }
+        for origin in &c.allowed_origins {
+            if let Err(msg) = check_origin(origin) {
+                problem("allowed_origins", format!("{origin:?}: {msg}"));
+            }
+        }
+        if let Some(alg) = &c.id_token_signed_response_alg {
+            if let Err(e) = self.algorithms.for_client(&c.id, alg) {
+                problem("id_token_signed_response_alg", e.message);
+            }
+        }
+        for name in &c.connectors {
+            if !self.connectors.contains(name) {
+                problem("connectors", format!("no connector with id {name:?}"));
+            }
+        }
+        if c.require_phone && self.sender == Some(Sender::None) {
+            problem(
+                "require_phone",
+                "needs a way to send codes: set verification.sender (\"webhook\")".into(),
+            );
+        }
+        out
+    }
+}

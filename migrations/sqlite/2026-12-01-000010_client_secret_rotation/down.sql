@@ -1,0 +1,3 @@
+ALTER TABLE clients DROP COLUMN updated_at;
+ALTER TABLE clients DROP COLUMN previous_secret_expires_at;
+ALTER TABLE clients DROP COLUMN previous_secret_hash;
