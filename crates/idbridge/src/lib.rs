@@ -15,6 +15,8 @@ pub fn registry() -> Registry {
         .with(idbridge_connector_wechat_mp::WeChatMpFactory)
         .with(idbridge_connector_wechat_app::WeChatAppFactory)
         .with(idbridge_connector_oidc::OidcFactory)
+        .with(idbridge_connector_oauth2::OAuth2Factory)
+        .with(idbridge_connector_github::GithubFactory)
 }
 
 /// The client `serve --dev --spa-origin ORIGIN` registers.
