@@ -222,24 +222,13 @@ impl Connector for GithubConnector {
         subject: &str,
         tokens: &UpstreamTokens,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let Some(refresh_token) = tokens.refresh_token.as_deref() else {
-            return Err(ConnectorError::new(Stage::Refresh, ErrorKind::Unsupported).fix(
-                "GitHub gave no refresh token at sign-in (its OAuth tokens do not expire unless the app opts into expiring user tokens), so the person cannot be re-checked: turn recheck_on_refresh off for this connector, or enable token expiration for the app at GitHub",
-            ));
-        };
-        let fresh = self.client.refresh(refresh_token).await?;
-        let identity = self
-            .identity(
-                ctx,
-                Stage::Refresh,
-                fresh.upstream(ctx.now, Some(refresh_token)),
-                &fresh.access_token,
-            )
+        let (fresh, kept) = self
+            .client
+            .refresh_kept(tokens, ctx.now, "GitHub gave no refresh token at sign-in (its OAuth tokens do not expire unless the app opts into expiring user tokens), so the person cannot be re-checked: turn recheck_on_refresh off for this connector, or enable token expiration for the app at GitHub")
             .await?;
-        if identity.subject != subject {
-            return Err(ConnectorError::new(Stage::Refresh, ErrorKind::TokenVerificationFailed)
-                .fix("after the refresh grant GitHub's /user names another account than the sign-in did"));
-        }
-        Ok(identity)
+        let identity = self
+            .identity(ctx, Stage::Refresh, kept, &fresh.access_token)
+            .await?;
+        idbridge_connector_oauth2::same_subject(identity, subject)
     }
 }

@@ -13,7 +13,8 @@ use idbridge_connector_kit::oauth_errors::{
 };
 use idbridge_connector_kit::options::{Secret, Timeouts};
 use idbridge_core::{
-    Begin, BeginRequest, CallbackRequest, ConnectorError, ErrorKind, Stage, Started, UpstreamTokens,
+    Begin, BeginRequest, CallbackRequest, ConnectorError, ErrorKind, ExternalIdentity, Stage,
+    Started, UpstreamTokens,
 };
 use oauth2::basic::{BasicClient, BasicTokenResponse};
 use oauth2::{
@@ -309,6 +310,25 @@ impl OAuthClient {
         self.tokens(Stage::Refresh, "the refresh token grant", result)
     }
 
+    /// The refresh token grant with the refresh token kept at sign-in: the new
+    /// tokens, and what the broker keeps of them (at `now`). No refresh token
+    /// kept: `Unsupported` at `Stage::Refresh` with `no_refresh_fix`.
+    pub async fn refresh_kept(
+        &self,
+        kept: &UpstreamTokens,
+        now: i64,
+        no_refresh_fix: &str,
+    ) -> Result<(Tokens, UpstreamTokens), ConnectorError> {
+        let Some(refresh_token) = kept.refresh_token.as_deref() else {
+            return Err(
+                ConnectorError::new(Stage::Refresh, ErrorKind::Unsupported).fix(no_refresh_fix)
+            );
+        };
+        let fresh = self.refresh(refresh_token).await?;
+        let upstream = fresh.upstream(now, Some(refresh_token));
+        Ok((fresh, upstream))
+    }
+
     fn tokens(
         &self,
         stage: Stage,
@@ -512,6 +532,22 @@ impl OAuthClient {
             headers,
             body,
         })
+    }
+}
+
+/// A re-checked identity must be the person who signed in.
+pub fn same_subject(
+    identity: ExternalIdentity,
+    subject: &str,
+) -> Result<ExternalIdentity, ConnectorError> {
+    if identity.subject == subject {
+        Ok(identity)
+    } else {
+        Err(
+            ConnectorError::new(Stage::Refresh, ErrorKind::TokenVerificationFailed).fix(
+                "after the refresh grant the provider names another person than the sign-in did",
+            ),
+        )
     }
 }
 

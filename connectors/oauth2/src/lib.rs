@@ -22,7 +22,9 @@ pub mod config;
 pub mod doctor;
 mod transport;
 
-pub use client::{api_error, ApiAnswer, ClientAuth, ClientConfig, OAuthClient, Tokens};
+pub use client::{
+    api_error, same_subject, ApiAnswer, ClientAuth, ClientConfig, OAuthClient, Tokens,
+};
 pub use transport::MAX_BODY_BYTES;
 
 use async_trait::async_trait;
@@ -232,26 +234,13 @@ impl Connector for OAuth2Connector {
         subject: &str,
         tokens: &UpstreamTokens,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let Some(refresh_token) = tokens.refresh_token.as_deref() else {
-            return Err(ConnectorError::new(Stage::Refresh, ErrorKind::Unsupported).fix(
-                "the provider gave no refresh token at sign-in, so the person cannot be re-checked: turn recheck_on_refresh off for this connector, or ask the provider for refresh tokens (often a scope such as offline_access)",
-            ));
-        };
-        let fresh = self.client.refresh(refresh_token).await?;
-        let identity = self
-            .identity(
-                Stage::Refresh,
-                fresh.upstream(ctx.now, Some(refresh_token)),
-                &fresh.access_token,
-            )
+        let (fresh, kept) = self
+            .client
+            .refresh_kept(tokens, ctx.now, "the provider gave no refresh token at sign-in, so the person cannot be re-checked: turn recheck_on_refresh off for this connector, or ask the provider for refresh tokens (often a scope such as offline_access)")
             .await?;
-        if identity.subject != subject {
-            return Err(
-                ConnectorError::new(Stage::Refresh, ErrorKind::TokenVerificationFailed).fix(
-                    "after the refresh grant the userinfo answer names another person than the sign-in did",
-                ),
-            );
-        }
-        Ok(identity)
+        let identity = self
+            .identity(Stage::Refresh, kept, &fresh.access_token)
+            .await?;
+        same_subject(identity, subject)
     }
 }

@@ -61,23 +61,7 @@ async fn approve(started: Started) -> Result<Params, String> {
     let Begin::Redirect(url) = &started.begin else {
         return Err("not a redirect".into());
     };
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let location = r
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .ok_or(format!(
-            "the provider answered {} without a redirect",
-            r.status()
-        ))?;
-    Ok(testing::query_params(location))
+    testing::follow_upstream_redirect(url).await
 }
 
 async fn sign_in(

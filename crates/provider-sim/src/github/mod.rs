@@ -226,6 +226,11 @@ impl GithubSim {
         self.shared.lock().rate_limited = limited;
     }
 
+    /// Change the app's registered callback URL (prefix).
+    pub fn set_callback_url(&self, url: &str) {
+        self.shared.lock().app.callback_url = url.to_owned();
+    }
+
     /// Change the app's secret at GitHub (the broker's becomes wrong).
     pub fn set_client_secret(&self, secret: &str) {
         self.shared.lock().app.client_secret = secret.to_owned();
