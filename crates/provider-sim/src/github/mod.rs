@@ -14,6 +14,7 @@
 //! with verified/primary flags, orgs), who approves or denies, renaming a
 //! login, a used-up rate limit, expiring (refreshable) tokens.
 
+pub mod dev;
 mod routes;
 
 use actix_web::dev::ServerHandle;
@@ -98,6 +99,8 @@ pub enum Decision {
     Approve(u64),
     /// The person clicks Cancel: back with `error=access_denied`.
     Deny,
+    /// A page asks (dev mode): one button per person, and Cancel.
+    Ask,
 }
 
 /// Counters a test can assert on.
@@ -153,6 +156,11 @@ impl GithubSim {
     /// signed in yet (add people, then [`GithubSim::decide`]).
     pub async fn start(app: OAuthApp) -> io::Result<GithubSim> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        GithubSim::start_on(app, listener).await
+    }
+
+    /// Start on the given listener (a fixed dev-mode port).
+    pub async fn start_on(app: OAuthApp, listener: std::net::TcpListener) -> io::Result<GithubSim> {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared(Mutex::new(State {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 pub(super) fn mount(cfg: &mut web::ServiceConfig) {
     cfg.route("/login/oauth/authorize", web::get().to(authorize))
+        .route("/login/oauth/authorize/decide", web::get().to(decide))
         .route("/login/oauth/access_token", web::post().to(access_token))
         .route("/api/v3/user", web::get().to(user))
         .route("/api/v3/user/emails", web::get().to(emails))
@@ -44,7 +45,73 @@ async fn authorize(
     data: web::Data<Shared>,
     query: web::Query<BTreeMap<String, String>>,
 ) -> HttpResponse {
-    let q = query.into_inner();
+    let decision = data.lock().decision.clone();
+    answer(&data, query.into_inner(), decision)
+}
+
+/// The dev-mode page's buttons: `person=ID` or `person=deny`, with the
+/// original authorization request.
+async fn decide(
+    data: web::Data<Shared>,
+    query: web::Query<BTreeMap<String, String>>,
+) -> HttpResponse {
+    let mut q = query.into_inner();
+    let decision = match q.remove("person").as_deref().map(str::parse::<u64>) {
+        Some(Ok(id)) => Decision::Approve(id),
+        _ => Decision::Deny,
+    };
+    answer(&data, q, decision)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The page a dev-mode visitor sees: who to sign in as.
+fn ask_page(st: &State, q: &BTreeMap<String, String>) -> HttpResponse {
+    let link = |person: &str| {
+        let mut pairs: Vec<(&str, &str)> =
+            q.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        pairs.push(("person", person));
+        escape(&format!(
+            "/login/oauth/authorize/decide?{}",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        ))
+    };
+    let mut items = String::new();
+    for p in &st.people {
+        let id = p.id.to_string();
+        let emails: Vec<String> = p
+            .emails
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}{}{}",
+                    e.email,
+                    if e.primary { " (primary)" } else { "" },
+                    if e.verified { "" } else { " (unverified)" }
+                )
+            })
+            .collect();
+        items.push_str(&format!(
+            "<li><a href=\"{}\">Authorize as {} (id {id})</a> — {} — orgs: {}</li>",
+            link(&id),
+            escape(&p.login),
+            escape(&emails.join(", ")),
+            escape(&p.orgs.join(", "))
+        ));
+    }
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!(
+        "<!doctype html><title>Authorize application (GitHub simulator)</title><h1>GitHub simulator</h1><p>Authorize <b>{}</b>?</p><ul>{items}</ul><p><a href=\"{}\">Cancel</a></p>",
+        escape(&st.app.client_id),
+        link("deny")
+    ))
+}
+
+fn answer(data: &Shared, q: BTreeMap<String, String>, decision: Decision) -> HttpResponse {
     let mut st = data.lock();
     st.counters.authorizations += 1;
     if q.get("client_id") != Some(&st.app.client_id) {
@@ -66,7 +133,8 @@ async fn authorize(
         .clone()
         .unwrap_or_else(|| st.app.callback_url.clone());
     let state = q.get("state").cloned().unwrap_or_default();
-    let location = match st.decision.clone() {
+    let location = match decision {
+        Decision::Ask => return ask_page(&st, &q),
         Decision::Deny => with_query(
             &back,
             &[
