@@ -46,6 +46,20 @@ pub fn dev_spa_client(origin: &str) -> Result<idbridge_server::config::ClientSet
     })
 }
 
+/// The `serve --dev` connector on the GitHub fake (`provider-sim`) at `web`
+/// and `api`: a person is picked on the fake's authorize page.
+pub fn dev_github_connector(web: &str, api: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": "github",
+        "type": "github",
+        "name": "GitHub (simulator)",
+        "client_id": provider_sim::github::dev::CLIENT_ID,
+        "client_secret": provider_sim::github::dev::CLIENT_SECRET,
+        "base_url": web,
+        "api_url": api,
+    })
+}
+
 /// Dev mode: where its files live and what it generated there.
 pub struct DevHome {
     pub dir: PathBuf,

@@ -42,7 +42,8 @@ enum Command {
         /// Directory for --dev state.
         #[arg(long, default_value = ".idbridge-dev")]
         dir: PathBuf,
-        /// Port of the WeChat simulator for --dev (default: --port + 1; 0 = any free port).
+        /// Port of the WeChat simulator for --dev (default: --port + 1; 0 = any free port);
+        /// the GitHub simulator takes the port after it (0: any free port).
         #[arg(long)]
         sim_port: Option<u16>,
         /// For --dev: the origin of a single-page app to try (e.g.
@@ -152,6 +153,14 @@ fn main() -> ExitCode {
     })
 }
 
+async fn start_github_fake(
+    issuer: &str,
+    port: u16,
+) -> std::io::Result<provider_sim::github::GithubSim> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    provider_sim::github::dev::start(issuer, listener).await
+}
+
 async fn serve(
     config: Option<PathBuf>,
     dev: bool,
@@ -162,6 +171,7 @@ async fn serve(
 ) -> ExitCode {
     let clock = Arc::new(Clock::default());
     let mut simulator = None;
+    let mut github = None;
     let (settings, demo_secret) = if dev {
         let home = match DevHome::open(&dir) {
             Ok(h) => h,
@@ -197,6 +207,33 @@ async fn serve(
             }
             Ok(s)
         });
+        let settings = match settings {
+            Ok(mut s) => {
+                // The GitHub fake on the port after the WeChat simulator's (any
+                // free port with --sim-port 0); without it, no GitHub sign-in.
+                let port = if sim_port == 0 {
+                    0
+                } else {
+                    sim_port.wrapping_add(1)
+                };
+                match start_github_fake(&s.issuer, port).await {
+                    Ok(gh) => {
+                        // Listed before the development login, after WeChat's.
+                        let at = s
+                            .connectors
+                            .iter()
+                            .position(|c| c["id"] == "dev")
+                            .unwrap_or(s.connectors.len());
+                        s.connectors
+                            .insert(at, idbridge::dev_github_connector(&gh.base_url(), &gh.api_url()));
+                        github = Some(gh);
+                    }
+                    Err(e) => eprintln!("idbridge: no GitHub sign-in in dev mode: cannot start the GitHub simulator on 127.0.0.1:{port}: {e}"),
+                }
+                Ok(s)
+            }
+            Err(e) => Err(e),
+        };
         match settings {
             Ok(s) => (s, Some(home.demo_secret)),
             Err(e) => {
@@ -248,6 +285,13 @@ async fn serve(
             println!(
                 "  Mobile-app login:    exchange an SDK code from POST {}/__sim/codes at {issuer}/token (README: \"Trying the mobile-app flow\")",
                 sim.base_url()
+            );
+        }
+        if let Some(gh) = &github {
+            println!(
+                "  GitHub simulator:    {}/login/oauth/authorize  (pick who signs in; API at {})",
+                gh.base_url(),
+                gh.api_url()
             );
         }
         if let Some(origin) = &spa_origin {

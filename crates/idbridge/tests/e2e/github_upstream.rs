@@ -255,3 +255,75 @@ async fn the_generic_oauth2_connector_signs_in_through_a_json_provider() {
     );
     w.broker.stop().await;
 }
+
+/// `serve --dev` offers "GitHub (simulator)": the fake's page asks who signs
+/// in, and the demo app gets the person back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dev_mode_offers_github_through_its_simulator() {
+    use crate::cli::{dev_command, free_port, temp_dir, wait_for, Killed};
+    let dir = temp_dir("dev-github");
+    let port = free_port();
+    let _guard = Killed(
+        dev_command(port, &dir.join(".idbridge-dev"))
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&base).await;
+    let b = browser();
+    let demo = b.get(format!("{base}/demo/login")).send().await.unwrap();
+    let authorize = url::Url::parse(&base)
+        .unwrap()
+        .join(&location(&demo))
+        .unwrap();
+    let chooser = b.get(authorize).send().await.unwrap();
+    let chooser = url::Url::parse(&base)
+        .unwrap()
+        .join(&location(&chooser))
+        .unwrap()
+        .to_string();
+    let page = get_text(&b, &chooser).await;
+    assert!(page.contains("GitHub (simulator)"), "{page}");
+    let to_github = b
+        .get(format!("{chooser}?connector=github"))
+        .send()
+        .await
+        .unwrap();
+    let github = location(&to_github);
+    assert!(github.contains("/login/oauth/authorize?"), "{github}");
+    let ask = get_text(&b, &github).await;
+    let pick = ask
+        .split("<a href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(ask.contains("Authorize as octocat"), "{ask}");
+    let origin = url::Url::parse(&github)
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    let back = b.get(format!("{origin}{pick}")).send().await.unwrap();
+    let callback = url::Url::parse(&base)
+        .unwrap()
+        .join(&location(&back))
+        .unwrap()
+        .to_string();
+    assert!(
+        callback.starts_with(&format!("{base}/callback/github?")),
+        "{callback}"
+    );
+    let to_app = b.get(&callback).send().await.unwrap();
+    let app = url::Url::parse(&base)
+        .unwrap()
+        .join(&location(&to_app))
+        .unwrap()
+        .to_string();
+    assert!(
+        app.starts_with(&format!("{base}/demo/callback?code=")),
+        "{app}"
+    );
+    let shown = get_text(&b, &app).await;
+    assert!(shown.contains("The Octocat"), "{shown}");
+    let _ = std::fs::remove_dir_all(dir);
+}
