@@ -17,14 +17,14 @@
 //! The client part ([`client::OAuthClient`]) is public for presets on plain
 //! OAuth 2.0 (`idbridge-connector-github`).
 
+pub mod api;
 pub mod client;
 pub mod config;
 pub mod doctor;
 mod transport;
 
-pub use client::{
-    api_error, same_subject, ApiAnswer, ClientAuth, ClientConfig, OAuthClient, Tokens,
-};
+pub use api::{api_error, same_subject, ApiAnswer};
+pub use client::{ClientAuth, ClientConfig, OAuthClient, Tokens};
 pub use transport::MAX_BODY_BYTES;
 
 use async_trait::async_trait;

@@ -318,24 +318,27 @@ fn api_message(status: actix_web::http::StatusCode, message: &str) -> HttpRespon
 }
 
 /// The person behind the request's token, or the answer GitHub gives.
-fn authenticated(data: &Shared, req: &HttpRequest) -> Result<(Person, Vec<String>), HttpResponse> {
+fn authenticated(
+    data: &Shared,
+    req: &HttpRequest,
+) -> Result<(Person, Vec<String>), Box<HttpResponse>> {
     let mut st = data.lock();
     st.counters.api_calls += 1;
     if req.headers().get(header::USER_AGENT).is_none() {
-        return Err(api_message(
+        return Err(Box::new(api_message(
             actix_web::http::StatusCode::FORBIDDEN,
             "Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required).",
-        ));
+        )));
     }
     if st.rate_limited {
-        return Err(HttpResponse::Forbidden()
+        return Err(Box::new(HttpResponse::Forbidden()
             .insert_header(("x-ratelimit-limit", "5000"))
             .insert_header(("x-ratelimit-remaining", "0"))
             .insert_header(("x-ratelimit-reset", "1900000000"))
             .json(json!({
                 "message": "API rate limit exceeded for user ID 1.",
                 "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
-            })));
+            }))));
     }
     let token = req
         .headers()
@@ -346,7 +349,12 @@ fn authenticated(data: &Shared, req: &HttpRequest) -> Result<(Person, Vec<String
                 .or_else(|| v.strip_prefix("token "))
         })
         .unwrap_or_default();
-    let bad = || api_message(actix_web::http::StatusCode::UNAUTHORIZED, "Bad credentials");
+    let bad = || {
+        Box::new(api_message(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "Bad credentials",
+        ))
+    };
     let info = st.tokens.get(token).ok_or_else(bad)?;
     let scopes = info.scopes.clone();
     let person = st
@@ -365,7 +373,7 @@ fn has_scope(scopes: &[String], wanted: &[&str]) -> bool {
 async fn user(data: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
     let (p, _) = match authenticated(&data, &req) {
         Ok(p) => p,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     HttpResponse::Ok().json(json!({
         "login": p.login,
@@ -384,7 +392,7 @@ async fn user(data: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
 async fn emails(data: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
     let (p, scopes) = match authenticated(&data, &req) {
         Ok(p) => p,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     if !has_scope(&scopes, &["user:email", "user"]) {
         return api_message(actix_web::http::StatusCode::NOT_FOUND, "Not Found");
@@ -400,7 +408,7 @@ async fn emails(data: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
 async fn orgs(data: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
     let (p, scopes) = match authenticated(&data, &req) {
         Ok(p) => p,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     if !has_scope(&scopes, &["read:org", "user"]) {
         return api_message(
