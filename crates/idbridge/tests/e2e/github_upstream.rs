@@ -327,3 +327,72 @@ async fn dev_mode_offers_github_through_its_simulator() {
     assert!(shown.contains("The Octocat"), "{shown}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `idbridge doctor` on a `github` connector with a plain-http remote
+/// `base_url` and an `oauth2` connector on the running fake: the first is named
+/// with the fix, the second passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_refuses_plain_http_and_passes_a_provider_that_answers() {
+    use crate::cli::{bin, example_config, temp_dir};
+    let sim = GithubSim::start(OAuthApp {
+        client_id: "Ov23liExample".into(),
+        client_secret: SECRET.into(),
+        callback_url: "https://id.example.com/callback/".into(),
+        expiring_tokens: false,
+    })
+    .await
+    .unwrap();
+    let dir = temp_dir("doctor-github");
+    let config = example_config(&dir);
+    std::fs::write(dir.join("gh.secret"), format!("{SECRET}\n")).unwrap();
+    let secret_file = dir.join("gh.secret");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        r#"
+[[connectors]]
+id = "ghes"
+type = "github"
+client_id = "Ov23liExample"
+client_secret_file = "{secret}"
+base_url = "http://git.example.com"
+
+[[connectors]]
+id = "acme"
+type = "oauth2"
+authorization_url = "{web}/login/oauth/authorize"
+token_url = "{web}/login/oauth/access_token"
+userinfo_url = "{api}/user"
+client_id = "Ov23liExample"
+client_secret_file = "{secret}"
+[connectors.claims]
+subject = "id"
+"#,
+        secret = secret_file.display(),
+        web = sim.base_url(),
+        api = sim.api_url(),
+    ));
+    std::fs::write(&config, text).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .args(["doctor", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("connectors[ghes].base_url"), "{report}");
+    assert!(
+        report.contains("plain http to a host that is not loopback"),
+        "{report}"
+    );
+    assert!(report.contains("connectors[ghes].api_url"), "{report}");
+    assert!(!report.contains("connectors[acme]"), "{report}");
+    assert!(
+        sim.counters().authorizations >= 1,
+        "doctor asked the fake's authorization URL"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
