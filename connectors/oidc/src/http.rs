@@ -3,6 +3,7 @@
 //! that name the endpoint and say what to do. URLs are never logged or put
 //! into errors with their query (codes and tokens travel in bodies anyway).
 
+use idbridge_connector_kit::http::{self as kit_http, ReadError};
 use idbridge_connector_kit::options::Timeouts;
 use idbridge_core::{ConnectorError, ErrorKind, Stage};
 use reqwest::header::{CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
@@ -27,29 +28,11 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// `scheme://host[:port]/path` of `url`, without its query, for messages.
-pub fn shown(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            u.set_query(None);
-            u.set_fragment(None);
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) => url.chars().take(120).collect(),
-    }
-}
+pub use idbridge_connector_kit::http::shown;
 
 impl Http {
     pub fn new(timeouts: Timeouts) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .timeout(timeouts.total)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| e.without_url().to_string())?;
+        let client = kit_http::client(timeouts, USER_AGENT)?;
         Ok(Self { client, timeouts })
     }
 
@@ -92,7 +75,7 @@ impl Http {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, ConnectorError> {
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|e| self.transport_error(stage, what, url, e))?;
@@ -117,23 +100,11 @@ impl Http {
                     shown(url)
                 )));
         }
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_BODY_BYTES as u64)
-        {
-            return Err(too_large(stage, what, url));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(stage, what, url, e))?
-        {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(too_large(stage, what, url));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = match kit_http::read_capped(response, MAX_BODY_BYTES).await {
+            Ok(body) => body,
+            Err(ReadError::TooLarge) => return Err(too_large(stage, what, url)),
+            Err(ReadError::Transport(e)) => return Err(self.transport_error(stage, what, url, e)),
+        };
         Ok(Answer {
             status,
             content_type,
@@ -149,28 +120,7 @@ impl Http {
         url: &str,
         error: reqwest::Error,
     ) -> ConnectorError {
-        let error = error.without_url();
-        let place = shown(url);
-        if error.is_timeout() {
-            let (limit, during) = if error.is_connect() {
-                (self.timeouts.connect, "connecting")
-            } else {
-                (self.timeouts.total, "waiting for the answer")
-            };
-            return ConnectorError::new(stage, ErrorKind::Timeout).fix(format!(
-                "no answer for {what} from {place} within {} s ({during}): check the broker's egress to the provider (firewall, proxy, DNS), or raise connect_timeout_secs / timeout_secs",
-                limit.as_secs_f64()
-            ));
-        }
-        let detail = idbridge_connector_kit::transport::error_chain(&error);
-        let fix = if error.is_connect() {
-            format!("could not connect to {place} for {what}: check the issuer's host and port, DNS, firewall and proxy for the broker's egress")
-        } else {
-            format!("the connection to {place} failed before a complete answer to {what}: retry; if it persists, look at proxies or TLS between the broker and the provider")
-        };
-        ConnectorError::new(stage, ErrorKind::UpstreamUnavailable)
-            .upstream("transport", detail)
-            .fix(fix)
+        kit_http::transport_error(stage, what, url, error, self.timeouts)
     }
 }
 

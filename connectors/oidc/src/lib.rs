@@ -56,6 +56,7 @@ use config::{ClaimsSource, OidcSettings};
 use discovery::Discovery;
 use http::{json_object, shown, Http};
 use idbridge_connector_kit::flow::FlowSecrets;
+use idbridge_connector_kit::oauth_errors::{authorization_error, clean_description};
 use idbridge_core::{
     BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector, ConnectorError,
     ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity, LinkKey,
@@ -126,45 +127,6 @@ impl std::fmt::Debug for OidcConnector {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-/// The upstream's own error of an authorization response, mapped.
-fn authorization_error(code: &str, description: &str) -> ConnectorError {
-    let (kind, fix) = match code {
-        "access_denied" => (
-            ErrorKind::UserCancelled,
-            "the person refused (or the provider denied them) at the provider".to_owned(),
-        ),
-        "login_required" | "interaction_required" | "consent_required"
-        | "account_selection_required" => (
-            ErrorKind::UserCancelled,
-            "the app asked for prompt=none and the provider needs the person to interact".to_owned(),
-        ),
-        "temporarily_unavailable" | "server_error" => (
-            ErrorKind::UpstreamUnavailable,
-            "the provider failed the authorization request; retry later".to_owned(),
-        ),
-        "unauthorized_client" | "unsupported_response_type" => (
-            ErrorKind::Misconfigured,
-            "the client may not use the authorization code flow at the provider: allow response type code for it".to_owned(),
-        ),
-        "invalid_scope" => (
-            ErrorKind::Misconfigured,
-            "the provider refused the scopes: make scopes hold only what the client may ask for".to_owned(),
-        ),
-        "invalid_request" | "invalid_request_uri" | "invalid_request_object"
-        | "request_not_supported" | "request_uri_not_supported" | "registration_not_supported" => (
-            ErrorKind::Misconfigured,
-            format!("the provider refused the authorization request: {description}"),
-        ),
-        _ => (
-            ErrorKind::BadResponse,
-            format!("the provider answered the authorization request with error {code:?}"),
-        ),
-    };
-    ConnectorError::new(Stage::Callback, kind)
-        .upstream(code, description)
-        .fix(fix)
 }
 
 fn claim_string(claims: &Map<String, Value>, name: &str) -> Option<String> {
@@ -664,13 +626,7 @@ impl Connector for OidcConnector {
             _ => {}
         }
         if let Some(code) = callback.param("error") {
-            let description: String = callback
-                .param("error_description")
-                .unwrap_or("")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(300)
-                .collect();
+            let description = clean_description(callback.param("error_description").unwrap_or(""));
             return Err(self
                 .preset
                 .hooks

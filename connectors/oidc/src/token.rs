@@ -6,6 +6,7 @@ use crate::http::{json_object, shown, Answer, Http};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use idbridge_connector_kit::flow::random_token;
+use idbridge_connector_kit::oauth_errors::{clean_description, token_error, TokenFailure};
 use idbridge_connector_kit::options::Secret;
 use idbridge_core::{ConnectorError, ErrorKind, Stage};
 use serde_json::{Map, Value};
@@ -177,77 +178,30 @@ impl Client<'_> {
 
     fn token_error(&self, stage: Stage, what: &str, answer: &Answer) -> ConnectorError {
         let body: Map<String, Value> = serde_json::from_slice(&answer.body).unwrap_or_default();
-        let code = body.get("error").and_then(Value::as_str).map(str::to_owned);
-        let description = body
-            .get("error_description")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(300)
-            .collect::<String>();
-        let url = shown(self.token_endpoint);
+        let code = body.get("error").and_then(Value::as_str);
+        let description = clean_description(
+            body.get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        );
         let method = self.credentials.method().as_str();
-        let (kind, fix) = match code.as_deref() {
-            Some("invalid_grant") if stage == Stage::Refresh => (
-                ErrorKind::InvalidCode,
-                "the provider no longer accepts the refresh token: the person's session or consent ended there (signed out, disabled, consent revoked); they sign in again".to_owned(),
-            ),
-            Some("invalid_grant") => (
-                ErrorKind::InvalidCode,
-                "the provider refused the code: expired, already used (a replayed or doubled callback), or issued for another redirect_uri or PKCE verifier; start the sign-in again".to_owned(),
-            ),
-            Some("invalid_client") => (
-                ErrorKind::BadCredentials,
-                match self.credentials {
-                    Credentials::PrivateKey(_) => format!("the provider refused the client authentication of client_id {:?} (token_endpoint_auth = \"private_key_jwt\"): check that the public key of private_key (kid private_key_id) is registered for the client at the provider, and that the client is set up for private_key_jwt", self.client_id),
-                    Credentials::Provided(_) => format!("the provider refused client_id {:?} with the client secret this connector made", self.client_id),
-                    Credentials::Secret(..) => format!("the provider refused client_id {:?} with its client_secret (token_endpoint_auth = {method:?}): check that client_secret (or client_secret_file) is the client's current secret at the provider and that the client is set up for {method}", self.client_id),
-                },
-            ),
-            Some("unauthorized_client") => (
-                ErrorKind::Misconfigured,
-                format!("the client {:?} may not use this grant at the provider: allow the authorization_code (and refresh_token) grant types for it", self.client_id),
-            ),
-            Some("unsupported_grant_type") => (
-                ErrorKind::Misconfigured,
-                "the provider does not support this grant type: enable authorization_code and refresh_token".to_owned(),
-            ),
-            Some("invalid_scope") => (
-                ErrorKind::Misconfigured,
-                "the provider refused the scopes: make scopes hold only what the client may ask for".to_owned(),
-            ),
-            Some("invalid_request") => (
-                ErrorKind::Misconfigured,
-                format!("the provider says the token request is malformed: {description}"),
-            ),
-            Some("temporarily_unavailable") | Some("server_error") => (
-                ErrorKind::UpstreamUnavailable,
-                format!("the token endpoint {url} is failing; retry later"),
-            ),
-            _ if answer.status == 429 => (
-                ErrorKind::RateLimited,
-                format!("the token endpoint {url} throttles the broker; retry later"),
-            ),
-            _ if answer.status >= 500 => (
-                ErrorKind::UpstreamUnavailable,
-                format!("the token endpoint {url} answered HTTP {}; retry later", answer.status),
-            ),
-            _ if answer.status == 401 => (
-                ErrorKind::BadCredentials,
-                format!("the token endpoint {url} refused the client's authentication (HTTP 401): check client_id, the secret or key, and token_endpoint_auth"),
-            ),
-            _ => (
-                ErrorKind::BadResponse,
-                format!("the token endpoint {url} answered {what} with HTTP {} and no OAuth error", answer.status),
-            ),
+        let credentials_fix = match self.credentials {
+            Credentials::PrivateKey(_) => format!("the provider refused the client authentication of client_id {:?} (token_endpoint_auth = \"private_key_jwt\"): check that the public key of private_key (kid private_key_id) is registered for the client at the provider, and that the client is set up for private_key_jwt", self.client_id),
+            Credentials::Provided(_) => format!("the provider refused client_id {:?} with the client secret this connector made", self.client_id),
+            Credentials::Secret(..) => format!("the provider refused client_id {:?} with its client_secret (token_endpoint_auth = {method:?}): check that client_secret (or client_secret_file) is the client's current secret at the provider and that the client is set up for {method}", self.client_id),
         };
-        ConnectorError::new(stage, kind)
-            .upstream(
-                code.unwrap_or_else(|| format!("HTTP {}", answer.status)),
-                description,
-            )
-            .fix(fix)
+        token_error(
+            stage,
+            TokenFailure {
+                code,
+                description: &description,
+                status: answer.status,
+                endpoint: self.token_endpoint,
+                what,
+                credentials_fix,
+                client_id: self.client_id,
+            },
+        )
     }
 }
 

@@ -14,6 +14,15 @@
 //!   request contexts, begin and callback requests).
 //! - [`transport`]: [`transport::error_chain`], a failed upstream call's causes
 //!   on one line for the operator's log.
+//! - [`http`]: the upstream HTTP client every connector builds the same way
+//!   (timeouts, no redirects), capped body reads, URLs shown without their
+//!   query, transport failures as `ConnectorError`s, the https-or-loopback check.
+//! - [`claims`]: [`claims::ClaimPath`], a dotted path with array indexes into
+//!   an upstream's JSON answer (the `oauth2` connector's claim mapping).
+//! - [`oauth_errors`]: the RFC 6749 errors of an authorization response and of
+//!   a token endpoint, mapped to `ErrorKind`s with a fix.
+//! - [`doctor`]: [`doctor::run`], a factory's `idbridge doctor` checks that call
+//!   the upstream, run off the CLI's runtime.
 //! - [`conformance`]: the suite every connector crate runs from its tests
 //!   against its (simulated) upstream.
 //!
@@ -21,9 +30,13 @@
 //! is `docs/connectors/writing-a-connector.md`, also rendered (and its examples
 //! compiled and run) as [`guide`].
 
+pub mod claims;
 pub mod conformance;
+pub mod doctor;
 pub mod flow;
+pub mod http;
 pub mod lease;
+pub mod oauth_errors;
 pub mod options;
 pub mod testing;
 pub mod transport;

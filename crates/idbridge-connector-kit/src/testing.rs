@@ -119,3 +119,34 @@ pub fn callback(id: &str, pairs: &[(&str, &str)]) -> CallbackRequest {
 pub fn callback_from_url(id: &str, url: &str, flow_data: serde_json::Value) -> CallbackRequest {
     CallbackRequest::new(query_params(url), callback_url(id), flow_data)
 }
+
+/// The browser at an upstream that answers `url` (an authorization URL) with
+/// a redirect back at once (a simulator whose person approves or refuses): the
+/// parameters of the redirect's target, i.e. the callback's. `Err` when the
+/// upstream answers anything else.
+pub async fn follow_upstream_redirect(url: &str) -> Result<BTreeMap<String, String>, String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let answer = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let status = answer.status();
+    let location = answer
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    match location {
+        Some(l) if status.is_redirection() => Ok(query_params(&l)),
+        _ => Err(format!(
+            "the upstream answered {status} without a redirect: {}",
+            answer
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect::<String>()
+        )),
+    }
+}

@@ -19,6 +19,8 @@ pub fn registry() -> Registry {
         .with(idbridge_connector_google::GoogleFactory)
         .with(idbridge_connector_microsoft::MicrosoftFactory)
         .with(idbridge_connector_apple::AppleFactory)
+        .with(idbridge_connector_oauth2::OAuth2Factory)
+        .with(idbridge_connector_github::GithubFactory)
 }
 
 /// The id of the `serve --dev` sign-in through the generic OpenID provider fake.
@@ -65,6 +67,20 @@ pub fn dev_spa_client(origin: &str) -> Result<idbridge_server::config::ClientSet
         refresh_without_offline_access: false,
         require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
+    })
+}
+
+/// The `serve --dev` connector on the GitHub fake (`provider-sim`) at `web`
+/// and `api`: a person is picked on the fake's authorize page.
+pub fn dev_github_connector(web: &str, api: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": "github",
+        "type": "github",
+        "name": "GitHub (simulator)",
+        "client_id": provider_sim::github::dev::CLIENT_ID,
+        "client_secret": provider_sim::github::dev::CLIENT_SECRET,
+        "base_url": web,
+        "api_url": api,
     })
 }
 

@@ -42,7 +42,8 @@ enum Command {
         /// Directory for --dev state.
         #[arg(long, default_value = ".idbridge-dev")]
         dir: PathBuf,
-        /// Port of the WeChat simulator for --dev (default: --port + 1; 0 = any free port).
+        /// Port of the WeChat simulator for --dev (default: --port + 1; 0 = any free port);
+        /// the GitHub simulator takes the port after it (0: any free port).
         #[arg(long)]
         sim_port: Option<u16>,
         /// For --dev: the origin of a single-page app to try (e.g.
@@ -152,6 +153,14 @@ fn main() -> ExitCode {
     })
 }
 
+async fn start_github_fake(
+    issuer: &str,
+    port: u16,
+) -> std::io::Result<provider_sim::github::GithubSim> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    provider_sim::github::dev::start(issuer, listener).await
+}
+
 async fn serve(
     config: Option<PathBuf>,
     dev: bool,
@@ -163,6 +172,7 @@ async fn serve(
     let clock = Arc::new(Clock::default());
     let mut simulator = None;
     let mut dev_op: Option<provider_sim::oidc::Sim> = None;
+    let mut github = None;
     let (settings, demo_secret) = if dev {
         let home = match DevHome::open(&dir) {
             Ok(h) => h,
@@ -227,6 +237,34 @@ async fn serve(
             }
             Ok(s)
         });
+        let settings = match settings {
+            Ok(mut s) => {
+                // The GitHub fake two ports after the WeChat simulator's (the
+                // dev OpenID provider has the one between; any free port with
+                // --sim-port 0); without it, no GitHub sign-in.
+                let port = if sim_port == 0 {
+                    0
+                } else {
+                    sim_port.wrapping_add(2)
+                };
+                match start_github_fake(&s.issuer, port).await {
+                    Ok(gh) => {
+                        // Listed before the development login, after WeChat's.
+                        let at = s
+                            .connectors
+                            .iter()
+                            .position(|c| c["id"] == "dev")
+                            .unwrap_or(s.connectors.len());
+                        s.connectors
+                            .insert(at, idbridge::dev_github_connector(&gh.base_url(), &gh.api_url()));
+                        github = Some(gh);
+                    }
+                    Err(e) => eprintln!("idbridge: no GitHub sign-in in dev mode: cannot start the GitHub simulator on 127.0.0.1:{port}: {e}"),
+                }
+                Ok(s)
+            }
+            Err(e) => Err(e),
+        };
         match settings {
             Ok(s) => (s, Some(home.demo_secret)),
             Err(e) => {
@@ -284,6 +322,13 @@ async fn serve(
             println!(
                 "  Dev OpenID provider: {}  (sign-in \"Dev OpenID provider\": users ada and lin)",
                 op.issuer()
+            );
+        }
+        if let Some(gh) = &github {
+            println!(
+                "  GitHub simulator:    {}/login/oauth/authorize  (pick who signs in; API at {})",
+                gh.base_url(),
+                gh.api_url()
             );
         }
         if let Some(origin) = &spa_origin {

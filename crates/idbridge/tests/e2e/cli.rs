@@ -108,7 +108,7 @@ async fn dev_mode_serves_discovery_within_seconds_and_keeps_its_keys() {
 }
 
 /// The example config with its paths pointed at a temp dir.
-fn example_config(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn example_config(dir: &std::path::Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../deploy/idbridge.example.toml"

@@ -11,6 +11,7 @@ mod client_auth;
 mod cors;
 mod db_proxy;
 mod form_post;
+mod github_upstream;
 mod harness;
 mod health;
 mod id_token_hint;
