@@ -3,8 +3,11 @@
 
 use diesel::prelude::*;
 
+use crate::emails;
 use crate::error::{to_json_text, StoreError};
-use crate::models::{FirstLogin, Identity, IdentityRecord, LoginResolution, NewLogin, User};
+use crate::models::{
+    EmailDecision, FirstLogin, Identity, IdentityRecord, LoginResolution, NewLogin, User,
+};
 use crate::pool::AnyConnection;
 use crate::schema::{identities, link_keys, users};
 use crate::store::Store;
@@ -59,7 +62,7 @@ impl Store {
         self.write(move |conn| {
             let attempt = || {
                 crate::call::transaction(conn, |c| {
-                    resolve_once(c, &login, &profile, &policy, &new_user_id, now)
+                    resolve_once(c, &login, &profile, &policy, &new_user_id, now).map(|(r, _)| r)
                 })
             };
             retry_once_on_conflict(attempt)
@@ -190,8 +193,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let key = (connector_id.to_owned(), subject.to_owned());
         self.write(move |c| {
-            let n = diesel::delete(identities::table.find((&key.0, &key.1))).execute(c)?;
-            Ok(n == 1)
+            crate::call::transaction(c, |c| {
+                emails::forget_identity(c, &key.0, &key.1)?;
+                let n = diesel::delete(identities::table.find((&key.0, &key.1))).execute(c)?;
+                Ok(n == 1)
+            })
         })
         .await
     }
@@ -304,6 +310,10 @@ fn insert_identity(
     Ok(())
 }
 
+/// How a login transaction resolved, and what the email rule decided on the way
+/// (for the audit log).
+type Resolved = (LoginResolution, Option<EmailDecision>);
+
 fn resolve_once(
     c: &mut AnyConnection,
     login: &NewLogin,
@@ -311,7 +321,7 @@ fn resolve_once(
     policy: &FirstLogin,
     new_user_id: &str,
     now: i64,
-) -> Result<LoginResolution, StoreError> {
+) -> Result<Resolved, StoreError> {
     // (1) A known identity.
     if let Some(identity) = find_identity(c, &login.connector_id, &login.subject)? {
         let user_id = identity.user_id;
@@ -363,7 +373,8 @@ fn resolve_once(
                 locale: login.locale.as_deref(),
             })
             .execute(c)?;
-        return Ok(LoginResolution::Existing(load_user(c, &user_id)?));
+        emails::follow(c, login, &user_id, false, now)?;
+        return Ok((LoginResolution::Existing(load_user(c, &user_id)?), None));
     }
 
     // (2) A new identity whose link key is known: attach it to that user.
@@ -375,20 +386,47 @@ fn resolve_once(
             .optional()?;
         if let Some(user_id) = owner {
             insert_identity(c, login, profile, &user_id, now)?;
-            return Ok(LoginResolution::Linked(load_user(c, &user_id)?));
+            emails::follow(c, login, &user_id, false, now)?;
+            return Ok((LoginResolution::Linked(load_user(c, &user_id)?), None));
         }
     }
 
-    // (3) Nothing matched: the connector's policy decides.
-    match policy {
-        FirstLogin::Refuse => Ok(LoginResolution::NotLinked),
+    // (3) A new identity whose email is an account's link target (docs/accounts.md,
+    // "Linking by email"). Not when the person just proved an account (`LinkTo`).
+    let mut decision = None;
+    if !matches!(policy, FirstLogin::LinkTo(_)) {
+        if let (Some(email), Some(owner)) = (&login.email, emails::owner(c, login)?) {
+            if email.links() {
+                let user = load_user(c, &owner)?;
+                // A disabled account gets no new sign-in methods (the caller refuses).
+                if user.disabled_at.is_none() {
+                    attach_new_identity(c, login, profile, &user.id, now)?;
+                }
+                return Ok((
+                    LoginResolution::LinkedByEmail(user),
+                    Some(EmailDecision::Linked { owner }),
+                ));
+            }
+            if email.verified {
+                return Ok((LoginResolution::EmailHeld { owner }, None));
+            }
+            // Unverified: anyone may claim the address upstream. The policy
+            // applies as for anyone new, and nothing tells the person about it.
+            decision = Some(EmailDecision::Unverified { owner });
+        }
+    }
+
+    // (4) Nothing matched: the connector's policy decides.
+    let resolution = match policy {
+        FirstLogin::Refuse => LoginResolution::NotLinked,
         FirstLogin::LinkTo(user_id) => {
             let user = load_user(c, user_id)?;
             // A disabled account gets no new sign-in methods (the caller refuses).
             if user.disabled_at.is_none() {
                 attach_new_identity(c, login, profile, &user.id, now)?;
+                emails::follow(c, login, &user.id, false, now)?;
             }
-            Ok(LoginResolution::Linked(user))
+            LoginResolution::Linked(user)
         }
         FirstLogin::Create => {
             let user = User {
@@ -404,14 +442,17 @@ fn resolve_once(
             };
             diesel::insert_into(users::table).values(&user).execute(c)?;
             attach_new_identity(c, login, profile, &user.id, now)?;
-            Ok(LoginResolution::Created(user))
+            emails::follow(c, login, &user.id, true, now)?;
+            LoginResolution::Created(user)
         }
-    }
+    };
+    Ok((resolution, decision))
 }
 
 /// The account a login signs in to, or why it signs in to none (no account and
 /// the policy refuses; a disabled account). Shared by browser sign-ins and token
 /// exchanges.
+#[allow(clippy::type_complexity)]
 fn resolve_account(
     c: &mut AnyConnection,
     login: &NewLogin,
@@ -419,18 +460,41 @@ fn resolve_account(
     policy: &FirstLogin,
     new_user_id: &str,
     now: i64,
-) -> Result<Result<(User, LoginResolution), LoginCompletion>, StoreError> {
-    let resolution = resolve_once(c, login, profile, policy, new_user_id, now)?;
+) -> Result<Result<(User, LoginResolution, Option<EmailDecision>), LoginCompletion>, StoreError> {
+    let (resolution, email) = resolve_once(c, login, profile, policy, new_user_id, now)?;
     let user = match &resolution {
         LoginResolution::NotLinked => return Ok(Err(LoginCompletion::NotLinked)),
-        LoginResolution::Existing(u) | LoginResolution::Linked(u) | LoginResolution::Created(u) => {
-            u.clone()
+        LoginResolution::EmailHeld { owner } => {
+            return Ok(Err(LoginCompletion::EmailHeld {
+                owner: owner.clone(),
+            }))
         }
+        LoginResolution::Existing(u)
+        | LoginResolution::Linked(u)
+        | LoginResolution::LinkedByEmail(u)
+        | LoginResolution::Created(u) => u.clone(),
     };
     if user.disabled_at.is_some() {
         return Ok(Err(LoginCompletion::Disabled(user)));
     }
-    Ok(Ok((user, resolution)))
+    Ok(Ok((user, resolution, email)))
+}
+
+/// The audit row of a link by email, in the transaction that links.
+fn audit_email_link(
+    c: &mut AnyConnection,
+    row: Option<&crate::models::AuditEvent>,
+    decision: Option<&EmailDecision>,
+    user: &User,
+) -> Result<(), StoreError> {
+    if let (Some(row), Some(EmailDecision::Linked { .. })) = (row, decision) {
+        let mut row = row.clone();
+        row.user_id = Some(user.id.clone());
+        diesel::insert_into(crate::schema::audit_log::table)
+            .values(crate::models::NewAuditRecord::from_api(row)?)
+            .execute(c)?;
+    }
+    Ok(())
 }
 
 /// A new identity (and its link key, if any) for `user_id`.
@@ -492,6 +556,9 @@ pub struct CompleteLogin {
     /// outcome is `phone_outcome` (the phone step).
     pub require_phone: bool,
     pub phone_outcome: serde_json::Value,
+    /// Written (with the account's id) when the identity was linked by its
+    /// trusted, verified email ([`EmailDecision::Linked`]).
+    pub email_link_audit: Option<crate::models::AuditEvent>,
 }
 
 /// Everything a successful token exchange writes (a native app's upstream token,
@@ -511,6 +578,8 @@ pub struct CompleteExchange {
     /// The app needs a verified phone number: without one, nothing but the
     /// account is written and the answer is `SignedIn { needs_phone: true }`.
     pub require_phone: bool,
+    /// As [`CompleteLogin::email_link_audit`].
+    pub email_link_audit: Option<crate::models::AuditEvent>,
 }
 
 /// What [`Store::complete_login`] or [`Store::complete_exchange`] decided.
@@ -524,9 +593,16 @@ pub enum LoginCompletion {
         user: User,
         resolution: LoginResolution,
         needs_phone: bool,
+        /// What the email rule decided, when the login's address is an
+        /// account's link target.
+        email: Option<EmailDecision>,
     },
     /// No account and the policy refused to create one: nothing written.
     NotLinked,
+    /// The login's upstream-verified address is account `owner`'s link target,
+    /// but its connector is not trusted to link by email: nothing written (the
+    /// person may prove that account: bind).
+    EmailHeld { owner: String },
     /// The identity waiting to be linked (`also_link`) meanwhile belongs to another
     /// account: nothing written.
     LinkConflict { owner: String },
@@ -554,7 +630,7 @@ impl Store {
         self.write(move |conn| {
             let attempt = || {
                 crate::call::transaction(conn, |c| {
-                    let (user, resolution) = match resolve_account(
+                    let (user, resolution, email) = match resolve_account(
                         c,
                         &done.login,
                         &profile,
@@ -565,6 +641,7 @@ impl Store {
                         Ok(found) => found,
                         Err(refused) => return Ok(refused),
                     };
+                    audit_email_link(c, done.email_link_audit.as_ref(), email.as_ref(), &user)?;
                     if let (Some(pending), Some(pending_profile)) = (&done.also_link, &also_profile)
                     {
                         let linked = resolve_once(
@@ -574,7 +651,8 @@ impl Store {
                             &FirstLogin::LinkTo(user.id.clone()),
                             "",
                             now,
-                        )?;
+                        )?
+                        .0;
                         match linked {
                             LoginResolution::Existing(other) | LoginResolution::Linked(other)
                                 if other.id != user.id =>
@@ -601,6 +679,7 @@ impl Store {
                             user,
                             resolution,
                             needs_phone: true,
+                            email,
                         });
                     }
                     let mut code = done.code.clone();
@@ -622,6 +701,7 @@ impl Store {
                         user,
                         resolution,
                         needs_phone: false,
+                        email,
                     })
                 })
             };
@@ -693,6 +773,7 @@ impl Store {
                 } else {
                     insert_identity(c, &login, &profile, &user_id, now)?;
                 }
+                emails::follow(c, &login, &user_id, false, now)?;
                 Ok(LinkOutcome::Linked)
             })
         })
@@ -768,7 +849,7 @@ impl Store {
         self.write(move |conn| {
             let attempt = || {
                 crate::call::transaction(conn, |c| {
-                    let (user, resolution) = match resolve_account(
+                    let (user, resolution, email) = match resolve_account(
                         c,
                         &done.login,
                         &profile,
@@ -779,11 +860,13 @@ impl Store {
                         Ok(found) => found,
                         Err(refused) => return Ok(refused),
                     };
+                    audit_email_link(c, done.email_link_audit.as_ref(), email.as_ref(), &user)?;
                     if done.require_phone && user.phone_verified_at.is_none() {
                         return Ok(LoginCompletion::SignedIn {
                             user,
                             resolution,
                             needs_phone: true,
+                            email,
                         });
                     }
                     let mut family = done.family.clone();
@@ -804,6 +887,7 @@ impl Store {
                         user,
                         resolution,
                         needs_phone: false,
+                        email,
                     })
                 })
             };

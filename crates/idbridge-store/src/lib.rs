@@ -25,6 +25,8 @@ mod backup;
 pub use backup::{sqlite_path, SqliteBackup};
 mod checkpoint;
 mod clients;
+mod emails;
+pub use emails::email_key;
 mod error;
 mod failures;
 pub use failures::FailureLimit;
@@ -46,9 +48,9 @@ pub mod testing;
 
 pub use error::StoreError;
 pub use models::{
-    AuditEvent, AuditRecord, AuthRequestRow, ClientRow, CodeRow, FamilyRow, FirstLogin, FlowRow,
-    GcReport, Identity, KeyRow, LoginResolution, NewLogin, Redeem, Redeemed, RefreshTokenRow,
-    Rotation, SessionRow, User,
+    AuditEvent, AuditRecord, AuthRequestRow, ClientRow, CodeRow, EmailDecision, FamilyRow,
+    FirstLogin, FlowRow, GcReport, Identity, KeyRow, LoginEmail, LoginResolution, NewLogin, Redeem,
+    Redeemed, RefreshTokenRow, Rotation, SessionRow, User,
 };
 pub use pool::Backend;
 pub use store::{Store, StoreOptions};
