@@ -583,6 +583,8 @@ pub struct CompleteExchange {
 }
 
 /// What [`Store::complete_login`] or [`Store::complete_exchange`] decided.
+// One per sign-in, returned once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoginCompletion {
     /// Signed in: everything the completion carried is written (session, code,
