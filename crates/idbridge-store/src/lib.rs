@@ -16,8 +16,10 @@
 mod accounts;
 mod app_tokens;
 mod call;
-pub use accounts::{CompleteExchange, CompleteLogin, LinkOutcome, LoginCompletion, PhoneOutcome};
+pub use accounts::{LinkOutcome, PhoneOutcome};
+mod completion;
 pub use app_tokens::AppTokenRow;
+pub use completion::{CompleteExchange, CompleteLogin, LoginCompletion};
 mod admin;
 pub use admin::{AccessChange, AccessOutcome, AuditFilter, Unlink, Unlinked, UserSummary};
 mod audit;
