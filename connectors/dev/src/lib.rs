@@ -173,10 +173,14 @@ impl Connector for DevConnector {
             .map(|(_, n)| (*n).to_owned())
             .unwrap_or_else(|| subject.to_owned());
         // Test addresses, so apps can try the email scope: Alice's is verified,
-        // Bob's is not, the others have none.
+        // Bob's is not, the others have none. Two more (typed, not offered),
+        // for trying linking by email: "robert" has Bob's address verified (in
+        // other letter case), "mallory" claims Alice's without verifying it.
         let (email, email_verified) = match subject {
             "alice" => (Some("alice@example.com"), Some(true)),
             "bob" => (Some("bob@example.com"), Some(false)),
+            "robert" => (Some("Bob@Example.COM"), Some(true)),
+            "mallory" => (Some("alice@example.com"), Some(false)),
             _ => (None, None),
         };
         Ok(ExternalIdentity {

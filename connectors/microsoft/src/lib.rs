@@ -91,6 +91,13 @@ fn refused(stage: Stage, fix: String) -> ConnectorError {
 }
 
 impl PresetHooks for Hooks {
+    /// Entra ID's `email` is whatever a tenant admin (or, for some account
+    /// kinds, the person) typed: never evidence of a mailbox (the "nOAuth"
+    /// takeover). So `trust_email` cannot be set on this connector.
+    fn vouches_for_email(&self) -> bool {
+        false
+    }
+
     fn check_claims(
         &self,
         stage: Stage,

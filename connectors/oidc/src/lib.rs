@@ -577,6 +577,10 @@ impl Connector for OidcConnector {
         &self.name
     }
 
+    fn vouches_for_email(&self) -> bool {
+        self.preset.hooks.vouches_for_email()
+    }
+
     async fn prepare(&self, now: i64) -> Result<(), ConnectorError> {
         let ready = self.load(Stage::Setup, now).await?;
         tracing::info!(connector = %self.id, issuer = %ready.discovery.issuer, kids = ?ready.keys.kids(), algorithms = ?ready.discovery.algorithms, "loaded the provider's discovery document and keys");

@@ -151,6 +151,13 @@ pub trait PresetHooks: Send + Sync + std::fmt::Debug {
     fn upstream_error(&self, error: ConnectorError) -> ConnectorError {
         error
     }
+
+    /// [`idbridge_core::Connector::vouches_for_email`]: false for a provider
+    /// whose `email` claim its users or their admins can set to anything
+    /// (then `trust_email` is a configuration error).
+    fn vouches_for_email(&self) -> bool {
+        true
+    }
 }
 
 /// No additions: plain `type = "oidc"`.

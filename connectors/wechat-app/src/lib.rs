@@ -192,6 +192,11 @@ impl Connector for WeChatApp {
         Ok(self.identity(&token, profile, ctx.now))
     }
 
+    /// WeChat reports no email address.
+    fn vouches_for_email(&self) -> bool {
+        false
+    }
+
     fn supports_refresh(&self) -> bool {
         true
     }

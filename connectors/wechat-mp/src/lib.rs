@@ -227,6 +227,11 @@ impl Connector for WeChatMp {
             .map_err(ConnectorError::from)
     }
 
+    /// WeChat reports no email address.
+    fn vouches_for_email(&self) -> bool {
+        false
+    }
+
     fn supports_refresh(&self) -> bool {
         true
     }

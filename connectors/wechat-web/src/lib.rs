@@ -208,6 +208,11 @@ impl Connector for WeChatWeb {
         login::complete_sign_in(&self.client, &self.login_app(), ctx, callback, |_| true).await
     }
 
+    /// WeChat reports no email address.
+    fn vouches_for_email(&self) -> bool {
+        false
+    }
+
     fn supports_refresh(&self) -> bool {
         true
     }

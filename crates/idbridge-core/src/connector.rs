@@ -261,6 +261,19 @@ pub trait Connector: Send + Sync {
         callback: &CallbackRequest,
     ) -> Result<ExternalIdentity, ConnectorError>;
 
+    /// Whether this upstream can vouch for an email address: an identity's
+    /// `email_verified = true` then means the upstream verified that the person
+    /// receives mail at `email`, and the operator may set `trust_email` for the
+    /// connector (a new identity whose verified address is an account's is then
+    /// linked to it; docs/accounts.md, "Linking by email"). Even so, each
+    /// sign-in links only when its own profile says `email_verified = true`.
+    /// Answer false for an upstream that reports no email, or whose email its
+    /// user can set to anything (Entra ID's `email`): `trust_email` is then a
+    /// configuration error. Default: true.
+    fn vouches_for_email(&self) -> bool {
+        true
+    }
+
     /// Whether [`Connector::refresh`] is implemented: the operator may then set
     /// `recheck_on_refresh` for it. Default: false.
     fn supports_refresh(&self) -> bool {

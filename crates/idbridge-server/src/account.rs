@@ -69,6 +69,9 @@ struct AccountPage {
     user_id: String,
     name: Option<String>,
     phone: Option<String>,
+    /// The addresses that link new sign-ins from trusted connectors to this
+    /// account (docs/accounts.md, "Linking by email").
+    emails: Vec<String>,
     identities: Vec<IdentityView>,
     only_one: bool,
     csrf: String,
@@ -172,6 +175,11 @@ pub async fn show(
         .list_identities(&user.id)
         .await
         .map_err(|_| unavailable(locale))?;
+    let emails = state
+        .store
+        .list_account_emails(&user.id)
+        .await
+        .map_err(|_| unavailable(locale))?;
     let name_of = |id: &str| {
         state
             .connector(id)
@@ -210,6 +218,7 @@ pub async fn show(
         user_id: user.id.clone(),
         name: user.name.clone(),
         phone: user.phone_number.as_deref().map(codes::mask_phone),
+        emails,
         only_one: views.len() <= 1,
         identities: views,
         csrf: browser.csrf(CSRF_PURPOSE),

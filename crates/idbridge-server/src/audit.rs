@@ -50,6 +50,54 @@ pub enum Denied {
     Disabled,
 }
 
+/// Why a new identity whose email is an account's link target was linked to
+/// it, or not (docs/accounts.md, "Linking by email").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailReason {
+    /// `trusted_verified_email`: the connector has `trust_email` and the upstream
+    /// verified the address.
+    TrustedVerified,
+    /// `untrusted_connector`: the upstream verified it, but the connector has no
+    /// `trust_email`.
+    UntrustedConnector,
+    /// `email_unverified`: the upstream did not say `email_verified = true`.
+    Unverified,
+}
+
+impl EmailReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailReason::TrustedVerified => "trusted_verified_email",
+            EmailReason::UntrustedConnector => "untrusted_connector",
+            EmailReason::Unverified => "email_unverified",
+        }
+    }
+}
+
+/// What became of a sign-in whose email matched an account it was not linked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailOutcome {
+    /// `bind_offered`: asked to prove the account first.
+    BindOffered,
+    /// `separate_account`: the person chose an account of their own.
+    SeparateAccount,
+    /// `refused`: no account (a token exchange, or `first_login = "deny"`).
+    Refused,
+    /// `first_login_policy`: treated as anyone new; the person is told nothing.
+    FirstLoginPolicy,
+}
+
+impl EmailOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailOutcome::BindOffered => "bind_offered",
+            EmailOutcome::SeparateAccount => "separate_account",
+            EmailOutcome::Refused => "refused",
+            EmailOutcome::FirstLoginPolicy => "first_login_policy",
+        }
+    }
+}
+
 /// One audit event.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
@@ -85,6 +133,27 @@ pub enum Event<'a> {
     IdentityLinked {
         user_id: &'a str,
         connector_id: &'a str,
+    },
+    /// `identity_linked` with `"by": "email"`: a new identity was linked to the
+    /// account holding its trusted, verified address.
+    LinkedByEmail {
+        /// `None` while the store resolves the account in the same transaction.
+        user_id: Option<&'a str>,
+        client_id: &'a str,
+        connector_id: &'a str,
+        email: &'a str,
+        via: LoginVia,
+    },
+    /// `email_not_linked`: a new identity's address is account `owner`'s link
+    /// target, and it was not linked to it.
+    EmailNotLinked {
+        owner: &'a str,
+        client_id: &'a str,
+        connector_id: &'a str,
+        email: &'a str,
+        reason: EmailReason,
+        outcome: EmailOutcome,
+        via: LoginVia,
     },
     /// `identity_unlinked`: on the account page.
     IdentityUnlinked {
@@ -155,7 +224,8 @@ impl Event<'_> {
             Event::LoginFailed { .. } => "login_failed",
             Event::LoginDenied { .. } => "login_denied",
             Event::BindRequired { .. } => "bind_required",
-            Event::IdentityLinked { .. } => "identity_linked",
+            Event::IdentityLinked { .. } | Event::LinkedByEmail { .. } => "identity_linked",
+            Event::EmailNotLinked { .. } => "email_not_linked",
             Event::IdentityUnlinked { .. } => "identity_unlinked",
             Event::SteppedUp { .. } => "step_up",
             Event::CodeSent { .. } => "verification_code_sent",
@@ -182,7 +252,19 @@ impl Event<'_> {
                 client_id,
                 connector_id,
                 ..
+            }
+            | Event::LinkedByEmail {
+                user_id,
+                client_id,
+                connector_id,
+                ..
             } => (user_id, Some(client_id), Some(connector_id)),
+            Event::EmailNotLinked {
+                owner,
+                client_id,
+                connector_id,
+                ..
+            } => (Some(owner), Some(client_id), Some(connector_id)),
             Event::LoginFailed {
                 client_id,
                 connector_id,
@@ -250,6 +332,24 @@ impl Event<'_> {
                     LoginVia::TokenExchange => json!({ "reason": reason, "via": via.as_str() }),
                 }
             }
+            Event::LinkedByEmail { email, via, .. } => json!({
+                "by": "email",
+                "reason": EmailReason::TrustedVerified.as_str(),
+                "email": email,
+                "via": via.as_str(),
+            }),
+            Event::EmailNotLinked {
+                email,
+                reason,
+                outcome,
+                via,
+                ..
+            } => json!({
+                "email": email,
+                "reason": reason.as_str(),
+                "outcome": outcome.as_str(),
+                "via": via.as_str(),
+            }),
             Event::IdentityUnlinked {
                 link_key_removed, ..
             } => json!({ "by": "account_page", "link_key_removed": link_key_removed }),

@@ -3,9 +3,15 @@
 //! another method already linked to it, or with a one-time code sent to the
 //! account's verified phone number (or into its WeChat chat). The waiting identity
 //! is kept in the authorization request, bound to the browser that brought it
-//! ([`crate::login::finish::wait_for_binding`] puts it there).
+//! ([`crate::login::finish::wait_for_binding`] puts it there). An identity whose
+//! upstream-verified email is an existing account's, from a connector not
+//! trusted to link by email, waits here too: the page names the person's own
+//! address, and when the connector creates accounts, offers a separate one
+//! instead ([`separate`]).
 
+use crate::audit::{EmailOutcome, LoginVia};
 use crate::csrf::{self, Browser};
+use crate::email_link::{self, Origin};
 use crate::http::{fallback_locale, request_context, see_other};
 use crate::i18n::Tr;
 use crate::login::chooser::usable;
@@ -31,6 +37,10 @@ struct BindPage {
     error: Option<String>,
     methods: Vec<Link>,
     codes: bool,
+    /// The person's own address, when it is why they are here.
+    email_match: Option<String>,
+    /// Where "create a separate account" posts, when it is offered.
+    separate_action: Option<String>,
     send_action: String,
     csrf: String,
     cancel: String,
@@ -109,6 +119,12 @@ async fn bind_page(
         error: error.clone(),
         methods,
         codes: state.verifier.phone_codes(),
+        email_match: pending.email_match.as_ref().map(|m| m.email.clone()),
+        separate_action: pending
+            .email_match
+            .as_ref()
+            .filter(|m| m.may_create)
+            .map(|_| format!("/login/{request_id}/bind/separate")),
         send_action: format!("/login/{request_id}/bind/send"),
         csrf: browser.csrf(&csrf_purpose(request_id)),
         cancel: error_url(
@@ -189,6 +205,58 @@ pub async fn send(
             .await
         }
     })
+}
+
+/// POST /login/{request}/bind/separate: the person whose verified email is an
+/// existing account's chose an account of their own (offered only when the
+/// connector creates accounts). The new account gets no link target from the
+/// address: it stays the existing account's.
+pub async fn separate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> PageResult {
+    let request_id = path.into_inner();
+    let (ar, pending, locale) = waiting(&state, &req, &request_id).await?;
+    csrf::checked_form(&req, &body, &csrf_purpose(&request_id))
+        .map_err(|e| e.page(&req, locale))?;
+    let Some(email_match) = pending.email_match.as_ref().filter(|m| m.may_create) else {
+        tracing::warn!(event = "bind_failed", reason = "separate_not_offered", connector = %pending.login.connector_id, "a separate account was asked for where none is offered; refused");
+        return Err(PageError::page(
+            locale,
+            StatusCode::BAD_REQUEST,
+            "separate_not_offered",
+            "expired_todo",
+        ));
+    };
+    let origin = Origin {
+        client_id: &ar.client_id,
+        connector_id: &pending.login.connector_id,
+        via: LoginVia::Browser,
+    };
+    email_link::held(
+        &state,
+        &pending.login,
+        &email_match.owner,
+        origin,
+        EmailOutcome::SeparateAccount,
+    )
+    .await;
+    let mut login = pending.login.clone();
+    // Without its address the new identity matches no account, and records none.
+    login.email = None;
+    let sign_in = SignIn {
+        request_id: &request_id,
+        flow_state: &pending.flow_state,
+        connector_id: &pending.login.connector_id,
+        login,
+        policy: FirstLogin::Create,
+        also_link: None,
+        browser_hash: &pending.browser_hash,
+        ip: state.proxies.of(&req),
+    };
+    finish_sign_in(&state, &ar, sign_in, locale).await
 }
 
 #[derive(serde::Deserialize)]

@@ -1,5 +1,5 @@
 //! One `[[connectors]]` entry, read once: the broker's own keys (`id`, `type`,
-//! `name`, `first_login`, `recheck_on_refresh`) typed and checked here, the
+//! `name`, `first_login`, `recheck_on_refresh`, `trust_email`) typed and checked here, the
 //! connector's own keys left for its factory. The configuration's one validation
 //! pass (`config::Checked::new`, which `serve`, `serve --dev` and
 //! `idbridge doctor` all go through) reads every entry with
@@ -44,6 +44,13 @@ pub struct ConnectorConfig {
     /// with their stored upstream tokens ([`Connector::refresh`]); a person the
     /// upstream no longer accepts loses the grant.
     pub recheck_on_refresh: bool,
+    /// `trust_email` (default false): a new identity from this connector whose
+    /// address the upstream verified (`email_verified = true`) is linked to the
+    /// account that holds that address, and such an identity's verified
+    /// address becomes a link target itself (docs/accounts.md, "Linking by
+    /// email"). Refused on a connector that cannot vouch for an address
+    /// ([`Connector::vouches_for_email`]).
+    pub trust_email: bool,
 }
 
 impl ConnectorConfig {
@@ -114,6 +121,14 @@ impl ConnectorConfig {
                 false
             }
         };
+        let trust_email = match map.remove("trust_email") {
+            None => false,
+            Some(serde_json::Value::Bool(b)) => b,
+            Some(_) => {
+                errors.push(ConfigError::new(key("trust_email"), "use true or false"));
+                false
+            }
+        };
         let name = map
             .remove("name")
             .and_then(|v| v.as_str().map(str::to_owned));
@@ -126,12 +141,14 @@ impl ConnectorConfig {
             },
             first_login,
             recheck_on_refresh,
+            trust_email,
         };
         (Some(entry), errors)
     }
 
     /// The checks that need the built connector: `recheck_on_refresh` only on a
-    /// connector that can re-check a person upstream.
+    /// connector that can re-check a person upstream, `trust_email` only on one
+    /// whose upstream can vouch for an email address.
     pub fn check_built(&self, connector: &dyn Connector) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if self.recheck_on_refresh && !connector.supports_refresh() {
@@ -139,6 +156,15 @@ impl ConnectorConfig {
                 format!("connectors[{}].recheck_on_refresh", self.settings.id),
                 format!(
                     "connector type {:?} cannot re-check a person upstream; remove the key",
+                    self.settings.kind
+                ),
+            ));
+        }
+        if self.trust_email && !connector.vouches_for_email() {
+            errors.push(ConfigError::new(
+                format!("connectors[{}].trust_email", self.settings.id),
+                format!(
+                    "connector type {:?} never reports an email address it verified, so no account may be linked by its email; remove the key",
                     self.settings.kind
                 ),
             ));
@@ -159,16 +185,19 @@ mod tests {
             0,
             &json!({
                 "id": "wx", "type": "wechat-web", "name": "WeChat",
-                "first_login": "bind", "recheck_on_refresh": true, "appid": "wx1"
+                "first_login": "bind", "recheck_on_refresh": true, "appid": "wx1",
+                "trust_email": true
             }),
         )
         .unwrap();
         assert_eq!(c.first_login, FirstLoginPolicy::Bind);
         assert!(c.recheck_on_refresh);
+        assert!(c.trust_email);
         assert_eq!(c.settings.options, json!({ "appid": "wx1" }));
         let c = ConnectorConfig::parse(0, &json!({ "id": "wx", "type": "wechat-web" })).unwrap();
         assert_eq!(c.first_login, FirstLoginPolicy::Create);
         assert!(!c.recheck_on_refresh);
+        assert!(!c.trust_email);
     }
 
     #[test]
@@ -177,7 +206,8 @@ mod tests {
             0,
             &json!({
                 "id": "wx", "type": "wechat-web",
-                "first_login": "sometimes", "recheck_on_refresh": "yes"
+                "first_login": "sometimes", "recheck_on_refresh": "yes",
+                "trust_email": "yes"
             }),
         )
         .unwrap_err();
@@ -186,7 +216,8 @@ mod tests {
             keys,
             [
                 "connectors[wx].first_login",
-                "connectors[wx].recheck_on_refresh"
+                "connectors[wx].recheck_on_refresh",
+                "connectors[wx].trust_email"
             ]
         );
     }

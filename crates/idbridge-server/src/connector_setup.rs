@@ -148,6 +148,9 @@ impl Connector for Gated {
         self.ready()?;
         self.inner.complete(ctx, callback).await
     }
+    fn vouches_for_email(&self) -> bool {
+        self.inner.vouches_for_email()
+    }
     fn supports_refresh(&self) -> bool {
         self.inner.supports_refresh()
     }

@@ -5,8 +5,9 @@
 //! login's (identity, link key, the connector's `first_login` policy), in one
 //! transaction with the grant the tokens belong to. No SSO session is opened.
 
-use crate::audit::{Denied, Event, LoginVia, SignedInBy};
+use crate::audit::{Denied, EmailOutcome, Event, LoginVia, SignedInBy};
 use crate::clients::Client;
+use crate::email_link::{self, Origin};
 use crate::error::OAuthError;
 use crate::issue::{self, Issued, TokenRequest};
 use crate::params::granted_scope;
@@ -110,13 +111,20 @@ pub async fn token_exchange(
     } else {
         (None, None)
     };
+    let login = new_login(state, connector_id, &identity);
+    let origin = Origin {
+        client_id: &client.id,
+        connector_id,
+        via: LoginVia::TokenExchange,
+    };
+    let email_link_audit = email_link::link_audit_row(&login, origin, now, state.proxies.of(req));
     // Account, grant, first refresh token and audit event: one transaction, so a
     // failure leaves nothing half-written.
     let completion = state
         .store
         .complete_exchange(
             CompleteExchange {
-                login: new_login(state, connector_id, &identity),
+                login: login.clone(),
                 policy: entry.first_login.store_policy(),
                 new_user_id,
                 family,
@@ -129,6 +137,7 @@ pub async fn token_exchange(
                 }
                 .row(now, state.proxies.of(req)),
                 require_phone: client.require_phone,
+                email_link_audit,
             },
             now,
         )
@@ -155,11 +164,16 @@ pub async fn token_exchange(
             ));
         }
         LoginCompletion::SignedIn {
-            user, resolution, ..
+            user,
+            resolution,
+            email,
+            ..
         } => {
+            email_link::signed_in(state, email.as_ref(), &login, &user.id, origin).await;
             let how = match resolution {
                 LoginResolution::Existing(_) => "existing",
                 LoginResolution::Linked(_) => "linked",
+                LoginResolution::LinkedByEmail(_) => "linked_by_email",
                 _ => "created",
             };
             tracing::info!(event = "login", via = "token_exchange", connector = %connector_id, client_id = %client.id, user_id = %user.id, account = how, "signed in");
@@ -168,6 +182,14 @@ pub async fn token_exchange(
                 LoginVia::TokenExchange.as_str(),
             );
             user
+        }
+        LoginCompletion::EmailHeld { owner } => {
+            // Non-interactive: there is no page to prove the account on. The
+            // upstream verified the address, so saying why is no enumeration.
+            email_link::held(state, &login, &owner, origin, EmailOutcome::Refused).await;
+            return Err(OAuthError::invalid_grant(format!(
+                "this identity's verified email is an existing account's, and connector {connector_id:?} is not trusted to link accounts by email: the person signs in once in a browser and proves that account"
+            )));
         }
         LoginCompletion::NotLinked => {
             tracing::warn!(event = "login_failed", via = "token_exchange", stage = "account", connector = %connector_id, client_id = %client.id, reason = "first_login_denied", fix = "this connector's first_login is \"deny\": link the identity to an account first", "no broker account for this identity");

@@ -96,6 +96,13 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("bind_conflict", "This sign-in was meanwhile linked to another account, so it cannot be linked to this one.", "这种登录方式已关联到另一个账号，无法再关联到此账号。"),
     ("bind_conflict_todo", "Sign in with it directly, or ask the site's operator to move it.", "请直接用它登录，或联系网站管理员处理。"),
     ("bind_no_account", "No account could be proven with this code.", "无法用此验证码证明账号。"),
+    // A verified email that an existing account has, from a connector not trusted to link by it.
+    ("bind_email_match", "An account already exists for your email address", "你的邮箱地址已有账号："),
+    ("bind_email_match_why", "If it is yours, prove it below and this sign-in will be linked to it: from then on it takes you straight in. We link by email only after you prove the account.", "如果是你的账号，请在下方证明，完成后此登录方式即与它关联，以后可直接登录。只有证明账号之后才会按邮箱关联。"),
+    ("bind_separate_title", "Or keep them apart", "或分开使用"),
+    ("bind_separate_hint", "A new, separate account is made for this sign-in; the existing account is not changed.", "将为此登录方式创建一个新的独立账号，原有账号不受影响。"),
+    ("bind_separate", "Create a separate account", "创建独立账号"),
+    ("separate_not_offered", "A separate account cannot be made for this sign-in here.", "这里无法为此登录方式创建独立账号。"),
     // Phone numbers and one-time codes.
     ("phone_title", "Add your phone number", "验证手机号"),
     ("phone_intro", "Verify a phone number to continue to", "请验证手机号，以继续登录"),
@@ -128,6 +135,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("account_sign_in", "Sign in to manage your account", "登录以管理你的账号"),
     ("account_id", "Account ID", "账号 ID"),
     ("account_phone", "Phone number", "手机号"),
+    ("account_emails", "Verified email", "已验证邮箱"),
+    ("account_emails_hint", "A new sign-in through a provider this site trusts, with this address verified, joins this account.", "通过本站信任的登录方式、且该邮箱已验证的新登录，会自动关联到此账号。"),
     ("account_no_phone", "none", "未验证"),
     ("account_methods", "Sign-in methods", "登录方式"),
     ("account_linked_on", "linked", "关联于"),

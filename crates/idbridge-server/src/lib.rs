@@ -20,6 +20,7 @@ pub mod cors;
 pub mod csrf;
 pub mod demo;
 pub mod discovery;
+pub mod email_link;
 pub mod error;
 pub mod exchange;
 pub mod fair;
@@ -244,6 +245,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
     .route("/login/{request}", web::get().to(login::chooser::login))
     .route("/login/{request}/bind", web::get().to(bind::show))
     .route("/login/{request}/bind/send", web::post().to(bind::send))
+    .route(
+        "/login/{request}/bind/separate",
+        web::post().to(bind::separate),
+    )
     .route("/login/{request}/bind/code", web::get().to(bind::code_form))
     .route("/login/{request}/bind/code", web::post().to(bind::check))
     .route("/login/{request}/phone", web::get().to(phone::show))

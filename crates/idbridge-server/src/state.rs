@@ -20,6 +20,8 @@ pub struct ConnectorEntry {
     pub first_login: FirstLoginPolicy,
     /// `recheck_on_refresh`: re-check the person upstream when an app refreshes.
     pub recheck_on_refresh: bool,
+    /// `trust_email`: a new identity's verified address may link it to an account.
+    pub trust_email: bool,
     /// Whether its set-up ([`Connector::prepare`]) has succeeded.
     pub setup: Arc<crate::connector_setup::SetupStatus>,
 }
@@ -130,6 +132,7 @@ pub fn build_connectors(
                         )),
                         first_login: entry.first_login,
                         recheck_on_refresh: entry.recheck_on_refresh,
+                        trust_email: entry.trust_email,
                         setup,
                     },
                 ))

@@ -7,7 +7,7 @@
 use crate::audit::{Event, LoginVia};
 use crate::state::AppState;
 use idbridge_core::{ConnectorError, ExternalIdentity, UpstreamTokens};
-use idbridge_store::NewLogin;
+use idbridge_store::{LoginEmail, NewLogin};
 
 /// The associated data binding sealed upstream tokens to their identity.
 fn tokens_aad(connector_id: &str, subject: &str) -> String {
@@ -69,7 +69,31 @@ pub fn new_login(state: &AppState, connector_id: &str, identity: &ExternalIdenti
         locale: identity.profile.locale.clone(),
         profile: serde_json::to_value(&identity.profile).unwrap_or_default(),
         upstream_tokens: sealed_tokens,
+        email: login_email(state, connector_id, identity),
     }
+}
+
+/// The identity's address as the linking rule sees it (docs/accounts.md,
+/// "Linking by email"): normalised, whether the upstream verified it, whether
+/// this connector is trusted to link by it, and which connectors' addresses are
+/// link targets now.
+fn login_email(
+    state: &AppState,
+    connector_id: &str,
+    identity: &ExternalIdentity,
+) -> Option<LoginEmail> {
+    let address = identity.profile.email.as_deref()?;
+    Some(LoginEmail {
+        address: idbridge_store::email_key(address),
+        verified: identity.profile.email_verified == Some(true),
+        trusted: state.connector(connector_id).is_some_and(|c| c.trust_email),
+        trusted_sources: state
+            .connectors
+            .iter()
+            .filter(|(_, c)| c.trust_email)
+            .map(|(id, _)| id.clone())
+            .collect(),
+    })
 }
 
 /// Record a failed connector step, in the browser flow or a token exchange: one

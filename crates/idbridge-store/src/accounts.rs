@@ -3,8 +3,11 @@
 
 use diesel::prelude::*;
 
+use crate::emails;
 use crate::error::{to_json_text, StoreError};
-use crate::models::{FirstLogin, Identity, IdentityRecord, LoginResolution, NewLogin, User};
+use crate::models::{
+    EmailDecision, FirstLogin, Identity, IdentityRecord, LoginResolution, NewLogin, User,
+};
 use crate::pool::AnyConnection;
 use crate::schema::{identities, link_keys, users};
 use crate::store::Store;
@@ -59,7 +62,7 @@ impl Store {
         self.write(move |conn| {
             let attempt = || {
                 crate::call::transaction(conn, |c| {
-                    resolve_once(c, &login, &profile, &policy, &new_user_id, now)
+                    resolve_once(c, &login, &profile, &policy, &new_user_id, now).map(|(r, _)| r)
                 })
             };
             retry_once_on_conflict(attempt)
@@ -190,8 +193,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let key = (connector_id.to_owned(), subject.to_owned());
         self.write(move |c| {
-            let n = diesel::delete(identities::table.find((&key.0, &key.1))).execute(c)?;
-            Ok(n == 1)
+            crate::call::transaction(c, |c| {
+                emails::forget_identity(c, &key.0, &key.1)?;
+                let n = diesel::delete(identities::table.find((&key.0, &key.1))).execute(c)?;
+                Ok(n == 1)
+            })
         })
         .await
     }
@@ -199,7 +205,7 @@ impl Store {
 
 /// A login transaction that lost a race (a unique link key or identity inserted
 /// by a concurrent login) runs once more and then finds what the winner wrote.
-fn retry_once_on_conflict<T, E: From<StoreError> + AsConflict>(
+pub(crate) fn retry_once_on_conflict<T, E: From<StoreError> + AsConflict>(
     mut attempt: impl FnMut() -> Result<T, E>,
 ) -> Result<T, E> {
     match attempt() {
@@ -215,7 +221,7 @@ fn retry_once_on_conflict<T, E: From<StoreError> + AsConflict>(
 }
 
 /// A unique-key violation's message, if that is what this error is.
-trait AsConflict {
+pub(crate) trait AsConflict {
     fn as_conflict(&self) -> Option<&str>;
 }
 
@@ -224,34 +230,6 @@ impl AsConflict for StoreError {
         match self {
             StoreError::Conflict(msg) => Some(msg),
             _ => None,
-        }
-    }
-}
-
-/// [`Store::complete_login`]'s transaction ends either in a store error or because
-/// the identity to link belongs to another user (the transaction is rolled back).
-enum CompleteError {
-    Store(StoreError),
-    LinkConflict(String),
-}
-
-impl From<StoreError> for CompleteError {
-    fn from(e: StoreError) -> Self {
-        CompleteError::Store(e)
-    }
-}
-
-impl From<diesel::result::Error> for CompleteError {
-    fn from(e: diesel::result::Error) -> Self {
-        CompleteError::Store(e.into())
-    }
-}
-
-impl AsConflict for CompleteError {
-    fn as_conflict(&self) -> Option<&str> {
-        match self {
-            CompleteError::Store(e) => e.as_conflict(),
-            CompleteError::LinkConflict(_) => None,
         }
     }
 }
@@ -304,14 +282,18 @@ fn insert_identity(
     Ok(())
 }
 
-fn resolve_once(
+/// How a login transaction resolved, and what the email rule decided on the way
+/// (for the audit log).
+type Resolved = (LoginResolution, Option<EmailDecision>);
+
+pub(crate) fn resolve_once(
     c: &mut AnyConnection,
     login: &NewLogin,
     profile: &str,
     policy: &FirstLogin,
     new_user_id: &str,
     now: i64,
-) -> Result<LoginResolution, StoreError> {
+) -> Result<Resolved, StoreError> {
     // (1) A known identity.
     if let Some(identity) = find_identity(c, &login.connector_id, &login.subject)? {
         let user_id = identity.user_id;
@@ -363,7 +345,8 @@ fn resolve_once(
                 locale: login.locale.as_deref(),
             })
             .execute(c)?;
-        return Ok(LoginResolution::Existing(load_user(c, &user_id)?));
+        emails::follow(c, login, &user_id, false, now)?;
+        return Ok((LoginResolution::Existing(load_user(c, &user_id)?), None));
     }
 
     // (2) A new identity whose link key is known: attach it to that user.
@@ -375,20 +358,47 @@ fn resolve_once(
             .optional()?;
         if let Some(user_id) = owner {
             insert_identity(c, login, profile, &user_id, now)?;
-            return Ok(LoginResolution::Linked(load_user(c, &user_id)?));
+            emails::follow(c, login, &user_id, false, now)?;
+            return Ok((LoginResolution::Linked(load_user(c, &user_id)?), None));
         }
     }
 
-    // (3) Nothing matched: the connector's policy decides.
-    match policy {
-        FirstLogin::Refuse => Ok(LoginResolution::NotLinked),
+    // (3) A new identity whose email is an account's link target (docs/accounts.md,
+    // "Linking by email"). Not when the person just proved an account (`LinkTo`).
+    let mut decision = None;
+    if !matches!(policy, FirstLogin::LinkTo(_)) {
+        if let (Some(email), Some(owner)) = (&login.email, emails::owner(c, login)?) {
+            if email.links() {
+                let user = load_user(c, &owner)?;
+                // A disabled account gets no new sign-in methods (the caller refuses).
+                if user.disabled_at.is_none() {
+                    attach_new_identity(c, login, profile, &user.id, now)?;
+                }
+                return Ok((
+                    LoginResolution::LinkedByEmail(user),
+                    Some(EmailDecision::Linked { owner }),
+                ));
+            }
+            if email.verified {
+                return Ok((LoginResolution::EmailHeld { owner }, None));
+            }
+            // Unverified: anyone may claim the address upstream. The policy
+            // applies as for anyone new, and nothing tells the person about it.
+            decision = Some(EmailDecision::Unverified { owner });
+        }
+    }
+
+    // (4) Nothing matched: the connector's policy decides.
+    let resolution = match policy {
+        FirstLogin::Refuse => LoginResolution::NotLinked,
         FirstLogin::LinkTo(user_id) => {
             let user = load_user(c, user_id)?;
             // A disabled account gets no new sign-in methods (the caller refuses).
             if user.disabled_at.is_none() {
                 attach_new_identity(c, login, profile, &user.id, now)?;
+                emails::follow(c, login, &user.id, false, now)?;
             }
-            Ok(LoginResolution::Linked(user))
+            LoginResolution::Linked(user)
         }
         FirstLogin::Create => {
             let user = User {
@@ -404,33 +414,11 @@ fn resolve_once(
             };
             diesel::insert_into(users::table).values(&user).execute(c)?;
             attach_new_identity(c, login, profile, &user.id, now)?;
-            Ok(LoginResolution::Created(user))
-        }
-    }
-}
-
-/// The account a login signs in to, or why it signs in to none (no account and
-/// the policy refuses; a disabled account). Shared by browser sign-ins and token
-/// exchanges.
-fn resolve_account(
-    c: &mut AnyConnection,
-    login: &NewLogin,
-    profile: &str,
-    policy: &FirstLogin,
-    new_user_id: &str,
-    now: i64,
-) -> Result<Result<(User, LoginResolution), LoginCompletion>, StoreError> {
-    let resolution = resolve_once(c, login, profile, policy, new_user_id, now)?;
-    let user = match &resolution {
-        LoginResolution::NotLinked => return Ok(Err(LoginCompletion::NotLinked)),
-        LoginResolution::Existing(u) | LoginResolution::Linked(u) | LoginResolution::Created(u) => {
-            u.clone()
+            emails::follow(c, login, &user.id, true, now)?;
+            LoginResolution::Created(user)
         }
     };
-    if user.disabled_at.is_some() {
-        return Ok(Err(LoginCompletion::Disabled(user)));
-    }
-    Ok(Ok((user, resolution)))
+    Ok((resolution, decision))
 }
 
 /// A new identity (and its link key, if any) for `user_id`.
@@ -465,176 +453,6 @@ pub(crate) fn escape_like(s: &str) -> String {
         out.push(ch);
     }
     out
-}
-
-/// Everything a successful upstream sign-in writes, for [`Store::complete_login`].
-/// The `user_id` fields of `session`, `code` and `audit` are filled in with the
-/// resolved account.
-#[derive(Debug, Clone)]
-pub struct CompleteLogin {
-    pub login: NewLogin,
-    pub policy: FirstLogin,
-    pub new_user_id: String,
-    pub session: crate::models::SessionRow,
-    pub code: crate::models::CodeRow,
-    pub audit: crate::models::AuditEvent,
-    /// The authorization request this sign-in answers (deleted: it is used up).
-    pub auth_request_id: String,
-    /// The upstream flow, and what a repeated callback for it should do.
-    pub flow_state: String,
-    pub flow_outcome: serde_json::Value,
-    /// An identity that was waiting for its owner to prove an existing account
-    /// (first_login = "bind"): this login is the proof, so it is linked to the same
-    /// account.
-    pub also_link: Option<NewLogin>,
-    /// The app needs a verified phone number: when the account has none, the
-    /// session is opened but no code is issued, the request is kept, and the flow's
-    /// outcome is `phone_outcome` (the phone step).
-    pub require_phone: bool,
-    pub phone_outcome: serde_json::Value,
-}
-
-/// Everything a successful token exchange writes (a native app's upstream token,
-/// e.g. a WeChat SDK code, traded at the token endpoint), for
-/// [`Store::complete_exchange`]. The `user_id` fields of `family` and `audit` are
-/// filled in with the resolved account.
-#[derive(Debug, Clone)]
-pub struct CompleteExchange {
-    pub login: NewLogin,
-    pub policy: FirstLogin,
-    pub new_user_id: String,
-    /// The grant the issued tokens belong to (an exchange opens no SSO session).
-    pub family: crate::models::FamilyRow,
-    /// The family's first refresh token, when one is issued.
-    pub refresh_token_hash: Option<String>,
-    pub audit: crate::models::AuditEvent,
-    /// The app needs a verified phone number: without one, nothing but the
-    /// account is written and the answer is `SignedIn { needs_phone: true }`.
-    pub require_phone: bool,
-}
-
-/// What [`Store::complete_login`] or [`Store::complete_exchange`] decided.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LoginCompletion {
-    /// Signed in: everything the completion carried is written (session, code,
-    /// audit event and flow outcome; or the family, its refresh token and the
-    /// audit event). With `needs_phone` (sign-in only), no code: the person must
-    /// verify a phone number first.
-    SignedIn {
-        user: User,
-        resolution: LoginResolution,
-        needs_phone: bool,
-    },
-    /// No account and the policy refused to create one: nothing written.
-    NotLinked,
-    /// The identity waiting to be linked (`also_link`) meanwhile belongs to another
-    /// account: nothing written.
-    LinkConflict { owner: String },
-    /// The account is disabled: only the identity's profile refresh is written.
-    Disabled(User),
-}
-
-impl Store {
-    /// Finish an upstream sign-in in one transaction: resolve the account (as
-    /// [`Store::resolve_login`]), then open the SSO session, store the app's code,
-    /// append the audit event, use up the authorization request and record the
-    /// flow's outcome. One trip to the (single, on SQLite) writer instead of six.
-    pub async fn complete_login(
-        &self,
-        done: CompleteLogin,
-        now: i64,
-    ) -> Result<LoginCompletion, StoreError> {
-        let profile = to_json_text(&done.login.profile)?;
-        let also_profile = match &done.also_link {
-            Some(l) => Some(to_json_text(&l.profile)?),
-            None => None,
-        };
-        let outcome = to_json_text(&done.flow_outcome)?;
-        let phone_outcome = to_json_text(&done.phone_outcome)?;
-        self.write(move |conn| {
-            let attempt = || {
-                crate::call::transaction(conn, |c| {
-                    let (user, resolution) = match resolve_account(
-                        c,
-                        &done.login,
-                        &profile,
-                        &done.policy,
-                        &done.new_user_id,
-                        now,
-                    )? {
-                        Ok(found) => found,
-                        Err(refused) => return Ok(refused),
-                    };
-                    if let (Some(pending), Some(pending_profile)) = (&done.also_link, &also_profile)
-                    {
-                        let linked = resolve_once(
-                            c,
-                            pending,
-                            pending_profile,
-                            &FirstLogin::LinkTo(user.id.clone()),
-                            "",
-                            now,
-                        )?;
-                        match linked {
-                            LoginResolution::Existing(other) | LoginResolution::Linked(other)
-                                if other.id != user.id =>
-                            {
-                                // Roll back (the profile refresh too): nothing is written.
-                                return Err(CompleteError::LinkConflict(other.id));
-                            }
-                            _ => {}
-                        }
-                    }
-                    let mut session = done.session.clone();
-                    session.user_id = user.id.clone();
-                    diesel::insert_into(crate::schema::sso_sessions::table)
-                        .values(session)
-                        .execute(c)?;
-                    if done.require_phone && user.phone_verified_at.is_none() {
-                        diesel::update(crate::schema::upstream_flows::table.find(&done.flow_state))
-                            .set(
-                                crate::schema::upstream_flows::outcome
-                                    .eq(Some(phone_outcome.clone())),
-                            )
-                            .execute(c)?;
-                        return Ok(LoginCompletion::SignedIn {
-                            user,
-                            resolution,
-                            needs_phone: true,
-                        });
-                    }
-                    let mut code = done.code.clone();
-                    code.user_id = user.id.clone();
-                    diesel::insert_into(crate::schema::authorization_codes::table)
-                        .values(crate::models::CodeRecord::from_api(code)?)
-                        .execute(c)?;
-                    let mut audit = done.audit.clone();
-                    audit.user_id = Some(user.id.clone());
-                    diesel::insert_into(crate::schema::audit_log::table)
-                        .values(crate::models::NewAuditRecord::from_api(audit)?)
-                        .execute(c)?;
-                    diesel::delete(crate::schema::auth_requests::table.find(&done.auth_request_id))
-                        .execute(c)?;
-                    diesel::update(crate::schema::upstream_flows::table.find(&done.flow_state))
-                        .set(crate::schema::upstream_flows::outcome.eq(Some(outcome.clone())))
-                        .execute(c)?;
-                    Ok(LoginCompletion::SignedIn {
-                        user,
-                        resolution,
-                        needs_phone: false,
-                    })
-                })
-            };
-            match retry_once_on_conflict(attempt) {
-                Ok(done) => Ok(done),
-                Err(CompleteError::LinkConflict(owner)) => {
-                    Ok(LoginCompletion::LinkConflict { owner })
-                }
-                Err(CompleteError::Store(e)) => Err(e),
-            }
-        })
-        .await
-    }
 }
 
 /// What [`Store::link_identity`] did.
@@ -693,6 +511,7 @@ impl Store {
                 } else {
                     insert_identity(c, &login, &profile, &user_id, now)?;
                 }
+                emails::follow(c, &login, &user_id, false, now)?;
                 Ok(LinkOutcome::Linked)
             })
         })
@@ -749,65 +568,6 @@ impl Store {
                 Err(StoreError::Conflict(_)) => attempt(c),
                 other => other,
             }
-        })
-        .await
-    }
-}
-
-impl Store {
-    /// Finish a token exchange in one transaction: resolve the account (as
-    /// [`Store::resolve_login`]), then store the grant's family and its first
-    /// refresh token, and append the audit event. A refused or disabled account
-    /// gets none of them.
-    pub async fn complete_exchange(
-        &self,
-        done: CompleteExchange,
-        now: i64,
-    ) -> Result<LoginCompletion, StoreError> {
-        let profile = to_json_text(&done.login.profile)?;
-        self.write(move |conn| {
-            let attempt = || {
-                crate::call::transaction(conn, |c| {
-                    let (user, resolution) = match resolve_account(
-                        c,
-                        &done.login,
-                        &profile,
-                        &done.policy,
-                        &done.new_user_id,
-                        now,
-                    )? {
-                        Ok(found) => found,
-                        Err(refused) => return Ok(refused),
-                    };
-                    if done.require_phone && user.phone_verified_at.is_none() {
-                        return Ok(LoginCompletion::SignedIn {
-                            user,
-                            resolution,
-                            needs_phone: true,
-                        });
-                    }
-                    let mut family = done.family.clone();
-                    family.user_id = user.id.clone();
-                    let family = crate::models::FamilyRecord::from_api(family)?;
-                    diesel::insert_into(crate::schema::refresh_token_families::table)
-                        .values(&family)
-                        .execute(c)?;
-                    if let Some(hash) = &done.refresh_token_hash {
-                        crate::tokens::insert_token(c, hash.clone(), &family.id, now)?;
-                    }
-                    let mut audit = done.audit.clone();
-                    audit.user_id = Some(user.id.clone());
-                    diesel::insert_into(crate::schema::audit_log::table)
-                        .values(crate::models::NewAuditRecord::from_api(audit)?)
-                        .execute(c)?;
-                    Ok(LoginCompletion::SignedIn {
-                        user,
-                        resolution,
-                        needs_phone: false,
-                    })
-                })
-            };
-            retry_once_on_conflict(attempt)
         })
         .await
     }

@@ -297,6 +297,7 @@ impl Store {
                     return Ok(Unlink::LastIdentity);
                 }
                 diesel::delete(identities::table.find((connector_id, subject))).execute(c)?;
+                crate::emails::forget_identity(c, connector_id, subject)?;
                 let mut link_key_removed = false;
                 if let (Some(scope), Some(link)) = (&identity.link_scope, &identity.link_key) {
                     let shared: i64 = identities::table

@@ -16,8 +16,10 @@
 mod accounts;
 mod app_tokens;
 mod call;
-pub use accounts::{CompleteExchange, CompleteLogin, LinkOutcome, LoginCompletion, PhoneOutcome};
+pub use accounts::{LinkOutcome, PhoneOutcome};
+mod completion;
 pub use app_tokens::AppTokenRow;
+pub use completion::{CompleteExchange, CompleteLogin, LoginCompletion};
 mod admin;
 pub use admin::{AccessChange, AccessOutcome, AuditFilter, Unlink, Unlinked, UserSummary};
 mod audit;
@@ -26,6 +28,8 @@ pub use backup::{sqlite_path, SqliteBackup};
 mod checkpoint;
 mod clients;
 pub use clients::{ClientRemoved, ClientReplace};
+mod emails;
+pub use emails::email_key;
 mod error;
 mod failures;
 pub use failures::FailureLimit;
@@ -47,9 +51,9 @@ pub mod testing;
 
 pub use error::StoreError;
 pub use models::{
-    AuditEvent, AuditRecord, AuthRequestRow, ClientRow, CodeRow, FamilyRow, FirstLogin, FlowRow,
-    GcReport, Identity, KeyRow, LoginResolution, NewLogin, Redeem, Redeemed, RefreshTokenRow,
-    Rotation, SessionRow, User,
+    AuditEvent, AuditRecord, AuthRequestRow, ClientRow, CodeRow, EmailDecision, FamilyRow,
+    FirstLogin, FlowRow, GcReport, Identity, KeyRow, LoginEmail, LoginResolution, NewLogin, Redeem,
+    Redeemed, RefreshTokenRow, Rotation, SessionRow, User,
 };
 pub use pool::Backend;
 pub use store::{Store, StoreOptions};

@@ -51,6 +51,34 @@ pub struct NewLogin {
     pub profile: Value,
     /// Opaque blob, encrypted by the caller. `None` keeps what is stored.
     pub upstream_tokens: Option<Vec<u8>>,
+    /// The upstream's email address, for linking by email ([`LoginEmail`]);
+    /// `None`: the login is never matched by email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<LoginEmail>,
+}
+
+/// A login's email address as the linking rule sees it (docs/accounts.md, "Linking
+/// by email"). A new identity is linked silently to the account that holds
+/// `address` only when `trusted` (the connector's `trust_email`) and `verified`
+/// (the upstream said `email_verified = true`) are both true; such an identity's
+/// address also becomes a link target itself. An address is a link target only
+/// while it was recorded by a connector listed in `trusted_sources` (the
+/// connectors trusted now), so that an operator who stops trusting a connector
+/// stops its addresses from linking anyone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoginEmail {
+    /// Normalised with [`crate::email_key`].
+    pub address: String,
+    pub verified: bool,
+    pub trusted: bool,
+    pub trusted_sources: Vec<String>,
+}
+
+impl LoginEmail {
+    /// Whether this login may link to, and become, a link target.
+    pub fn links(&self) -> bool {
+        self.trusted && self.verified
+    }
 }
 
 /// The connector's policy for an upstream identity that matches no user.
@@ -71,8 +99,27 @@ pub enum LoginResolution {
     Linked(User),
     /// A new user was created for the identity.
     Created(User),
+    /// The identity is new and its trusted, verified email is an account's
+    /// (`trust_email`): it was attached to that user.
+    LinkedByEmail(User),
+    /// The identity is new and its email is a link target of account `owner`,
+    /// but this login may not link by email (its connector is not trusted):
+    /// nothing was written. The upstream verified the address, so the person may
+    /// be told about the account and offered to prove it (bind).
+    EmailHeld { owner: String },
     /// Policy `Refuse` and nothing matched; nothing was written.
     NotLinked,
+}
+
+/// What the email rule made of a new identity whose address is an account's
+/// link target, for the audit log ([`crate::LoginCompletion::SignedIn`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailDecision {
+    /// Linked to `owner`: the connector is trusted and the upstream verified it.
+    Linked { owner: String },
+    /// Not linked to `owner`: the upstream did not verify the address (the
+    /// connector's `first_login` policy applied as for anyone new).
+    Unverified { owner: String },
 }
 
 /// A client registered at run time (clients from the config file are not stored).

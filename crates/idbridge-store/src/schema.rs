@@ -187,7 +187,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    account_emails (email) {
+        email -> Text,
+        user_id -> Text,
+        connector_id -> Text,
+        subject -> Text,
+        verified_at -> BigInt,
+    }
+}
+
 diesel::joinable!(identities -> users (user_id));
+diesel::joinable!(account_emails -> users (user_id));
 diesel::joinable!(link_keys -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
 
@@ -207,4 +218,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     app_tokens,
     verification_codes,
     failure_counters,
+    account_emails,
 );

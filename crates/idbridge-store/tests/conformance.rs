@@ -16,6 +16,11 @@ use idbridge_store::{
 };
 use serde_json::json;
 
+/// Linking by email: its scenarios, in the list below.
+#[path = "conformance/emails.rs"]
+mod emails;
+use emails::*;
+
 const NOW: i64 = 1_700_000_000;
 const DAY: i64 = 86_400;
 
@@ -111,6 +116,14 @@ conformance!(
         concurrent_code_attempts_are_each_counted_and_a_code_verifies_once,
         concurrent_sends_to_one_destination_store_one_code,
         the_hourly_send_cap_survives_expiry_collection,
+        a_trusted_verified_email_links_a_new_identity_with_its_audit_row,
+        an_untrusted_connector_s_verified_email_is_held_and_writes_nothing,
+        an_unverified_email_never_links_nor_becomes_a_link_target,
+        a_pre_registered_unverified_address_is_no_target_for_the_real_owner,
+        concurrent_first_sign_ins_with_one_trusted_email_make_one_account,
+        an_address_from_a_connector_no_longer_trusted_links_no_one,
+        a_link_target_follows_its_identity_and_goes_when_it_is_unlinked,
+        a_token_exchange_follows_the_same_email_rule,
     ],
 );
 
@@ -126,6 +139,7 @@ fn login(connector: &str, subject: &str, link: Option<&str>) -> NewLogin {
         locale: Some("zh_CN".into()),
         profile: json!({ "nickname": subject }),
         upstream_tokens: Some(vec![1, 2, 3]),
+        email: None,
     }
 }
 
@@ -135,10 +149,11 @@ async fn user_count(store: &Store) -> usize {
 
 fn user_of(r: &LoginResolution) -> &User {
     match r {
-        LoginResolution::Existing(u) | LoginResolution::Linked(u) | LoginResolution::Created(u) => {
-            u
-        }
-        LoginResolution::NotLinked => panic!("expected a user, got NotLinked"),
+        LoginResolution::Existing(u)
+        | LoginResolution::Linked(u)
+        | LoginResolution::LinkedByEmail(u)
+        | LoginResolution::Created(u) => u,
+        other => panic!("expected a user, got {other:?}"),
     }
 }
 
@@ -2123,6 +2138,7 @@ fn completion(login: NewLogin, policy: FirstLogin, new_user: &str, now: i64) -> 
         also_link: None,
         require_phone: false,
         phone_outcome: json!({"redirect": "phone"}),
+        email_link_audit: None,
     }
 }
 
@@ -2686,6 +2702,7 @@ fn exchange(
         refresh_token_hash: refresh.map(str::to_owned),
         audit: audit(NOW, "login", None),
         require_phone: false,
+        email_link_audit: None,
     }
 }
 

@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         locale: None,
                         profile: serde_json::json!({}),
                         upstream_tokens: None,
+                        email: None,
                     };
                     let user = match store
                         .resolve_login(login, FirstLogin::Create, random_token(16)?, now)
@@ -45,8 +46,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     {
                         idbridge_store::LoginResolution::Created(u)
                         | idbridge_store::LoginResolution::Existing(u)
-                        | idbridge_store::LoginResolution::Linked(u) => u,
-                        idbridge_store::LoginResolution::NotLinked => {
+                        | idbridge_store::LoginResolution::Linked(u)
+                        | idbridge_store::LoginResolution::LinkedByEmail(u) => u,
+                        idbridge_store::LoginResolution::NotLinked
+                        | idbridge_store::LoginResolution::EmailHeld { .. } => {
                             return Err("not linked".into())
                         }
                     };

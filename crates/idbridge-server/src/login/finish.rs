@@ -6,9 +6,10 @@
 //! account page.
 
 use super::page_error::{PageError, PageResult};
-use super::request::{AuthRequest, PendingLink};
+use super::request::{AuthRequest, EmailMatch, PendingLink};
 use super::response::{app_outcome, error_redirect, outcome_for, remember_outcome, AppResponse};
-use crate::audit::{Denied, Event, LoginVia, SignedInBy};
+use crate::audit::{Denied, EmailOutcome, Event, LoginVia, SignedInBy};
+use crate::email_link::{self, Origin};
 use crate::http::{cookie, found, SESSION_COOKIE};
 use crate::issue::{self, Grant};
 use crate::pages::ErrorPage;
@@ -141,6 +142,13 @@ pub async fn finish_sign_in(
             .connector(connector_id)
             .is_some_and(|c| c.first_login == FirstLoginPolicy::Bind);
     let pending_login = login.clone();
+    let origin = Origin {
+        client_id: &ar.client_id,
+        connector_id,
+        via: LoginVia::Browser,
+    };
+    let email_link_audit = email_link::link_audit_row(&login, origin, now, ip);
+    let first_login = state.connector(connector_id).map(|c| c.first_login);
     // Account, session, code, audit, the used-up request and the flow's outcome:
     // one transaction, so a failure leaves nothing half-written.
     let completion = state
@@ -170,19 +178,56 @@ pub async fn finish_sign_in(
                 also_link,
                 require_phone: client.require_phone,
                 phone_outcome: outcome_for(state, flow_state, Some(&phone_url)),
+                email_link_audit,
             },
             now,
         )
         .await;
+    // An untrusted connector's verified address that is an account's: the
+    // person proves that account (bind), unless the connector lets no one new
+    // in — then refused like anyone unknown, telling nothing about the account.
+    let completion = match completion {
+        Ok(LoginCompletion::EmailHeld { owner }) if !proving => {
+            let deny = first_login == Some(FirstLoginPolicy::Deny);
+            let outcome = if deny {
+                EmailOutcome::Refused
+            } else {
+                EmailOutcome::BindOffered
+            };
+            email_link::held(state, &pending_login, &owner, origin, outcome).await;
+            if !deny {
+                let email_match = EmailMatch {
+                    email: email_link::shown_address(&pending_login).unwrap_or_default(),
+                    owner,
+                    may_create: first_login == Some(FirstLoginPolicy::Create),
+                };
+                return wait_for_binding(
+                    state,
+                    ar,
+                    request_id,
+                    flow_state,
+                    pending_login,
+                    browser_hash,
+                    Some(email_match),
+                )
+                .await;
+            }
+            Ok(LoginCompletion::NotLinked)
+        }
+        other => other,
+    };
     let next = match completion {
         Ok(LoginCompletion::SignedIn {
             user,
             resolution,
             needs_phone,
+            email,
         }) => {
+            email_link::signed_in(state, email.as_ref(), &pending_login, &user.id, origin).await;
             let how = match resolution {
                 LoginResolution::Existing(_) => "existing",
                 LoginResolution::Linked(_) => "linked",
+                LoginResolution::LinkedByEmail(_) => "linked_by_email",
                 _ => "created",
             };
             tracing::info!(event = "login", connector = %connector_id, client_id = %ar.client_id, user_id = %user.id, account = how, proof_for_binding = proving, "signed in");
@@ -197,7 +242,7 @@ pub async fn finish_sign_in(
                 app.respond()
             }
         }
-        Ok(LoginCompletion::NotLinked) if proving => {
+        Ok(LoginCompletion::NotLinked | LoginCompletion::EmailHeld { .. }) if proving => {
             tracing::info!(event = "login_failed", stage = "account", connector = %connector_id, reason = "proof_not_linked", "the sign-in offered as proof of an account is not linked to one either");
             remember_outcome(state, flow_state, None).await;
             return Err(ErrorPage::new(
@@ -218,10 +263,11 @@ pub async fn finish_sign_in(
                 flow_state,
                 pending_login,
                 browser_hash,
+                None,
             )
             .await;
         }
-        Ok(LoginCompletion::NotLinked) => {
+        Ok(LoginCompletion::NotLinked | LoginCompletion::EmailHeld { .. }) => {
             tracing::warn!(event = "login_failed", stage = "account", connector = %connector_id, reason = "first_login_denied", fix = "this connector's first_login is \"deny\": link the identity to an account first", "no broker account for this identity");
             Event::LoginDenied {
                 user_id: None,
@@ -287,8 +333,9 @@ pub async fn finish_sign_in(
     Ok(resp)
 }
 
-/// The callback found no account and the connector says "bind": keep the identity
-/// with the request, and ask the person to prove their account.
+/// The callback found no account and the connector says "bind" (or the identity's
+/// verified email is an account's, `email_match`): keep the identity with the
+/// request, and ask the person to prove their account.
 pub async fn wait_for_binding(
     state: &AppState,
     ar: &AuthRequest,
@@ -296,6 +343,7 @@ pub async fn wait_for_binding(
     flow_state: &str,
     login: NewLogin,
     browser_hash: &str,
+    email_match: Option<EmailMatch>,
 ) -> PageResult {
     let connector_id = login.connector_id.clone();
     let mut waiting = ar.clone();
@@ -303,6 +351,7 @@ pub async fn wait_for_binding(
         login,
         flow_state: flow_state.to_owned(),
         browser_hash: browser_hash.to_owned(),
+        email_match,
     });
     let bind_url = state.endpoint(&format!("/login/{request_id}/bind"));
     let saved = match serde_json::to_value(&waiting) {

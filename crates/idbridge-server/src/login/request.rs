@@ -60,6 +60,22 @@ pub struct PendingLink {
     pub flow_state: String,
     /// Only the browser that signed in upstream may finish it.
     pub browser_hash: String,
+    /// Why it waits, when it is because its upstream-verified email is an
+    /// account's (an untrusted connector: docs/accounts.md, "Linking by email").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_match: Option<EmailMatch>,
+}
+
+/// A waiting identity's address matched account `owner`'s link target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmailMatch {
+    /// As the upstream gave it: the person is shown their own address.
+    pub email: String,
+    /// Kept server-side for the audit log; never shown.
+    pub owner: String,
+    /// The connector's `first_login` is `create`: the person may choose an
+    /// account of their own instead.
+    pub may_create: bool,
 }
 
 /// One value of `prompt` (OpenID Connect Core §3.1.2.1): the type connectors

@@ -19,6 +19,7 @@ mod idbridge_upstream;
 mod input;
 mod instances;
 mod limits;
+mod linking;
 mod metrics;
 mod offline_access;
 mod oidc_client;
