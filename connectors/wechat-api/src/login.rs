@@ -136,6 +136,16 @@ pub fn keep_refresh_expiry(
 /// WeChat user refresh tokens last 30 days and cannot be renewed.
 pub const REFRESH_TOKEN_LIFETIME: i64 = 30 * 86400;
 
+/// WeChat's codes (an SDK code, a `wx.login` code) are short printable ASCII;
+/// anything longer than this is not one.
+pub const MAX_CODE_LEN: usize = 512;
+
+/// Could `code` be a WeChat code (not empty, at most [`MAX_CODE_LEN`], printable
+/// ASCII without spaces)? Anything else is refused without calling WeChat.
+pub fn looks_like_a_code(code: &str) -> bool {
+    !code.is_empty() && code.len() <= MAX_CODE_LEN && code.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// `sns/userinfo` for the token's openid, in the person's language; a profile for
 /// another openid is refused.
 pub async fn fetch_profile(

@@ -26,10 +26,6 @@ pub const SUBJECT_TOKEN_TYPE: &str = "urn:idbridge:params:oauth:token-type:wecha
 /// The scope a mobile app's code carries.
 const SCOPE_USERINFO: &str = "snsapi_userinfo";
 
-/// WeChat's codes are short; anything longer than this is not one and is refused
-/// without calling WeChat.
-const MAX_CODE_LEN: usize = 512;
-
 pub struct WeChatAppFactory;
 
 impl ConnectorFactory for WeChatAppFactory {
@@ -169,10 +165,7 @@ impl Connector for WeChatApp {
         subject_token: &str,
     ) -> Result<ExternalIdentity, ConnectorError> {
         let code = subject_token.trim();
-        if code.is_empty()
-            || code.len() > MAX_CODE_LEN
-            || !code.bytes().all(|b| b.is_ascii_graphic())
-        {
+        if !login::looks_like_a_code(code) {
             return Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidCode)
                 .upstream("malformed_code", "the subject_token is not a WeChat SDK code")
                 .fix("the app sent something that is not a WeChat SDK code (empty, too long, or with spaces or control characters); send the `code` field of the SDK's SendAuth response as it is"));

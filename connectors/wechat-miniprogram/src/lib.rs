@@ -23,7 +23,7 @@ use idbridge_core::{
     Problem, Profile, RequestContext, Stage, Started, UpstreamTokens,
 };
 use std::sync::Arc;
-use wechat_api::{ExchangeSettings, MiniProgramSession, WeChatClient};
+use wechat_api::{login, ExchangeSettings, MiniProgramSession, WeChatClient};
 
 /// The RFC 8693 `subject_token_type` of a `wx.login` code.
 pub const SUBJECT_TOKEN_TYPE: &str = "urn:idbridge:params:oauth:token-type:wechat_miniprogram_code";
@@ -33,10 +33,6 @@ pub const KIND: &str = "wechat-miniprogram";
 
 /// Where the Mini Program admin console shows the AppID.
 const APPID_WHERE: &str = "mp.weixin.qq.com > 开发 > 开发管理 > 开发设置 > AppID(小程序ID)";
-
-/// WeChat's codes are short; anything longer is not one and is refused
-/// without calling WeChat.
-const MAX_CODE_LEN: usize = 512;
 
 pub struct WeChatMiniProgramFactory;
 
@@ -176,10 +172,7 @@ impl Connector for WeChatMiniProgram {
         subject_token: &str,
     ) -> Result<ExternalIdentity, ConnectorError> {
         let code = subject_token.trim();
-        if code.is_empty()
-            || code.len() > MAX_CODE_LEN
-            || !code.bytes().all(|b| b.is_ascii_graphic())
-        {
+        if !login::looks_like_a_code(code) {
             return Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidCode)
                 .upstream("malformed_code", "the subject_token is not a wx.login code")
                 .fix("the Mini Program sent something that is not a wx.login code (empty, too long, or with spaces or control characters); send the `code` of wx.login's success callback as it is"));
