@@ -383,14 +383,18 @@ mod tests {
         let file = dir.join("storage-url");
         std::fs::write(&file, "postgres://idbridge:s3cret@db.internal/idbridge\n").unwrap();
         let path = file.display().to_string();
-        let checked = load_with_problems(None, &[("storage.url_file", path.clone())]).unwrap();
+        let overrides = [
+            ("issuer", "https://id.example.com".to_owned()),
+            ("storage.url_file", path.clone()),
+        ];
+        let checked = load_with_problems(None, &overrides).unwrap();
         assert_eq!(
             checked.settings.storage.url,
             "postgres://idbridge:s3cret@db.internal/idbridge"
         );
         assert!(!checked.errors.iter().any(|e| e.key == "storage.url_file"));
         std::fs::remove_dir_all(&dir).unwrap();
-        let checked = load_with_problems(None, &[("storage.url_file", path.clone())]).unwrap();
+        let checked = load_with_problems(None, &overrides).unwrap();
         let problem = checked
             .errors
             .iter()

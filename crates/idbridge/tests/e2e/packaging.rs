@@ -412,6 +412,33 @@ async fn the_deb_installs_into_a_debian_root_and_serves_as_its_unit_would() {
     assert!(code.success(), "exit {code:?}: {log_text}");
     assert!(log_text.contains("shutdown complete"), "{log_text}");
 
+    // Installed again (as an upgrade runs): the operator's edited config, the
+    // master key and the database stay as they were.
+    let conffile = root.join("etc/idbridge/idbridge.toml");
+    let edited = format!(
+        "{}\n# edited by the operator\n",
+        std::fs::read_to_string(&conffile).unwrap()
+    );
+    std::fs::write(&conffile, &edited).unwrap();
+    let db_before = std::fs::read(root.join("var/lib/idbridge/idbridge.db")).unwrap();
+    let again = run_ok(
+        Command::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .arg("-i")
+            .arg(&deb),
+        Duration::from_secs(120),
+    );
+    assert!(!again.contains("wrote a new master key"), "{again}");
+    assert_eq!(std::fs::read_to_string(&conffile).unwrap(), edited);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/idbridge/master.key")).unwrap(),
+        key_text
+    );
+    assert_eq!(
+        std::fs::read(root.join("var/lib/idbridge/idbridge.db")).unwrap(),
+        db_before
+    );
+
     // Purge: the binary, unit, config, key and state go (the user stays, as Debian keeps users).
     let purged = run_ok(
         Command::new("dpkg")
