@@ -153,10 +153,30 @@ impl Drop for Podman {
             self.cmd().args(["rm", "--all", "--force", "--time", "0"]),
             Duration::from_secs(120),
         );
-        let _ = run(
-            self.cmd().args(["system", "reset", "--force"]),
-            Duration::from_secs(120),
-        );
+        // Not `podman system reset`: it would also delete the machine's podman
+        // network definitions.
+        for args in [
+            &["volume", "rm", "--all", "--force"][..],
+            &["rmi", "--all", "--force"][..],
+        ] {
+            let _ = run(self.cmd().args(args), Duration::from_secs(120));
+        }
+        // Nothing of the storage may stay mounted when its directory is removed.
+        let dir = self.dir.path().display().to_string();
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+            let mut inside: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter(|m| m.starts_with(&dir))
+                .collect();
+            inside.sort_by_key(|m| std::cmp::Reverse(m.len()));
+            for m in inside {
+                let _ = run(
+                    Command::new("umount").args(["-l", m]),
+                    Duration::from_secs(30),
+                );
+            }
+        }
         // The containers' cgroups (podman leaves the parent directories).
         if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
             for c in controllers.flatten() {
