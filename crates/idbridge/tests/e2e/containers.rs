@@ -247,7 +247,9 @@ fn the_image_builds_and_serves_as_its_user_with_a_passing_health_check() {
                 "--build-arg",
                 "RUNTIME_IMAGE=localhost/idbridge-test/debian:bookworm",
                 "--build-arg",
-                "BINARY_FROM=localhost/idbridge-test/binary:latest",
+                "BINARY_IMAGE=localhost/idbridge-test/binary:latest",
+                "--target",
+                "runtime-prebuilt",
                 "-f",
                 "deploy/Dockerfile",
                 "-t",
@@ -262,7 +264,7 @@ fn the_image_builds_and_serves_as_its_user_with_a_passing_health_check() {
         "podman build: {build_log}{}",
         String::from_utf8_lossy(&build.stderr)
     );
-    // The builder stage was not run (the binary came from BINARY_FROM).
+    // The builder stage was not run (the binary came from BINARY_IMAGE).
     assert!(!build_log.contains("cargo build"), "{build_log}");
     eprintln!(
         "image built in {:?} (base import included)",

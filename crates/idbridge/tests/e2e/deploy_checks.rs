@@ -101,13 +101,37 @@ fn dockerfile() -> Vec<(String, String)> {
 #[test]
 fn the_dockerfile_runs_as_non_root_with_a_health_check_on_its_configured_port() {
     let all = dockerfile();
-    let last_from = all.iter().rposition(|(op, _)| op == "FROM").unwrap();
-    assert!(
-        all[last_from].1.ends_with("AS runtime"),
-        "{:?}",
-        all[last_from]
-    );
-    let stage = &all[last_from..];
+    // Stages by name: `runtime-base` holds what both image targets share; the
+    // default (last) target `runtime` adds the builder's binary, `runtime-prebuilt`
+    // one from BINARY_IMAGE, at the same place.
+    let mut stages: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for (op, arg) in all {
+        if op == "FROM" {
+            stages.push((arg, Vec::new()));
+        } else if let Some((_, body)) = stages.last_mut() {
+            body.push((op, arg));
+        }
+    }
+    let stage = |from: &str| {
+        stages
+            .iter()
+            .find(|(f, _)| f == from)
+            .unwrap_or_else(|| panic!("no stage FROM {from}: {stages:?}"))
+            .1
+            .clone()
+    };
+    assert_eq!(stages.last().unwrap().0, "runtime-base AS runtime");
+    let base = stage("${RUNTIME_IMAGE} AS runtime-base");
+    let stage: Vec<(String, String)> = base
+        .iter()
+        .chain(stage("runtime-base AS runtime").iter())
+        .cloned()
+        .collect();
+    let prebuilt = &stages
+        .iter()
+        .find(|(f, _)| f == "runtime-base AS runtime-prebuilt")
+        .unwrap()
+        .1;
     let one = |op: &str| {
         let found: Vec<&String> = stage
             .iter()
@@ -139,6 +163,14 @@ fn the_dockerfile_runs_as_non_root_with_a_health_check_on_its_configured_port() 
             .to_owned()
     };
     let binary_path = dest_of("/out/idbridge");
+    assert!(copies.iter().any(|c| c[0] == "--from=builder"));
+    assert_eq!(
+        prebuilt,
+        &vec![(
+            "COPY".to_owned(),
+            format!("--from=prebuilt /out/idbridge {binary_path}")
+        )]
+    );
     let config_path = dest_of("deploy/container/idbridge.toml");
     let entrypoint = exec_form(&one("ENTRYPOINT"));
     assert_eq!(entrypoint[0], binary_path);
