@@ -66,6 +66,7 @@ fn the_deb_holds_the_binary_unit_config_and_maintainer_scripts() {
         "etc/idbridge/idbridge.toml",
         "usr/share/doc/idbridge/examples/idbridge.example.toml",
         "usr/share/doc/idbridge/operations.md",
+        "usr/share/doc/idbridge/deploying.md",
         "usr/share/doc/idbridge/copyright",
     ] {
         assert!(entry(file).starts_with("-rw-r--r-- root/root"), "{file}");
