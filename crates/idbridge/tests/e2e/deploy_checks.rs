@@ -437,10 +437,10 @@ fn the_compose_stack_is_wired_to_its_configs_secrets_proxy_and_scraper() {
         }
         assert_eq!(b["depends_on"]["postgres"]["condition"], "service_healthy");
     }
-    assert_eq!(
-        services["broker-a"]["build"]["dockerfile"],
-        "deploy/Dockerfile"
-    );
+    for broker in ["broker-a", "broker-b"] {
+        assert_eq!(services[broker]["build"]["dockerfile"], "deploy/Dockerfile");
+        assert_eq!(services[broker]["build"]["context"], "..");
+    }
     // No secret value in any environment: only *_FILE pointers.
     for (name, service) in services {
         for (k, v) in service["environment"].as_object().into_iter().flatten() {
