@@ -247,6 +247,7 @@ pub mod admin;
 pub mod admin_clients;
 pub mod doctor;
 pub mod log_fields;
+pub mod probe;
 
 /// Load a config file for a command; on problems print every one (naming its
 /// key) and give exit code 2.

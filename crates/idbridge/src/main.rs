@@ -1,6 +1,6 @@
 //! `idbridge`: the command line. `serve --config FILE`, `serve --dev`, `migrate`,
-//! `doctor`, `backup`, `keys list|rotate|generate-master`, `admin find|show|unlink|disable|
-//! enable|revoke|audit|generate-token`.
+//! `doctor`, `backup`, `probe`, `keys list|rotate|generate-master`, `admin
+//! find|show|unlink|disable|enable|revoke|audit|generate-token`.
 
 use clap::{Parser, Subcommand};
 use idbridge::{registry, DevHome};
@@ -77,6 +77,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// One HTTP GET to a health endpoint; exit 0 on a 2xx answer, 1 otherwise
+    /// (container health checks without a shell or curl).
+    Probe {
+        /// The endpoint, plain http (e.g. http://127.0.0.1:8080/readyz).
+        #[arg(default_value = "http://127.0.0.1:8080/livez")]
+        url: String,
+        /// Give up after this many seconds in all.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// Operators: find users, show, unlink, disable, enable, revoke, read the
     /// audit log (directly on the database; see docs/admin.md).
     Admin {
@@ -128,6 +138,19 @@ fn load(path: &std::path::Path) -> Result<Settings, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A probe runs every few seconds in a container: no runtime, no log set-up.
+    if let Command::Probe { url, timeout_secs } = &cli.command {
+        return match idbridge::probe::probe(url, std::time::Duration::from_secs(*timeout_secs)) {
+            Ok(status) => {
+                println!("{status}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("probe failed: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     // `admin` commands print what they did; their log lines only on request.
     let level = match cli.command {
         Command::Admin { .. } => "warn",
@@ -149,6 +172,7 @@ fn main() -> ExitCode {
             Command::Backup { config, to } => backup(config, to).await,
             Command::Keys { command } => keys(command).await,
             Command::Admin { command } => idbridge::admin::run(command).await,
+            Command::Probe { .. } => ExitCode::SUCCESS, // answered above, before any set-up
         }
     })
 }

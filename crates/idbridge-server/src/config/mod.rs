@@ -129,6 +129,11 @@ fn read_secret(path: &str, key: &str, errors: &mut Vec<ConfigError>) -> Option<S
 }
 
 fn resolve_secret_files(s: &mut Settings, errors: &mut Vec<ConfigError>) {
+    if let Some(path) = s.storage.url_file.clone() {
+        if let Some(url) = read_secret(&path, "storage.url_file", errors) {
+            s.storage.url = url;
+        }
+    }
     if let Some(path) = s.signing.master_key_file.clone() {
         if s.signing.master_key.is_some() {
             errors.push(ConfigError::new(
@@ -366,5 +371,38 @@ mod properties {
                 prop_assert!(!e.key.is_empty() && !e.message.is_empty(), "{:?}", e);
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_url_file_replaces_the_url_and_a_missing_one_names_the_key() {
+        let dir = std::env::temp_dir().join(format!("idbridge-url-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("storage-url");
+        std::fs::write(&file, "postgres://idbridge:s3cret@db.internal/idbridge\n").unwrap();
+        let path = file.display().to_string();
+        let overrides = [
+            ("issuer", "https://id.example.com".to_owned()),
+            ("storage.url_file", path.clone()),
+        ];
+        let checked = load_with_problems(None, &overrides).unwrap();
+        assert_eq!(
+            checked.settings.storage.url,
+            "postgres://idbridge:s3cret@db.internal/idbridge"
+        );
+        assert!(!checked.errors.iter().any(|e| e.key == "storage.url_file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let checked = load_with_problems(None, &overrides).unwrap();
+        let problem = checked
+            .errors
+            .iter()
+            .find(|e| e.key == "storage.url_file")
+            .expect("a missing url_file is a problem");
+        assert!(problem.message.contains(&path), "{problem:?}");
     }
 }

@@ -160,6 +160,9 @@ impl Default for ServerSettings {
 pub struct StorageSettings {
     /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
     pub url: String,
+    /// A file holding the URL (a Postgres URL with its password, as a container
+    /// secret); when set, its content replaces `url`.
+    pub url_file: Option<String>,
     pub max_connections: u32,
     /// How long a database call waits for a connection.
     pub connect_timeout_secs: u64,
@@ -176,6 +179,7 @@ impl Default for StorageSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://idbridge.db".into(),
+            url_file: None,
             max_connections: 16,
             connect_timeout_secs: 5,
             query_timeout_secs: 5,
