@@ -6,7 +6,7 @@ use idbridge_core::{ConfigError, ConnectorSettings};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde::Deserialize;
 
-use crate::preset::IssuerRule;
+use crate::issuer::IssuerRule;
 
 /// The algorithms an ID token may be signed with when `allowed_algorithms` is
 /// not set: every asymmetric JWS algorithm this connector verifies. Never

@@ -44,6 +44,7 @@ pub mod config;
 pub mod discovery;
 mod doctor;
 mod http;
+pub mod issuer;
 pub mod preset;
 pub mod token;
 pub mod verify;

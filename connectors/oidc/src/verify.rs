@@ -6,7 +6,7 @@
 //! against the time passed in, each failure saying precisely which.
 
 use crate::discovery::alg_name;
-use crate::preset::IssuerRule;
+use crate::issuer::IssuerRule;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};

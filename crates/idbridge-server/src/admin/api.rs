@@ -8,6 +8,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use std::collections::BTreeMap;
 
+/// Where the admin API lives.
+pub const PREFIX: &str = "/admin/v1";
+
 const REALM: &str = "Bearer realm=\"idbridge-admin\"";
 
 /// An admin API error: `{"error", "error_description"}`, `no-store`.

@@ -66,7 +66,7 @@ async fn create(
     let input: ClientInput = body(&bytes)?;
     let admin = ops(&state, actor);
     let created = clients(&state, &admin).create(&input).await?;
-    let location = format!("{}/clients/{}", super::http::PREFIX, created.client.id);
+    let location = format!("{}/clients/{}", super::api::PREFIX, created.client.id);
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::LOCATION, location))

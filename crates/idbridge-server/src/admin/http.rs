@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-pub const PREFIX: &str = "/admin/v1";
+pub use super::api::PREFIX;
 
 /// Mount the admin API when it is `enabled`.
 pub fn routes(cfg: &mut web::ServiceConfig, enabled: bool) {

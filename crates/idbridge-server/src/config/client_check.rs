@@ -4,7 +4,6 @@
 //! admin clients`. One copy, so both give the same answer in the same words.
 
 use super::typed::{Algorithms, Sender};
-use super::validate::{check_origin, check_redirect_uri};
 use super::{ClientSettings, Settings};
 use std::collections::BTreeSet;
 
@@ -104,4 +103,57 @@ impl ClientRules {
         }
         out
     }
+}
+
+/// Is this an absolute http(s) URL on a loopback host?
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// A registered redirect URI must be absolute, without fragment, https unless on
+/// loopback (or a custom scheme for public native apps).
+pub fn check_redirect_uri(uri: &str, public: bool) -> Result<(), String> {
+    let u = url::Url::parse(uri).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if u.fragment().is_some() {
+        return Err("must not contain a fragment".into());
+    }
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&u) => Ok(()),
+        "http" => Err("http is allowed only on loopback hosts; use https".into()),
+        s if public && s.contains('.') => Ok(()), // reverse-domain custom scheme (RFC 8252 §7.1)
+        s => Err(format!("scheme {s:?} is not allowed")),
+    }
+}
+
+/// An origin a browser app is served from (for CORS): `https://host[:port]`, or
+/// `http://` on a loopback host; nothing after the host and port but an optional
+/// `/`. Never `*` or `null`.
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    let u = url::Url::parse(origin)
+        .map_err(|e| format!("not an origin such as \"https://app.example.com\" ({e})"))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if is_loopback(&u) => {}
+        "http" => return Err("http is allowed only on loopback hosts; use https".into()),
+        s => {
+            return Err(format!(
+                "scheme {s:?} is not allowed (https, or http on loopback)"
+            ))
+        }
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("an origin has no user name or password".into());
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() || origin.ends_with('?') {
+        return Err(
+            "an origin is scheme, host and port only, without a path, query or fragment".into(),
+        );
+    }
+    Ok(())
 }

@@ -13,10 +13,10 @@ mod settings;
 mod typed;
 mod validate;
 
+pub use client_check::{check_origin, check_redirect_uri, is_loopback};
 pub use client_check::{ClientProblem, ClientRules};
 pub use settings::*;
 pub use typed::{Algorithms, Checked, Config, Sender};
-pub use validate::{check_origin, check_redirect_uri, is_loopback};
 
 use idbridge_core::ConfigError;
 use std::path::Path;

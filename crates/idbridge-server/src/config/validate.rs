@@ -1,24 +1,14 @@
 //! The one validation pass over loaded settings ([`Checked::new`]): every wrong
 //! value reported under its key, all at once, and the typed values made on the
-//! way ([`Config::new`] for the broker); and the checks other places reuse
-//! (redirect URIs, loopback hosts).
+//! way ([`Config::new`] for the broker). The checks of a client's URLs are in
+//! [`super::client_check`].
 
-use super::client_check::ClientRules;
+use super::client_check::{is_loopback, ClientRules};
 use super::typed::{missing_master_key, Algorithms, Checked, Config, Sender};
 use super::Settings;
 use crate::client_ip::TrustedProxies;
 use crate::connector_config::ConnectorConfig;
 use idbridge_core::ConfigError;
-
-/// Is this an absolute http(s) URL on a loopback host?
-pub fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
 
 impl Checked {
     /// Check `settings` (without the rules of a mode: [`Checked::for_mode`]).
@@ -283,49 +273,6 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
     }
 }
 
-/// A registered redirect URI must be absolute, without fragment, https unless on
-/// loopback (or a custom scheme for public native apps).
-pub fn check_redirect_uri(uri: &str, public: bool) -> Result<(), String> {
-    let u = url::Url::parse(uri).map_err(|e| format!("not an absolute URL ({e})"))?;
-    if u.fragment().is_some() {
-        return Err("must not contain a fragment".into());
-    }
-    match u.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback(&u) => Ok(()),
-        "http" => Err("http is allowed only on loopback hosts; use https".into()),
-        s if public && s.contains('.') => Ok(()), // reverse-domain custom scheme (RFC 8252 §7.1)
-        s => Err(format!("scheme {s:?} is not allowed")),
-    }
-}
-
-/// An origin a browser app is served from (for CORS): `https://host[:port]`, or
-/// `http://` on a loopback host; nothing after the host and port but an optional
-/// `/`. Never `*` or `null`.
-pub fn check_origin(origin: &str) -> Result<(), String> {
-    let u = url::Url::parse(origin)
-        .map_err(|e| format!("not an origin such as \"https://app.example.com\" ({e})"))?;
-    match u.scheme() {
-        "https" => {}
-        "http" if is_loopback(&u) => {}
-        "http" => return Err("http is allowed only on loopback hosts; use https".into()),
-        s => {
-            return Err(format!(
-                "scheme {s:?} is not allowed (https, or http on loopback)"
-            ))
-        }
-    }
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err("an origin has no user name or password".into());
-    }
-    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() || origin.ends_with('?') {
-        return Err(
-            "an origin is scheme, host and port only, without a path, query or fragment".into(),
-        );
-    }
-    Ok(())
-}
-
 /// `[telemetry]`: when enabled, a socket address that is not the public one.
 fn telemetry(s: &Settings, errors: &mut Vec<ConfigError>) -> Option<std::net::SocketAddr> {
     if !s.telemetry.enabled {
@@ -362,6 +309,7 @@ fn telemetry(s: &Settings, errors: &mut Vec<ConfigError>) -> Option<std::net::So
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::super::client_check::check_origin;
     use super::*;
     use idbridge_tokens::Algorithm;
 
