@@ -4,25 +4,14 @@
 //! returns. Exit codes: 0 done, 1 not found, 2 bad usage or configuration (or
 //! refused without `--force`), 3 the database failed.
 
-use clap::{Args, Subcommand};
+pub use crate::admin_io::Common;
+use crate::admin_io::{finish, open, opt, pretty, table};
+use clap::Subcommand;
 use idbridge_server::admin::time::format as fmt_time;
 use idbridge_server::admin::{
-    tokens, AccessResult, Actor, Admin, AdminError, AuditPage, AuditQuery, UnlinkResult,
-    UserDetail, UserList,
+    tokens, AccessResult, Actor, Admin, AuditPage, AuditQuery, UnlinkResult, UserDetail, UserList,
 };
-use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Options every command that reads the database takes.
-#[derive(Args, Debug)]
-pub struct Common {
-    /// TOML config file (its `storage.url` names the database).
-    #[arg(long, short)]
-    pub config: PathBuf,
-    /// Print JSON (the same as the HTTP API returns) instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
@@ -115,10 +104,6 @@ pub enum AdminCommand {
         command: Box<crate::admin_clients::ClientsCommand>,
     },
 }
-
-const NOT_FOUND: u8 = 1;
-const USAGE: u8 = 2;
-const DATABASE: u8 = 3;
 
 pub async fn run(command: AdminCommand) -> ExitCode {
     let common = match &command {
@@ -232,50 +217,6 @@ pub async fn run(command: AdminCommand) -> ExitCode {
     finish(result, common)
 }
 
-/// The config and its database.
-pub(crate) async fn open(
-    common: &Common,
-) -> Result<(idbridge_server::config::Settings, idbridge_store::Store), ExitCode> {
-    let settings = crate::load_config(&common.config)?;
-    match crate::open_store(&settings).await {
-        Ok(store) => Ok((settings, store)),
-        Err(e) => {
-            eprintln!("idbridge: {e}");
-            Err(ExitCode::from(DATABASE))
-        }
-    }
-}
-
-/// Print what a command did, or why it failed, and its exit code.
-pub(crate) fn finish(result: Result<String, AdminError>, common: &Common) -> ExitCode {
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            let (code, what) = match &e {
-                AdminError::Invalid(_) | AdminError::Field { .. } => (USAGE, "bad input: "),
-                AdminError::NotFound(_) => (NOT_FOUND, "not found: "),
-                AdminError::LastIdentity(_) | AdminError::Conflict(..) => (USAGE, "refused: "),
-                AdminError::Store(_) => (DATABASE, ""),
-            };
-            eprintln!("idbridge: {what}{e}");
-            let text = e.to_string();
-            if ["no such table", "no such column", "does not exist"]
-                .iter()
-                .any(|m| text.contains(m))
-            {
-                eprintln!(
-                    "idbridge: the database schema is missing or older than this idbridge: run `idbridge migrate --config {}` first",
-                    common.config.display()
-                );
-            }
-            ExitCode::from(code)
-        }
-    }
-}
-
 fn generate_token() -> ExitCode {
     match tokens::generate() {
         Ok(token) => {
@@ -291,44 +232,6 @@ fn generate_token() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// JSON as the HTTP API returns it, indented.
-pub(crate) fn pretty(value: Result<serde_json::Value, serde_json::Error>) -> String {
-    match value.and_then(|v| serde_json::to_string_pretty(&v)) {
-        Ok(s) => format!("{s}\n"),
-        Err(e) => format!("{{\"error\": \"cannot encode the result: {e}\"}}\n"),
-    }
-}
-
-/// Left-aligned columns, two spaces apart, no trailing spaces.
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        out.trim_end().to_owned() + "\n"
-    };
-    let mut out = line(header.iter().map(|h| (*h).to_owned()).collect());
-    for row in rows {
-        out.push_str(&line(row.clone()));
-    }
-    out
-}
-
-pub(crate) fn opt(v: &Option<String>) -> String {
-    v.clone().unwrap_or_else(|| "-".into())
 }
 
 fn status(disabled_at: Option<i64>) -> String {

@@ -3,7 +3,7 @@
 //! admin` commands). Secrets are printed once, when made; `--json` prints
 //! exactly what the HTTP API returns.
 
-use crate::admin::{finish, open, opt, pretty, table, Common};
+use crate::admin_io::{finish, open, opt, pretty, table, Common};
 use clap::{Args, Subcommand};
 use idbridge_server::admin::time::format as fmt_time;
 use idbridge_server::admin::{

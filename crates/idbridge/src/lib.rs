@@ -245,6 +245,7 @@ impl DevHome {
 
 pub mod admin;
 pub mod admin_clients;
+mod admin_io;
 pub mod doctor;
 pub mod log_fields;
 pub mod probe;
