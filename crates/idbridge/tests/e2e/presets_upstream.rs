@@ -152,9 +152,9 @@ async fn an_app_signs_in_through_sign_in_with_apple(db_url: &str) {
 }
 both_backends!(an_app_signs_in_through_sign_in_with_apple);
 
-/// Through Entra ID (query callback): the callback's URL the fake sends the
+/// Through a fake whose callback is a query redirect (Entra ID, Google): the URL the fake sends the
 /// browser to, then the broker's answer.
-async fn through_entra(b: &reqwest::Client, url: &str, user: &str) -> reqwest::Response {
+async fn through_query_callback(b: &reqwest::Client, url: &str, user: &str) -> reqwest::Response {
     let resp = b.get(url).send().await.unwrap();
     assert_eq!(resp.status(), 302);
     let at_entra = location(&resp);
@@ -228,13 +228,13 @@ async fn an_app_signs_in_through_entra_id(db_url: &str) {
 
     let first = sub_of(
         &base,
-        through_entra(&browser(), &url, "alice").await,
+        through_query_callback(&browser(), &url, "alice").await,
         &verifier,
     )
     .await;
     let again = sub_of(
         &base,
-        through_entra(&browser(), &url, "alice").await,
+        through_query_callback(&browser(), &url, "alice").await,
         &verifier,
     )
     .await;
@@ -246,7 +246,7 @@ async fn an_app_signs_in_through_entra_id(db_url: &str) {
     // Mallory's token carries Alice's email: never verified, never linked.
     let mallory = sub_of(
         &base,
-        through_entra(&browser(), &url, "mallory").await,
+        through_query_callback(&browser(), &url, "mallory").await,
         &verifier,
     )
     .await;
@@ -257,7 +257,7 @@ async fn an_app_signs_in_through_entra_id(db_url: &str) {
     assert_eq!(users(&broker).await, 2);
 
     // A personal account's tenant is not in allowed_tenants: refused.
-    let refused = through_entra(&browser(), &url, "carol").await;
+    let refused = through_query_callback(&browser(), &url, "carol").await;
     let status = refused.status();
     let page = refused.text().await.unwrap();
     assert!(
@@ -350,3 +350,89 @@ async fn dev_mode_offers_a_dev_openid_provider_sign_in() {
     assert!(shown.contains("Ada Lovelace"), "{shown}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Through Google (the `google` preset on provider-sim's generic OpenID fake,
+/// as Google's `hd` claim shapes it): a Workspace person of the hosted domain
+/// signs in and keeps one `sub`; a person of another domain, whose `hd` the
+/// browser cannot change because it is in the signed ID token, is refused with
+/// a page and a log line, and no account is made.
+async fn an_app_signs_in_through_google_with_a_hosted_domain(db_url: &str) {
+    use provider_sim::oidc::{ClientSecret, SimClient, SimConfig, SimUser};
+    const CLIENT: &str = "1234567890-e2e.apps.googleusercontent.com";
+    const SECRET: &str = "GOCSPX-e2e-google-client-secret";
+    let sim = Sim::start(SimConfig::generic(
+        vec![SimClient {
+            id: CLIENT.into(),
+            secret: ClientSecret::Plain(SECRET.into()),
+            redirect_uris: vec!["http://127.0.0.1:*".into()],
+        }],
+        vec![
+            SimUser::new(
+                "ann",
+                serde_json::json!({"name": "Ann", "email": "ann@example.com", "email_verified": true, "hd": "example.com"}),
+            ),
+            SimUser::new(
+                "zed",
+                serde_json::json!({"name": "Zed", "email": "zed@other.example", "email_verified": true, "hd": "other.example"}),
+            ),
+        ],
+    ))
+    .await
+    .unwrap();
+    let (db, issuer) = (db_url.to_owned(), sim.issuer());
+    let broker = start(&db, None, move |s| {
+        s.connectors = vec![serde_json::json!({
+            "id": "google", "type": "google", "name": "Google",
+            "client_id": CLIENT, "client_secret": SECRET,
+            "hosted_domain": "example.com", "issuer": issuer,
+        })];
+    })
+    .await;
+    let base = broker.base.clone();
+    let (url, verifier) = app_url(&base, "google");
+    wait_ready(&url, &sim.base_url()).await;
+    // The hosted domain is asked for upstream.
+    let to_google = location(&http().get(&url).send().await.unwrap());
+    assert_eq!(
+        query_param(&to_google, "hd").as_deref(),
+        Some("example.com")
+    );
+
+    let first = sub_of(
+        &base,
+        through_query_callback(&browser(), &url, "ann").await,
+        &verifier,
+    )
+    .await;
+    let again = sub_of(
+        &base,
+        through_query_callback(&browser(), &url, "ann").await,
+        &verifier,
+    )
+    .await;
+    assert_eq!(
+        first["sub"], again["sub"],
+        "a returning person keeps one sub"
+    );
+    assert_eq!(first["name"], "Ann");
+    assert_eq!(first["email"], "ann@example.com");
+    assert_eq!(first["email_verified"], true);
+    assert_eq!(users(&broker).await, 1);
+
+    // Another domain's account: refused on the signed hd claim.
+    let refused = through_query_callback(&browser(), &url, "zed").await;
+    assert_eq!(refused.status(), 403, "a page that says why");
+    assert!(
+        !log_lines(&[
+            "login_failed",
+            "connector=google",
+            "not_allowed",
+            "hosted_domain"
+        ])
+        .is_empty(),
+        "a log line with the stage and the fix"
+    );
+    assert_eq!(users(&broker).await, 1, "nothing half-written");
+    broker.stop().await;
+}
+both_backends!(an_app_signs_in_through_google_with_a_hosted_domain);
