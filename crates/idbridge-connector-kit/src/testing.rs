@@ -12,7 +12,9 @@ use idbridge_core::{
 pub mod node;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The issuer test connectors are built for (nothing listens there).
 pub const ISSUER: &str = "http://127.0.0.1:9";
@@ -149,4 +151,29 @@ pub async fn follow_upstream_redirect(url: &str) -> Result<BTreeMap<String, Stri
                 .collect::<String>()
         )),
     }
+}
+
+/// Install a test peer once, however many test processes ask at the same
+/// time: `install` runs only while holding `lock` (a directory made with
+/// `create_dir`, waited for up to `wait`), and only if `installed` still says
+/// no. The lock is removed whatever `install` returns.
+pub fn install_once(
+    lock: &Path,
+    wait: Duration,
+    installed: impl Fn() -> bool,
+    install: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    if installed() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    while std::fs::create_dir(lock).is_err() {
+        if started.elapsed() > wait {
+            return Err(format!("{} stayed locked for {wait:?}", lock.display()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let result = if installed() { Ok(()) } else { install() };
+    let _ = std::fs::remove_dir(lock);
+    result
 }

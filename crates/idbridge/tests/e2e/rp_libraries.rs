@@ -16,7 +16,7 @@
 
 use crate::both_backends;
 use crate::harness::*;
-use idbridge_connector_kit::testing::node;
+use idbridge_connector_kit::testing::{install_once, node};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -165,50 +165,48 @@ fn authlib_python() -> Option<PathBuf> {
     let dir = rp_dir("authlib");
     let python = dir.join(".venv/bin/python");
     let ready = dir.join(".venv/installed");
-    if ready.exists() {
-        return Some(python);
-    }
-    let has_python = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let has_python = ready.exists()
+        || std::process::Command::new("python3")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
     if !has_python {
         return None;
     }
-    let lock = dir.join(".venv.lock");
-    let started = std::time::Instant::now();
-    while std::fs::create_dir(&lock).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "{lock:?} stayed locked"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let run = |program: &std::path::Path, args: &[&str]| {
+    let run = |program: &std::path::Path, args: &[&str]| -> Result<(), String> {
         let status = std::process::Command::new(program)
             .args(args)
             .current_dir(&dir)
             .status()
-            .expect("run");
-        assert!(status.success(), "{program:?} {args:?}: {status}");
+            .map_err(|e| format!("{program:?}: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{program:?} {args:?}: {status}"))
+        }
     };
-    if !ready.exists() {
-        run("python3".as_ref(), &["-m", "venv", ".venv"]);
-        run(
-            &python,
-            &[
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "-r",
-                "requirements.txt",
-            ],
-        );
-        std::fs::write(&ready, "").unwrap();
-    }
-    let _ = std::fs::remove_dir(&lock);
+    install_once(
+        &dir.join(".venv.lock"),
+        Duration::from_secs(300),
+        || ready.exists(),
+        || {
+            run("python3".as_ref(), &["-m", "venv", ".venv"])?;
+            run(
+                &python,
+                &[
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    "-r",
+                    "requirements.txt",
+                ],
+            )?;
+            std::fs::write(&ready, "").map_err(|e| format!("{ready:?}: {e}"))
+        },
+    )
+    .expect("the Authlib venv");
     Some(python)
 }
 
