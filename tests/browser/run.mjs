@@ -8,10 +8,18 @@
 // $SHOTS: a folder for full-page screenshots (<page>.<lang>.png).
 // $ONLY: run only the scenarios whose name contains this text.
 // Prints one line per scenario, then "N passed, M failed"; exits 1 on a failure.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync } from "node:fs";
 import { launch, Run } from "./lib.mjs";
-import { scenarios } from "./scenarios.mjs";
+import { scenarios as core } from "./scenarios.mjs";
 import { startSpa } from "./spa.mjs";
+
+// The broker's own pages (scenarios.mjs), then one file per group of sign-in
+// methods in scenarios/ (in name order), each exporting its `scenarios`.
+const scenarios = [...core];
+const dir = new URL("./scenarios/", import.meta.url);
+for (const file of readdirSync(dir).filter((f) => f.endsWith(".mjs")).sort()) {
+  scenarios.push(...(await import(new URL(file, dir))).scenarios);
+}
 
 const SCENARIO_TIMEOUT_MS = 60_000;
 

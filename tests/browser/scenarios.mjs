@@ -3,63 +3,13 @@
 // broker and the WeChat simulator are shared within one language's run, so each
 // scenario uses its own test users and phone numbers.
 import { see, shows, signedInAtDemo } from "./lib.mjs";
+import { chooser, demoSignIn, devSignIn, masked, scanAs, typeCode, verifyPhone } from "./steps.mjs";
 
 const WECHAT = "微信登录 WeChat (simulator)";
 const WECHAT_QR = "微信扫码 WeChat QR on this page (simulator)";
 const WECHAT_UNBOUND = "微信登录（需关联账号）WeChat, link to your account first (simulator)";
 const DEV = "Development login (test users)";
 const MP_APPID = "wx5d1e7c0a9b3f2402";
-
-/// The demo app's home page, then its "Sign in" button.
-async function demoSignIn(page, run, button) {
-  await page.goto(`${run.broker}/demo`);
-  await see(page.getByRole("heading", { name: run.t("idbridge demo app", "idbridge 示例应用") }), "the demo app");
-  await page.getByRole("link", { name: button ?? run.t("Sign in", "登录"), exact: true }).click();
-}
-
-/// On the chooser: the heading, the app's name; then pick `method`.
-async function chooser(page, run, { shot = false } = {}) {
-  await page.waitForURL(/\/login\/[^/?]+$/);
-  await see(page.getByRole("heading", { name: run.t("Choose how to sign in", "选择登录方式") }), "the chooser");
-  if (shot) await run.page(page, "chooser");
-}
-
-/// The development sign-in page: type a test user name and sign in.
-async function devSignIn(page, run, user, { shot = false } = {}) {
-  await see(page.getByRole("heading", { name: run.t("Development sign-in", "开发用登录") }), "the development sign-in page");
-  if (shot) await run.page(page, "dev-login");
-  await page.getByLabel(run.t("or type another test user name", "或输入其他测试用户名")).fill(user);
-  await page.getByRole("button", { name: run.t("Sign in", "登录"), exact: true }).click();
-}
-
-/// The simulator's QR page (website login): confirm as a test user.
-async function scanAs(page, run, user, { shot = false } = {}) {
-  await page.waitForURL(/\/connect\/qrconnect/);
-  await see(page.getByRole("heading", { name: run.t("WeChat Login", "微信登录") }), "the simulator's WeChat login page");
-  if (shot) await run.shot(page, "wechat-scan");
-  await page.locator(`#confirm-${user}`).click();
-}
-
-/// The phone step: type a number, read the code from the dev outbox, type it.
-async function verifyPhone(page, run, ctx, number, e164) {
-  await see(page.getByRole("heading", { name: run.t("Add your phone number", "验证手机号") }), "the phone page");
-  await page.getByLabel(run.t("Phone number", "手机号")).fill(number);
-  await page.getByRole("button", { name: run.t("Send code", "发送验证码") }).click();
-  await see(page.getByRole("heading", { name: run.t("Enter the code", "输入验证码") }), "the code page");
-  await shows(page, masked(e164));
-  const code = await run.codeFromOutbox(ctx, e164);
-  return code;
-}
-
-/// How the pages show a number: +86 138****8000.
-function masked(e164) {
-  return `+86 ${e164.slice(3, 6)}****${e164.slice(-4)}`;
-}
-
-async function typeCode(page, run, code) {
-  await page.getByLabel(run.t("6-digit code", "6 位验证码")).fill(code);
-  await page.getByRole("button", { name: run.t("Verify", "验证") }).click();
-}
 
 export const scenarios = [
   {
@@ -438,46 +388,6 @@ export const scenarios = [
       await see(page.getByRole("heading", { name: run.zh ? "Choose how to sign in" : "选择登录方式" }), "the chooser in the app's language");
       const lang = await page.locator("html").getAttribute("lang");
       if (lang !== (run.zh ? "en" : "zh-CN")) throw new Error(`<html lang="${lang}">`);
-    },
-  },
-  {
-    name: "an OpenID upstream: demo → chooser → Dev OpenID provider → the fake's page as Ada → signed in",
-    async run(run) {
-      const page = await run.newPage();
-      await demoSignIn(page, run);
-      await chooser(page, run);
-      // A real type = "oidc" connector: discovery, PKCE, nonce and the ID token
-      // checked by the broker against the fake provider's keys.
-      await page.getByRole("link", { name: "Dev OpenID provider (simulator)" }).click();
-      await see(page.getByRole("link", { name: "Ada Lovelace" }), "the fake OpenID provider's page");
-      await page.locator("#as-ada").click();
-      const { idToken, userinfo } = await signedInAtDemo(page, run);
-      await shows(page, "Ada Lovelace");
-      if (idToken.name !== "Ada Lovelace" || userinfo.name !== "Ada Lovelace") {
-        throw new Error(`expected Ada Lovelace from the upstream, got ${idToken.name} / ${userinfo.name}`);
-      }
-      if (!Array.isArray(idToken.linked_connectors) || !idToken.linked_connectors.includes("dev-oidc")) {
-        throw new Error(`expected linked_connectors to name dev-oidc, got ${JSON.stringify(idToken.linked_connectors)}`);
-      }
-    },
-  },
-  {
-    name: "GitHub: demo → chooser → GitHub (simulator) → authorize as octocat → signed in with the numeric id",
-    async run(run) {
-      const page = await run.newPage();
-      await demoSignIn(page, run);
-      await chooser(page, run);
-      await page.getByRole("link", { name: "GitHub (simulator)" }).click();
-      await see(page.getByRole("heading", { name: "GitHub simulator" }), "the GitHub simulator's authorize page");
-      await page.getByRole("link", { name: /Authorize as octocat/ }).click();
-      const { idToken } = await signedInAtDemo(page, run);
-      await shows(page, "The Octocat");
-      if (idToken.name !== "The Octocat") {
-        throw new Error(`expected The Octocat from GitHub, got ${idToken.name}`);
-      }
-      if (!Array.isArray(idToken.linked_connectors) || !idToken.linked_connectors.includes("github")) {
-        throw new Error(`expected linked_connectors to name github, got ${JSON.stringify(idToken.linked_connectors)}`);
-      }
     },
   },
 ];

@@ -14,6 +14,10 @@ pub enum ClientClass {
     WeChatMiniProgram,
     /// WeCom (企业微信): says MicroMessenger too, but is not WeChat.
     WeCom,
+    /// DingTalk's (钉钉) in-app browser: `AliApp(DingTalk/…)`.
+    DingTalk,
+    /// Feishu's or Lark's (飞书) in-app browser: `Lark/…` (also `Feishu/…`).
+    Feishu,
     /// Anything else.
     Browser,
 }
@@ -33,6 +37,10 @@ impl ClientClass {
             } else {
                 ClientClass::WeChat
             }
+        } else if ua.contains("dingtalk/") {
+            ClientClass::DingTalk
+        } else if ua.contains("lark/") || ua.contains("feishu/") {
+            ClientClass::Feishu
         } else {
             ClientClass::Browser
         }
@@ -138,6 +146,18 @@ mod tests {
         assert_eq!(
             ClientClass::from_user_agent("Mozilla/5.0 micromessenger/8.0 miniProgram"),
             ClientClass::WeChatMiniProgram
+        );
+        assert_eq!(
+            ClientClass::from_user_agent(
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 AliApp(DingTalk/7.6.0) com.laiwang.DingTalk/34000000 Channel/201200 language/zh-Hans-CN"
+            ),
+            ClientClass::DingTalk
+        );
+        assert_eq!(
+            ClientClass::from_user_agent(
+                "Mozilla/5.0 (Linux; Android 13) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/108.0 Mobile Safari/537.36 Lark/7.10.0 LarkLocale/zh_CN ChannelName/Feishu"
+            ),
+            ClientClass::Feishu
         );
         assert_eq!(
             ClientClass::from_user_agent("Mozilla/5.0 Firefox/130.0"),

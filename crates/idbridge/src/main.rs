@@ -42,8 +42,8 @@ enum Command {
         /// Directory for --dev state.
         #[arg(long, default_value = ".idbridge-dev")]
         dir: PathBuf,
-        /// Port of the WeChat simulator for --dev (default: --port + 1; 0 = any free port);
-        /// the GitHub simulator takes the port after it (0: any free port).
+        /// For --dev: the WeChat simulator's port (default: --port + 1); the other
+        /// simulators take the ports after it, in the banner's order (0: any free ports).
         #[arg(long)]
         sim_port: Option<u16>,
         /// For --dev: the origin of a single-page app to try (e.g.
@@ -177,14 +177,6 @@ fn main() -> ExitCode {
     })
 }
 
-async fn start_github_fake(
-    issuer: &str,
-    port: u16,
-) -> std::io::Result<provider_sim::github::GithubSim> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
-    provider_sim::github::dev::start(issuer, listener).await
-}
-
 async fn serve(
     config: Option<PathBuf>,
     dev: bool,
@@ -194,9 +186,7 @@ async fn serve(
     spa_origin: Option<String>,
 ) -> ExitCode {
     let clock = Arc::new(Clock::default());
-    let mut simulator = None;
-    let mut dev_op: Option<provider_sim::oidc::Sim> = None;
-    let mut github = None;
+    let mut fakes = None;
     let (settings, demo_secret) = if dev {
         let home = match DevHome::open(&dir) {
             Ok(h) => h,
@@ -205,97 +195,32 @@ async fn serve(
                 return ExitCode::FAILURE;
             }
         };
-        // The WeChat simulator listens on the next port unless told otherwise.
-        let sim_port = sim_port.unwrap_or_else(|| port.wrapping_add(1));
-        let sim = match std::net::TcpListener::bind(("127.0.0.1", sim_port)) {
-            Ok(listener) => {
-                wechat_sim::Simulator::start_on(
-                    wechat_sim::SimConfig::dev_default("127.0.0.1"),
-                    listener,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        let sim = match sim {
-            Ok(sim) => sim,
-            Err(e) => {
-                eprintln!("idbridge: cannot start the WeChat simulator on 127.0.0.1:{sim_port}: {e} (choose another --port or --sim-port)");
-                return ExitCode::from(2);
-            }
-        };
-        let sim_base = sim.base_url();
-        simulator = Some(sim);
-        // The generic OpenID provider fake on the port after the simulator's
-        // (any free port when that one is taken, or with --sim-port 0).
-        let op_port = if sim_port == 0 {
-            0
-        } else {
-            sim_port.wrapping_add(1)
-        };
-        let mut op_config = provider_sim::oidc::SimConfig::dev_default();
-        op_config.port = op_port;
-        let op = match provider_sim::oidc::Sim::start(op_config.clone()).await {
-            Ok(op) => Ok(op),
-            Err(e) if op_port != 0 => {
-                tracing::warn!(port = op_port, error = %e, "the dev OpenID provider cannot listen on its port; using any free one");
-                op_config.port = 0;
-                provider_sim::oidc::Sim::start(op_config).await
-            }
-            Err(e) => Err(e),
-        };
-        let op = match op {
-            Ok(op) => op,
-            Err(e) => {
-                eprintln!("idbridge: cannot start the dev OpenID provider: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        let op_issuer = op.issuer();
-        dev_op = Some(op);
-        let settings = home.settings(port, Some(&sim_base)).and_then(|mut s| {
-            s.connectors
-                .push(idbridge::dev_openid_connector(&op_issuer));
+        let mut settings = match home.settings(port).and_then(|mut s| {
             if let Some(origin) = &spa_origin {
-                s.clients.push(idbridge::dev_spa_client(origin)?);
+                s.clients.push(idbridge::dev::dev_spa_client(origin)?);
             }
             Ok(s)
-        });
-        let settings = match settings {
-            Ok(mut s) => {
-                // The GitHub fake two ports after the WeChat simulator's (the
-                // dev OpenID provider has the one between; any free port with
-                // --sim-port 0); without it, no GitHub sign-in.
-                let port = if sim_port == 0 {
-                    0
-                } else {
-                    sim_port.wrapping_add(2)
-                };
-                match start_github_fake(&s.issuer, port).await {
-                    Ok(gh) => {
-                        // Listed before the development login, after WeChat's.
-                        let at = s
-                            .connectors
-                            .iter()
-                            .position(|c| c["id"] == "dev")
-                            .unwrap_or(s.connectors.len());
-                        s.connectors
-                            .insert(at, idbridge::dev_github_connector(&gh.base_url(), &gh.api_url()));
-                        github = Some(gh);
-                    }
-                    Err(e) => eprintln!("idbridge: no GitHub sign-in in dev mode: cannot start the GitHub simulator on 127.0.0.1:{port}: {e}"),
-                }
-                Ok(s)
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("idbridge: {e}");
+                return ExitCode::from(2);
             }
-            Err(e) => Err(e),
         };
-        match settings {
-            Ok(s) => (s, Some(home.demo_secret)),
+        // The simulators on --sim-port and the ports after it (default: the
+        // port after --port).
+        let mut ports = idbridge::dev::Ports::new(sim_port.unwrap_or_else(|| port.wrapping_add(1)));
+        match idbridge::dev::Fakes::start(&mut ports, &settings.issuer).await {
+            Ok(f) => {
+                f.add_connectors(&mut settings);
+                fakes = Some(f);
+            }
             Err(e) => {
                 eprintln!("idbridge: {e}");
                 return ExitCode::from(2);
             }
         }
+        (settings, Some(home.demo_secret))
     } else {
         let Some(path) = config else {
             return ExitCode::from(2);
@@ -332,28 +257,8 @@ async fn serve(
         println!("  idbridge (development mode) is running.");
         println!("  Open the demo app:   {issuer}/demo");
         println!("  Discovery:           {issuer}/.well-known/openid-configuration");
-        if let Some(sim) = &simulator {
-            println!(
-                "  WeChat simulator:    {}/__sim/  (faults, counters, test users)",
-                sim.base_url()
-            );
-            println!(
-                "  Mobile-app login:    exchange an SDK code from POST {}/__sim/codes at {issuer}/token (README: \"Trying the mobile-app flow\")",
-                sim.base_url()
-            );
-        }
-        if let Some(op) = &dev_op {
-            println!(
-                "  Dev OpenID provider: {}  (sign-in \"Dev OpenID provider\": users ada and lin)",
-                op.issuer()
-            );
-        }
-        if let Some(gh) = &github {
-            println!(
-                "  GitHub simulator:    {}/login/oauth/authorize  (pick who signs in; API at {})",
-                gh.base_url(),
-                gh.api_url()
-            );
+        for line in fakes.iter().flat_map(|f| f.banner()) {
+            println!("{line}");
         }
         if let Some(origin) = &spa_origin {
             println!(

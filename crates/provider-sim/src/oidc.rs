@@ -152,6 +152,16 @@ impl Sim {
         })
     }
 
+    /// Serve on `listener` (`config.port` is not used).
+    pub async fn start_on(
+        config: SimConfig,
+        listener: std::net::TcpListener,
+    ) -> Result<Sim, String> {
+        Ok(Sim {
+            inner: engine::Running::start_on(config, listener).await?,
+        })
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
         self.inner.base_url()

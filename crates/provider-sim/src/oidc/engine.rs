@@ -89,6 +89,14 @@ impl Running {
     pub async fn start(config: SimConfig) -> Result<Running, String> {
         let listener =
             std::net::TcpListener::bind(("127.0.0.1", config.port)).map_err(|e| e.to_string())?;
+        Self::start_on(config, listener).await
+    }
+
+    /// Serve on `listener` (`config.port` is not used).
+    pub async fn start_on(
+        config: SimConfig,
+        listener: std::net::TcpListener,
+    ) -> Result<Running, String> {
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let key = SigningKey::generate(config.alg)?;
