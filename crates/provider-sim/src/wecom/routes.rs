@@ -235,15 +235,15 @@ async fn common_faults(data: &Shared) -> Option<HttpResponse> {
     None
 }
 
-/// The request's corp token, or WeCom's answer for it.
-fn authorized(st: &State, q: &BTreeMap<String, String>) -> Result<(), HttpResponse> {
+/// WeCom's answer when the request's corp token is missing, unknown or expired.
+fn unauthorized(st: &State, q: &BTreeMap<String, String>) -> Option<HttpResponse> {
     let Some(token) = q.get("access_token").filter(|t| !t.is_empty()) else {
-        return Err(api_error(41001, "access_token missing"));
+        return Some(api_error(41001, "access_token missing"));
     };
     match st.tokens.get(token) {
-        None => Err(api_error(40014, "invalid access_token")),
-        Some(expires) if *expires <= st.now() => Err(api_error(42001, "access_token expired")),
-        Some(_) => Ok(()),
+        None => Some(api_error(40014, "invalid access_token")),
+        Some(expires) if *expires <= st.now() => Some(api_error(42001, "access_token expired")),
+        Some(_) => None,
     }
 }
 
@@ -276,7 +276,7 @@ async fn getuserinfo(data: web::Data<Shared>, query: Query) -> HttpResponse {
     }
     let q = query.into_inner();
     let mut st = data.lock();
-    if let Err(answer) = authorized(&st, &q) {
+    if let Some(answer) = unauthorized(&st, &q) {
         return answer;
     }
     let now = st.now();
@@ -306,7 +306,7 @@ async fn user_get(data: web::Data<Shared>, query: Query) -> HttpResponse {
     }
     let q = query.into_inner();
     let st = data.lock();
-    if let Err(answer) = authorized(&st, &q) {
+    if let Some(answer) = unauthorized(&st, &q) {
         return answer;
     }
     let userid = q.get("userid").cloned().unwrap_or_default();
