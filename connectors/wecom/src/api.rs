@@ -91,8 +91,6 @@ pub struct Member {
     pub position: Option<String>,
     #[serde(default)]
     pub department: Vec<u64>,
-    #[serde(default)]
-    pub status: Option<i64>,
 }
 
 /// The HTTP client for one app's calls.

@@ -76,13 +76,46 @@ impl ConnectorFactory for WeComFactory {
         }))
     }
 
-    /// The callback's host is the app's trusted domain; the URLs are https.
+    /// The callback's host is the app's trusted domain; the URLs are https;
+    /// and WeCom gives a corp token for `corp_id` and `corp_secret` to this
+    /// machine (a wrong secret, corp id or an untrusted IP shows here, before
+    /// anyone signs in). WeCom's `gettoken` does not retire the token the
+    /// instances share, so asking is harmless.
     fn doctor(&self, settings: &ConnectorSettings, ctx: &BuildContext) -> Vec<Problem> {
-        match WeComSettings::parse(settings) {
-            Ok(cfg) => cfg.doctor(settings.id.as_str(), &ctx.callback_url),
+        let Ok(cfg) = WeComSettings::parse(settings) else {
             // build() already reports these.
-            Err(_) => Vec::new(),
+            return Vec::new();
+        };
+        let id = settings.id.to_string();
+        let mut problems = cfg.doctor(&id, &ctx.callback_url);
+        if problems.iter().any(|p| p.fatal) {
+            return problems;
         }
+        let Ok(api) = Api::new(&cfg.api_base_url, cfg.timeouts) else {
+            return problems;
+        };
+        let key = format!("connectors[{id}]");
+        problems.extend(idbridge_connector_kit::doctor::run(
+            key.clone(),
+            async move {
+                match api.gettoken(&cfg.corp_id, cfg.corp_secret.expose()).await {
+                    Ok(_) => Vec::new(),
+                    Err(e) => {
+                        let which = match e.errcode() {
+                            Some(errcodes::INVALID_SECRET) => "corp_secret",
+                            Some(errcodes::INVALID_CORP_ID) => "corp_id",
+                            _ => "api_base_url",
+                        };
+                        vec![Problem {
+                            key: format!("{key}.{which}"),
+                            message: e.at(Stage::Setup).to_string(),
+                            fatal: true,
+                        }]
+                    }
+                }
+            },
+        ));
+        problems
     }
 }
 

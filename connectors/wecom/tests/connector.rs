@@ -325,18 +325,56 @@ async fn a_slow_wecom_is_a_timeout() {
     assert!(e.fix.as_deref().unwrap().contains("timeout_secs"), "{e}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_asks_wecom_for_a_token_and_names_the_wrong_secret() {
+    let sim = sim().await;
+    let ctx = testing::build_context_at("http://127.0.0.1:9", ID, false);
+    let settings = |extra| testing::settings(ID, "wecom", testing::merged(&options(&sim), extra));
+    assert!(WeComFactory
+        .doctor(&settings(serde_json::json!({})), &ctx)
+        .is_empty());
+    assert_eq!(sim.counters().tokens_issued, 1);
+    let wrong = WeComFactory.doctor(
+        &settings(serde_json::json!({"corp_secret": "not-the-apps-secret-0123456789"})),
+        &ctx,
+    );
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    assert!(
+        wrong[0].fatal && wrong[0].key == "connectors[wecom].corp_secret",
+        "{wrong:?}"
+    );
+    assert!(
+        wrong[0].message.contains("upstream_code=40001"),
+        "{wrong:?}"
+    );
+    assert!(
+        !wrong[0].message.contains("not-the-apps-secret"),
+        "{wrong:?}"
+    );
+    sim.set_ip_denied(true);
+    let ip = WeComFactory.doctor(&settings(serde_json::json!({})), &ctx);
+    assert!(ip[0].message.contains("trusted IPs"), "{ip:?}");
+}
+
 #[test]
 fn doctor_holds_the_callback_host_to_the_trusted_domain() {
     let settings = |domain: serde_json::Value| {
         testing::settings(
             ID,
             "wecom",
-            serde_json::json!({"corp_id": CORP, "agent_id": AGENT, "corp_secret": SECRET, "trusted_domain": domain}),
+            // Nothing listens on port 9: the token check fails at once.
+            serde_json::json!({"corp_id": CORP, "agent_id": AGENT, "corp_secret": SECRET, "trusted_domain": domain, "api_base_url": "http://127.0.0.1:9"}),
         )
     };
     let ctx = testing::build_context_at("https://id.example.com", ID, false);
     let doctor = |domain| WeComFactory.doctor(&settings(domain), &ctx);
-    assert!(doctor(serde_json::json!("id.example.com")).is_empty());
+    let right = doctor(serde_json::json!("id.example.com"));
+    assert!(
+        right
+            .iter()
+            .all(|p| p.key == "connectors[wecom].api_base_url"),
+        "only the token check (nothing on port 9) fails: {right:?}"
+    );
     let wrong = doctor(serde_json::json!("www.example.com"));
     assert!(
         wrong[0].fatal && wrong[0].key == "connectors[wecom].trusted_domain",
