@@ -79,8 +79,8 @@ impl ConnectorFactory for WeComFactory {
     /// The callback's host is the app's trusted domain; the URLs are https;
     /// and WeCom gives a corp token for `corp_id` and `corp_secret` to this
     /// machine (a wrong secret, corp id or an untrusted IP shows here, before
-    /// anyone signs in). WeCom's `gettoken` does not retire the token the
-    /// instances share, so asking is harmless.
+    /// anyone signs in). WeCom's `gettoken` answers the same token while it
+    /// is valid, so asking retires nothing the instances share.
     fn doctor(&self, settings: &ConnectorSettings, ctx: &BuildContext) -> Vec<Problem> {
         let Ok(cfg) = WeComSettings::parse(settings) else {
             // build() already reports these.

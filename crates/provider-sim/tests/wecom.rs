@@ -1,6 +1,6 @@
 //! The WeCom fake answers as WeCom documents it, over real HTTP: errcode
-//! bodies with HTTP 200, single-use codes that expire, corp tokens counted
-//! and expiring, the trusted-domain page, the refusal without a code.
+//! bodies with HTTP 200, single-use codes that expire, corp tokens counted,
+//! the same while valid, and expiring, the trusted-domain page, the refusal without a code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use provider_sim::wecom::{dev, Decision, WeComSim};
@@ -123,6 +123,7 @@ async fn a_scanned_code_names_the_member_once_and_expires() {
 async fn tokens_expire_secrets_are_checked_and_faults_answer_errcodes() {
     let sim = dev_sim().await;
     let t = token(&sim).await;
+    assert_eq!(token(&sim).await, t, "the same token while it is valid");
     sim.expire_tokens();
     let expired = api(
         &sim,
@@ -130,6 +131,7 @@ async fn tokens_expire_secrets_are_checked_and_faults_answer_errcodes() {
     )
     .await;
     assert_eq!(expired["errcode"], 42001, "{expired}");
+    assert_ne!(token(&sim).await, t, "a new one after it expired");
     let unknown = api(&sim, "/cgi-bin/user/get?access_token=nope&userid=ZhangSan").await;
     assert_eq!(unknown["errcode"], 40014, "{unknown}");
     let wrong = api(
@@ -153,7 +155,7 @@ async fn tokens_expire_secrets_are_checked_and_faults_answer_errcodes() {
         api(&sim, "/cgi-bin/gettoken?corpid=x&corpsecret=y").await["errcode"],
         60020
     );
-    assert_eq!(sim.counters().gettoken_calls, 4);
+    assert_eq!(sim.counters().gettoken_calls, 6);
 }
 
 #[tokio::test]

@@ -96,7 +96,8 @@ pub struct CorpApp {
 /// Counters a test can assert on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// `gettoken` calls answered with a token.
+    /// `gettoken` calls answered with a token (the same one while it is
+    /// valid, as WeCom does).
     pub tokens_issued: u32,
     pub gettoken_calls: u32,
     pub getuserinfo_calls: u32,

@@ -260,10 +260,17 @@ async fn gettoken(data: web::Data<Shared>, query: Query) -> HttpResponse {
     if q.get("corpsecret") != Some(&st.app.secret) {
         return api_error(40001, "invalid credential");
     }
-    let token = Alphanumeric.sample_string(&mut rand::thread_rng(), 64);
-    let expires = st.now() + TOKEN_TTL_SECS;
-    st.tokens.insert(token.clone(), expires);
     st.counters.tokens_issued += 1;
+    let now = st.now();
+    // Within its validity gettoken answers the same token (what is left of
+    // its 7200 s); after it, a new one.
+    if let Some((token, expires)) = st.tokens.iter().find(|(_, e)| **e > now) {
+        return HttpResponse::Ok().json(json!({
+            "errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires - now,
+        }));
+    }
+    let token = Alphanumeric.sample_string(&mut rand::thread_rng(), 64);
+    st.tokens.insert(token.clone(), now + TOKEN_TTL_SECS);
     HttpResponse::Ok().json(json!({
         "errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": TOKEN_TTL_SECS,
     }))
