@@ -40,10 +40,12 @@ export class Run {
   }
 
   /// A fresh browser (its own cookies) asking for this run's language. `wechat`:
-  /// WeChat's in-app browser on a phone instead of a desktop browser.
-  async browserContext({ wechat = false } = {}) {
-    const opts = wechat
-      ? { userAgent: WECHAT_UA, viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true }
+  /// WeChat's in-app browser on a phone instead of a desktop browser;
+  /// `userAgent`: another in-app browser on a phone (WeCom's, DingTalk's…).
+  async browserContext({ wechat = false, userAgent } = {}) {
+    const phoneUa = wechat ? WECHAT_UA : userAgent;
+    const opts = phoneUa
+      ? { userAgent: phoneUa, viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true }
       : { viewport: { width: 1000, height: 760 } };
     const ctx = await this.browser.newContext({ ...opts, locale: this.lang, deviceScaleFactor: 1 });
     ctx.setDefaultTimeout(8_000);

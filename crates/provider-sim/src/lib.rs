@@ -14,9 +14,12 @@
 //!   on the first sign-in only, the ES256 client-secret JWT checked against
 //!   the public key of the test's `.p8` key, Apple's bare error bodies);
 //! - [`github`]: GitHub's OAuth app endpoints and REST API (`/user`,
-//!   `/user/emails`, `/user/orgs`), with its 200-with-`error` token answers.
+//!   `/user/emails`, `/user/orgs`), with its 200-with-`error` token answers;
+//! - [`wecom`]: WeCom's (企业微信) self-built app login: the QR and in-app
+//!   pages, `gettoken`, `auth/getuserinfo`, `user/get`, errcode bodies.
 
 pub mod apple;
 pub mod github;
 pub mod microsoft;
 pub mod oidc;
+pub mod wecom;

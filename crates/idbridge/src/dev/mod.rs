@@ -8,6 +8,7 @@ mod home;
 mod openid;
 mod spa;
 mod wechat;
+mod wecom;
 
 pub use home::DevHome;
 pub use openid::{connector as dev_openid_connector, CONNECTOR_ID as DEV_OIDC_CONNECTOR};
@@ -84,7 +85,10 @@ impl Fakes {
     /// the others dev mode goes on without its sign-in (said on stderr).
     pub async fn start(ports: &mut Ports, issuer: &str) -> Result<Fakes, String> {
         let mut running = vec![wechat::start(ports).await?, openid::start(ports).await?];
-        for optional in [github::start(ports, issuer).await] {
+        for optional in [
+            github::start(ports, issuer).await,
+            wecom::start(ports).await,
+        ] {
             match optional {
                 Ok(r) => running.push(r),
                 Err(e) => eprintln!("idbridge: {e}"),

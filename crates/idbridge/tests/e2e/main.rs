@@ -42,3 +42,4 @@ mod wechat_codes;
 mod wechat_miniprogram;
 mod wechat_mp;
 mod wechat_web;
+mod wecom_upstream;
