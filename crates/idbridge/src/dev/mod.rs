@@ -3,6 +3,7 @@
 //! through it ([`Fakes`]). One file per simulator; adding one to dev mode is a
 //! file here and a line in [`Fakes::start`].
 
+mod feishu;
 mod github;
 mod home;
 mod openid;
@@ -84,7 +85,10 @@ impl Fakes {
     /// the others dev mode goes on without its sign-in (said on stderr).
     pub async fn start(ports: &mut Ports, issuer: &str) -> Result<Fakes, String> {
         let mut running = vec![wechat::start(ports).await?, openid::start(ports).await?];
-        for optional in [github::start(ports, issuer).await] {
+        for optional in [
+            github::start(ports, issuer).await,
+            feishu::start(ports, issuer).await,
+        ] {
             match optional {
                 Ok(r) => running.push(r),
                 Err(e) => eprintln!("idbridge: {e}"),
