@@ -229,7 +229,11 @@ async fn every_failure_ends_in_its_page_and_writes_nothing(db_url: &str) {
     let callback = w.to_callback(&b, "feishu").await;
     w.sim.advance(301);
     let expired = b.get(&callback).send().await.unwrap();
-    assert!(expired.status().is_client_error(), "{}", expired.status());
+    assert_eq!(
+        expired.status(),
+        502,
+        "the broker's 'expired, start again' page"
+    );
     logged(&["login_failed", "upstream_code=\"20004\"", "5 minutes"]);
     let b = browser();
     let callback = w.to_callback(&b, "feishu").await;
@@ -241,11 +245,12 @@ async fn every_failure_ends_in_its_page_and_writes_nothing(db_url: &str) {
         .unwrap()
         .status()
         .is_redirection());
-    // The same code through a fresh sign-in of the same browser: Feishu says 20065.
-    let callback2 = w.to_callback(&b, "feishu").await;
+    // The spent code on another browser's fresh sign-in: Feishu says 20065.
+    let b2 = browser();
+    let callback2 = w.to_callback(&b2, "feishu").await;
     let replay = callback2.replace(&query_param(&callback2, "code").unwrap(), &code);
-    let replayed = b.get(&replay).send().await.unwrap();
-    assert!(replayed.status().is_client_error(), "{}", replayed.status());
+    let replayed = b2.get(&replay).send().await.unwrap();
+    assert_eq!(replayed.status(), 502);
     logged(&[
         "login_failed",
         "kind=\"code_reused\"",
