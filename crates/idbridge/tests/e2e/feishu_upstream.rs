@@ -414,3 +414,43 @@ async fn recheck_rotates_feishus_refresh_token_and_a_revoked_person_loses_the_gr
     w.broker.stop().await;
 }
 crate::both_backends!(recheck_rotates_feishus_refresh_token_and_a_revoked_person_loses_the_grant);
+
+/// `recheck_on_refresh` without `offline_access` (no refresh token to re-check
+/// with) and `trust_email` (Feishu's addresses are admin-typed) are
+/// configuration errors naming their keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recheck_without_offline_access_and_trust_email_are_refused_by_name() {
+    let db = TestDb::new(Db::Sqlite);
+    let mut s = base_settings("http://127.0.0.1:1", &db.url());
+    let feishu = |id: &str, key: &str| {
+        let mut c = serde_json::json!({
+            "id": id, "type": "feishu", "client_id": APP, "client_secret": SECRET,
+            "developer": "acme",
+        });
+        c[key] = serde_json::json!(true);
+        c
+    };
+    s.connectors = vec![
+        feishu("feishu-a", "recheck_on_refresh"),
+        feishu("feishu-b", "trust_email"),
+    ];
+    let config = idbridge_server::config::Config::new(s, true).expect("the entries read");
+    let errors = match idbridge_server::state::build_connectors(
+        &config,
+        &idbridge::registry(),
+        true,
+        &idbridge_core::Shared::default(),
+    ) {
+        Ok(_) => panic!("accepted"),
+        Err(errors) => errors,
+    };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "connectors[feishu-a].recheck_on_refresh",
+            "connectors[feishu-b].trust_email"
+        ],
+        "{errors:?}"
+    );
+}
