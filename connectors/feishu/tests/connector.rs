@@ -7,8 +7,8 @@ use idbridge_connector_feishu::{FeishuConnector, FeishuFactory};
 use idbridge_connector_kit::conformance::{self, BrowserFlow, Expect, Fixture, Params, Upstream};
 use idbridge_connector_kit::testing;
 use idbridge_core::{
-    Availability, Begin, CallbackRequest, Connector, ConnectorError, ErrorKind, ExternalIdentity,
-    Locale, RequestContext, Stage, Started,
+    Availability, Begin, CallbackRequest, Connector, ConnectorError, ConnectorFactory, ErrorKind,
+    ExternalIdentity, Locale, RequestContext, Stage, Started,
 };
 use provider_sim::feishu::{Decision, Fault, FeishuApp, FeishuSim, Person};
 
@@ -281,4 +281,55 @@ async fn preferred_inside_feishu_available_elsewhere() {
     let inside = testing::request(FEISHU_UA, Locale::ZhCn, 0);
     assert_eq!(c.availability(&inside), Availability::Preferred);
     assert_eq!(c.availability(&ctx(Locale::En)), Availability::Available);
+}
+
+#[test]
+fn doctor_refuses_plain_http_to_a_remote_host() {
+    let settings = testing::settings(
+        ID,
+        "feishu",
+        serde_json::json!({"client_id": APP_ID, "client_secret": SECRET, "developer": "acme",
+            "accounts_url": "http://accounts.example.com", "open_url": "http://open.example.com"}),
+    );
+    let problems = FeishuFactory.doctor(&settings, &testing::build_context(ID));
+    for key in ["accounts_url", "open_url"] {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key == format!("connectors[feishu].{key}") && p.fatal),
+            "{key}: {problems:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn doctor_passes_an_app_the_authorization_page_knows() {
+    let sim = sim().await;
+    let settings = testing::settings(ID, "feishu", options(&sim, serde_json::json!({})));
+    let problems = tokio::task::spawn_blocking(move || {
+        FeishuFactory.doctor(&settings, &testing::build_context(ID))
+    })
+    .await
+    .unwrap();
+    assert!(
+        problems
+            .iter()
+            .all(|p| !p.fatal && !p.key.ends_with("authorization_url")),
+        "{problems:?}"
+    );
+    assert!(sim.counters().authorizations >= 1, "doctor asked the page");
+    // The callback taken out of the app's 重定向 URL list: doctor says so.
+    sim.set_redirect_urls(Vec::new());
+    let settings = testing::settings(ID, "feishu", options(&sim, serde_json::json!({})));
+    let problems = tokio::task::spawn_blocking(move || {
+        FeishuFactory.doctor(&settings, &testing::build_context(ID))
+    })
+    .await
+    .unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.message.contains("refuses our callback")),
+        "{problems:?}"
+    );
 }
