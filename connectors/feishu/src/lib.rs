@@ -117,10 +117,13 @@ impl FeishuConnector {
         })?;
         Ok(Self {
             id: settings.id.clone(),
-            name: settings
-                .name
-                .clone()
-                .unwrap_or_else(|| "飞书 Feishu".into()),
+            name: settings.name.clone().unwrap_or_else(|| {
+                match parsed.region {
+                    config::Region::Feishu => "飞书 Feishu",
+                    config::Region::Lark => "Lark",
+                }
+                .into()
+            }),
             settings: parsed,
             client,
         })
