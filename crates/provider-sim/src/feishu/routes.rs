@@ -116,16 +116,16 @@ fn answer(data: &Shared, q: BTreeMap<String, String>, decision: Decision) -> Htt
     if q.get("client_id") != Some(&st.app.app_id) {
         return page(
             StatusCode::BAD_REQUEST,
-            "20029: app_id 不存在 (no app with this client_id)",
+            "app_id 不存在 (no app with this client_id)",
         );
     }
     let Some(redirect) = q.get("redirect_uri").cloned() else {
-        return page(StatusCode::BAD_REQUEST, "20029: redirect_uri 缺失");
+        return page(StatusCode::BAD_REQUEST, "redirect_uri 缺失 (missing)");
     };
     if !st.app.redirect_urls.iter().any(|r| redirect.starts_with(r)) {
         return page(
             StatusCode::BAD_REQUEST,
-            "20029: redirect_uri 请求不合法 (not in the app's 重定向 URL list)",
+            "redirect_uri 请求不合法 (not in the app's 重定向 URL list)",
         );
     }
     if let Some(method) = q.get("code_challenge_method") {
