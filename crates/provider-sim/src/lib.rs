@@ -17,8 +17,12 @@
 //!   `/user/emails`, `/user/orgs`), with its 200-with-`error` token answers;
 //! - [`wecom`]: WeCom's (企业微信) self-built app login: the QR and in-app
 //!   pages, `gettoken`, `auth/getuserinfo`, `user/get`, errcode bodies.
+//! - [`feishu`]: Feishu/Lark's authorization page, JSON token endpoint (PKCE,
+//!   numeric `code`s such as 20010, single-use codes and refresh tokens) and
+//!   `user_info` envelope.
 
 pub mod apple;
+pub mod feishu;
 pub mod github;
 pub mod microsoft;
 pub mod oidc;
