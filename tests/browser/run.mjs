@@ -57,7 +57,7 @@ for (const { lang, broker, sim, spa } of targets) {
           timer = setTimeout(() => reject(new Error(`timed out after ${SCENARIO_TIMEOUT_MS / 1000} s`)), SCENARIO_TIMEOUT_MS);
         }),
       ]);
-      if (run.offsite.length) throw new Error(`the browser tried to leave 127.0.0.1: ${[...new Set(run.offsite)].join(", ")}`);
+      if (run.offsite.length) throw new Error(`the browser tried to leave 127.0.0.1 and localhost: ${[...new Set(run.offsite)].join(", ")}`);
       if (run.problems.length) throw new Error(run.problems.join("\n"));
       passed++;
       console.log(`ok    [${lang}] ${scenario.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);

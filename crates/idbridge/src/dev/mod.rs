@@ -3,6 +3,7 @@
 //! through it ([`Fakes`]). One file per simulator; adding one to dev mode is a
 //! file here and a line in [`Fakes::start`].
 
+mod apple;
 mod github;
 mod home;
 mod openid;
@@ -84,7 +85,11 @@ impl Fakes {
     /// the others dev mode goes on without its sign-in (said on stderr).
     pub async fn start(ports: &mut Ports, issuer: &str) -> Result<Fakes, String> {
         let mut running = vec![wechat::start(ports).await?, openid::start(ports).await?];
-        for optional in [github::start(ports, issuer).await] {
+        // Apple last: each optional simulator takes the next port, in this order.
+        for optional in [
+            github::start(ports, issuer).await,
+            apple::start(ports, issuer).await,
+        ] {
             match optional {
                 Ok(r) => running.push(r),
                 Err(e) => eprintln!("idbridge: {e}"),
