@@ -30,10 +30,11 @@ export const WECHAT_UA =
   "Mobile/15E148 MicroMessenger/8.0.40(0x18002831) NetType/WIFI Language/zh_CN";
 
 /// What a scenario works with: the broker and simulator it talks to, the
-/// language the person's browser asks for, and helpers bound to them.
+/// language the person's browser asks for, its group's peers (if it has any:
+/// run.mjs), and helpers bound to them.
 export class Run {
-  constructor({ browser, broker, sim, spa, lang, shots, log }) {
-    Object.assign(this, { browser, broker, sim, spa, lang, shots, log });
+  constructor({ browser, broker, sim, spa, lang, shots, log, peers }) {
+    Object.assign(this, { browser, broker, sim, spa, lang, shots, log, peers });
     this.zh = lang.startsWith("zh");
     this.contexts = [];
     this.offsite = [];

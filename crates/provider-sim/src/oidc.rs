@@ -230,7 +230,14 @@ impl Sim {
 
     /// The fake's clock (unix seconds).
     pub fn now(&self) -> i64 {
-        self.inner.with(|s| engine::system_now() + s.offset)
+        self.inner.with(|s| s.now())
+    }
+
+    /// Read "now" from `clock` (unix seconds) instead of the wall clock, e.g.
+    /// the broker's in dev mode, so that a clock moved there moves here too
+    /// (Apple checks the `iat` and `exp` of client secrets made with it).
+    pub fn follow_clock(&self, clock: impl Fn() -> i64 + Send + Sync + 'static) {
+        self.inner.with(|s| s.clock = Some(Arc::new(clock)));
     }
 
     /// The client secrets sent to the token endpoint so far, oldest first.

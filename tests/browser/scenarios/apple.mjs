@@ -58,6 +58,12 @@ export const scenarios = [
       for (const round of [1, 2]) {
         // A fresh browser each time: no broker session, so Apple is asked again.
         const page = await run.newPage();
+        if (round === 2) {
+          // Eleven minutes later on the broker's clock: the client secret it
+          // signs carries that time, and the fake (like Apple) checks it.
+          const moved = await page.request.post(`${run.broker}/dev/clock?secs=660`);
+          if (!moved.ok()) throw new Error(`/dev/clock: ${moved.status()}`);
+        }
         const seen = watchCallbacks(page, run);
         await toApple(page, run);
         await page.getByRole("link", { name: "Grace Hopper" }).click();

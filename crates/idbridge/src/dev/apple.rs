@@ -3,10 +3,13 @@
 //! `http://127.0.0.1:PORT`: another site for the browser, so Apple's form_post
 //! callback arrives as the cross-site POST it is with the real Apple (no
 //! SameSite=Lax cookie), and the broker's re-post from its own origin is what
-//! a person clicks through. A new `.p8` key is made at every start.
+//! a person clicks through. A new `.p8` key is made at every start, and the
+//! fake keeps the broker's time (dev mode's clock can be moved).
 
 use super::{Ports, Running};
+use idbridge_server::Clock;
 use provider_sim::apple::{self, AppleKey};
+use std::sync::Arc;
 
 /// The connector's id (its callback is `{issuer}/callback/apple`).
 pub const CONNECTOR_ID: &str = "apple";
@@ -49,7 +52,9 @@ fn connector(issuer: &str, key: &AppleKey) -> serde_json::Value {
     })
 }
 
-pub async fn start(ports: &mut Ports, broker: &str) -> Result<Running, String> {
+/// Start the fake for the broker at `broker`, on the broker's `clock`: the
+/// client secrets the broker signs carry its time, which `/dev/clock` moves.
+pub async fn start(ports: &mut Ports, broker: &str, clock: &Arc<Clock>) -> Result<Running, String> {
     let failed = |e: String| {
         format!("no Sign in with Apple in dev mode: cannot start the Apple simulator: {e}")
     };
@@ -62,6 +67,8 @@ pub async fn start(ports: &mut Ports, broker: &str) -> Result<Running, String> {
     let sim = provider_sim::oidc::Sim::start_on_host(config, listener, HOST)
         .await
         .map_err(failed)?;
+    let clock = Arc::clone(clock);
+    sim.follow_clock(move || clock.now());
     let issuer = sim.issuer();
     let banner = vec![format!(
         "  Apple simulator:     {issuer}/auth/authorize  (\"Sign in with Apple\"; another site than the broker: its form_post callback is cross-site)"

@@ -31,8 +31,13 @@ struct Grant {
     used: bool,
 }
 
+/// Where a fake reads "now" from instead of the wall clock (dev mode: the
+/// broker's clock, which `/dev/clock` moves).
+pub type ClockFn = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 #[derive(Default)]
 pub struct State {
+    pub clock: Option<ClockFn>,
     pub keys: Vec<Arc<SigningKey>>,
     codes: HashMap<String, Grant>,
     refresh: HashMap<String, Grant>,
@@ -53,6 +58,13 @@ pub struct Shared {
     state: Mutex<State>,
 }
 
+impl State {
+    /// The fake's "now": its clock (or the wall clock) plus its offset.
+    pub fn now(&self) -> i64 {
+        self.clock.as_ref().map_or_else(system_now, |c| c()) + self.offset
+    }
+}
+
 impl Shared {
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let mut guard = match self.state.lock() {
@@ -63,7 +75,7 @@ impl Shared {
     }
 
     fn now(&self) -> i64 {
-        system_now() + self.with(|s| s.offset)
+        self.with(|s| s.now())
     }
 
     fn client(&self, id: &str) -> Option<&SimClient> {
