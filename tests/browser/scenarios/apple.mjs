@@ -52,15 +52,17 @@ async function toApple(page, run) {
 
 export const scenarios = [
   {
-    name: "Apple (cross-site form_post): first sign-in takes the name from the user field; a second one (no user field) keeps name and sub",
+    name: "Apple (cross-site form_post): first sign-in (broker clock moved) takes the name from the user field; a second one (no user field) keeps name and sub",
     async run(run) {
       const subs = [];
       for (const round of [1, 2]) {
         // A fresh browser each time: no broker session, so Apple is asked again.
         const page = await run.newPage();
-        if (round === 2) {
-          // Eleven minutes later on the broker's clock: the client secret it
-          // signs carries that time, and the fake (like Apple) checks it.
+        if (round === 1) {
+          // The broker's clock eleven minutes ahead of the wall clock (as dev
+          // mode's /dev/clock leaves it) before its first client secret is
+          // made: the secret carries the broker's time, which the fake, like
+          // Apple, checks (an iat in its future is invalid_client).
           const moved = await page.request.post(`${run.broker}/dev/clock?secs=660`);
           if (!moved.ok()) throw new Error(`/dev/clock: ${moved.status()}`);
         }
