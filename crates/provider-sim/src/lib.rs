@@ -26,4 +26,5 @@ pub mod feishu;
 pub mod github;
 pub mod microsoft;
 pub mod oidc;
+mod server;
 pub mod wecom;

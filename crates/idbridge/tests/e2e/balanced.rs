@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The HAProxy configuration the test runs (and docs/operations.md shows):
-/// round-robin, `X-Forwarded-For` added, `/readyz` checked every 200 ms (one
-/// failure takes a server out), and a request that found a dead server (the
+/// round-robin, `X-Forwarded-For` added, `/readyz` checked every 200 ms (two
+/// failures take a server out; a check may take 2 s, so a busy machine's slow
+/// answer does not take the survivor out too), and a request that found a dead server (the
 /// connection refused, or closed before any answer) retried on the other. Not
 /// retried on a slow answer (a request still being worked on is not sent twice),
 /// and `timeout server` above the broker's longest wait (10 s for a repeated
@@ -41,7 +42,8 @@ backend brokers
     http-check expect status 200
     http-response set-header X-Served-By %s
     http-response set-header X-Retries %rc
-    default-server check inter 200ms fall 1 rise 2
+    timeout check 2s
+    default-server check inter 200ms fall 2 rise 2
     server a 127.0.0.1:{a}
     server b 127.0.0.1:{b}
 "
@@ -368,8 +370,8 @@ async fn two_instances_behind_haproxy_survive_one_killed() {
         after.len()
     );
     // A request sent once A is dead is answered by B, every one: a refused
-    // connection is redispatched to B, and within 200 ms the `/readyz` check
-    // takes A out of the rotation.
+    // connection is redispatched to B, and within 400 ms the `/readyz` checks
+    // take A out of the rotation.
     let on_a: Vec<&Seen> = seen
         .iter()
         .filter(|s| s.sent >= killed_at && s.server != "b")

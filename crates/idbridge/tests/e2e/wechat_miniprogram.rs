@@ -215,13 +215,13 @@ async fn a_getphonenumber_code_gives_the_account_its_verified_phone(db_url: &str
 
     // With one, WeChat's verified number is the account's: the app gets it
     // under the phone scope, verified, with no SMS step.
-    let phone_code = w.phone_code("+8613800138000");
+    let phone_code = w.phone_code("+8613912340777");
     let a = w
         .phone_exchange(&mini, &w.login_code(dev::USER_XIAOMING), Some(&phone_code))
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let id_token = claims(a.body["id_token"].as_str().unwrap());
-    assert_eq!(id_token["phone_number"], "+8613800138000");
+    assert_eq!(id_token["phone_number"], "+8613912340777");
     assert_eq!(id_token["phone_number_verified"], true);
     let user = w
         .broker
@@ -231,10 +231,10 @@ async fn a_getphonenumber_code_gives_the_account_its_verified_phone(db_url: &str
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(user.phone_number.as_deref(), Some("+8613800138000"));
+    assert_eq!(user.phone_number.as_deref(), Some("+8613912340777"));
     assert!(user.phone_verified_at.is_some());
     // Neither the number nor the codes are in the log.
-    assert!(log_lines(&["+8613800138000"]).is_empty());
+    assert!(log_lines(&["+8613912340777"]).is_empty());
     assert!(log_lines(&[phone_code.as_str()]).is_empty());
     // The returning person needs no phone code any more.
     let again = w
@@ -258,7 +258,7 @@ async fn a_getphonenumber_code_gives_the_account_its_verified_phone(db_url: &str
         .phone_exchange(
             &mini,
             &w.login_code(dev::USER_ALICE),
-            Some(&w.phone_code("+8613800138000")),
+            Some(&w.phone_code("+8613912340777")),
         )
         .await;
     assert!(a.error(400, "invalid_grant").contains("phone"));
@@ -267,7 +267,7 @@ async fn a_getphonenumber_code_gives_the_account_its_verified_phone(db_url: &str
         .broker
         .state
         .store
-        .find_user_by_phone("+8613800138000")
+        .find_user_by_phone("+8613912340777")
         .await
         .unwrap()
         .unwrap();

@@ -16,12 +16,9 @@
 pub mod dev;
 mod routes;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use crate::server::Server;
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How long a code lives (Feishu: 5 minutes).
@@ -190,19 +187,11 @@ pub fn open_id(app_id: &str, union_id: &str) -> String {
     format!("ou_{hex}")
 }
 
-pub(crate) struct Shared(Mutex<State>);
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+pub(crate) type Shared = crate::server::Shared<State>;
 
 /// The running fake.
 pub struct FeishuSim {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    handle: Option<ServerHandle>,
+    server: Server<State>,
 }
 
 impl FeishuSim {
@@ -218,9 +207,7 @@ impl FeishuSim {
         app: FeishuApp,
         listener: std::net::TcpListener,
     ) -> io::Result<FeishuSim> {
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared(Mutex::new(State {
+        let state = State {
             app,
             people: Vec::new(),
             decision: Decision::Deny,
@@ -231,55 +218,42 @@ impl FeishuSim {
             refresh_tokens: HashMap::new(),
             counters: Counters::default(),
             last_token_content_type: None,
-        })));
-        let data = web::Data::from(Arc::clone(&shared));
-        let server =
-            HttpServer::new(move || App::new().app_data(data.clone()).configure(routes::mount))
-                .workers(2)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .listen(listener)?
-                .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        tracing::info!(%addr, "feishu simulator listening");
+        };
         Ok(FeishuSim {
-            shared,
-            addr,
-            handle: Some(handle),
+            server: Server::start_on(state, listener, "feishu", routes::mount).await?,
         })
     }
 
     /// `http://127.0.0.1:PORT`: stands in for both `https://accounts.feishu.cn`
     /// and `https://open.feishu.cn`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     /// Add (or replace, by `union_id`) a person.
     pub fn add_person(&self, person: Person) {
-        let mut st = self.shared.lock();
+        let mut st = self.server.lock();
         st.people.retain(|p| p.union_id != person.union_id);
         st.people.push(person);
     }
 
     /// What the authorization page does from now on.
     pub fn decide(&self, decision: Decision) {
-        self.shared.lock().decision = decision;
+        self.server.lock().decision = decision;
     }
 
     pub fn set_fault(&self, fault: Fault) {
-        self.shared.lock().fault = fault;
+        self.server.lock().fault = fault;
     }
 
     /// The App Secret is reset at Feishu (the broker's becomes wrong).
     pub fn set_app_secret(&self, secret: &str) {
-        self.shared.lock().app.app_secret = secret.to_owned();
+        self.server.lock().app.app_secret = secret.to_owned();
     }
 
     /// The 重定向 URL list.
     pub fn set_redirect_urls(&self, urls: Vec<String>) {
-        self.shared.lock().app.redirect_urls = urls;
+        self.server.lock().app.redirect_urls = urls;
     }
 
     /// The person is taken out of (or put back into) the app's availability range.
@@ -297,46 +271,36 @@ impl FeishuSim {
 
     /// The person's tokens are revoked (refresh answers 20064).
     pub fn revoke(&self, union_id: &str) {
-        let mut st = self.shared.lock();
+        let mut st = self.server.lock();
         st.tokens.retain(|_, t| t.union_id != union_id);
         st.refresh_tokens.retain(|_, t| t.union_id != union_id);
     }
 
     /// Move the fake's clock (codes expire after [`CODE_LIFETIME`]).
     pub fn advance(&self, secs: i64) {
-        self.shared.lock().offset += secs;
+        self.server.lock().offset += secs;
     }
 
     /// The fake's clock (unix seconds).
     pub fn now(&self) -> i64 {
-        self.shared.lock().now()
+        self.server.lock().now()
     }
 
     /// The person's `open_id` in the fake's app.
     pub fn open_id(&self, union_id: &str) -> String {
-        self.shared.lock().open_id(union_id)
+        self.server.lock().open_id(union_id)
     }
 
     pub fn counters(&self) -> Counters {
-        self.shared.lock().counters.clone()
+        self.server.lock().counters.clone()
     }
 
     /// The `Content-Type` of the last token request.
     pub fn last_token_content_type(&self) -> Option<String> {
-        self.shared.lock().last_token_content_type.clone()
+        self.server.lock().last_token_content_type.clone()
     }
 
-    pub async fn stop(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.stop(true).await;
-        }
-    }
-}
-
-impl Drop for FeishuSim {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            drop(h.stop(false));
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }

@@ -17,12 +17,9 @@
 pub mod dev;
 mod routes;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use crate::server::Server;
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One of a person's email addresses, as `/user/emails` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,19 +133,11 @@ pub(crate) struct State {
     pub last_token_request: Option<Vec<(String, String)>>,
 }
 
-pub(crate) struct Shared(Mutex<State>);
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+pub(crate) type Shared = crate::server::Shared<State>;
 
 /// The running fake.
 pub struct GithubSim {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    handle: Option<ServerHandle>,
+    server: Server<State>,
 }
 
 impl GithubSim {
@@ -161,9 +150,7 @@ impl GithubSim {
 
     /// Start on the given listener (a fixed dev-mode port).
     pub async fn start_on(app: OAuthApp, listener: std::net::TcpListener) -> io::Result<GithubSim> {
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared(Mutex::new(State {
+        let state = State {
             app,
             people: Vec::new(),
             decision: Decision::Deny,
@@ -173,29 +160,16 @@ impl GithubSim {
             rate_limited: false,
             counters: Counters::default(),
             last_token_request: None,
-        })));
-        let data = web::Data::from(Arc::clone(&shared));
-        let server =
-            HttpServer::new(move || App::new().app_data(data.clone()).configure(routes::mount))
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .listen(listener)?
-                .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        tracing::info!(%addr, "github simulator listening");
+        };
         Ok(GithubSim {
-            shared,
-            addr,
-            handle: Some(handle),
+            server: Server::start_on(state, listener, "github", routes::mount).await?,
         })
     }
 
     /// `http://127.0.0.1:PORT`: stands in for `https://github.com` (and for a
     /// GitHub Enterprise Server's host).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     /// The API root, `BASE/api/v3` (GitHub Enterprise Server's layout).
@@ -205,73 +179,63 @@ impl GithubSim {
 
     /// Add (or replace, by id) a person.
     pub fn add_person(&self, person: Person) {
-        let mut st = self.shared.lock();
+        let mut st = self.server.lock();
         st.people.retain(|p| p.id != person.id);
         st.people.push(person);
     }
 
     /// What the authorize page does from now on.
     pub fn decide(&self, decision: Decision) {
-        self.shared.lock().decision = decision;
+        self.server.lock().decision = decision;
     }
 
     /// The person renames their login (their id stays).
     pub fn rename(&self, id: u64, login: &str) {
-        if let Some(p) = self.shared.lock().people.iter_mut().find(|p| p.id == id) {
+        if let Some(p) = self.server.lock().people.iter_mut().find(|p| p.id == id) {
             p.login = login.to_owned();
         }
     }
 
     /// Replace a person's emails.
     pub fn set_emails(&self, id: u64, emails: Vec<Email>) {
-        if let Some(p) = self.shared.lock().people.iter_mut().find(|p| p.id == id) {
+        if let Some(p) = self.server.lock().people.iter_mut().find(|p| p.id == id) {
             p.emails = emails;
         }
     }
 
     /// Every API call answers 403 with the rate limit used up.
     pub fn set_rate_limited(&self, limited: bool) {
-        self.shared.lock().rate_limited = limited;
+        self.server.lock().rate_limited = limited;
     }
 
     /// Change the app's registered callback URL (prefix).
     pub fn set_callback_url(&self, url: &str) {
-        self.shared.lock().app.callback_url = url.to_owned();
+        self.server.lock().app.callback_url = url.to_owned();
     }
 
     /// Change the app's secret at GitHub (the broker's becomes wrong).
     pub fn set_client_secret(&self, secret: &str) {
-        self.shared.lock().app.client_secret = secret.to_owned();
+        self.server.lock().app.client_secret = secret.to_owned();
     }
 
     /// Revoke every token the person holds (they revoked the app).
     pub fn revoke(&self, id: u64) {
-        let mut st = self.shared.lock();
+        let mut st = self.server.lock();
         st.tokens.retain(|_, t| t.person != id);
         st.refresh_tokens.retain(|_, t| t.person != id);
     }
 
     pub fn counters(&self) -> Counters {
-        self.shared.lock().counters.clone()
+        self.server.lock().counters.clone()
     }
 
     /// The form fields of the last token request (secrets included: a test
     /// checks how the client authenticated).
     pub fn last_token_request(&self) -> Option<Vec<(String, String)>> {
-        self.shared.lock().last_token_request.clone()
+        self.server.lock().last_token_request.clone()
     }
 
-    pub async fn stop(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.stop(true).await;
-        }
-    }
-}
-
-impl Drop for GithubSim {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            drop(h.stop(false));
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }

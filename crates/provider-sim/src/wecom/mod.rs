@@ -15,12 +15,9 @@
 pub mod dev;
 mod routes;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use crate::server::Server;
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How long a sign-in code lives (WeCom: 5 minutes, used once).
@@ -142,19 +139,11 @@ impl State {
     }
 }
 
-pub(crate) struct Shared(Mutex<State>);
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+pub(crate) type Shared = crate::server::Shared<State>;
 
 /// The running fake.
 pub struct WeComSim {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    handle: Option<ServerHandle>,
+    server: Server<State>,
 }
 
 impl WeComSim {
@@ -166,9 +155,7 @@ impl WeComSim {
 
     /// Start on the given listener (a fixed dev-mode port).
     pub async fn start_on(app: CorpApp, listener: std::net::TcpListener) -> io::Result<WeComSim> {
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared(Mutex::new(State {
+        let state = State {
             app,
             members: Vec::new(),
             non_members: Vec::new(),
@@ -180,91 +167,78 @@ impl WeComSim {
             busy: false,
             slow: None,
             ip_denied: false,
-        })));
-        let data = web::Data::from(Arc::clone(&shared));
-        let server =
-            HttpServer::new(move || App::new().app_data(data.clone()).configure(routes::mount))
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .listen(listener)?
-                .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        tracing::info!(%addr, "wecom simulator listening");
+        };
         Ok(WeComSim {
-            shared,
-            addr,
-            handle: Some(handle),
+            server: Server::start_on(state, listener, "wecom", routes::mount).await?,
         })
     }
 
     /// `http://127.0.0.1:PORT`: stands in for `https://login.work.weixin.qq.com`,
     /// `https://open.weixin.qq.com` and `https://qyapi.weixin.qq.com`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     pub fn add_member(&self, member: Member) {
-        let mut st = self.shared.lock();
+        let mut st = self.server.lock();
         st.members.retain(|m| m.userid != member.userid);
         st.members.push(member);
     }
 
     /// A WeChat user outside the corp, known by this `openid`.
     pub fn add_non_member(&self, openid: &str) {
-        self.shared.lock().non_members.push(openid.to_owned());
+        self.server.lock().non_members.push(openid.to_owned());
     }
 
     pub fn decide(&self, decision: Decision) {
-        self.shared.lock().decision = decision;
+        self.server.lock().decision = decision;
     }
 
     /// Move the fake's clock forward (codes and tokens expire).
     pub fn advance(&self, secs: i64) {
-        self.shared.lock().clock_offset += secs;
+        self.server.lock().clock_offset += secs;
     }
 
     /// Every API call answers `-1` "system busy".
     pub fn set_busy(&self, busy: bool) {
-        self.shared.lock().busy = busy;
+        self.server.lock().busy = busy;
     }
 
     /// Every API call waits this long before answering.
     pub fn set_slow(&self, delay: Option<Duration>) {
-        self.shared.lock().slow = delay;
+        self.server.lock().slow = delay;
     }
 
     /// The broker's address is not among the app's trusted IPs: 60020.
     pub fn set_ip_denied(&self, denied: bool) {
-        self.shared.lock().ip_denied = denied;
+        self.server.lock().ip_denied = denied;
     }
 
     /// The app's secret is reset in the admin console (the broker's goes stale).
     pub fn set_secret(&self, secret: &str) {
-        self.shared.lock().app.secret = secret.to_owned();
+        self.server.lock().app.secret = secret.to_owned();
     }
 
     /// Every corp token issued so far has expired (the next call with one
     /// answers 42001), as if 7200 s passed for them only.
     pub fn expire_tokens(&self) {
-        let mut st = self.shared.lock();
+        let mut st = self.server.lock();
         for expires in st.tokens.values_mut() {
             *expires = i64::MIN;
         }
     }
 
     pub fn set_trusted_domain(&self, domain: &str) {
-        self.shared.lock().app.trusted_domain = domain.to_owned();
+        self.server.lock().app.trusted_domain = domain.to_owned();
     }
 
     pub fn counters(&self) -> Counters {
-        self.shared.lock().counters.clone()
+        self.server.lock().counters.clone()
     }
 
     /// What the fake's clock says (unix seconds).
     pub fn now_unix(&self) -> i64 {
-        self.shared.lock().now()
+        self.server.lock().now()
     }
 
     /// Follow an authorize URL (QR or in-app) as the browser would, as the
@@ -283,17 +257,7 @@ impl WeComSim {
         }
     }
 
-    pub async fn stop(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.stop(true).await;
-        }
-    }
-}
-
-impl Drop for WeComSim {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            drop(h.stop(false));
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
