@@ -16,9 +16,13 @@
 //! - [`github`]: GitHub's OAuth app endpoints and REST API (`/user`,
 //!   `/user/emails`, `/user/orgs`), with its 200-with-`error` token answers;
 //! - [`wecom`]: WeCom's (企业微信) self-built app login: the QR and in-app
-//!   pages, `gettoken`, `auth/getuserinfo`, `user/get`, errcode bodies.
+//!   pages, `gettoken`, `auth/getuserinfo`, `user/get`, errcode bodies;
+//! - [`dingtalk`]: DingTalk's sign-in page (back with `authCode`), the v1.0
+//!   user token and `contact/users/me`, its `{code, message, requestid}`
+//!   error bodies, organisations, the in-app browser and fault switches.
 
 pub mod apple;
+pub mod dingtalk;
 pub mod github;
 pub mod microsoft;
 pub mod oidc;
