@@ -22,6 +22,7 @@ pub fn registry() -> Registry {
         .with(idbridge_connector_oauth2::OAuth2Factory)
         .with(idbridge_connector_github::GithubFactory)
         .with(idbridge_connector_wecom::WeComFactory)
+        .with(idbridge_connector_dingtalk::DingTalkFactory)
 }
 
 pub mod admin;

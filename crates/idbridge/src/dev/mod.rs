@@ -3,6 +3,7 @@
 //! through it ([`Fakes`]). One file per simulator; adding one to dev mode is a
 //! file here and a line in [`Fakes::start`].
 
+mod dingtalk;
 mod github;
 mod home;
 mod openid;
@@ -88,6 +89,7 @@ impl Fakes {
         for optional in [
             github::start(ports, issuer).await,
             wecom::start(ports).await,
+            dingtalk::start(ports, issuer).await,
         ] {
             match optional {
                 Ok(r) => running.push(r),

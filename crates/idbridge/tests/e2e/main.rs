@@ -12,6 +12,7 @@ mod containers;
 mod cors;
 mod db_proxy;
 mod deploy_checks;
+mod dingtalk_upstream;
 mod form_post;
 mod github_upstream;
 mod harness;
