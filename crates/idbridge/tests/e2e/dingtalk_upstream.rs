@@ -358,3 +358,42 @@ async fn a_wrong_secret_busy_or_slow_dingtalk_show_pages_and_name_the_fix() {
     ]);
     w.broker.stop().await;
 }
+
+/// `serve --dev` offers "钉钉 DingTalk (simulator)" on the chooser; inside
+/// DingTalk's browser the demo app's sign-in goes straight to the fake, whose
+/// client signs 张三 in, and the demo app shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dev_mode_offers_dingtalk_and_its_browser_goes_straight_there() {
+    use crate::cli::{dev_command, free_port, temp_dir, wait_for, Killed};
+    let dir = temp_dir("dev-dingtalk");
+    let port = free_port();
+    let _guard = Killed(
+        dev_command(port, &dir.join(".idbridge-dev"))
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&base).await;
+    let at = |u: &str| url::Url::parse(&base).unwrap().join(u).unwrap().to_string();
+    // An ordinary browser: the chooser names the simulator's connector.
+    let b = browser();
+    let demo = b.get(format!("{base}/demo/login")).send().await.unwrap();
+    let authorize = b.get(at(&location(&demo))).send().await.unwrap();
+    let page = get_text(&b, at(&location(&authorize))).await;
+    assert!(page.contains("钉钉 DingTalk (simulator)"), "{page}");
+    // DingTalk's browser: redirects only, until the fake, then back.
+    let inside = browser_as(DINGTALK_UA);
+    let mut next = format!("{base}/demo/login");
+    for _ in 0..10 {
+        let resp = inside.get(&next).send().await.unwrap();
+        assert!(resp.status().is_redirection(), "no page on the way: {next}");
+        next = at(&location(&resp));
+        if next.starts_with(&format!("{base}/demo/callback?")) {
+            break;
+        }
+    }
+    assert!(next.contains("code="), "{next}");
+    let shown = get_text(&inside, &next).await;
+    assert!(shown.contains("张三 Zhang San"), "{shown}");
+    let _ = std::fs::remove_dir_all(dir);
+}
