@@ -23,6 +23,7 @@ pub fn registry() -> Registry {
         .with(idbridge_connector_github::GithubFactory)
         .with(idbridge_connector_wecom::WeComFactory)
         .with(idbridge_connector_feishu::FeishuFactory)
+        .with(idbridge_connector_dingtalk::DingTalkFactory)
 }
 
 pub mod admin;

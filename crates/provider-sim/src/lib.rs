@@ -16,12 +16,19 @@
 //! - [`github`]: GitHub's OAuth app endpoints and REST API (`/user`,
 //!   `/user/emails`, `/user/orgs`), with its 200-with-`error` token answers;
 //! - [`wecom`]: WeCom's (企业微信) self-built app login: the QR and in-app
-//!   pages, `gettoken`, `auth/getuserinfo`, `user/get`, errcode bodies.
+//!   pages, `gettoken`, `auth/getuserinfo`, `user/get`, errcode bodies;
+//! - [`dingtalk`]: DingTalk's sign-in page (back with `authCode`), the v1.0
+//!   user token and `contact/users/me`, its `{code, message, requestid}`
+//!   error bodies, organisations, the in-app browser and fault switches;
 //! - [`feishu`]: Feishu/Lark's authorization page, JSON token endpoint (PKCE,
 //!   numeric `code`s such as 20010, single-use codes and refresh tokens) and
 //!   `user_info` envelope.
+//!
+//! The non-OpenID fakes share one server scaffold (`server`): their state
+//! behind one lock, one actix worker on 127.0.0.1, stopped when dropped.
 
 pub mod apple;
+pub mod dingtalk;
 pub mod feishu;
 pub mod github;
 pub mod microsoft;

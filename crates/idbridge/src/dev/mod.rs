@@ -4,6 +4,7 @@
 //! file here and a line in [`Fakes::start`].
 
 mod apple;
+mod dingtalk;
 mod feishu;
 mod github;
 mod home;
@@ -96,11 +97,11 @@ impl Fakes {
         clock: &Arc<Clock>,
     ) -> Result<Fakes, String> {
         let mut running = vec![wechat::start(ports).await?, openid::start(ports).await?];
-        // Each optional simulator takes the next port, in this order (DingTalk's
-        // goes between WeCom's and Feishu's; Apple's last).
+        // Each optional simulator takes the next port, in this order.
         for optional in [
             github::start(ports, issuer).await,
             wecom::start(ports).await,
+            dingtalk::start(ports, issuer).await,
             feishu::start(ports, issuer).await,
             apple::start(ports, issuer, clock).await,
         ] {

@@ -14,6 +14,7 @@ mod db_proxy;
 mod deploy_checks;
 mod dev_apple;
 mod dev_config;
+mod dingtalk_upstream;
 mod feishu_upstream;
 mod form_post;
 mod github_upstream;

@@ -259,7 +259,7 @@ impl FeishuSim {
     /// The person is taken out of (or put back into) the app's availability range.
     pub fn set_access(&self, union_id: &str, has_access: bool) {
         if let Some(p) = self
-            .shared
+            .server
             .lock()
             .people
             .iter_mut()
