@@ -354,6 +354,8 @@ pub fn run(
             // Request metrics by route template, then `/metrics` only on the
             // telemetry listener: outermost, so they see every answer (crate::telemetry).
             .wrap(actix_web::middleware::from_fn(telemetry::http))
+            // The request's span (off unless tracing is configured) around all of it.
+            .wrap(actix_web::middleware::from_fn(telemetry::spans::request))
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 telemetry::split(metrics_addr, req, next)
             }))
