@@ -94,6 +94,10 @@ pub async fn build_state(
     options: &Options,
 ) -> Result<web::Data<AppState>, StartError> {
     let config = config::Config::new(settings, options.dev_mode).map_err(StartError::Config)?;
+    if config.telemetry.is_some() {
+        // Before the first calls (migrations, connectors' discovery), so they count.
+        telemetry::install();
+    }
     let master_key = config.master_key.clone();
     let store_err = |source| StartError::Store {
         url: redact_url(&config.settings.storage.url),

@@ -13,6 +13,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TraceContextExt;
 use tracing::field::Empty;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -47,7 +48,10 @@ pub async fn request(
         Err(e) => (None, e.as_response_error().status_code().as_u16()),
     };
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
-    span.record("otel.name", format!("{method} {route}"));
+    // The route is known only now; the OpenTelemetry span started with the method.
+    span.context()
+        .span()
+        .update_name(format!("{method} {route}"));
     span.record("http.route", route.as_str());
     span.record("http.response.status_code", status);
     if status >= 500 {
