@@ -132,6 +132,7 @@ fn init_logging(format: &str, default_level: &str, tracer: Option<SdkTracer>) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
+    let tracing_on = tracer.is_some();
     if let Some(tracer) = tracer {
         // The broker's own spans (request, store, upstream), never events: a log
         // line's fields are not span attributes.
@@ -148,7 +149,16 @@ fn init_logging(format: &str, default_level: &str, tracer: Option<SdkTracer>) {
                 .boxed(),
         );
     }
-    if format == "json" {
+    if format == "json" && tracing_on {
+        // Each line inside a span names its trace (`trace_id`, `span_id`).
+        let json = tracing_subscriber::fmt::format().json().with_target(false);
+        layers.push(
+            fmt.json()
+                .event_format(idbridge::log_trace::WithTraceId(json))
+                .with_filter(env_filter.and(events_only))
+                .boxed(),
+        );
+    } else if format == "json" {
         layers.push(fmt.json().with_filter(env_filter.and(events_only)).boxed());
     } else {
         // Control characters in values are escaped, so no value can forge a line.

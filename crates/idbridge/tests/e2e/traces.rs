@@ -279,6 +279,13 @@ client_secret = "{UP_SECRET}"
         "start-up says where traces go: {logs}"
     );
 
+    // JSON log lines inside the sign-in's requests name its trace.
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with(&format!("{{\"trace_id\":\"{trace_id}\",\"span_id\":\""))),
+        "a log line with the trace id: {logs}"
+    );
+
     let all = received.spans();
     let ours: Vec<&Span> = all
         .iter()
