@@ -6,7 +6,6 @@
 use opentelemetry::trace::TraceContextExt;
 use std::fmt;
 use tracing::Subscriber;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -28,7 +27,9 @@ where
     ) -> fmt::Result {
         let mut line = String::new();
         self.0.format_event(ctx, Writer::new(&mut line), event)?;
-        let context = tracing::Span::current().context();
+        // The OpenTelemetry context the layer activates on entering a span (the
+        // dispatcher cannot be asked from inside an event's formatting).
+        let context = opentelemetry::Context::current();
         let span = context.span();
         let ids = span.span_context();
         match line.strip_prefix('{') {
@@ -49,6 +50,7 @@ mod tests {
     use super::*;
     use opentelemetry::trace::TracerProvider as _;
     use std::sync::{Arc, Mutex};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::Layer;
 
