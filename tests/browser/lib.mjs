@@ -1,22 +1,28 @@
 // The harness for the real-browser scenarios: Debian's Chromium through
 // playwright-core (no browser download), one fresh browser context per scenario,
-// every request outside 127.0.0.1 refused and reported, bounded waits, checks on
+// every request off the loopback host (127.0.0.1, and `localhost`: the
+// upstreams that must be another site than the broker) refused and reported, bounded waits, checks on
 // what a person sees, and screenshots when $SHOTS names a folder.
 import { chromium } from "playwright-core";
 
 /// Launch flags that keep Chromium off the network: no background services, no
-/// QUIC, no component updates, and no host name resolves (only IP literals work,
-/// and the scenarios use 127.0.0.1 alone).
+/// QUIC, no component updates, and no host name resolves but `localhost`, to
+/// 127.0.0.1 (the broker is 127.0.0.1; an upstream that must be another site,
+/// such as the Apple simulator, is `localhost`).
 export async function launch() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+      "--host-resolver-rules=MAP localhost 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     ],
   });
 }
+
+/// The hosts a scenario may reach: the broker's, and `localhost` (the same
+/// machine under another name, so another site for cookies).
+export const LOOPBACK = new Set(["127.0.0.1", "localhost"]);
 
 /// WeChat's in-app browser on an iPhone.
 export const WECHAT_UA =
@@ -24,10 +30,11 @@ export const WECHAT_UA =
   "Mobile/15E148 MicroMessenger/8.0.40(0x18002831) NetType/WIFI Language/zh_CN";
 
 /// What a scenario works with: the broker and simulator it talks to, the
-/// language the person's browser asks for, and helpers bound to them.
+/// language the person's browser asks for, its group's peers (if it has any:
+/// run.mjs), and helpers bound to them.
 export class Run {
-  constructor({ browser, broker, sim, spa, lang, shots, log }) {
-    Object.assign(this, { browser, broker, sim, spa, lang, shots, log });
+  constructor({ browser, broker, sim, spa, lang, shots, log, peers }) {
+    Object.assign(this, { browser, broker, sim, spa, lang, shots, log, peers });
     this.zh = lang.startsWith("zh");
     this.contexts = [];
     this.offsite = [];
@@ -40,18 +47,20 @@ export class Run {
   }
 
   /// A fresh browser (its own cookies) asking for this run's language. `wechat`:
-  /// WeChat's in-app browser on a phone instead of a desktop browser.
-  async browserContext({ wechat = false } = {}) {
-    const opts = wechat
-      ? { userAgent: WECHAT_UA, viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true }
+  /// WeChat's in-app browser on a phone instead of a desktop browser;
+  /// `userAgent`: another in-app browser on a phone (WeCom's, DingTalk's…).
+  async browserContext({ wechat = false, userAgent } = {}) {
+    const phoneUa = wechat ? WECHAT_UA : userAgent;
+    const opts = phoneUa
+      ? { userAgent: phoneUa, viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true }
       : { viewport: { width: 1000, height: 760 } };
     const ctx = await this.browser.newContext({ ...opts, locale: this.lang, deviceScaleFactor: 1 });
     ctx.setDefaultTimeout(8_000);
     ctx.setDefaultNavigationTimeout(10_000);
-    // Only 127.0.0.1: anything else is refused and makes the scenario fail.
+    // Only loopback: anything else is refused and makes the scenario fail.
     await ctx.route("**/*", (route) => {
       const url = route.request().url();
-      if (new URL(url).hostname === "127.0.0.1") return route.continue();
+      if (LOOPBACK.has(new URL(url).hostname)) return route.continue();
       this.offsite.push(url);
       return route.abort("blockedbyclient");
     });

@@ -14,11 +14,17 @@ import { scenarios as core } from "./scenarios.mjs";
 import { startSpa } from "./spa.mjs";
 
 // The broker's own pages (scenarios.mjs), then one file per group of sign-in
-// methods in scenarios/ (in name order), each exporting its `scenarios`.
-const scenarios = [...core];
+// methods in scenarios/ (in name order), each exporting its `scenarios`. A group
+// that also exports `peers` runs against a broker of its own: `peers({ lang })`
+// starts it (and the upstreams it signs in through) before the group's first
+// scenario and resolves to `{ broker, close, tails, … }`, handed to the
+// scenarios as `run.peers` (its broker as `run.broker`); `close()` stops them
+// after the group's last one (tests/browser/peers.mjs).
+const groups = [{ name: "scenarios.mjs", scenarios: core }];
 const dir = new URL("./scenarios/", import.meta.url);
 for (const file of readdirSync(dir).filter((f) => f.endsWith(".mjs")).sort()) {
-  scenarios.push(...(await import(new URL(file, dir))).scenarios);
+  const group = await import(new URL(file, dir));
+  groups.push({ name: file, scenarios: group.scenarios, peers: group.peers });
 }
 
 const SCENARIO_TIMEOUT_MS = 60_000;
@@ -45,9 +51,41 @@ let failed = 0;
 const started = Date.now();
 for (const { lang, broker, sim, spa } of targets) {
   const spaServer = spa ? await startSpa(spa, broker) : null;
+  for (const group of groups) {
+    const chosen = group.scenarios.filter((s) => !only || s.name.includes(only));
+    if (!chosen.length) continue;
+    let peers = null;
+    if (group.peers) {
+      try {
+        peers = await group.peers({ lang });
+      } catch (e) {
+        for (const scenario of chosen) {
+          failed++;
+          console.log(`FAIL  [${lang}] ${scenario.name}`);
+        }
+        console.log(`    cannot start ${group.name}'s peers: ${String(e.message ?? e).split("\n").join("\n    ")}`);
+        continue;
+      }
+    }
+    try {
+      ({ passed, failed } = await runGroup(chosen, { lang, broker: peers?.broker ?? broker, sim, spa, peers }, { passed, failed }));
+    } finally {
+      await peers?.close();
+    }
+  }
+  spaServer?.close();
+}
+await browser.close();
+console.log(`browser scenarios took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
+
+/// Run `scenarios` one after the other, each in fresh browser contexts, counting
+/// into `counts`.
+async function runGroup(scenarios, { lang, broker, sim, spa, peers }, counts) {
+  let { passed, failed } = counts;
   for (const scenario of scenarios) {
-    if (only && !scenario.name.includes(only)) continue;
-    const run = new Run({ browser, broker, sim, spa, lang, shots });
+    const run = new Run({ browser, broker, sim, spa, lang, shots, peers });
     const t0 = Date.now();
     let timer;
     try {
@@ -57,7 +95,7 @@ for (const { lang, broker, sim, spa } of targets) {
           timer = setTimeout(() => reject(new Error(`timed out after ${SCENARIO_TIMEOUT_MS / 1000} s`)), SCENARIO_TIMEOUT_MS);
         }),
       ]);
-      if (run.offsite.length) throw new Error(`the browser tried to leave 127.0.0.1: ${[...new Set(run.offsite)].join(", ")}`);
+      if (run.offsite.length) throw new Error(`the browser tried to leave 127.0.0.1 and localhost: ${[...new Set(run.offsite)].join(", ")}`);
       if (run.problems.length) throw new Error(run.problems.join("\n"));
       passed++;
       console.log(`ok    [${lang}] ${scenario.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
@@ -67,6 +105,7 @@ for (const { lang, broker, sim, spa } of targets) {
       console.log(`    ${String(e.message ?? e).split("\n").join("\n    ")}`);
       if (run.problems.length) console.log(`    and on the way:\n      ${run.problems.join("\n      ")}`);
       console.log(`    what the browser showed:\n${await run.describe()}`);
+      if (peers) console.log(`    the group's peers:\n${peers.tails()}`);
       if (shots) {
         const pages = run.contexts.flatMap((c) => c.pages());
         const last = pages[pages.length - 1];
@@ -77,9 +116,5 @@ for (const { lang, broker, sim, spa } of targets) {
       await run.close();
     }
   }
-  spaServer?.close();
+  return { passed, failed };
 }
-await browser.close();
-console.log(`browser scenarios took ${((Date.now() - started) / 1000).toFixed(1)} s`);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);

@@ -1,4 +1,4 @@
-//! Owns [`AppTokens`]: one app token (`access_token` for cgi-bin calls) per appid,
+//! Owns [`AppTokens`]: one app token (`access_token` for cgi-bin and wxa calls) per appid,
 //! shared by every broker instance through the broker's [`Shared`] cache, fetched
 //! with `stable_token` by a single instance at a time (the connector kit's
 //! [`SharedToken`] lease), and refreshed five minutes before it expires. WeChat
@@ -105,6 +105,33 @@ impl AppTokens {
                     .map_err(|e| e.at_stage(Stage::Message))
             }
             other => other.map_err(|e| e.at_stage(Stage::Message)),
+        }
+    }
+}
+
+impl AppTokens {
+    /// The verified number behind a Mini Program's `getPhoneNumber` code, with
+    /// the shared app token (a rejected one is dropped and the call made once
+    /// more: WeChat checks the token before it spends the code). Failures are
+    /// reported at [`Stage::Exchange`].
+    pub async fn phone_number(
+        &self,
+        code: &str,
+        now: i64,
+    ) -> Result<crate::PhoneInfo, WeChatError> {
+        let stage = Stage::Exchange;
+        let token = self.get(now).await.map_err(|e| e.at_stage(stage))?;
+        match self.client.user_phone_number(&token, code).await {
+            Err(e) if e.app_token_rejected() => {
+                tracing::info!(appid = %self.appid, errcode = e.errcode, "WeChat rejected the cached app token; fetching a new one and asking for the phone number once more");
+                self.rejected(&token).await;
+                let token = self.get(now).await.map_err(|e| e.at_stage(stage))?;
+                self.client
+                    .user_phone_number(&token, code)
+                    .await
+                    .map_err(|e| e.at_stage(stage))
+            }
+            other => other.map_err(|e| e.at_stage(stage)),
         }
     }
 }

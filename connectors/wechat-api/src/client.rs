@@ -342,6 +342,23 @@ impl WeChatClient {
         self.require_errcode_zero(api, &object)
     }
 
+    /// The number behind a Mini Program's `getPhoneNumber` code
+    /// (`POST /wxa/business/getuserphonenumber`, with the app token).
+    pub async fn user_phone_number(
+        &self,
+        app_token: &str,
+        code: &str,
+    ) -> Result<crate::PhoneInfo, WeChatError> {
+        let api = Api::PhoneNumber;
+        let url = self.url(api, &[("access_token", app_token)]);
+        let body = json!({ "code": code });
+        let sensitive = Sensitive::new(&[app_token, code]);
+        let object = self
+            .call(api, self.http.post(url).json(&body), &sensitive)
+            .await?;
+        self.read(api, &object, crate::PhoneInfo::from_json)
+    }
+
     fn url(&self, api: Api, query: &[(&str, &str)]) -> Url {
         let mut url = self.inner.base.clone();
         let path = format!(

@@ -30,6 +30,9 @@ pub enum Api {
     /// `GET /sns/jscode2session` (a Mini Program's `wx.login` code → openid and
     /// session_key).
     JsCode2Session,
+    /// `POST /wxa/business/getuserphonenumber` (a Mini Program's
+    /// `getPhoneNumber` code → the person's verified number; app token).
+    PhoneNumber,
 }
 
 impl Api {
@@ -44,13 +47,14 @@ impl Api {
             Api::CgiStableToken => "/cgi-bin/stable_token",
             Api::CustomSend => "/cgi-bin/message/custom/send",
             Api::JsCode2Session => "/sns/jscode2session",
+            Api::PhoneNumber => "/wxa/business/getuserphonenumber",
         }
     }
 
     /// The HTTP method WeChat expects.
     pub fn method(self) -> &'static str {
         match self {
-            Api::CgiStableToken | Api::CustomSend => "POST",
+            Api::CgiStableToken | Api::CustomSend | Api::PhoneNumber => "POST",
             _ => "GET",
         }
     }
@@ -65,6 +69,7 @@ impl Api {
             Api::SnsRefreshToken | Api::SnsAuth => Stage::Refresh,
             Api::SnsUserinfo => Stage::Userinfo,
             Api::CgiToken | Api::CgiStableToken | Api::CustomSend => Stage::Callback,
+            Api::PhoneNumber => Stage::Exchange,
         }
     }
 
@@ -158,7 +163,8 @@ impl WeChatError {
     /// or expired (40001, 40014, 42001 on `custom/send`): the cached app token must be
     /// dropped and fetched again.
     pub fn app_token_rejected(&self) -> bool {
-        self.api == Api::CustomSend && matches!(self.errcode, Some(40001 | 40014 | 42001))
+        matches!(self.api, Api::CustomSend | Api::PhoneNumber)
+            && matches!(self.errcode, Some(40001 | 40014 | 42001))
     }
 
     /// Builds the error for a non-zero errcode. `errmsg` must already be redacted.
@@ -229,7 +235,7 @@ fn classify(api: Api, code: i64) -> (ErrorKind, String) {
                  not match the appid; check appsecret in config (it may have been reset on \
                  the WeChat side)",
             ),
-            Api::CustomSend => (K::BadCredentials, APP_TOKEN_STALE),
+            Api::CustomSend | Api::PhoneNumber => (K::BadCredentials, APP_TOKEN_STALE),
             Api::SnsAccessToken => (
                 K::BadCredentials,
                 "invalid credential on the code exchange: the appsecret is most likely wrong \
@@ -259,12 +265,18 @@ fn classify(api: Api, code: i64) -> (ErrorKind, String) {
             "appid wrong in config: check for typos, and that it is this app's appid (not \
              another app's, nor the Open Platform account id)",
         ),
-        40014 if api == Api::CustomSend => (
+        40014 if matches!(api, Api::CustomSend | Api::PhoneNumber) => (
             K::BadCredentials,
             "invalid app token: drop the cached app token and fetch a new one; if it keeps \
              happening, another system is fetching app tokens for this appid",
         ),
         40014 => (K::InvalidCode, USER_TOKEN_INVALID),
+        40029 if api == Api::PhoneNumber => (
+            K::InvalidCode,
+            "invalid phone code: the getPhoneNumber code is older than 5 minutes, already \
+             used, made up, or from another Mini Program; the person taps the phone button \
+             again (each code works once), and the Mini Program sends the new code",
+        ),
         40029 => (
             K::InvalidCode,
             "invalid code: expired, for another appid, or made up: restart login (if every \
@@ -292,7 +304,7 @@ fn classify(api: Api, code: i64) -> (ErrorKind, String) {
             "caller IP not in the allow-list: add the broker's egress IP to the allow-list in \
              the WeChat console (errmsg names the IP WeChat saw)",
         ),
-        41001 if api == Api::CustomSend => (
+        41001 if matches!(api, Api::CustomSend | Api::PhoneNumber) => (
             K::InvalidRequest,
             "access_token missing: the message was sent without an app token (empty cached \
              token?)",
@@ -320,7 +332,7 @@ fn classify(api: Api, code: i64) -> (ErrorKind, String) {
             "code missing: the callback carried no code (the person may have refused); \
              restart login",
         ),
-        42001 if api == Api::CustomSend => (
+        42001 if matches!(api, Api::CustomSend | Api::PhoneNumber) => (
             K::BadCredentials,
             "app token expired (7200 s): drop the cached app token and fetch a new one; \
              refresh it before it expires",
@@ -382,6 +394,12 @@ fn classify(api: Api, code: i64) -> (ErrorKind, String) {
             "userinfo called with a snsapi_base token: use scope snsapi_userinfo to get the \
              profile, or do not call userinfo after snsapi_base",
         ),
+        48001 if api == Api::PhoneNumber => (
+            K::Misconfigured,
+            "api unauthorized: getPhoneNumber needs a verified (认证) Mini Program of a \
+             business: check the Mini Program's verification in mp.weixin.qq.com, or turn \
+             phone_number off for this connector",
+        ),
         48001 => (
             K::Misconfigured,
             "api unauthorized: this app lacks the permission for this API (check the app \
@@ -410,7 +428,7 @@ fn classify(api: Api, code: i64) -> (ErrorKind, String) {
 mod tests {
     use super::*;
 
-    const ALL_APIS: [Api; 8] = [
+    const ALL_APIS: [Api; 9] = [
         Api::SnsAccessToken,
         Api::SnsRefreshToken,
         Api::SnsUserinfo,
@@ -419,6 +437,7 @@ mod tests {
         Api::CgiStableToken,
         Api::CustomSend,
         Api::JsCode2Session,
+        Api::PhoneNumber,
     ];
 
     /// Every code of WECHAT.md's table, on every API, has a mapped (non-generic) fix.

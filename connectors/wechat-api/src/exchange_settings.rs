@@ -28,6 +28,11 @@ pub struct ExchangeSettings {
     pub connect_timeout_secs: Seconds,
     #[serde(default = "Seconds::default_total")]
     pub timeout_secs: Seconds,
+    /// Mini Program only: accept a `getPhoneNumber` code beside the `wx.login`
+    /// code and record the number WeChat returns as the account's verified
+    /// phone (`wxa/business/getuserphonenumber`, with the shared app token).
+    #[serde(default)]
+    pub phone_number: bool,
 }
 
 fn default_api() -> BaseUrl {

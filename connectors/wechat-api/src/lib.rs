@@ -28,7 +28,7 @@ pub use body::{classify_answer, MAX_BODY_BYTES};
 pub use client::{BuildError, ClientOptions, WeChatClient, USER_AGENT};
 pub use error::{Api, WeChatError, ERRCODE_BUSY, ERRCODE_CODE_USED};
 pub use exchange_settings::ExchangeSettings;
-pub use types::{AppToken, MiniProgramSession, SnsToken, UserInfo};
+pub use types::{AppToken, MiniProgramSession, PhoneInfo, SnsToken, UserInfo};
 pub use urls::{
     encode_component, is_valid_appid, is_valid_secret, is_valid_state, oauth2_authorize_url,
     qrconnect_url, DEFAULT_API_BASE_URL, DEFAULT_OPEN_BASE_URL,

@@ -72,6 +72,57 @@ impl MiniProgramSession {
     }
 }
 
+/// The number behind a Mini Program's `getPhoneNumber` code
+/// (`wxa/business/getuserphonenumber`'s `phone_info`): WeChat verified it with
+/// the person's mobile carrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneInfo {
+    /// Without `+` (`86`).
+    pub country_code: String,
+    /// Without the country code (`13800138000`).
+    pub pure_number: String,
+    /// The Mini Program the watermark names.
+    pub watermark_appid: String,
+}
+
+impl PhoneInfo {
+    /// `+8613800138000`, when both parts are digits and the whole is a plausible
+    /// E.164 number (at most 15 digits).
+    pub fn e164(&self) -> Option<String> {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        (digits(&self.country_code)
+            && digits(&self.pure_number)
+            && self.country_code.len() + self.pure_number.len() <= 15)
+            .then(|| format!("+{}{}", self.country_code, self.pure_number))
+    }
+
+    pub(crate) fn from_json(o: &Map<String, Value>) -> Result<Self, FieldProblem> {
+        let info = match o.get("phone_info") {
+            Some(Value::Object(info)) => info,
+            _ => {
+                return Err(FieldProblem {
+                    field: "phone_info",
+                    problem: "is missing or not an object",
+                })
+            }
+        };
+        let watermark_appid = match info.get("watermark") {
+            Some(Value::Object(w)) => required_str(w, "appid")?,
+            _ => {
+                return Err(FieldProblem {
+                    field: "watermark",
+                    problem: "is missing or not an object",
+                })
+            }
+        };
+        Ok(Self {
+            country_code: required_str(info, "countryCode")?,
+            pure_number: required_str(info, "purePhoneNumber")?,
+            watermark_appid,
+        })
+    }
+}
+
 /// The profile from `sns/userinfo`. Since 2021-10 `sex` is 0 and the places are empty;
 /// `headimgurl` may be empty; nicknames are not unique.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -10,7 +10,14 @@ pub use wechat_api::ExchangeSettings as AppSettings;
 const APPID_WHERE: &str = "Open Platform > 管理中心 > 移动应用 > AppID";
 
 pub fn parse(settings: &ConnectorSettings) -> Result<AppSettings, Vec<ConfigError>> {
-    AppSettings::parse(settings, APPID_WHERE)
+    let cfg = AppSettings::parse(settings, APPID_WHERE)?;
+    if cfg.phone_number {
+        return Err(vec![ConfigError::new(
+            format!("connectors[{}].phone_number", settings.id),
+            "is for wechat-miniprogram connectors only (the Mini Program's getPhoneNumber button); a mobile app has no such code: remove the key",
+        )]);
+    }
+    Ok(cfg)
 }
 
 pub fn doctor(cfg: &AppSettings, id: &ConnectorId) -> Vec<Problem> {

@@ -14,8 +14,8 @@ pub use config::AppSettings;
 use async_trait::async_trait;
 use idbridge_core::{
     BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector, ConnectorError,
-    ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity, Problem,
-    RequestContext, Stage, Started, UpstreamTokens,
+    ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExchangeRequest, ExternalIdentity,
+    Problem, RequestContext, Stage, Started, UpstreamTokens,
 };
 use std::sync::Arc;
 use wechat_api::{login, SnsToken, UserInfo, WeChatClient};
@@ -162,9 +162,9 @@ impl Connector for WeChatApp {
     async fn exchange(
         &self,
         ctx: &RequestContext,
-        subject_token: &str,
+        request: &ExchangeRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let code = subject_token.trim();
+        let code = request.subject_token.trim();
         if !login::looks_like_a_code(code) {
             return Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidCode)
                 .upstream("malformed_code", "the subject_token is not a WeChat SDK code")

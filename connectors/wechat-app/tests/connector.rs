@@ -59,7 +59,8 @@ async fn exchange(
     c: &dyn Connector,
     code: &str,
 ) -> Result<ExternalIdentity, ConnectorError> {
-    c.exchange(&ctx(sim, Locale::ZhCn), code).await
+    let request = idbridge_core::ExchangeRequest::new(code, SUBJECT_TOKEN_TYPE);
+    c.exchange(&ctx(sim, Locale::ZhCn), &request).await
 }
 
 fn sdk_code(sim: &Simulator, user: &str) -> String {

@@ -15,18 +15,28 @@
 //! key and never returns to an app. `wx.login` gives no profile (no name, no
 //! avatar), and there is no upstream refresh: a Mini Program keeps the broker's
 //! refresh token, or calls `wx.login` again. There is no browser flow.
+//!
+//! With `phone_number = true`, the exchange may carry a second code, from the
+//! Mini Program's `getPhoneNumber` button, as the parameter
+//! [`PHONE_CODE_PARAM`]: the connector trades it at WeChat's
+//! `wxa/business/getuserphonenumber` (with the app token every broker instance
+//! shares) for the number WeChat verified with the carrier, and reports it as a
+//! verified phone the broker records on the account (`vouches_for_phone`).
 
 use async_trait::async_trait;
 use idbridge_core::{
     BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector, ConnectorError,
-    ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity, LinkKey,
-    Problem, Profile, RequestContext, Stage, Started, UpstreamTokens,
+    ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExchangeRequest, ExternalIdentity,
+    LinkKey, Problem, Profile, RequestContext, Stage, Started, UpstreamTokens,
 };
 use std::sync::Arc;
-use wechat_api::{login, ExchangeSettings, MiniProgramSession, WeChatClient};
+use wechat_api::{login, AppTokens, ExchangeSettings, MiniProgramSession, PhoneInfo, WeChatClient};
 
 /// The RFC 8693 `subject_token_type` of a `wx.login` code.
 pub const SUBJECT_TOKEN_TYPE: &str = "urn:idbridge:params:oauth:token-type:wechat_miniprogram_code";
+
+/// The token-exchange parameter that carries a `getPhoneNumber` code.
+pub const PHONE_CODE_PARAM: &str = "wechat_phone_code";
 
 /// The connector's type in `[[connectors]]`.
 pub const KIND: &str = "wechat-miniprogram";
@@ -44,11 +54,21 @@ impl ConnectorFactory for WeChatMiniProgramFactory {
     fn build(
         &self,
         settings: &ConnectorSettings,
-        _ctx: &BuildContext,
+        ctx: &BuildContext,
     ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
         let cfg = ExchangeSettings::parse(settings, APPID_WHERE)?;
         let client = cfg.client(&settings.id)?;
+        // One app token per Mini Program, shared by every broker instance.
+        let app_tokens = cfg.phone_number.then(|| {
+            AppTokens::new(
+                client.clone(),
+                &cfg.appid,
+                cfg.appsecret.expose(),
+                ctx.shared.clone(),
+            )
+        });
         Ok(Arc::new(WeChatMiniProgram {
+            app_tokens,
             id: settings.id.clone(),
             name: settings
                 .name
@@ -69,6 +89,8 @@ impl ConnectorFactory for WeChatMiniProgramFactory {
 }
 
 pub struct WeChatMiniProgram {
+    /// With `phone_number = true`.
+    app_tokens: Option<AppTokens>,
     id: ConnectorId,
     name: String,
     cfg: ExchangeSettings,
@@ -98,6 +120,41 @@ impl WeChatMiniProgram {
             ),
             _ => e,
         }
+    }
+
+    /// The verified number behind a `getPhoneNumber` code, in E.164.
+    async fn phone(&self, code: &str, now: i64) -> Result<String, ConnectorError> {
+        let Some(app_tokens) = &self.app_tokens else {
+            return Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidRequest)
+                .upstream("phone_number_off", "this connector does not take getPhoneNumber codes")
+                .fix(format!(
+                    "the Mini Program sent {PHONE_CODE_PARAM}, but connectors[{}].phone_number is not true: turn it on to record the number WeChat verified, or stop sending the parameter",
+                    self.id
+                )));
+        };
+        let code = code.trim();
+        if !login::looks_like_a_code(code) {
+            return Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidCode)
+                .upstream("malformed_phone_code", "the phone code is not a getPhoneNumber code")
+                .fix(format!("the Mini Program sent something in {PHONE_CODE_PARAM} that is not a getPhoneNumber code (empty, too long, or with spaces or control characters); send e.detail.code of the button's bindgetphonenumber event as it is")));
+        }
+        let info: PhoneInfo = app_tokens
+            .phone_number(code, now)
+            .await
+            .map_err(ConnectorError::from)?;
+        if info.watermark_appid != self.cfg.appid {
+            return Err(ConnectorError::new(Stage::Exchange, ErrorKind::BadResponse)
+                .upstream("watermark_mismatch", "the phone number's watermark names another Mini Program")
+                .fix(format!(
+                    "WeChat's answer names AppID {:?}, not connectors[{}].appid ({}): the number is not recorded; check that the broker calls WeChat for this Mini Program",
+                    info.watermark_appid, self.id, self.cfg.appid
+                )));
+        }
+        info.e164().ok_or_else(|| {
+            ConnectorError::new(Stage::Exchange, ErrorKind::BadResponse)
+                .upstream("bad_phone_number", "WeChat returned a number that is not E.164")
+                .fix("WeChat's phone_info had a country code or number that is not digits (or longer than 15 digits together); nothing was recorded: report the answer to WeChat support")
+        })
     }
 
     fn identity(&self, session: MiniProgramSession) -> ExternalIdentity {
@@ -150,6 +207,14 @@ impl Connector for WeChatMiniProgram {
         &[SUBJECT_TOKEN_TYPE]
     }
 
+    fn vouches_for_phone(&self) -> bool {
+        self.app_tokens.is_some()
+    }
+
+    fn vouches_for_email(&self) -> bool {
+        false
+    }
+
     async fn begin(
         &self,
         _ctx: &RequestContext,
@@ -168,10 +233,10 @@ impl Connector for WeChatMiniProgram {
 
     async fn exchange(
         &self,
-        _ctx: &RequestContext,
-        subject_token: &str,
+        ctx: &RequestContext,
+        request: &ExchangeRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let code = subject_token.trim();
+        let code = request.subject_token.trim();
         if !login::looks_like_a_code(code) {
             return Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidCode)
                 .upstream("malformed_code", "the subject_token is not a wx.login code")
@@ -182,6 +247,13 @@ impl Connector for WeChatMiniProgram {
             .mini_program_session(&self.cfg.appid, self.cfg.appsecret.expose(), code)
             .await
             .map_err(|e| self.explain(ConnectorError::from(e.at_stage(Stage::Exchange))))?;
-        Ok(self.identity(session))
+        let mut identity = self.identity(session);
+        // After the sign-in code: an app that sends a phone code is refused
+        // (nothing written) when the number cannot be had.
+        if let Some(phone_code) = request.param(PHONE_CODE_PARAM) {
+            identity.profile.phone_number = Some(self.phone(phone_code, ctx.now).await?);
+            identity.profile.phone_number_verified = Some(true);
+        }
+        Ok(identity)
     }
 }

@@ -47,7 +47,8 @@ async fn exchange(
     code: &str,
 ) -> Result<ExternalIdentity, ConnectorError> {
     let ctx = RequestContext::new(MINI_PROGRAM_UA, Locale::ZhCn, sim.now_unix());
-    c.exchange(&ctx, code).await
+    let request = idbridge_core::ExchangeRequest::new(code, SUBJECT_TOKEN_TYPE);
+    c.exchange(&ctx, &request).await
 }
 
 fn login_code(sim: &Simulator, user: &str) -> String {

@@ -15,8 +15,8 @@ use crate::flow::random_alphanumeric;
 use crate::testing;
 use idbridge_core::{
     Availability, Begin, BeginRequest, CallbackRequest, Connector, ConnectorError,
-    ConnectorFactory, ConnectorSettings, ErrorKind, ExternalIdentity, Locale, RequestContext,
-    Shared, Stage, Started,
+    ConnectorFactory, ConnectorSettings, ErrorKind, ExchangeRequest, ExternalIdentity, Locale,
+    RequestContext, Shared, Stage, Started,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -1072,7 +1072,8 @@ impl<'f, 'a> Suite<'f, 'a> {
                 format!("the fixture's upstream gave no subject token: {e}"),
             ),
             Ok(token) => {
-                match connector.exchange(&self.ctx(), &token).await {
+                let request = ExchangeRequest::new(token.as_str(), flow.token_type.as_str());
+                match connector.exchange(&self.ctx(), &request).await {
                     Ok(id) => {
                         let result = self.check_identity("exchange", &id, Stage::Exchange);
                         self.report.outcome(checks::EXCHANGED, result);
@@ -1088,7 +1089,7 @@ impl<'f, 'a> Suite<'f, 'a> {
                 }
                 match &flow.replay {
                     Replay::Rejected(expect) if identity.is_some() => {
-                        let got = connector.exchange(&self.ctx(), &token).await;
+                        let got = connector.exchange(&self.ctx(), &request).await;
                         let result =
                             self.expect_failure("the replayed subject token", got, *expect);
                         self.report.outcome(checks::EXCHANGE_REPLAY, result);
@@ -1103,7 +1104,8 @@ impl<'f, 'a> Suite<'f, 'a> {
                 }
             }
         }
-        let got = connector.exchange(&self.ctx(), MADE_UP_TOKEN).await;
+        let made_up = ExchangeRequest::new(MADE_UP_TOKEN, flow.token_type.as_str());
+        let got = connector.exchange(&self.ctx(), &made_up).await;
         let result = match (got, flow.invalid) {
             (got, Some(expect)) => self.expect_failure("a made-up subject token", got, expect),
             (Ok(id), None) => {

@@ -12,8 +12,8 @@ use idbridge_connector_kit::options::{parse_options, BaseUrl, Keys, Seconds, Sec
 use idbridge_connector_kit::testing;
 use idbridge_core::{
     Begin, BeginRequest, BuildContext, CallbackRequest, ConfigError, Connector, ConnectorError,
-    ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExternalIdentity, Profile,
-    RequestContext, Stage, Started, UpstreamTokens,
+    ConnectorFactory, ConnectorId, ConnectorSettings, ErrorKind, ExchangeRequest, ExternalIdentity,
+    Profile, RequestContext, Stage, Started, UpstreamTokens,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -383,12 +383,14 @@ impl Connector for Toy {
     async fn exchange(
         &self,
         _ctx: &RequestContext,
-        subject_token: &str,
+        request: &ExchangeRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
         if self.defect == Defect::AcceptsAnyToken {
             return Ok(self.identity("anyone"));
         }
-        let user = self.provider.redeem(subject_token, None, Stage::Exchange)?;
+        let user = self
+            .provider
+            .redeem(&request.subject_token, None, Stage::Exchange)?;
         Ok(self.identity(&user))
     }
 

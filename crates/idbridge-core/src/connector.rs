@@ -193,6 +193,43 @@ impl CallbackRequest {
     }
 }
 
+/// A token exchange as the server received it at its token endpoint (RFC 8693),
+/// after it authenticated the app and picked this connector by the token's type.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ExchangeRequest {
+    /// `subject_token`: what the native app got upstream (e.g. a WeChat SDK code).
+    pub subject_token: String,
+    /// `subject_token_type`: one of [`Connector::subject_token_types`].
+    pub subject_token_type: String,
+    /// The request's other parameters, for a connector's documented extensions
+    /// (e.g. `wechat_phone_code`); the app's credentials are never among them.
+    pub params: BTreeMap<String, String>,
+}
+
+impl ExchangeRequest {
+    pub fn new(subject_token: impl Into<String>, subject_token_type: impl Into<String>) -> Self {
+        Self {
+            subject_token: subject_token.into(),
+            subject_token_type: subject_token_type.into(),
+            params: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_params(mut self, params: BTreeMap<String, String>) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// A non-empty parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
 /// An upstream identity provider. Object safe: the server holds `Arc<dyn Connector>`.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -274,6 +311,16 @@ pub trait Connector: Send + Sync {
         true
     }
 
+    /// Whether this upstream can vouch for a phone number: an identity's
+    /// `phone_number_verified = true` then means the upstream verified that the
+    /// person holds `phone_number` (WeChat's `getPhoneNumber`, checked with the
+    /// carrier), and the broker records it as the account's verified number,
+    /// as a one-time code would (unless another account has it). Default: false
+    /// (an upstream's phone is then only released under the `phone` scope).
+    fn vouches_for_phone(&self) -> bool {
+        false
+    }
+
     /// Whether [`Connector::refresh`] is implemented: the operator may then set
     /// `recheck_on_refresh` for it. Default: false.
     fn supports_refresh(&self) -> bool {
@@ -305,7 +352,7 @@ pub trait Connector: Send + Sync {
     async fn exchange(
         &self,
         _ctx: &RequestContext,
-        _subject_token: &str,
+        _request: &ExchangeRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
         Err(ConnectorError::new(Stage::Exchange, ErrorKind::Unsupported))
     }

@@ -14,7 +14,7 @@ mod registry;
 mod shared;
 
 pub use connector::{
-    Availability, Begin, BeginRequest, CallbackRequest, Connector, Prompt, Started,
+    Availability, Begin, BeginRequest, CallbackRequest, Connector, ExchangeRequest, Prompt, Started,
 };
 pub use context::{ClientClass, Locale, RequestContext};
 pub use error::{ConnectorError, ErrorKind, Stage};

@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use idbridge_core::{
     Availability, BeginRequest, CallbackRequest, Connector, ConnectorError, ConnectorId, ErrorKind,
-    ExternalIdentity, RequestContext, Stage, Started, UpstreamTokens,
+    ExchangeRequest, ExternalIdentity, RequestContext, Stage, Started, UpstreamTokens,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -151,6 +151,9 @@ impl Connector for Gated {
     fn vouches_for_email(&self) -> bool {
         self.inner.vouches_for_email()
     }
+    fn vouches_for_phone(&self) -> bool {
+        self.inner.vouches_for_phone()
+    }
     fn supports_refresh(&self) -> bool {
         self.inner.supports_refresh()
     }
@@ -166,10 +169,10 @@ impl Connector for Gated {
     async fn exchange(
         &self,
         ctx: &RequestContext,
-        subject_token: &str,
+        request: &ExchangeRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
         self.ready()?;
-        self.inner.exchange(ctx, subject_token).await
+        self.inner.exchange(ctx, request).await
     }
     fn can_send_messages(&self) -> bool {
         self.inner.can_send_messages()

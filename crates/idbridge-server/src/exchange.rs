@@ -45,6 +45,31 @@ pub fn client_may_exchange(client: &Client, connector_id: &str) -> bool {
     }
 }
 
+/// The token request's parameters a connector may read as documented
+/// extensions (`ExchangeRequest::params`): all but the grant's own and the
+/// app's credentials.
+fn extension_params(form: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    const OWN: [&str; 13] = [
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "subject_token",
+        "subject_token_type",
+        "actor_token",
+        "actor_token_type",
+        "scope",
+        "audience",
+        "resource",
+        "requested_token_type",
+    ];
+    form.iter()
+        .filter(|(k, _)| !OWN.contains(&k.as_str()) && k.as_str() != "connector")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`, for an
 /// authenticated client.
 pub async fn token_exchange(
@@ -87,7 +112,9 @@ pub async fn token_exchange(
         state.connector_label(connector_id),
         LoginVia::TokenExchange.as_str(),
     );
-    let exchanged = entry.connector.exchange(&ctx, subject_token).await;
+    let request = idbridge_core::ExchangeRequest::new(subject_token, token_type)
+        .with_params(extension_params(form));
+    let exchanged = entry.connector.exchange(&ctx, &request).await;
     // Every connector's answer passes the same check (idbridge_core::ExternalIdentity::screened).
     let identity = match exchanged.and_then(|i| i.screened(idbridge_core::Stage::Exchange)) {
         Ok(identity) => identity,
@@ -118,6 +145,12 @@ pub async fn token_exchange(
         via: LoginVia::TokenExchange,
     };
     let email_link_audit = email_link::link_audit_row(&login, origin, now, state.proxies.of(req));
+    // A number the upstream verified (WeChat's getPhoneNumber) becomes the
+    // account's verified phone, as a one-time code would make it.
+    let verified_phone = (entry.connector.vouches_for_phone()
+        && identity.profile.phone_number_verified == Some(true))
+    .then(|| identity.profile.phone_number.clone())
+    .flatten();
     // Account, grant, first refresh token and audit event: one transaction, so a
     // failure leaves nothing half-written.
     let completion = state
@@ -138,6 +171,14 @@ pub async fn token_exchange(
                 .row(now, state.proxies.of(req)),
                 require_phone: client.require_phone,
                 email_link_audit,
+                phone_audit: verified_phone.as_ref().map(|_| {
+                    Event::PhoneVerified {
+                        user_id: "",
+                        client_id: &client.id,
+                    }
+                    .row(now, state.proxies.of(req))
+                }),
+                verified_phone: verified_phone.clone(),
             },
             now,
         )
@@ -146,6 +187,11 @@ pub async fn token_exchange(
             tracing::error!(event = "login_failed", via = "token_exchange", stage = "account", connector = %connector_id, client_id = %client.id, error = %e, "cannot complete the token exchange");
             OAuthError::store(e)
         })?;
+    if let (Some(phone), LoginCompletion::SignedIn { user, .. }) = (&verified_phone, &completion) {
+        if user.phone_number.as_deref() != Some(phone.as_str()) {
+            tracing::warn!(event = "phone_not_recorded", via = "token_exchange", connector = %connector_id, client_id = %client.id, user_id = %user.id, reason = "phone_taken", fix = "the number the upstream verified is another broker account's verified phone: the person signs in to that account, or an operator resolves the two accounts (idbridge admin find)", "the verified phone number was not recorded on this account");
+        }
+    }
     let user = match completion {
         LoginCompletion::SignedIn {
             user,

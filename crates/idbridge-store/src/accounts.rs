@@ -246,6 +246,35 @@ fn find_identity(
         .optional()?)
 }
 
+/// Records `phone` as `user_id`'s verified number, in the caller's transaction,
+/// unless another user has it.
+pub(crate) fn set_phone(
+    c: &mut AnyConnection,
+    user_id: &str,
+    phone: &str,
+    now: i64,
+) -> Result<PhoneOutcome, StoreError> {
+    let owner: Option<String> = users::table
+        .filter(users::phone_number.eq(phone))
+        .select(users::id)
+        .first(c)
+        .optional()?;
+    if let Some(owner) = owner.filter(|o| o != user_id) {
+        return Ok(PhoneOutcome::TakenBy(owner));
+    }
+    let n = diesel::update(users::table.find(user_id))
+        .set((
+            users::phone_number.eq(Some(phone)),
+            users::phone_verified_at.eq(Some(now)),
+            users::updated_at.eq(now),
+        ))
+        .execute(c)?;
+    if n == 0 {
+        return Ok(PhoneOutcome::NoSuchUser);
+    }
+    Ok(PhoneOutcome::Set(load_user(c, user_id)?))
+}
+
 fn load_user(c: &mut AnyConnection, id: &str) -> Result<User, StoreError> {
     users::table
         .find(id)
@@ -541,27 +570,7 @@ impl Store {
         let (user_id, phone) = (user_id.to_owned(), phone.to_owned());
         self.write(move |c| {
             let attempt = |c: &mut AnyConnection| {
-                crate::call::transaction(c, |c| {
-                    let owner: Option<String> = users::table
-                        .filter(users::phone_number.eq(&phone))
-                        .select(users::id)
-                        .first(c)
-                        .optional()?;
-                    if let Some(owner) = owner.filter(|o| *o != user_id) {
-                        return Ok(PhoneOutcome::TakenBy(owner));
-                    }
-                    let n = diesel::update(users::table.find(&user_id))
-                        .set((
-                            users::phone_number.eq(Some(&phone)),
-                            users::phone_verified_at.eq(Some(now)),
-                            users::updated_at.eq(now),
-                        ))
-                        .execute(c)?;
-                    if n == 0 {
-                        return Ok(PhoneOutcome::NoSuchUser);
-                    }
-                    Ok(PhoneOutcome::Set(load_user(c, &user_id)?))
-                })
+                crate::call::transaction(c, |c| set_phone(c, &user_id, &phone, now))
             };
             match attempt(c) {
                 // A concurrent verification of the same number won the unique index.

@@ -2703,6 +2703,8 @@ fn exchange(
         audit: audit(NOW, "login", None),
         require_phone: false,
         email_link_audit: None,
+        verified_phone: None,
+        phone_audit: None,
     }
 }
 

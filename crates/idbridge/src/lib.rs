@@ -21,6 +21,8 @@ pub fn registry() -> Registry {
         .with(idbridge_connector_apple::AppleFactory)
         .with(idbridge_connector_oauth2::OAuth2Factory)
         .with(idbridge_connector_github::GithubFactory)
+        .with(idbridge_connector_wecom::WeComFactory)
+        .with(idbridge_connector_feishu::FeishuFactory)
 }
 
 pub mod admin;

@@ -32,11 +32,13 @@ enum Command {
     /// Run the broker.
     Serve {
         /// TOML config file (every key can be overridden by IDBRIDGE__SECTION__KEY).
+        /// With --dev: added to dev mode (its [[connectors]] and [[clients]], e.g.
+        /// an upstream or an app to try); dev mode's own keys win.
         #[arg(long, short, required_unless_present = "dev")]
         config: Option<PathBuf>,
-        /// Development mode: no config; SQLite under --dir, the development
-        /// connector, and a demo app at /demo.
-        #[arg(long, conflicts_with = "config")]
+        /// Development mode: SQLite under --dir, the development connector, the
+        /// simulators' sign-ins, and a demo app at /demo.
+        #[arg(long)]
         dev: bool,
         /// Port for --dev.
         #[arg(long, default_value_t = 8080)]
@@ -199,7 +201,9 @@ fn main() -> ExitCode {
     // `[telemetry.tracing]` (`serve --dev`: the OTEL_* variables only).
     let loaded = match &cli.command {
         Command::Serve {
-            config: Some(path), ..
+            config: Some(path),
+            dev: false,
+            ..
         } => match load(path) {
             Ok(s) => Some(s),
             Err(code) => return code,
@@ -233,13 +237,13 @@ fn main() -> ExitCode {
     let code = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve {
+                config,
                 dev,
                 port,
                 dir,
                 sim_port,
                 spa_origin,
-                ..
-            } => serve(loaded, dev, port, dir, sim_port, spa_origin).await,
+            } => serve(loaded, config, dev, port, dir, sim_port, spa_origin).await,
             Command::Migrate { config } => migrate(config).await,
             Command::Doctor { config } => idbridge::doctor::run(&config).await,
             Command::Backup { config, to } => backup(config, to).await,
@@ -255,8 +259,11 @@ fn main() -> ExitCode {
     code
 }
 
+/// `loaded`: the file of `serve --config`, read already; `config`: its path,
+/// which `serve --dev` adds to dev mode.
 async fn serve(
     loaded: Option<Settings>,
+    config: Option<PathBuf>,
     dev: bool,
     port: u16,
     dir: PathBuf,
@@ -273,7 +280,7 @@ async fn serve(
                 return ExitCode::FAILURE;
             }
         };
-        let mut settings = match home.settings(port).and_then(|mut s| {
+        let mut settings = match home.settings(port, config.as_deref()).and_then(|mut s| {
             if let Some(origin) = &spa_origin {
                 s.clients.push(idbridge::dev::dev_spa_client(origin)?);
             }
@@ -288,7 +295,7 @@ async fn serve(
         // The simulators on --sim-port and the ports after it (default: the
         // port after --port).
         let mut ports = idbridge::dev::Ports::new(sim_port.unwrap_or_else(|| port.wrapping_add(1)));
-        match idbridge::dev::Fakes::start(&mut ports, &settings.issuer).await {
+        match idbridge::dev::Fakes::start(&mut ports, &settings.issuer, &clock).await {
             Ok(f) => {
                 f.add_connectors(&mut settings);
                 fakes = Some(f);

@@ -14,9 +14,16 @@
 //!   on the first sign-in only, the ES256 client-secret JWT checked against
 //!   the public key of the test's `.p8` key, Apple's bare error bodies);
 //! - [`github`]: GitHub's OAuth app endpoints and REST API (`/user`,
-//!   `/user/emails`, `/user/orgs`), with its 200-with-`error` token answers.
+//!   `/user/emails`, `/user/orgs`), with its 200-with-`error` token answers;
+//! - [`wecom`]: WeCom's (企业微信) self-built app login: the QR and in-app
+//!   pages, `gettoken`, `auth/getuserinfo`, `user/get`, errcode bodies.
+//! - [`feishu`]: Feishu/Lark's authorization page, JSON token endpoint (PKCE,
+//!   numeric `code`s such as 20010, single-use codes and refresh tokens) and
+//!   `user_info` envelope.
 
 pub mod apple;
+pub mod feishu;
 pub mod github;
 pub mod microsoft;
 pub mod oidc;
+pub mod wecom;

@@ -158,11 +158,25 @@ impl Sim {
         listener: std::net::TcpListener,
     ) -> Result<Sim, String> {
         Ok(Sim {
-            inner: engine::Running::start_on(config, listener).await?,
+            inner: engine::Running::start_on(config, listener, None).await?,
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// Serve on `listener` under another host name than the listener's
+    /// address: `http://{host}:PORT` is its base URL and issuer (e.g.
+    /// `localhost` for a broker on `127.0.0.1`: another site for the browser,
+    /// so its callbacks are cross-site as a real provider's are).
+    pub async fn start_on_host(
+        config: SimConfig,
+        listener: std::net::TcpListener,
+        host: &str,
+    ) -> Result<Sim, String> {
+        Ok(Sim {
+            inner: engine::Running::start_on(config, listener, Some(host)).await?,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` (or the host it was started under).
     pub fn base_url(&self) -> String {
         self.inner.base_url()
     }
@@ -216,7 +230,14 @@ impl Sim {
 
     /// The fake's clock (unix seconds).
     pub fn now(&self) -> i64 {
-        self.inner.with(|s| engine::system_now() + s.offset)
+        self.inner.with(|s| s.now())
+    }
+
+    /// Read "now" from `clock` (unix seconds) instead of the wall clock, e.g.
+    /// the broker's in dev mode, so that a clock moved there moves here too
+    /// (Apple checks the `iat` and `exp` of client secrets made with it).
+    pub fn follow_clock(&self, clock: impl Fn() -> i64 + Send + Sync + 'static) {
+        self.inner.with(|s| s.clock = Some(Arc::new(clock)));
     }
 
     /// The client secrets sent to the token endpoint so far, oldest first.

@@ -28,6 +28,7 @@ pub(crate) fn scope() -> Scope {
         .route("/limits", web::post().to(set_limits))
         .route("/interaction", web::post().to(interaction))
         .route("/codes", web::post().to(issue_code))
+        .route("/phone-codes", web::post().to(issue_phone_code))
         .route("/wechat-user", web::post().to(choose_user))
 }
 
@@ -135,6 +136,26 @@ async fn issue_code(req: HttpRequest, sim: web::Data<Shared>) -> HttpResponse {
     }
 }
 
+/// A Mini Program's `getPhoneNumber` code for `?appid&phone=+86…`.
+async fn issue_phone_code(req: HttpRequest, sim: web::Data<Shared>) -> HttpResponse {
+    let q = Params::parse(req.query_string().as_bytes());
+    let (Some(appid), Some(phone)) = (q.get("appid"), q.get("phone")) else {
+        return bad_request("need ?appid=...&phone=+86...");
+    };
+    // A `+` sent unencoded in a query reads as a space.
+    let phone = match phone.strip_prefix(' ') {
+        Some(rest) => format!("+{rest}"),
+        None => phone.to_owned(),
+    };
+    let Some((country, number)) = crate::split_phone(&phone) else {
+        return bad_request("phone must be + country code and number, e.g. +8613800138000");
+    };
+    match sim.with(|st, now| st.issue_phone_code(appid, country, number, now)) {
+        Some(code) => HttpResponse::Ok().json(json!({"code": code})),
+        None => bad_request("unknown Mini Program appid"),
+    }
+}
+
 /// Sets the "current WeChat user" cookie used by `oauth2/authorize`.
 async fn choose_user(sim: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
     let form = Params::parse(&body);
@@ -186,7 +207,7 @@ async fn index(req: HttpRequest, sim: web::Data<Shared>) -> HttpResponse {
     }
     body.push_str("</ul></form>\n");
     body.push_str(&format!(
-        "<h2>Counters</h2><pre id=\"counters\">{}</pre>\n<p class=\"hint\">JSON API: GET/POST/DELETE /__sim/faults, GET /__sim/counters, GET /__sim/messages, GET /__sim/redirects, POST /__sim/advance?secs=N, GET/POST /__sim/limits, POST /__sim/interaction?appid&amp;user, POST /__sim/codes?appid&amp;user&amp;scope[&amp;snapshot=1]</p>",
+        "<h2>Counters</h2><pre id=\"counters\">{}</pre>\n<p class=\"hint\">JSON API: GET/POST/DELETE /__sim/faults, GET /__sim/counters, GET /__sim/messages, GET /__sim/redirects, POST /__sim/advance?secs=N, GET/POST /__sim/limits, POST /__sim/interaction?appid&amp;user, POST /__sim/codes?appid&amp;user&amp;scope[&amp;snapshot=1], POST /__sim/phone-codes?appid&amp;phone=%2B86…</p>",
         esc(&serde_json::to_string_pretty(&counters).unwrap_or_default())
     ));
     html_ok(html_doc(Lang::En, "WeChat simulator", "", &body))

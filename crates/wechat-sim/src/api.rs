@@ -232,6 +232,22 @@ pub(crate) async fn custom_send(
     .await
 }
 
+pub(crate) async fn user_phone_number(
+    req: HttpRequest,
+    sim: web::Data<Shared>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let q = query(&req);
+    api_call(
+        &req,
+        &sim,
+        Endpoint::PhoneNumber,
+        Wire::CgiBin,
+        |st, now| st.user_phone_number(&q, &body, now),
+    )
+    .await
+}
+
 /// Anything else: a WeChat-shaped error that names the path.
 pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
     let mut resp = reply(

@@ -41,6 +41,9 @@ pub enum Endpoint {
     Auth,
     /// `GET /sns/jscode2session` (a Mini Program's `wx.login` code).
     JsCode2Session,
+    /// `POST /wxa/business/getuserphonenumber` (a Mini Program's
+    /// `getPhoneNumber` code).
+    PhoneNumber,
     /// `GET /cgi-bin/token`.
     AppToken,
     /// `POST /cgi-bin/stable_token`.

@@ -137,6 +137,9 @@ pub enum SimError {
         /// The scope asked for.
         scope: String,
     },
+    /// Not a phone number as `+`, country code and number.
+    #[error("{0:?} is not a phone number as +<country code><number>, e.g. +8613800138000")]
+    BadPhone(String),
     /// What WeChat's page would show instead of calling back.
     #[error("WeChat would show an error page: {message} (code {code:?})")]
     Page {
@@ -154,6 +157,24 @@ impl From<pages::PageError> for SimError {
             message: e.zh,
         }
     }
+}
+
+/// `+8613800138000` → (`86`, `13800138000`); other countries' codes are one to
+/// three digits: the mainland's `86` is recognised, else `1` (North America)
+/// or the first two digits.
+pub(crate) fn split_phone(phone: &str) -> Option<(&str, &str)> {
+    let digits = phone.strip_prefix('+')?;
+    if digits.len() < 8 || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let split = if digits.starts_with("86") {
+        2
+    } else if digits.starts_with('1') {
+        1
+    } else {
+        2
+    };
+    Some(digits.split_at(split))
 }
 
 pub(crate) fn issue_code(
@@ -245,6 +266,10 @@ fn app_factory(
         .route("/sns/auth", web::get().to(api::auth))
         .route("/sns/auth", web::post().to(api::auth))
         .route("/sns/jscode2session", web::get().to(api::jscode2session))
+        .route(
+            "/wxa/business/getuserphonenumber",
+            web::post().to(api::user_phone_number),
+        )
         .route("/cgi-bin/token", web::get().to(api::cgi_token))
         .route("/cgi-bin/stable_token", web::post().to(api::stable_token))
         .route(
@@ -367,6 +392,17 @@ impl Simulator {
     pub fn issue_login_code(&self, appid: &str, user_id: &str) -> Result<String, SimError> {
         self.shared
             .with(|st, now| issue_code(st, appid, user_id, None, false, now))
+    }
+
+    /// A code as the Mini Program's `getPhoneNumber` button hands it out, for
+    /// `wxa/business/getuserphonenumber`: the person allowed sharing `phone`,
+    /// `+` country code and number (`+8613800138000`). Single use, 5 minutes.
+    pub fn issue_phone_code(&self, appid: &str, phone: &str) -> Result<String, SimError> {
+        let (country, number) =
+            split_phone(phone).ok_or_else(|| SimError::BadPhone(phone.to_owned()))?;
+        self.shared
+            .with(|st, now| st.issue_phone_code(appid, country, number, now))
+            .ok_or_else(|| SimError::UnknownApp(appid.to_owned()))
     }
 
     /// An SDK code (`snsapi_userinfo`) whose token is a snapshot-mode user's:

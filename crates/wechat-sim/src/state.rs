@@ -49,6 +49,8 @@ pub struct Counters {
     pub custom_send_calls: u64,
     /// Requests to `sns/jscode2session`, whatever the outcome.
     pub mini_program_sessions: u64,
+    /// Requests to `wxa/business/getuserphonenumber`, whatever the outcome.
+    pub phone_number_calls: u64,
     /// Customer-service messages delivered.
     pub messages_sent: u64,
     /// Codes handed out (by pages, `scan` or `issue_code`).
@@ -168,6 +170,7 @@ pub(crate) struct State {
     minted_per_day: HashMap<String, (i64, u32)>,
     forced_per_day: HashMap<String, (i64, u32)>,
     exchanges_per_minute: HashMap<String, (i64, u32)>,
+    pub(crate) phone_codes: HashMap<String, mini_program::PhoneCode>,
     windows: HashMap<(String, String), Window>,
     ip_allowlists: HashMap<String, Vec<IpAddr>>,
     pub(crate) messages: Vec<SentMessage>,
@@ -212,6 +215,7 @@ impl State {
             refresh: HashMap::new(),
             app_tokens: HashMap::new(),
             current_app_token: HashMap::new(),
+            phone_codes: HashMap::new(),
             minted_per_day: HashMap::new(),
             forced_per_day: HashMap::new(),
             exchanges_per_minute: HashMap::new(),
@@ -271,6 +275,7 @@ impl State {
             Endpoint::AppToken | Endpoint::StableToken => c.app_token_requests += 1,
             Endpoint::CustomSend => c.custom_send_calls += 1,
             Endpoint::JsCode2Session => c.mini_program_sessions += 1,
+            Endpoint::PhoneNumber => c.phone_number_calls += 1,
             Endpoint::Authorize | Endpoint::Any => {}
         }
     }
@@ -516,13 +521,14 @@ impl State {
 
     // ---- app tokens --------------------------------------------------------
 
+    /// An app that has app tokens: an Official Account or a Mini Program.
     fn official_account(&self, appid: Option<&str>) -> Result<&SimApp, WxError> {
         let appid = appid.ok_or_else(|| wx(41002, "appid missing"))?;
         let app = self.app(appid).ok_or_else(|| wx(40013, "invalid appid"))?;
-        if app.kind != AppKind::OfficialAccount {
+        if !matches!(app.kind, AppKind::OfficialAccount | AppKind::MiniProgram) {
             return Err(wx(
                 40013,
-                "invalid appid hint: [not an Official Account appid]",
+                "invalid appid hint: [not an Official Account or Mini Program appid]",
             ));
         }
         Ok(app)
@@ -651,7 +657,7 @@ impl State {
     }
 
     /// The app an app token belongs to, if it still works.
-    fn app_token_owner(&self, token: Option<&str>, now: i64) -> Result<String, WxError> {
+    pub(crate) fn app_token_owner(&self, token: Option<&str>, now: i64) -> Result<String, WxError> {
         let token = token.ok_or_else(|| wx(41001, "access_token missing"))?;
         let invalid = || {
             wx(

@@ -2006,3 +2006,58 @@ async fn stop_shuts_the_server_down() {
         .await
         .is_err());
 }
+
+/// `wxa/business/getuserphonenumber`: a getPhoneNumber code for the Mini
+/// Program's app token gives the number with its watermark, once.
+#[tokio::test]
+async fn a_phone_code_gives_the_number_once_to_the_mini_program() {
+    let h = start().await;
+    let token = h.app_token(MINI_PROGRAM_APPID, MINI_PROGRAM_SECRET).await;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let code = h
+        .sim
+        .issue_phone_code(MINI_PROGRAM_APPID, "+8613800138000")
+        .unwrap();
+    let path = format!("/wxa/business/getuserphonenumber?access_token={token}");
+    let v = h.post_json(&path, &json!({ "code": code })).await;
+    assert_eq!(v["errcode"], 0, "{v}");
+    let info = &v["phone_info"];
+    assert_eq!(info["phoneNumber"], "13800138000");
+    assert_eq!(info["purePhoneNumber"], "13800138000");
+    assert_eq!(info["countryCode"], "86");
+    assert_eq!(info["watermark"]["appid"], MINI_PROGRAM_APPID);
+    // Single use.
+    assert_wx_error(&h.post_json(&path, &json!({ "code": code })).await, 40029);
+    // Another app's token cannot redeem one.
+    let other = h.app_token(MP_APPID, MP_SECRET).await;
+    let other = other["access_token"].as_str().unwrap();
+    let code = h
+        .sim
+        .issue_phone_code(MINI_PROGRAM_APPID, "+12025550123")
+        .unwrap();
+    let other_path = format!("/wxa/business/getuserphonenumber?access_token={other}");
+    assert_wx_error(
+        &h.post_json(&other_path, &json!({ "code": code })).await,
+        40029,
+    );
+    // A made-up token.
+    assert_wx_error(
+        &h.post_json(
+            "/wxa/business/getuserphonenumber?access_token=nope",
+            &json!({ "code": code }),
+        )
+        .await,
+        40001,
+    );
+    // A foreign number keeps its country code apart.
+    let v = h.post_json(&path, &json!({ "code": code })).await;
+    assert_eq!(v["phone_info"]["countryCode"], "1");
+    assert_eq!(v["phone_info"]["purePhoneNumber"], "2025550123");
+    assert_eq!(v["phone_info"]["phoneNumber"], "+1 2025550123");
+    // Only a Mini Program hands out phone codes.
+    assert!(h.sim.issue_phone_code(MP_APPID, "+8613800138000").is_err());
+    assert!(h
+        .sim
+        .issue_phone_code(MINI_PROGRAM_APPID, "13800138000")
+        .is_err());
+}

@@ -2,7 +2,11 @@
 // oidc-provider (certified by the OpenID Foundation) on 127.0.0.1, with a small
 // config. Started by connectors/oidc/src/test_provider.rs, which passes the
 // config as JSON in OIDC_TEST_CONFIG:
-//   { "port": 0, "redirect_uris": [...], "client_secret": "...", "alg": "RS256" }
+//   { "port": 0, "redirect_uris": [...], "client_secret": "...", "alg": "RS256",
+//     "host": "127.0.0.1", "interactive": false }
+// ("host": the name in its issuer, e.g. localhost: it always listens on
+// 127.0.0.1; "interactive": a person signs in and consents on pages.mjs's pages,
+// for the browser tests, instead of the self-approving interactions below).
 // It prints one JSON line when it listens: { "issuer", "client_key_pem" }.
 //
 // Clients: "idbridge" (client_secret_basic), "idbridge-post"
@@ -10,7 +14,7 @@
 // start whose private half is printed). Every client may use the code and
 // refresh token grants; PKCE is required; a refresh token is always issued.
 //
-// Interactions approve themselves, so a plain HTTP client with cookies can
+// Without "interactive", interactions approve themselves, so a plain HTTP client with cookies can
 // sign in: login_hint "refuse" answers access_denied; login_hint naming an
 // account signs that account in; anything else signs in alice. Consent is
 // implied (loadExistingGrant grants what was asked).
@@ -20,9 +24,11 @@
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
+import { interaction } from './pages.mjs';
 
 const cfg = JSON.parse(process.env.OIDC_TEST_CONFIG || '{}');
 const alg = cfg.alg || 'RS256';
+const interactive = cfg.interactive === true;
 
 const accounts = {
   alice: {
@@ -61,10 +67,20 @@ const client = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const clientJwk = { ...client.publicKey.export({ format: 'jwk' }), kid: 'idbridge-client-key', alg: 'RS256', use: 'sig' };
 const clientPem = client.privateKey.export({ format: 'pem', type: 'pkcs8' });
 
+// Consent implied: a signed-in person is granted what the client asks for.
+async function loadExistingGrant(ctx) {
+  const accountId = ctx.oidc.session.accountId;
+  if (!accountId) return undefined;
+  const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId });
+  grant.addOIDCScope([...ctx.oidc.requestParamScopes].join(' '));
+  await grant.save();
+  return grant;
+}
+
 const server = http.createServer();
 server.listen(cfg.port || 0, '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `http://${cfg.host || '127.0.0.1'}:${port}`;
   const common = {
     redirect_uris: cfg.redirect_uris || [],
     response_types: ['code'],
@@ -92,14 +108,8 @@ server.listen(cfg.port || 0, '127.0.0.1', () => {
     features: { devInteractions: { enabled: false } },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     issueRefreshToken: async (_ctx, c) => c.grantTypeAllowed('refresh_token'),
-    async loadExistingGrant(ctx) {
-      const accountId = ctx.oidc.session.accountId;
-      if (!accountId) return undefined;
-      const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId });
-      grant.addOIDCScope([...ctx.oidc.requestParamScopes].join(' '));
-      await grant.save();
-      return grant;
-    },
+    // A person consents on the interactive pages; otherwise what was asked is granted.
+    ...(interactive ? {} : { loadExistingGrant }),
     async findAccount(_ctx, id) {
       if (!accounts[id] || disabled.has(id)) return undefined;
       return { accountId: id, claims: async () => ({ sub: id, ...accounts[id] }) };
@@ -113,8 +123,9 @@ server.listen(cfg.port || 0, '127.0.0.1', () => {
   const callback = provider.callback();
   server.on('request', async (req, res) => {
     try {
-      const interaction = req.url.match(/^\/interaction\/([^/?]+)/);
-      if (interaction) {
+      if (interactive && (await interaction(provider, accounts, req, res))) return;
+      const selfApproving = req.url.match(/^\/interaction\/([^/?]+)/);
+      if (selfApproving) {
         const details = await provider.interactionDetails(req, res);
         const hint = details.params.login_hint;
         if (hint === 'refuse') {

@@ -67,8 +67,10 @@ impl DevHome {
 
     /// Settings for `serve --dev`: SQLite in the dev directory, the development
     /// connector, and (via `Options`) the demo app; [`super::Fakes`] adds the
-    /// simulators' connectors.
-    pub fn settings(&self, port: u16) -> Result<Settings, String> {
+    /// simulators' connectors. `config` (`serve --dev --config FILE`): a file
+    /// underneath, whose connectors and clients dev mode adds to its own (an
+    /// upstream or an app to try); dev mode's keys below win over the file's.
+    pub fn settings(&self, port: u16, config: Option<&Path>) -> Result<Settings, String> {
         let db = self.dir.join("idbridge.db");
         let mut overrides = vec![
             ("server.bind", format!("127.0.0.1:{port}")),
@@ -84,7 +86,7 @@ impl DevHome {
         if std::env::var_os("IDBRIDGE__ISSUER").is_none() {
             overrides.push(("issuer", format!("http://127.0.0.1:{port}")));
         }
-        let mut settings = idbridge_server::config::load(None, &overrides).map_err(|errs| {
+        let mut settings = idbridge_server::config::load(config, &overrides).map_err(|errs| {
             errs.iter()
                 .map(|e| e.to_string())
                 .collect::<Vec<_>>()

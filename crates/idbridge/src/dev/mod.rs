@@ -3,18 +3,23 @@
 //! through it ([`Fakes`]). One file per simulator; adding one to dev mode is a
 //! file here and a line in [`Fakes::start`].
 
+mod apple;
+mod feishu;
 mod github;
 mod home;
 mod openid;
 mod spa;
 mod wechat;
+mod wecom;
 
 pub use home::DevHome;
 pub use openid::{connector as dev_openid_connector, CONNECTOR_ID as DEV_OIDC_CONNECTOR};
 pub use spa::{client as dev_spa_client, CLIENT_ID as DEV_SPA_CLIENT_ID};
 
 use idbridge_server::config::Settings;
+use idbridge_server::Clock;
 use std::net::TcpListener;
+use std::sync::Arc;
 
 /// Ports for the simulators: `--sim-port` and the ones after it, in the order
 /// [`Fakes::start`] starts them, or any free port with `--sim-port 0`.
@@ -82,9 +87,23 @@ impl Fakes {
     /// Start them all for the broker at `issuer`, on `ports`. WeChat's simulator
     /// and the OpenID provider must start (an error otherwise); without one of
     /// the others dev mode goes on without its sign-in (said on stderr).
-    pub async fn start(ports: &mut Ports, issuer: &str) -> Result<Fakes, String> {
+    ///
+    /// A simulator that checks times the broker makes (Apple's client secrets)
+    /// reads the broker's `clock`, which `/dev/clock` moves.
+    pub async fn start(
+        ports: &mut Ports,
+        issuer: &str,
+        clock: &Arc<Clock>,
+    ) -> Result<Fakes, String> {
         let mut running = vec![wechat::start(ports).await?, openid::start(ports).await?];
-        for optional in [github::start(ports, issuer).await] {
+        // Each optional simulator takes the next port, in this order (DingTalk's
+        // goes between WeCom's and Feishu's; Apple's last).
+        for optional in [
+            github::start(ports, issuer).await,
+            wecom::start(ports).await,
+            feishu::start(ports, issuer).await,
+            apple::start(ports, issuer, clock).await,
+        ] {
             match optional {
                 Ok(r) => running.push(r),
                 Err(e) => eprintln!("idbridge: {e}"),

@@ -1,7 +1,7 @@
 //! WeChat's simulator (wechat-sim) and the WeChat connectors on it: the website
 //! app (as a redirect to its QR page and as a QR on the sign-in page), the
-//! mobile app, the Official Account, and a website app bound to no Open
-//! Platform account.
+//! mobile app, the Mini Program, the Official Account, and a website app bound
+//! to no Open Platform account.
 
 use super::{Ports, Running};
 use wechat_sim::dev;
@@ -42,6 +42,19 @@ fn connectors(sim: &str) -> Vec<serde_json::Value> {
         "appsecret": dev::MOBILE_SECRET,
         "open_platform_id": dev::OPEN_PLATFORM_ID,
         "api_base_url": sim,
+    }));
+    // The Mini Program: no browser flow either; its wx.login code (POST
+    // {sim}/__sim/codes) and getPhoneNumber code (POST {sim}/__sim/phone-codes)
+    // are exchanged at /token.
+    all.push(serde_json::json!({
+        "id": "wechat-mini",
+        "type": "wechat-miniprogram",
+        "name": "微信小程序 WeChat Mini Program (simulator)",
+        "appid": dev::MINI_PROGRAM_APPID,
+        "appsecret": dev::MINI_PROGRAM_SECRET,
+        "open_platform_id": dev::OPEN_PLATFORM_ID,
+        "api_base_url": sim,
+        "phone_number": true,
     }));
     // The Official Account: offered (and picked by itself) inside WeChat, i.e.
     // with a MicroMessenger User-Agent. It also sends one-time codes into the

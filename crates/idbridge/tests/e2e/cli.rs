@@ -578,10 +578,56 @@ async fn dev_mode_exchanges_a_simulator_sdk_code_for_tokens() {
     assert_eq!(id["linked_connectors"], serde_json::json!(["wechat-app"]));
     assert!(t["refresh_token"].is_string());
 
+    // The Mini Program, as docs/wechat-simulator.md tells it: a wx.login code
+    // and a getPhoneNumber code from the simulator, exchanged together; the
+    // same person (one sub, by unionid) now has a verified phone.
+    let sim_code = |path: String| {
+        let url = format!("{sim}{path}");
+        async move {
+            let v: serde_json::Value = http().post(url).send().await.unwrap().json().await.unwrap();
+            v["code"].as_str().unwrap().to_owned()
+        }
+    };
+    let mini = wechat_sim::dev::MINI_PROGRAM_APPID;
+    let login_code = sim_code(format!("/__sim/codes?appid={mini}&user=alice")).await;
+    let phone_code = sim_code(format!(
+        "/__sim/phone-codes?appid={mini}&phone=%2B8613800138000"
+    ))
+    .await;
+    let resp = http()
+        .post(format!("{base}/token"))
+        .basic_auth("demo", Some(secret.trim()))
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            (
+                "subject_token_type",
+                "urn:idbridge:params:oauth:token-type:wechat_miniprogram_code",
+            ),
+            ("subject_token", login_code.as_str()),
+            ("wechat_phone_code", phone_code.as_str()),
+            ("scope", "openid phone"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let t: serde_json::Value = resp.json().await.unwrap();
+    let mini_id = claims(t["id_token"].as_str().unwrap());
+    assert_eq!(
+        mini_id["sub"], id["sub"],
+        "the same person as the mobile app's"
+    );
+    assert_eq!(mini_id["phone_number"], "+8613800138000");
+    assert_eq!(mini_id["phone_number_verified"], true);
+
     // The demo page offers only connectors with a browser flow.
     let demo = get_text(&http(), format!("{base}/demo")).await;
     assert!(demo.contains("connector=wechat-mp"), "{demo}");
     assert!(!demo.contains("connector=wechat-app"), "{demo}");
+    assert!(!demo.contains("connector=wechat-mini"), "{demo}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -449,9 +449,9 @@ impl Connector for MailSdk {
     async fn exchange(
         &self,
         _ctx: &RequestContext,
-        subject_token: &str,
+        request: &idbridge_core::ExchangeRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let mut parts = subject_token.split('|');
+        let mut parts = request.subject_token.split('|');
         let (Some(subject), Some(email), Some(verified)) =
             (parts.next(), parts.next(), parts.next())
         else {

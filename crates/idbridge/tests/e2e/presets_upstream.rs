@@ -22,12 +22,12 @@ const MS_SECRET: &str = "entra-secret-value-for-the-e2e-test";
 const TENANT_A: &str = "aaaaaaaa-1111-4000-8000-00000000000a";
 const TENANT_B: &str = "bbbbbbbb-2222-4000-8000-00000000000b";
 
-async fn users(broker: &Broker) -> usize {
+pub(crate) async fn users(broker: &Broker) -> usize {
     broker.state.store.find_users("", 1000).await.unwrap().len()
 }
 
 /// The app's authorization URL for connector `id` (with the email scope).
-fn app_url(base: &str, id: &str) -> (String, String) {
+pub(crate) fn app_url(base: &str, id: &str) -> (String, String) {
     let (url, verifier) = authorize_url(base, &[]);
     let url = url
         .replace("connector=dev", &format!("connector={id}"))
@@ -40,7 +40,7 @@ fn app_url(base: &str, id: &str) -> (String, String) {
 
 /// Wait until the connector's background prepare has loaded discovery: the
 /// broker then redirects to the fake.
-async fn wait_ready(url: &str, upstream: &str) {
+pub(crate) async fn wait_ready(url: &str, upstream: &str) {
     for _ in 0..100 {
         let resp = http().get(url).send().await.unwrap();
         if resp.status() == 302 && location(&resp).starts_with(upstream) {
@@ -53,7 +53,7 @@ async fn wait_ready(url: &str, upstream: &str) {
 
 /// The browser starts at the app's URL and signs in at the fake as `user`:
 /// the broker's answer to the callback.
-async fn through_apple(b: &reqwest::Client, url: &str, user: &str) -> reqwest::Response {
+pub(crate) async fn through_apple(b: &reqwest::Client, url: &str, user: &str) -> reqwest::Response {
     let resp = b.get(url).send().await.unwrap();
     assert_eq!(resp.status(), 302);
     let at_apple = location(&resp);

@@ -64,7 +64,11 @@ fn redirect_for(id: &str, public: bool) -> String {
     }
 }
 
-fn client_settings(id: &str, secret: Option<&str>, connectors: Vec<String>) -> ClientSettings {
+pub(crate) fn client_settings(
+    id: &str,
+    secret: Option<&str>,
+    connectors: Vec<String>,
+) -> ClientSettings {
     ClientSettings {
         id: id.into(),
         name: Some(format!("{id} app")),

@@ -127,3 +127,163 @@ async fn mini_program_failures_are_oauth_errors_with_a_log_line(db_url: &str) {
     w.broker.stop().await;
 }
 both_backends!(mini_program_failures_are_oauth_errors_with_a_log_line);
+
+const PHONE_APP: &str = "phone-app";
+const PHONE_APP_SECRET: &str = "phone-app-secret-0123456789abcdef";
+
+/// `{tag}-mini` takes getPhoneNumber codes; `{tag}-nophone`, the same Mini
+/// Program without `phone_number`, does not; the client `phone-app` has
+/// `require_phone`.
+async fn phone_world(db_url: &str, tag: &str) -> World {
+    let t = tag.to_owned();
+    world(db_url, tag, move |_, s| {
+        let mini = format!("{t}-mini");
+        let mut no_phone = None;
+        for c in s.connectors.iter_mut() {
+            if c["id"] == mini.as_str() {
+                let mut copy = c.clone();
+                copy["id"] = format!("{t}-nophone").into();
+                no_phone = Some(copy);
+                c["phone_number"] = true.into();
+            }
+        }
+        s.connectors.extend(no_phone);
+        let mut app = crate::wechat_app::client_settings(
+            PHONE_APP,
+            Some(PHONE_APP_SECRET),
+            vec![mini, format!("{t}-nophone")],
+        );
+        app.require_phone = true;
+        s.clients.push(app);
+        // require_phone needs a sender for the browser sign-ins' phone step;
+        // the Mini Program's verified number needs none (nothing listens here).
+        s.verification.sender = "webhook".into();
+        s.verification.webhook_url = Some("http://127.0.0.1:9/sms".into());
+        s.verification.webhook_secret = Some("webhook-secret-0123456789".into());
+    })
+    .await
+}
+
+impl World {
+    fn phone_code(&self, phone: &str) -> String {
+        self.sim
+            .issue_phone_code(dev::MINI_PROGRAM_APPID, phone)
+            .unwrap()
+    }
+
+    /// The phone app's exchange through `connector`, with a phone code when given.
+    async fn phone_exchange(
+        &self,
+        connector: &str,
+        code: &str,
+        phone_code: Option<&str>,
+    ) -> crate::wechat_app::Answer {
+        let mut form = vec![
+            ("grant_type", GRANT),
+            ("subject_token", code),
+            ("subject_token_type", MINI_CODE),
+            ("connector", connector),
+            ("scope", "openid phone"),
+        ];
+        if let Some(p) = phone_code {
+            form.push(("wechat_phone_code", p));
+        }
+        post_token(
+            &self.broker.base,
+            Auth::Basic(PHONE_APP, PHONE_APP_SECRET),
+            &form,
+        )
+        .await
+    }
+}
+
+async fn a_getphonenumber_code_gives_the_account_its_verified_phone(db_url: &str) {
+    // Each backend's run has its own connector ids, so its log lines are its own.
+    let tag = if db_url.starts_with("postgres") {
+        "mini-phone-pg"
+    } else {
+        "mini-phone"
+    };
+    let w = phone_world(db_url, tag).await;
+    let mini = w.mini();
+    let mini_field = format!("connector={mini}");
+    // Without a phone code, an app that needs a verified number is refused.
+    let a = w
+        .phone_exchange(&mini, &w.login_code(dev::USER_XIAOMING), None)
+        .await;
+    assert!(a.error(400, "invalid_grant").contains("phone"));
+
+    // With one, WeChat's verified number is the account's: the app gets it
+    // under the phone scope, verified, with no SMS step.
+    let phone_code = w.phone_code("+8613800138000");
+    let a = w
+        .phone_exchange(&mini, &w.login_code(dev::USER_XIAOMING), Some(&phone_code))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let id_token = claims(a.body["id_token"].as_str().unwrap());
+    assert_eq!(id_token["phone_number"], "+8613800138000");
+    assert_eq!(id_token["phone_number_verified"], true);
+    let user = w
+        .broker
+        .state
+        .store
+        .get_user(id_token["sub"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.phone_number.as_deref(), Some("+8613800138000"));
+    assert!(user.phone_verified_at.is_some());
+    // Neither the number nor the codes are in the log.
+    assert!(log_lines(&["+8613800138000"]).is_empty());
+    assert!(log_lines(&[phone_code.as_str()]).is_empty());
+    // The returning person needs no phone code any more.
+    let again = w
+        .phone_exchange(&mini, &w.login_code(dev::USER_XIAOMING), None)
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(sub(&again.body), id_token["sub"].as_str().unwrap());
+
+    // A spent phone code: WeChat's 40029, explained; the sign-in is refused
+    // and nothing is written for the new person.
+    let users = w.users().await;
+    let a = w
+        .phone_exchange(&mini, &w.login_code(dev::USER_ALICE), Some(&phone_code))
+        .await;
+    a.error(400, "invalid_grant");
+    assert!(!log_lines(&["login_failed", &mini_field, "40029", "getPhoneNumber"]).is_empty());
+    assert_eq!(w.users().await, users, "nothing half-written");
+
+    // The same number for another person is not moved to their account.
+    let a = w
+        .phone_exchange(
+            &mini,
+            &w.login_code(dev::USER_ALICE),
+            Some(&w.phone_code("+8613800138000")),
+        )
+        .await;
+    assert!(a.error(400, "invalid_grant").contains("phone"));
+    assert!(!log_lines(&["phone_not_recorded", "phone_taken", &mini_field]).is_empty());
+    let owner = w
+        .broker
+        .state
+        .store
+        .find_user_by_phone("+8613800138000")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(owner.id, id_token["sub"].as_str().unwrap());
+
+    // A connector without phone_number refuses a phone code, saying which key.
+    let a = w
+        .phone_exchange(
+            &format!("{}-nophone", w.tag),
+            &w.login_code(dev::USER_ALICE2),
+            Some(&w.phone_code("+8613900139000")),
+        )
+        .await;
+    a.error(400, "invalid_grant");
+    let no_phone = format!("connector={}-nophone", w.tag);
+    assert!(!log_lines(&["login_failed", "phone_number_off", &no_phone]).is_empty());
+    w.broker.stop().await;
+}
+both_backends!(a_getphonenumber_code_gives_the_account_its_verified_phone);

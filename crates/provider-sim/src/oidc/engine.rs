@@ -31,8 +31,13 @@ struct Grant {
     used: bool,
 }
 
+/// Where a fake reads "now" from instead of the wall clock (dev mode: the
+/// broker's clock, which `/dev/clock` moves).
+pub type ClockFn = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 #[derive(Default)]
 pub struct State {
+    pub clock: Option<ClockFn>,
     pub keys: Vec<Arc<SigningKey>>,
     codes: HashMap<String, Grant>,
     refresh: HashMap<String, Grant>,
@@ -55,6 +60,13 @@ pub struct Shared {
     state: Mutex<State>,
 }
 
+impl State {
+    /// The fake's "now": its clock (or the wall clock) plus its offset.
+    pub fn now(&self) -> i64 {
+        self.clock.as_ref().map_or_else(system_now, |c| c()) + self.offset
+    }
+}
+
 impl Shared {
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let mut guard = match self.state.lock() {
@@ -65,7 +77,7 @@ impl Shared {
     }
 
     fn now(&self) -> i64 {
-        system_now() + self.with(|s| s.offset)
+        self.with(|s| s.now())
     }
 
     fn client(&self, id: &str) -> Option<&SimClient> {
@@ -91,20 +103,26 @@ impl Running {
     pub async fn start(config: SimConfig) -> Result<Running, String> {
         let listener =
             std::net::TcpListener::bind(("127.0.0.1", config.port)).map_err(|e| e.to_string())?;
-        Self::start_on(config, listener).await
+        Self::start_on(config, listener, None).await
     }
 
-    /// Serve on `listener` (`config.port` is not used).
+    /// Serve on `listener` (`config.port` is not used), as
+    /// `http://{host}:PORT` (`None`: the listener's address).
     pub async fn start_on(
         config: SimConfig,
         listener: std::net::TcpListener,
+        host: Option<&str>,
     ) -> Result<Running, String> {
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let base = match host {
+            Some(host) => format!("http://{host}:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
         let key = SigningKey::generate(config.alg)?;
         let shared = Arc::new(Shared {
             alg: config.alg,
-            base: format!("http://{addr}"),
+            base,
             config,
             state: Mutex::new(State {
                 keys: vec![Arc::new(key)],
@@ -161,7 +179,7 @@ impl Running {
         .run();
         let handle = server.handle();
         let task = tokio::spawn(server);
-        tracing::info!(%addr, shape = ?shared.config.shape, "provider simulator listening");
+        tracing::info!(%addr, base = %shared.base, shape = ?shared.config.shape, "provider simulator listening");
         Ok(Running {
             shared,
             handle: Some(handle),
@@ -374,14 +392,9 @@ async fn authorize(
             .users
             .iter()
             .map(|u| {
-                let name = u
-                    .claims
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or(&u.id);
                 format!(
                     "<li><a id=\"as-{id}\" href=\"{here}{sep}sim_user={id}\">{}</a></li>",
-                    escape(name),
+                    escape(&display_name(u)),
                     id = escape(&u.id),
                     here = escape(&here)
                 )
@@ -427,6 +440,24 @@ async fn authorize(
         }
     }
     deliver(&redirect_uri, form_post, &params)
+}
+
+/// How the fake's page names a person: `name`, else given and family name
+/// (Apple's people), else the id.
+fn display_name(user: &SimUser) -> String {
+    let text = |k: &str| user.claims.get(k).and_then(Value::as_str).unwrap_or("");
+    if !text("name").is_empty() {
+        return text("name").to_owned();
+    }
+    let parts: Vec<&str> = [text("given_name"), text("family_name")]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+    if parts.is_empty() {
+        user.id.clone()
+    } else {
+        parts.join(" ")
+    }
 }
 
 fn token_error(shared: &Shared, status: u16, code: &str, detail: &str) -> HttpResponse {
