@@ -6,11 +6,13 @@
 
 use crate::codes;
 use crate::config::FeishuSettings;
+use idbridge_connector_kit::call::{self, endpoint, UpstreamCall};
 use idbridge_connector_kit::http::{self as kit_http, shown};
 use idbridge_connector_kit::oauth_errors::clean_description;
 use idbridge_connector_oauth2::{api_error, OAuthClient, Tokens, MAX_BODY_BYTES};
 use idbridge_core::{ConnectorError, ErrorKind, Stage, UpstreamTokens};
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 /// A token answer and the refresh token's lifetime, which Feishu gives apart.
 pub struct Granted {
@@ -105,14 +107,36 @@ impl Api<'_> {
     ) -> Result<Granted, ConnectorError> {
         let url = self.settings.token_url();
         let timeouts = self.client.config().timeouts;
-        let sent = self
+        let sent = match self
             .client
             .http()
             .post(&url)
             .header("content-type", "application/json; charset=utf-8")
             .body(body.to_string())
-            .send()
-            .await;
+            .build()
+        {
+            // One observed upstream call (span, trace context, latency).
+            Ok(mut request) => {
+                let observed = UpstreamCall::begin(
+                    self.client.connector_label(),
+                    endpoint::TOKEN,
+                    &mut request,
+                );
+                let sent = self
+                    .client
+                    .http()
+                    .execute(request)
+                    .instrument(observed.span())
+                    .await;
+                let outcome = match &sent {
+                    Ok(r) => call::outcome(Ok(r.status().as_u16())),
+                    Err(e) => call::outcome(Err(e)),
+                };
+                observed.end(sent.as_ref().ok().map(|r| r.status().as_u16()), outcome);
+                sent
+            }
+            Err(e) => Err(e),
+        };
         let response =
             sent.map_err(|e| kit_http::transport_error(stage, what, &url, e, timeouts))?;
         let status = response.status().as_u16();

@@ -109,12 +109,14 @@ fn other_tenant_advice(locale: Locale) -> &'static str {
 impl FeishuConnector {
     pub fn new(settings: &ConnectorSettings) -> Result<Self, Vec<ConfigError>> {
         let parsed = FeishuSettings::parse(settings)?;
-        let client = OAuthClient::new(parsed.client.clone()).map_err(|e| {
-            vec![ConfigError::new(
-                format!("connectors[{}]", settings.id),
-                format!("cannot build the HTTP client: {e}"),
-            )]
-        })?;
+        let client = OAuthClient::new(parsed.client.clone())
+            .map(|c| c.for_connector(settings.id.as_str()))
+            .map_err(|e| {
+                vec![ConfigError::new(
+                    format!("connectors[{}]", settings.id),
+                    format!("cannot build the HTTP client: {e}"),
+                )]
+            })?;
         Ok(Self {
             id: settings.id.clone(),
             name: settings.name.clone().unwrap_or_else(|| {

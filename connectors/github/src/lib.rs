@@ -97,12 +97,14 @@ fn not_in_orgs_advice(locale: Locale, orgs: &str) -> String {
 impl GithubConnector {
     pub fn new(settings: &ConnectorSettings) -> Result<Self, Vec<ConfigError>> {
         let parsed = GithubSettings::parse(settings)?;
-        let client = OAuthClient::new(parsed.client.clone()).map_err(|e| {
-            vec![ConfigError::new(
-                format!("connectors[{}]", settings.id),
-                format!("cannot build the OAuth client: {e}"),
-            )]
-        })?;
+        let client = OAuthClient::new(parsed.client.clone())
+            .map(|c| c.for_connector(settings.id.as_str()))
+            .map_err(|e| {
+                vec![ConfigError::new(
+                    format!("connectors[{}]", settings.id),
+                    format!("cannot build the OAuth client: {e}"),
+                )]
+            })?;
         Ok(Self {
             id: settings.id.clone(),
             name: settings.name.clone().unwrap_or_else(|| "GitHub".into()),

@@ -2,9 +2,11 @@
 //! preset's own endpoints) and what their answers mean.
 
 use crate::client::OAuthClient;
+use idbridge_connector_kit::call::{self, endpoint, UpstreamCall};
 use idbridge_connector_kit::http::{self as kit_http, shown};
 use idbridge_core::{ConnectorError, ErrorKind, ExternalIdentity, Stage};
 use serde_json::Value;
+use tracing::Instrument;
 
 /// An API answer (status, the headers a connector may look at, the body).
 pub struct ApiAnswer {
@@ -37,7 +39,8 @@ impl ApiAnswer {
 impl OAuthClient {
     /// `GET url` with the access token as a bearer token and `headers`; a
     /// transport failure, a redirect or an oversized body is an error at
-    /// `stage`, any HTTP status an answer.
+    /// `stage`, any HTTP status an answer. Observed as the `userinfo` endpoint
+    /// at `Stage::Userinfo`, else `api`.
     pub async fn get(
         &self,
         stage: Stage,
@@ -46,12 +49,48 @@ impl OAuthClient {
         access_token: &str,
         headers: &[(&str, &str)],
     ) -> Result<ApiAnswer, ConnectorError> {
+        let label = if stage == Stage::Userinfo {
+            endpoint::USERINFO
+        } else {
+            endpoint::API
+        };
         let mut request = self.http().get(url).bearer_auth(access_token);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
+        let mut request = match request.build() {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(kit_http::transport_error(
+                    stage,
+                    what,
+                    url,
+                    e,
+                    self.config().timeouts,
+                ))
+            }
+        };
+        let observed = UpstreamCall::begin(self.connector_label(), label, &mut request);
+        let result = self
+            .get_inner(stage, what, url, request)
+            .instrument(observed.span())
+            .await;
+        match &result {
+            Ok(a) => observed.end(Some(a.status), call::outcome(Ok(a.status))),
+            Err(e) => observed.end(None, e.kind.as_str()),
+        }
+        result
+    }
+
+    async fn get_inner(
+        &self,
+        stage: Stage,
+        what: &str,
+        url: &str,
+        request: reqwest::Request,
+    ) -> Result<ApiAnswer, ConnectorError> {
         let started = std::time::Instant::now();
-        let sent = request.send().await;
+        let sent = self.http().execute(request).await;
         let response = match sent {
             Ok(r) => r,
             Err(e) => {

@@ -134,6 +134,9 @@ pub struct OAuthClient {
     config: ClientConfig,
     http: reqwest::Client,
     oauth: Oauth2Client,
+    /// The configured connector id: the `connector` label of the calls' metrics
+    /// and spans ([`OAuthClient::for_connector`]).
+    connector: String,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -165,7 +168,19 @@ impl OAuthClient {
             config,
             http,
             oauth,
+            connector: "unknown".to_owned(),
         })
+    }
+
+    /// The same client, its calls labelled `connector=id` (the configured id).
+    pub fn for_connector(mut self, id: &str) -> Self {
+        self.connector = id.to_owned();
+        self
+    }
+
+    /// The `connector` label of this client's calls.
+    pub fn connector_label(&self) -> &str {
+        &self.connector
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -264,7 +279,10 @@ impl OAuthClient {
         if let Some(v) = verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(v));
         }
-        let transport = Transport(&self.http);
+        let transport = Transport {
+            http: &self.http,
+            connector: &self.connector,
+        };
         let result = request.request_async(&transport).await;
         self.tokens(Stage::TokenExchange, "the code exchange", result)
     }
@@ -272,7 +290,10 @@ impl OAuthClient {
     /// `grant_type=refresh_token`.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, ConnectorError> {
         let token = RefreshToken::new(refresh_token.to_owned());
-        let transport = Transport(&self.http);
+        let transport = Transport {
+            http: &self.http,
+            connector: &self.connector,
+        };
         let result = self
             .oauth
             .exchange_refresh_token(&token)

@@ -124,12 +124,14 @@ impl std::fmt::Debug for OAuth2Connector {
 impl OAuth2Connector {
     pub fn new(settings: &ConnectorSettings) -> Result<Self, Vec<ConfigError>> {
         let parsed = OAuth2Settings::parse(settings)?;
-        let client = OAuthClient::new(parsed.client.clone()).map_err(|e| {
-            vec![ConfigError::new(
-                format!("connectors[{}]", settings.id),
-                format!("cannot build the OAuth client: {e}"),
-            )]
-        })?;
+        let client = OAuthClient::new(parsed.client.clone())
+            .map(|c| c.for_connector(settings.id.as_str()))
+            .map_err(|e| {
+                vec![ConfigError::new(
+                    format!("connectors[{}]", settings.id),
+                    format!("cannot build the OAuth client: {e}"),
+                )]
+            })?;
         Ok(Self {
             id: settings.id.clone(),
             name: settings.name.clone().unwrap_or_else(|| "OAuth 2.0".into()),

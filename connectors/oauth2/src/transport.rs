@@ -4,10 +4,12 @@
 //! as a [`CallError::Status`] with its body, so the connector (not the crate)
 //! reads the provider's error and keeps its HTTP status.
 
+use idbridge_connector_kit::call::{self, endpoint, UpstreamCall};
 use idbridge_connector_kit::http::{read_capped, ReadError};
 use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
 use std::future::Future;
 use std::pin::Pin;
+use tracing::Instrument;
 
 /// The largest answer read from the provider (tokens, userinfo).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -49,8 +51,13 @@ impl std::error::Error for CallError {
     }
 }
 
-/// Plugged into `oauth2`'s `request_async`.
-pub struct Transport<'a>(pub &'a reqwest::Client);
+/// Plugged into `oauth2`'s `request_async` (the token endpoint: the code
+/// exchange and the refresh grant), each call observed as the `token` endpoint
+/// of `connector`.
+pub struct Transport<'a> {
+    pub http: &'a reqwest::Client,
+    pub connector: &'a str,
+}
 
 impl<'c> AsyncHttpClient<'c> for Transport<'_> {
     type Error = CallError;
@@ -58,11 +65,33 @@ impl<'c> AsyncHttpClient<'c> for Transport<'_> {
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
-            let request: reqwest::Request = request
+            let mut request: reqwest::Request = request
                 .try_into()
                 .map_err(|e: reqwest::Error| CallError::Build(e.without_url().to_string()))?;
+            let observed = UpstreamCall::begin(self.connector, endpoint::TOKEN, &mut request);
+            let result = self.send(request).instrument(observed.span()).await;
+            match &result {
+                Ok(r) => observed.end(
+                    Some(r.status().as_u16()),
+                    call::outcome(Ok(r.status().as_u16())),
+                ),
+                Err(CallError::Transport(e)) => observed.end(None, call::outcome(Err(e))),
+                Err(CallError::Status { status, .. }) => {
+                    observed.end(Some(*status), call::outcome(Ok(*status)))
+                }
+                Err(CallError::TooLarge) => observed.end(None, "bad_response"),
+                Err(CallError::Build(_)) => observed.end(None, "invalid_request"),
+            }
+            result
+        })
+    }
+}
+
+impl Transport<'_> {
+    async fn send(&self, request: reqwest::Request) -> Result<HttpResponse, CallError> {
+        {
             let response = self
-                .0
+                .http
                 .execute(request)
                 .await
                 .map_err(CallError::Transport)?;
@@ -91,6 +120,6 @@ impl<'c> AsyncHttpClient<'c> for Transport<'_> {
             builder
                 .body(body)
                 .map_err(|e| CallError::Build(e.to_string()))
-        })
+        }
     }
 }

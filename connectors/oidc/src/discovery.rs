@@ -3,6 +3,7 @@
 
 use crate::config::{ClaimsSource, OidcSettings};
 use crate::http::{json_object, shown, Http};
+use idbridge_connector_kit::call::endpoint;
 use idbridge_core::{ConnectorError, ErrorKind, Stage};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
@@ -227,7 +228,12 @@ pub async fn fetch(http: &Http, issuer: &str) -> Result<Map<String, Value>, Conn
     let url = discovery_url(issuer);
     let what = "the discovery document";
     let answer = http
-        .send(Stage::Setup, what, &url, http.get(&url))
+        .send(
+            Stage::Setup,
+            (what, endpoint::DISCOVERY),
+            &url,
+            http.get(&url),
+        )
         .await
         .map_err(|e| {
             if e.kind == ErrorKind::UpstreamUnavailable || e.kind == ErrorKind::Timeout {

@@ -3,6 +3,7 @@
 
 use crate::discovery;
 use crate::OidcConnector;
+use idbridge_connector_kit::call::endpoint;
 use idbridge_connector_kit::flow::FlowSecrets;
 use idbridge_core::{BeginRequest, BuildContext, Problem, Stage};
 
@@ -74,7 +75,7 @@ impl OidcConnector {
             .http
             .send(
                 Stage::Setup,
-                "the authorization request",
+                ("the authorization request", endpoint::CHECK),
                 &url,
                 self.http.get(&url),
             )

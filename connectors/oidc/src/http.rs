@@ -3,6 +3,7 @@
 //! that name the endpoint and say what to do. URLs are never logged or put
 //! into errors with their query (codes and tokens travel in bodies anyway).
 
+use idbridge_connector_kit::call::UpstreamCall;
 use idbridge_connector_kit::http::{self as kit_http, ReadError};
 use idbridge_connector_kit::options::Timeouts;
 use idbridge_core::{ConnectorError, ErrorKind, Stage};
@@ -18,6 +19,9 @@ const USER_AGENT: &str = concat!("idbridge-oidc/", env!("CARGO_PKG_VERSION"));
 pub struct Http {
     client: reqwest::Client,
     timeouts: Timeouts,
+    /// The configured connector id: the `connector` label of the calls' metrics
+    /// and spans.
+    connector: String,
 }
 
 /// What came back.
@@ -31,9 +35,13 @@ pub struct Answer {
 pub use idbridge_connector_kit::http::shown;
 
 impl Http {
-    pub fn new(timeouts: Timeouts) -> Result<Self, String> {
+    pub fn new(timeouts: Timeouts, connector: &str) -> Result<Self, String> {
         let client = kit_http::client(timeouts, USER_AGENT)?;
-        Ok(Self { client, timeouts })
+        Ok(Self {
+            client,
+            timeouts,
+            connector: connector.to_owned(),
+        })
     }
 
     pub fn get(&self, url: &str) -> reqwest::RequestBuilder {
@@ -44,18 +52,32 @@ impl Http {
         self.client.post(url)
     }
 
-    /// Send `request` (to `url`, what it is: "the discovery document") and read
-    /// the answer; a transport failure, a redirect or an oversized body is an
-    /// error at `stage`.
+    /// Send `request` (to `url`, what it is: "the discovery document", its
+    /// `endpoint` label: `kit::call::endpoint::DISCOVERY`) and read the answer; a
+    /// transport failure, a redirect or an oversized body is an error at `stage`.
+    /// Observed as one upstream call (span, trace context, latency).
     pub async fn send(
         &self,
         stage: Stage,
-        what: &str,
+        (what, endpoint): (&str, &'static str),
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, ConnectorError> {
         let started = std::time::Instant::now();
-        let result = self.send_inner(stage, what, url, request).await;
+        let mut request = match request.build() {
+            Ok(r) => r,
+            Err(e) => return Err(self.transport_error(stage, what, url, e)),
+        };
+        let call = UpstreamCall::begin(&self.connector, endpoint, &mut request);
+        let result = tracing::Instrument::instrument(
+            self.send_inner(stage, what, url, request),
+            call.span(),
+        )
+        .await;
+        match &result {
+            Ok(a) => call.end(Some(a.status), kit_call_outcome(a.status)),
+            Err(e) => call.end(None, e.kind.as_str()),
+        }
         let elapsed_ms = started.elapsed().as_millis();
         match &result {
             Ok(a) => {
@@ -73,10 +95,11 @@ impl Http {
         stage: Stage,
         what: &str,
         url: &str,
-        request: reqwest::RequestBuilder,
+        request: reqwest::Request,
     ) -> Result<Answer, ConnectorError> {
-        let response = request
-            .send()
+        let response = self
+            .client
+            .execute(request)
             .await
             .map_err(|e| self.transport_error(stage, what, url, e))?;
         let status = response.status().as_u16();
@@ -121,6 +144,16 @@ impl Http {
         error: reqwest::Error,
     ) -> ConnectorError {
         kit_http::transport_error(stage, what, url, error, self.timeouts)
+    }
+}
+
+/// `ok` for a 2xx answer, else `http_4xx` / `http_5xx` (a redirect is refused: `http_3xx`).
+fn kit_call_outcome(status: u16) -> &'static str {
+    match status {
+        200..=299 => "ok",
+        300..=399 => "http_3xx",
+        400..=499 => "http_4xx",
+        _ => "http_5xx",
     }
 }
 

@@ -56,6 +56,7 @@ use async_trait::async_trait;
 use config::{ClaimsSource, OidcSettings};
 use discovery::Discovery;
 use http::{json_object, shown, Http};
+use idbridge_connector_kit::call::endpoint;
 use idbridge_connector_kit::flow::FlowSecrets;
 use idbridge_connector_kit::oauth_errors::{authorization_error, clean_description};
 use idbridge_core::{
@@ -163,7 +164,7 @@ impl OidcConnector {
         if let Some(rule) = &preset.issuer {
             parsed.issuer_rule = rule.clone();
         }
-        let http = Http::new(parsed.timeouts).map_err(|e| {
+        let http = Http::new(parsed.timeouts, settings.id.as_str()).map_err(|e| {
             vec![ConfigError::new(
                 format!("connectors[{}]", settings.id),
                 format!("cannot build the HTTP client: {e}"),
@@ -209,7 +210,12 @@ impl OidcConnector {
         let what = "the provider's keys (jwks_uri)";
         let answer = self
             .http
-            .send(stage, what, jwks_uri, self.http.get(jwks_uri))
+            .send(
+                stage,
+                (what, endpoint::JWKS),
+                jwks_uri,
+                self.http.get(jwks_uri),
+            )
             .await?;
         if answer.status != 200 {
             return Err(ConnectorError::new(

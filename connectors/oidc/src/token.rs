@@ -5,6 +5,7 @@ use crate::config::{ClientAuth, Credentials};
 use crate::http::{json_object, shown, Answer, Http};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use idbridge_connector_kit::call::endpoint;
 use idbridge_connector_kit::flow::random_token;
 use idbridge_connector_kit::oauth_errors::{clean_description, token_error, TokenFailure};
 use idbridge_connector_kit::options::Secret;
@@ -139,7 +140,10 @@ impl Client<'_> {
         request: reqwest::RequestBuilder,
     ) -> Result<Tokens, ConnectorError> {
         let url = self.token_endpoint;
-        let answer = self.http.send(stage, what, url, request).await?;
+        let answer = self
+            .http
+            .send(stage, (what, endpoint::TOKEN), url, request)
+            .await?;
         if answer.status != 200 {
             return Err(self.token_error(stage, what, &answer));
         }
@@ -217,7 +221,9 @@ pub async fn userinfo(
         .get(url)
         .bearer_auth(access_token)
         .header(reqwest::header::ACCEPT, "application/json");
-    let answer = http.send(stage, what, url, request).await?;
+    let answer = http
+        .send(stage, (what, endpoint::USERINFO), url, request)
+        .await?;
     if answer.status != 200 {
         let kind = match answer.status {
             429 => ErrorKind::RateLimited,

@@ -7,6 +7,7 @@ use crate::body::{self, Answer, Sensitive, MAX_BODY_BYTES};
 use crate::error::{seconds, Api, WeChatError, ERRCODE_CODE_USED};
 use crate::types::{AppToken, FieldProblem, SnsToken, UserInfo};
 use crate::urls::DEFAULT_API_BASE_URL;
+use idbridge_connector_kit::call::UpstreamCall;
 use idbridge_core::ErrorKind;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::{redirect, Url};
@@ -14,6 +15,7 @@ use serde_json::{json, Map, Value};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// How to reach WeChat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,22 +382,24 @@ impl WeChatClient {
         sensitive: &Sensitive<'_>,
     ) -> Result<Map<String, Value>, WeChatError> {
         let started = Instant::now();
-        let result = self.call_inner(api, request, sensitive).await;
-        let elapsed = started.elapsed();
-        let elapsed_ms = elapsed.as_millis();
+        let mut request = request
+            .build()
+            .map_err(|e| self.transport_error(api, e, sensitive))?;
+        // A span (under the current one) with the host and the API's path only,
+        // never the query (secret, code, access_token), and the trace context on
+        // the request; the latency in idbridge_upstream_request_duration_seconds.
+        let observed = UpstreamCall::begin(&self.inner.connector, api.path(), &mut request);
+        let result = self
+            .call_inner(api, request, sensitive)
+            .instrument(observed.span())
+            .await;
+        let elapsed_ms = started.elapsed().as_millis();
         // Outcome: `ok`, or the error's kind (a closed set); the errcode is in the
         // server's sign-in failure family, bounded there.
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.kind.as_str(),
-        };
-        metrics::histogram!(
-            "idbridge_upstream_request_duration_seconds",
-            "connector" => self.inner.connector.clone(),
-            "endpoint" => api.path(),
-            "outcome" => outcome,
-        )
-        .record(elapsed.as_secs_f64());
+        match &result {
+            Ok(_) => observed.end(None, "ok"),
+            Err(e) => observed.end(None, e.kind.as_str()),
+        }
         match &result {
             Ok(_) => tracing::debug!(api = %api, elapsed_ms, "wechat call succeeded"),
             Err(e) => tracing::debug!(
@@ -413,11 +417,12 @@ impl WeChatClient {
     async fn call_inner(
         &self,
         api: Api,
-        request: reqwest::RequestBuilder,
+        request: reqwest::Request,
         sensitive: &Sensitive<'_>,
     ) -> Result<Map<String, Value>, WeChatError> {
-        let mut response = request
-            .send()
+        let mut response = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| self.transport_error(api, e, sensitive))?;
         let status = response.status().as_u16();

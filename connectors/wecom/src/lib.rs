@@ -51,12 +51,14 @@ impl ConnectorFactory for WeComFactory {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Connector>, Vec<ConfigError>> {
         let cfg = WeComSettings::parse(settings)?;
-        let api = Api::new(&cfg.api_base_url, cfg.timeouts).map_err(|e| {
-            vec![ConfigError::new(
-                format!("connectors[{}]", settings.id),
-                format!("cannot build the HTTP client: {e}"),
-            )]
-        })?;
+        let api = Api::new(&cfg.api_base_url, cfg.timeouts)
+            .map(|a| a.for_connector(settings.id.as_str()))
+            .map_err(|e| {
+                vec![ConfigError::new(
+                    format!("connectors[{}]", settings.id),
+                    format!("cannot build the HTTP client: {e}"),
+                )]
+            })?;
         let tokens = CorpTokens::new(
             api.clone(),
             &cfg.corp_id,

@@ -12,6 +12,9 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// The histogram of [`SharedToken::get`] calls that waited for a value.
+pub const LEASE_WAIT: &str = "idbridge_shared_token_lease_wait_seconds";
+
 /// How a [`SharedToken`] times its refreshes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTiming {
@@ -138,7 +141,57 @@ impl SharedToken {
     /// A live value: from this process, else from the shared cache, else from
     /// `fetch`, called by whichever instance wins the lease (the others wait for
     /// its value). `fetch` answers the new value and when it expires.
+    ///
+    /// A call that had to wait (for this process's refresher, or for another
+    /// instance holding the lease) is timed in `idbridge_shared_token_lease_wait_seconds`
+    /// by `token` (the key's kind, e.g. `wechat:app_token`) and outcome (`value`:
+    /// another's value came; `fetched`: this call fetched after all; `busy`; `error`).
     pub async fn get<E, F, Fut>(&self, now: i64, fetch: F) -> Result<Lent, LeaseError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<CachedValue, E>>,
+    {
+        if let Some(v) = self.local(now) {
+            return Ok(Lent {
+                value: v.value,
+                expires_at: v.expires_at,
+                fetched: false,
+            });
+        }
+        let started = std::time::Instant::now();
+        let mut waited = false;
+        let result = self.get_slow(now, fetch, &mut waited).await;
+        if waited {
+            let outcome = match &result {
+                Ok(l) if l.fetched => "fetched",
+                Ok(_) => "value",
+                Err(LeaseError::Busy { .. }) => "busy",
+                Err(_) => "error",
+            };
+            metrics::histogram!(
+                LEASE_WAIT,
+                "token" => self.kind(),
+                "outcome" => outcome,
+            )
+            .record(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// The key without its last `:`-part (the account): a bounded label.
+    fn kind(&self) -> String {
+        match self.key.rsplit_once(':') {
+            Some((kind, _)) => kind.to_owned(),
+            None => "other".to_owned(),
+        }
+    }
+
+    async fn get_slow<E, F, Fut>(
+        &self,
+        now: i64,
+        fetch: F,
+        waited: &mut bool,
+    ) -> Result<Lent, LeaseError<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<CachedValue, E>>,
@@ -148,10 +201,13 @@ impl SharedToken {
             expires_at: v.expires_at,
             fetched,
         };
-        if let Some(v) = self.local(now) {
-            return Ok(lent(v, false));
-        }
-        let _one_at_a_time = self.refreshing.lock().await;
+        let _one_at_a_time = match self.refreshing.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                *waited = true;
+                self.refreshing.lock().await
+            }
+        };
         for _ in 0..self.timing.wait_polls {
             if let Some(v) = self.local(now) {
                 return Ok(lent(v, false));
@@ -188,6 +244,7 @@ impl SharedToken {
                 };
             }
             // Another instance is fetching: its value lands in the cache shortly.
+            *waited = true;
             tokio::time::sleep(self.timing.poll_every).await;
         }
         Err(LeaseError::Busy {

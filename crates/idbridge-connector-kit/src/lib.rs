@@ -17,6 +17,9 @@
 //! - [`http`]: the upstream HTTP client every connector builds the same way
 //!   (timeouts, no redirects), capped body reads, URLs shown without their
 //!   query, transport failures as `ConnectorError`s, the https-or-loopback check.
+//! - [`call`]: [`call::UpstreamCall`], one upstream call observed alike in every
+//!   connector: a client span, the W3C trace context on the request, and the
+//!   `idbridge_upstream_request_duration_seconds` latency by connector and endpoint.
 //! - [`claims`]: [`claims::ClaimPath`], a dotted path with array indexes into
 //!   an upstream's JSON answer (the `oauth2` connector's claim mapping).
 //! - [`oauth_errors`]: the RFC 6749 errors of an authorization response and of
@@ -30,6 +33,7 @@
 //! is `docs/connectors/writing-a-connector.md`, also rendered (and its examples
 //! compiled and run) as [`guide`].
 
+pub mod call;
 pub mod claims;
 pub mod conformance;
 pub mod doctor;

@@ -94,6 +94,10 @@ pub async fn build_state(
     options: &Options,
 ) -> Result<web::Data<AppState>, StartError> {
     let config = config::Config::new(settings, options.dev_mode).map_err(StartError::Config)?;
+    if config.telemetry.is_some() {
+        // Before the first calls (migrations, connectors' discovery), so they count.
+        telemetry::install();
+    }
     let master_key = config.master_key.clone();
     let store_err = |source| StartError::Store {
         url: redact_url(&config.settings.storage.url),
@@ -354,6 +358,8 @@ pub fn run(
             // Request metrics by route template, then `/metrics` only on the
             // telemetry listener: outermost, so they see every answer (crate::telemetry).
             .wrap(actix_web::middleware::from_fn(telemetry::http))
+            // The request's span (off unless tracing is configured) around all of it.
+            .wrap(actix_web::middleware::from_fn(telemetry::spans::request))
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 telemetry::split(metrics_addr, req, next)
             }))

@@ -77,6 +77,7 @@ async fn grant(
     form: &BTreeMap<String, String>,
 ) -> Result<HttpResponse, OAuthError> {
     let client = state.clients.authenticate(req, form).await?;
+    crate::telemetry::spans::client_id(&client.id);
     let issued = match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             let _turn = state.fair.enter(&client.id).await?;

@@ -29,6 +29,39 @@ use crate::error::StoreError;
 use crate::outage::Outage;
 use crate::pool::{close, AnyConnection, Backend, DbPool, Manager, PgSession};
 
+/// The span of one store call, a child of the current span (none outside one: background
+/// jobs make no traces of their own). `db.operation` is the `Store` method's name, read
+/// from the type of the closure it passes (`F`); no SQL, no parameters.
+pub(crate) fn span<F>(backend: Backend, pool: &'static str) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
+    let operation = operation(std::any::type_name::<F>());
+    tracing::info_span!(
+        "store",
+        otel.name = %format!("store {operation}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        db.system = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        },
+        db.operation = operation,
+        pool,
+        outcome = tracing::field::Empty,
+    )
+}
+
+/// `client` of `idbridge_store::clients::<impl idbridge_store::store::Store>::client::{{closure}}::{{closure}}`:
+/// the name of the function the closure was written in.
+pub(crate) fn operation(closure: &'static str) -> &'static str {
+    let head = closure.split("::{{closure}}").next().unwrap_or(closure);
+    match head.rsplit_once("::") {
+        Some((_, name)) if !name.is_empty() && !name.contains(['<', '>', ' ']) => name,
+        _ => "other",
+    }
+}
+
 /// How often a checkout that waits looks whether the pool's connection attempts fail.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -191,6 +224,22 @@ mod tests {
             .get_result::<Count>(conn)
             .map(|c| c.n)
             .unwrap_or(-1)
+    }
+
+    #[test]
+    fn a_calls_operation_is_the_name_of_the_function_its_closure_is_in() {
+        fn named<F>(_: F) -> &'static str {
+            operation(std::any::type_name::<F>())
+        }
+        fn lookup_client() -> &'static str {
+            named(|c: &mut AnyConnection| rows(c))
+        }
+        assert_eq!(lookup_client(), "lookup_client");
+        assert_eq!(operation("not a closure <T>"), "other");
+        assert_eq!(
+            operation("idbridge_store::clients::<impl idbridge_store::store::Store>::client::{{closure}}::{{closure}}"),
+            "client"
+        );
     }
 
     #[test]

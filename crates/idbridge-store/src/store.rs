@@ -254,7 +254,20 @@ impl Store {
         let begun = std::time::Instant::now();
         let in_flight = metrics::gauge!("idbridge_store_calls_in_flight", "pool" => pool_label);
         in_flight.increment(1.0);
-        let result = self.call_timed(writer, limits, f).await;
+        let span = crate::call::span::<F>(self.backend, pool_label);
+        let result =
+            tracing::Instrument::instrument(self.call_timed(writer, limits, f), span.clone()).await;
+        if let Err(e) = &result {
+            span.record("otel.status_code", "error");
+            span.record(
+                "outcome",
+                if e.is_unavailable() {
+                    "unavailable"
+                } else {
+                    "error"
+                },
+            );
+        }
         in_flight.decrement(1.0);
         let pool = if writer {
             &self.pools.writer

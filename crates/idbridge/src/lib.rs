@@ -33,6 +33,7 @@ pub mod admin_clients;
 mod admin_io;
 pub mod doctor;
 pub mod log_fields;
+pub mod log_trace;
 pub mod probe;
 
 /// Load a config file for a command; on problems print every one (naming its

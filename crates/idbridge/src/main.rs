@@ -5,7 +5,9 @@
 use clap::{Parser, Subcommand};
 use idbridge::{registry, DevHome};
 use idbridge_server::config::Settings;
+use idbridge_server::telemetry::otel::Pipeline;
 use idbridge_server::{build_state, run, stop_on_signals, Clock, Options};
+use opentelemetry_sdk::trace::SdkTracer;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,22 +118,59 @@ enum KeysCommand {
     GenerateMaster,
 }
 
-fn init_logging(format: &str, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IDBRIDGE_LOG")
+/// The log on stderr, and the OpenTelemetry layer when tracing is on. Spans go
+/// to the OpenTelemetry layer only (the log lines stay as they are); without it
+/// no layer wants a span, so none is made.
+fn init_logging(format: &str, default_level: &str, tracer: Option<SdkTracer>) {
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{filter, Layer, Registry};
+    let env_filter = tracing_subscriber::EnvFilter::try_from_env("IDBRIDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let events_only = filter::filter_fn(|m| !m.is_span());
+    let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
-        builder.json().init();
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
+    let tracing_on = tracer.is_some();
+    if let Some(tracer) = tracer {
+        // The broker's own spans (request, store, upstream), never events: a log
+        // line's fields are not span attributes.
+        let ours = filter::filter_fn(|m| {
+            m.is_span() && m.level() <= &tracing::Level::INFO && m.target().starts_with("idbridge")
+        });
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_filter(ours)
+                .boxed(),
+        );
+    }
+    if format == "json" && tracing_on {
+        // Each line inside a span names its trace (`trace_id`, `span_id`).
+        let json = tracing_subscriber::fmt::format().json().with_target(false);
+        layers.push(
+            fmt.json()
+                .event_format(idbridge::log_trace::WithTraceId(json))
+                .with_filter(env_filter.and(events_only))
+                .boxed(),
+        );
+    } else if format == "json" {
+        layers.push(fmt.json().with_filter(env_filter.and(events_only)).boxed());
     } else {
         // Control characters in values are escaped, so no value can forge a line.
-        builder
-            .fmt_fields(idbridge::log_fields::EscapedFields)
-            .init();
+        layers.push(
+            fmt.fmt_fields(idbridge::log_fields::EscapedFields)
+                .with_filter(env_filter.and(events_only))
+                .boxed(),
+        );
     }
+    tracing_subscriber::registry().with(layers).init();
 }
 
 fn load(path: &std::path::Path) -> Result<Settings, ExitCode> {
@@ -158,8 +197,44 @@ fn main() -> ExitCode {
         Command::Admin { .. } => "warn",
         _ => "info",
     };
-    init_logging(&cli.log_format, level);
-    actix_web::rt::System::new().block_on(async move {
+    // `serve --config`: the file is read before the log is set up, for its
+    // `[telemetry.tracing]` (`serve --dev`: the OTEL_* variables only).
+    let loaded = match &cli.command {
+        Command::Serve {
+            config: Some(path),
+            dev: false,
+            ..
+        } => match load(path) {
+            Ok(s) => Some(s),
+            Err(code) => return code,
+        },
+        _ => None,
+    };
+    let tracing_pipeline = match &cli.command {
+        Command::Serve { .. } => {
+            let file = loaded
+                .as_ref()
+                .map(|s| s.telemetry.tracing.clone())
+                .unwrap_or_default();
+            match Pipeline::start(&file, |k| std::env::var(k).ok()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("idbridge: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    init_logging(
+        &cli.log_format,
+        level,
+        tracing_pipeline.as_ref().map(Pipeline::tracer),
+    );
+    if let Some(p) = &tracing_pipeline {
+        tracing::info!(endpoint = %p.resolved.endpoint, service = %p.resolved.service_name, "traces exported over OTLP/HTTP");
+    }
+    let code = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve {
                 config,
@@ -168,7 +243,7 @@ fn main() -> ExitCode {
                 dir,
                 sim_port,
                 spa_origin,
-            } => serve(config, dev, port, dir, sim_port, spa_origin).await,
+            } => serve(loaded, config, dev, port, dir, sim_port, spa_origin).await,
             Command::Migrate { config } => migrate(config).await,
             Command::Doctor { config } => idbridge::doctor::run(&config).await,
             Command::Backup { config, to } => backup(config, to).await,
@@ -176,10 +251,18 @@ fn main() -> ExitCode {
             Command::Admin { command } => idbridge::admin::run(command).await,
             Command::Probe { .. } => ExitCode::SUCCESS, // answered above, before any set-up
         }
-    })
+    });
+    // After a graceful stop (SIGTERM): the spans still buffered are sent.
+    if let Some(p) = tracing_pipeline {
+        p.shutdown();
+    }
+    code
 }
 
+/// `loaded`: the file of `serve --config`, read already; `config`: its path,
+/// which `serve --dev` adds to dev mode.
 async fn serve(
+    loaded: Option<Settings>,
     config: Option<PathBuf>,
     dev: bool,
     port: u16,
@@ -224,13 +307,10 @@ async fn serve(
         }
         (settings, Some(home.demo_secret))
     } else {
-        let Some(path) = config else {
+        let Some(settings) = loaded else {
             return ExitCode::from(2);
         };
-        match load(&path) {
-            Ok(s) => (s, None),
-            Err(code) => return code,
-        }
+        (settings, None)
     };
     let bind = settings.server.bind.clone();
     let issuer = settings.issuer.clone();

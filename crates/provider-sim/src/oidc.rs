@@ -245,6 +245,12 @@ impl Sim {
         self.inner.with(|s| s.secrets_seen.clone())
     }
 
+    /// Every request so far: its path and its `traceparent` header (what the
+    /// broker passed on of its trace), oldest first.
+    pub fn requests_seen(&self) -> Vec<(String, Option<String>)> {
+        self.inner.with(|s| s.requests_seen.clone())
+    }
+
     /// How many token requests were answered (any outcome).
     pub fn token_requests(&self) -> usize {
         self.inner.with(|s| s.token_requests)

@@ -40,6 +40,8 @@ pub struct TelemetrySettings {
     /// `host:port` of the metrics listener: loopback by default; never the public
     /// `server.bind`. Port 0 picks a free one (it is logged).
     pub bind: String,
+    /// OpenTelemetry traces over OTLP/HTTP (docs/operations.md, "Tracing").
+    pub tracing: TracingSettings,
 }
 
 impl Default for TelemetrySettings {
@@ -47,8 +49,25 @@ impl Default for TelemetrySettings {
         Self {
             enabled: false,
             bind: "127.0.0.1:9464".into(),
+            tracing: TracingSettings::default(),
         }
     }
+}
+
+/// `[telemetry.tracing]`: each key set here wins over its `OTEL_*` variable; a
+/// key left out falls back to the variable (docs/operations.md, "Tracing").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingSettings {
+    /// The OTLP/HTTP collector, e.g. `http://127.0.0.1:4318` (`/v1/traces` is
+    /// added unless the path already ends with it). Absent, and no
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`: off.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans (else `OTEL_SERVICE_NAME`, else `idbridge`).
+    pub service_name: Option<String>,
+    /// The share of new traces kept, 0.0–1.0 (a sampled parent's choice is
+    /// followed); else `OTEL_TRACES_SAMPLER`/`_ARG`, else every trace.
+    pub sampling_ratio: Option<f64>,
 }
 
 /// The account page.

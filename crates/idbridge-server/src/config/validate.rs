@@ -124,6 +124,9 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
         }
     }
     let telemetry = telemetry(s, errors);
+    for (key, message) in crate::telemetry::otel::check(&s.telemetry.tracing) {
+        errors.push(ConfigError::new(key, message));
+    }
     for (i, token) in s.admin.tokens.iter().enumerate() {
         if let Err(msg) = crate::admin::tokens::check(token) {
             let key = crate::admin::tokens::config_key(s.admin.token_file.as_deref(), i);

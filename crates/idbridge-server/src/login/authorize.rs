@@ -57,6 +57,7 @@ pub async fn authorize(
         tracing::warn!(stage = "authorize", client_id = ?params.get("client_id"), "unknown client_id");
         return Err(PageError::unknown_client(locale));
     };
+    crate::telemetry::spans::client_id(&client.id);
     // RFC 9126: a pushed request's parameters, instead of the browser's.
     let pushed = params.contains_key("request_uri");
     let (params, repeated) = match params.get("request_uri") {

@@ -84,6 +84,8 @@ pub async fn start_flow(
             "expired_todo",
         )
     })?;
+    crate::telemetry::spans::connector(connector_id);
+    crate::telemetry::spans::client_id(&ar.client_id);
     let ctx = request_context(state, req, locale);
     let upstream_state = random_alnum(32).map_err(|_| PageError::internal(locale))?;
     let callback_url = state.endpoint(&format!("/callback/{connector_id}"));

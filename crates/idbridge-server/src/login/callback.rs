@@ -130,6 +130,8 @@ pub async fn callback(
     let Some(entry) = state.connector(&connector_id) else {
         return expired().await;
     };
+    crate::telemetry::spans::connector(&connector_id);
+    crate::telemetry::spans::client_id(&ar.client_id);
     let ctx = request_context(&state, &req, locale);
     params.remove(RESUBMITTED);
     let callback = CallbackRequest::new(

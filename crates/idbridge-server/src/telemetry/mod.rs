@@ -9,7 +9,9 @@
 //! configuration, stages and kinds from closed enums, upstream codes from a known
 //! list ([`upstream_code`]). No user, client secret or token ever becomes a label.
 
+pub mod otel;
 pub mod recorder;
+pub mod spans;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -229,7 +231,7 @@ pub async fn http(
     result
 }
 
-fn method_label(m: &actix_web::http::Method) -> &'static str {
+pub(crate) fn method_label(m: &actix_web::http::Method) -> &'static str {
     use actix_web::http::Method;
     match *m {
         Method::GET => "GET",

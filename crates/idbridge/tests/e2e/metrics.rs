@@ -113,7 +113,7 @@ impl World {
 
 /// The value of the sample `name{labels…}` (all of `labels`, maybe more) in a
 /// Prometheus text exposition.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -310,7 +310,7 @@ async fn metrics_are_scraped_on_the_telemetry_listener_only() {
 }
 
 /// Debian's `prometheus`, if installed.
-fn prometheus_binary() -> Option<&'static str> {
+pub(crate) fn prometheus_binary() -> Option<&'static str> {
     ["/usr/bin/prometheus"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -318,7 +318,7 @@ fn prometheus_binary() -> Option<&'static str> {
 
 /// A Prometheus of the test's own: its config, its data in a temporary directory,
 /// a free port; killed (and waited for) on drop.
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: std::process::Child,
     base: String,
     dir: std::path::PathBuf,
@@ -333,7 +333,7 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    fn start(binary: &str, target: &str) -> Prometheus {
+    pub(crate) fn start(binary: &str, target: &str) -> Prometheus {
         let dir = std::env::temp_dir().join(format!(
             "idbridge-prometheus-{}-{}",
             std::process::id(),
@@ -376,12 +376,12 @@ impl Prometheus {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
     }
 
     /// The result vector of an instant query (empty until a scrape has it).
-    async fn query(&self, q: &str) -> Vec<serde_json::Value> {
+    pub(crate) async fn query(&self, q: &str) -> Vec<serde_json::Value> {
         let Ok(resp) = http()
             .get(format!("{}/api/v1/query", self.base))
             .query(&[("query", q)])
@@ -400,7 +400,7 @@ impl Prometheus {
     }
 
     /// Polls `q` until it returns something, for at most `within`.
-    async fn wait_for(&self, q: &str, within: Duration) -> Vec<serde_json::Value> {
+    pub(crate) async fn wait_for(&self, q: &str, within: Duration) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + within;
         loop {
             let r = self.query(q).await;
@@ -412,7 +412,7 @@ impl Prometheus {
     }
 }
 
-fn value(series: &serde_json::Value) -> f64 {
+pub(crate) fn value(series: &serde_json::Value) -> f64 {
     series["value"][1]
         .as_str()
         .and_then(|v| v.parse().ok())

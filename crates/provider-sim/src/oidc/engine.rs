@@ -48,6 +48,8 @@ pub struct State {
     pub offset: i64,
     pub secrets_seen: Vec<String>,
     pub token_requests: usize,
+    /// Every request's path and W3C `traceparent` header, oldest first.
+    pub requests_seen: Vec<(String, Option<String>)>,
     apple_seen: HashSet<(String, String)>,
 }
 
@@ -129,7 +131,17 @@ impl Running {
         });
         let data = web::Data::from(Arc::clone(&shared));
         let server = HttpServer::new(move || {
-            let app = App::new().app_data(data.clone());
+            let seen = data.clone();
+            let app = App::new().app_data(data.clone()).wrap_fn(move |req, srv| {
+                let traceparent = req
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let path = req.path().to_owned();
+                seen.with(|s| s.requests_seen.push((path, traceparent)));
+                actix_web::dev::Service::call(srv, req)
+            });
             match data.config.shape {
                 Shape::Generic => app
                     .route(
