@@ -6,9 +6,11 @@
 
 use crate::config::DingTalkSettings;
 use crate::errors::{api_error, ApiError};
+use idbridge_connector_kit::call::{self, endpoint, UpstreamCall};
 use idbridge_connector_kit::http::{read_capped, transport_error, ReadError};
 use idbridge_core::{ConnectorError, ErrorKind, Stage};
 use serde_json::Value;
+use tracing::Instrument;
 
 /// The most a DingTalk answer may be.
 const MAX_BODY: usize = 64 * 1024;
@@ -36,6 +38,8 @@ pub struct Me {
 pub struct Api<'a> {
     pub http: &'a reqwest::Client,
     pub settings: &'a DingTalkSettings,
+    /// The configured connector id (the calls' `connector` label).
+    pub connector: String,
 }
 
 /// How the person's token is asked for.
@@ -52,6 +56,24 @@ fn text(doc: &Value, key: &str) -> Option<String> {
 }
 
 impl Api<'_> {
+    /// Send one call, observed as an upstream call: its span and latency by
+    /// `endpoint`, never the token header or the body.
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut request = request.build()?;
+        let observed = UpstreamCall::begin(&self.connector, endpoint, &mut request);
+        let sent = self.http.execute(request).instrument(observed.span()).await;
+        let outcome = match &sent {
+            Ok(r) => call::outcome(Ok(r.status().as_u16())),
+            Err(e) => call::outcome(Err(e)),
+        };
+        observed.end(sent.as_ref().ok().map(|r| r.status().as_u16()), outcome);
+        sent
+    }
+
     async fn answer(
         &self,
         stage: Stage,
@@ -105,7 +127,9 @@ impl Api<'_> {
                 body["grantType"] = Value::from("refresh_token");
             }
         }
-        let sent = self.http.post(&url).json(&body).send().await;
+        let sent = self
+            .send(endpoint::TOKEN, self.http.post(&url).json(&body))
+            .await;
         let doc = self.answer(stage, what, &url, sent).await?;
         let Some(access_token) = text(&doc, "accessToken") else {
             return Err(ConnectorError::new(stage, ErrorKind::BadResponse)
@@ -124,12 +148,11 @@ impl Api<'_> {
     pub async fn me(&self, stage: Stage, token: &str) -> Result<Me, ConnectorError> {
         let what = "GET /v1.0/contact/users/me";
         let url = format!("{}/v1.0/contact/users/me", self.settings.api_base_url);
-        let sent = self
+        let request = self
             .http
             .get(&url)
-            .header("x-acs-dingtalk-access-token", token)
-            .send()
-            .await;
+            .header("x-acs-dingtalk-access-token", token);
+        let sent = self.send(endpoint::USERINFO, request).await;
         let doc = self.answer(stage, what, &url, sent).await?;
         let Some(union_id) = text(&doc, "unionId") else {
             return Err(ConnectorError::new(stage, ErrorKind::BadResponse)

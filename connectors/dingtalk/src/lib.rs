@@ -123,6 +123,7 @@ impl DingTalkConnector {
         Api {
             http: &self.http,
             settings: &self.settings,
+            connector: self.id.to_string(),
         }
     }
 
