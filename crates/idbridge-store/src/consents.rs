@@ -137,16 +137,20 @@ impl Store {
 
     /// `user_id` takes back what `client_id` was allowed: the consent is
     /// deleted and that app's live grants for this account are revoked (with
-    /// `revoke_reason`), with the audit event, in one transaction. `None`
-    /// (nothing written) when there was no consent; else how many grants ended.
-    pub async fn revoke_consent(
+    /// `revoke_reason`), with the audit event `audit` makes of how many grants
+    /// ended, in one transaction. `None` (nothing written) when there was no
+    /// consent; else how many grants ended.
+    pub async fn revoke_consent<F>(
         &self,
         user_id: &str,
         client_id: &str,
         revoke_reason: &str,
         now: i64,
-        audit: AuditEvent,
-    ) -> Result<Option<u64>, StoreError> {
+        audit: F,
+    ) -> Result<Option<u64>, StoreError>
+    where
+        F: FnOnce(u64) -> AuditEvent + Send + 'static,
+    {
         let (user_id, client_id, reason) = (
             user_id.to_owned(),
             client_id.to_owned(),
@@ -168,7 +172,7 @@ impl Store {
                     refresh_token_families::revoked_reason.eq(Some(&reason)),
                 ))
                 .execute(c)?;
-                append(c, audit)?;
+                append(c, audit(grants as u64))?;
                 Ok(Some(grants as u64))
             })
         })

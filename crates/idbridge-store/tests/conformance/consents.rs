@@ -106,13 +106,14 @@ pub async fn revoking_consent_ends_that_apps_grants_only_with_its_audit_event(st
     issue_family(&store, "f-b", "rt-b", family("f-b", &bob.id, None, NOW)).await;
 
     let ended = store
-        .revoke_consent(
-            &alice.id,
-            "app",
-            "consent_revoked",
-            NOW + 5,
-            audit(NOW + 5, "consent_revoked", Some(&alice.id)),
-        )
+        .revoke_consent(&alice.id, "app", "consent_revoked", NOW + 5, {
+            let alice = alice.id.clone();
+            move |n| {
+                let mut e = audit(NOW + 5, "consent_revoked", Some(&alice));
+                e.detail = json!({ "grants_revoked": n });
+                e
+            }
+        })
         .await
         .unwrap();
     assert_eq!(ended, Some(1));
@@ -125,17 +126,22 @@ pub async fn revoking_consent_ends_that_apps_grants_only_with_its_audit_event(st
         assert_eq!(f.revoked_at, None, "{untouched}");
     }
     assert!(store.get_consent(&bob.id, "app").await.unwrap().is_some());
-    assert_eq!(audit_count(&store, "consent_revoked").await, 1);
+    let events = store
+        .find_audit(AuditFilter {
+            events: vec!["consent_revoked".into()],
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].detail, json!({ "grants_revoked": 1 }));
 
     // Nothing to revoke: nothing written, no audit event.
     let again = store
-        .revoke_consent(
-            &alice.id,
-            "app",
-            "consent_revoked",
-            NOW + 6,
-            audit(NOW + 6, "consent_revoked", Some(&alice.id)),
-        )
+        .revoke_consent(&alice.id, "app", "consent_revoked", NOW + 6, |_| {
+            audit(NOW + 6, "consent_revoked", None)
+        })
         .await
         .unwrap();
     assert_eq!(again, None);

@@ -8,6 +8,7 @@ mod balanced;
 mod claims;
 mod cli;
 mod client_auth;
+mod consent;
 mod containers;
 mod cors;
 mod db_proxy;

@@ -77,6 +77,7 @@ fn client_settings(id: &str, secret: Option<&str>, connectors: Vec<String>) -> C
         id_token_signed_response_alg: None,
         connectors,
         require_phone: false,
+        skip_consent: true,
         refresh_without_offline_access: false,
         require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
