@@ -13,6 +13,7 @@ const THIRD_SECRET: &str = "third-secret-0123456789abcdef";
 const THIRD_CB: &str = "https://third.example.com/cb";
 const VERIFIER: &str = "verifier-0123456789-0123456789-0123456789-abcdef";
 const REGISTRATION_TOKEN: &str = "registration-token-0123456789abcdef";
+const ADMIN_TOKEN: &str = "consent-admin-token-0123456789abcdef";
 
 /// A broker whose apps are the harness's first-party ones and `third`, which
 /// asks consent (the default for a configured client).
@@ -22,6 +23,7 @@ async fn broker(db_url: &str) -> Broker {
         third.skip_consent = false;
         s.clients.push(third);
         s.admin.registration_tokens = vec![REGISTRATION_TOKEN.into()];
+        s.admin.tokens = vec![ADMIN_TOKEN.into()];
     })
     .await
 }
@@ -289,6 +291,20 @@ fn revoke_csrf(html: &str, client: &str) -> String {
     form[start..start + form[start..].find('"').unwrap()].to_owned()
 }
 
+/// The admin API's view of a user's consents.
+async fn admin_consents(base: &str, user: &str) -> Value {
+    let shown: Value = http()
+        .get(format!("{base}/admin/v1/users/{user}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    shown["consents"].clone()
+}
+
 async fn revoking_on_the_account_page_ends_the_apps_grants(db_url: &str) {
     let broker = broker(db_url).await;
     let base = broker.base.as_str();
@@ -310,6 +326,9 @@ async fn revoking_on_the_account_page_ends_the_apps_grants(db_url: &str) {
     assert!(html.contains("third app"), "{html}");
     assert!(html.contains("Access while you are away"), "{html}");
     let csrf = revoke_csrf(&html, THIRD);
+    let listed = admin_consents(base, &sub).await;
+    assert_eq!(listed[0]["client_id"], THIRD, "{listed}");
+    assert_eq!(listed[0]["scope"], "offline_access openid", "{listed}");
 
     // A forged token revokes nothing.
     let forged = b
@@ -337,6 +356,7 @@ async fn revoking_on_the_account_page_ends_the_apps_grants(db_url: &str) {
     assert!(html.contains("Access revoked"), "{html}");
     assert!(html.contains("You have not allowed any application yet."));
     assert_eq!(consent_scope(&broker, &sub, THIRD).await, None);
+    assert_eq!(admin_consents(base, &sub).await, json!([]));
     let events = audit_events(&broker, "consent_revoked").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event.detail["grants_revoked"], 1);

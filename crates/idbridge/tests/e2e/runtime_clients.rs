@@ -552,10 +552,12 @@ async fn two_processes_on_one_postgres_see_client_changes_on_the_next_request() 
         &a,
         "POST",
         "/clients",
-        Some(json!({ "id": SHOP, "redirect_uris": [SHOP_CB] })),
+        // First-party: the callback answers the app at once (no consent page).
+        Some(json!({ "id": SHOP, "redirect_uris": [SHOP_CB], "skip_consent": true })),
     )
     .await;
     assert_eq!(status, 201, "{created}");
+    assert_eq!(created["skip_consent"], true, "{created}");
     let secret = created["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(
         auth_status(&b, SHOP, &secret).await,
