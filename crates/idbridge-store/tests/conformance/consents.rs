@@ -135,7 +135,7 @@ pub async fn revoking_consent_ends_that_apps_grants_only_with_its_audit_event(st
         .await
         .unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].detail, json!({ "grants_revoked": 1 }));
+    assert_eq!(events[0].event.detail, json!({ "grants_revoked": 1 }));
 
     // Nothing to revoke: nothing written, no audit event.
     let again = store
