@@ -412,3 +412,81 @@ async fn a_registered_app_cannot_skip_consent(db_url: &str) {
     broker.stop().await;
 }
 crate::both_backends!(a_registered_app_cannot_skip_consent);
+
+async fn a_token_exchange_needs_consent_given_in_a_browser_first(db_url: &str) {
+    use crate::wechat_app::{post_token, world, Auth, GRANT};
+    use wechat_sim::dev;
+    // The harness's `app`, made an app that asks consent.
+    let w = world(db_url, "cx", |_, s| {
+        for c in &mut s.clients {
+            if c.id == APP_ID {
+                c.skip_consent = false;
+            }
+        }
+    })
+    .await;
+    let base = w.broker.base.as_str();
+    let exchange = |code: String| async move {
+        post_token(
+            base,
+            Auth::Basic(APP_ID, APP_SECRET),
+            &[
+                ("grant_type", GRANT),
+                ("subject_token", &code),
+                (
+                    "subject_token_type",
+                    "urn:idbridge:params:oauth:token-type:wechat_sdk_code",
+                ),
+                ("connector", "cx-app"),
+                ("scope", "openid profile"),
+            ],
+        )
+        .await
+    };
+    let code = w
+        .sim
+        .issue_code(dev::MOBILE_APPID, dev::USER_XIAOMING, "snsapi_userinfo")
+        .unwrap();
+    let refused = exchange(code).await;
+    let why = refused.error(400, "invalid_grant");
+    assert!(why.contains("allow it"), "{why}");
+    assert!(!log_lines(&["token_exchange", "consent_required", "skip_consent"]).is_empty());
+    // No grant was written; the account was (as for the phone step).
+    let users = w.broker.state.store.find_users("", 10).await.unwrap();
+    assert_eq!(users.len(), 1);
+    let user = &users[0].id;
+    assert!(w
+        .broker
+        .state
+        .store
+        .live_families_for_user(user, w.broker.clock().now())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Once the person allowed the app those scopes (in a browser), it works.
+    let now = w.broker.clock().now();
+    let row = idbridge_store::AuditEvent {
+        at: now,
+        event: "consent_granted".into(),
+        user_id: Some(user.clone()),
+        client_id: Some(APP_ID.into()),
+        connector_id: None,
+        ip: None,
+        detail: json!({}),
+    };
+    w.broker
+        .state
+        .store
+        .grant_consent(user, APP_ID, "openid profile", now, row)
+        .await
+        .unwrap();
+    let code = w
+        .sim
+        .issue_code(dev::MOBILE_APPID, dev::USER_XIAOMING, "snsapi_userinfo")
+        .unwrap();
+    let ok = exchange(code).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    w.broker.stop().await;
+}
+crate::both_backends!(a_token_exchange_needs_consent_given_in_a_browser_first);
