@@ -490,3 +490,57 @@ async fn a_token_exchange_needs_consent_given_in_a_browser_first(db_url: &str) {
     w.broker.stop().await;
 }
 crate::both_backends!(a_token_exchange_needs_consent_given_in_a_browser_first);
+
+async fn admin_post(base: &str, path: &str, body: Value) -> (u16, Value) {
+    let resp = http()
+        .post(format!("{base}/admin/v1{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn a_runtime_client_asks_by_default_and_takes_its_consents_when_deleted(db_url: &str) {
+    let broker = broker(db_url).await;
+    let base = broker.base.as_str();
+    const SHOP_CB: &str = "https://shop.example.com/cb";
+    let (status, created) = admin_post(
+        base,
+        "/clients",
+        json!({ "id": "shop", "name": "The shop", "redirect_uris": [SHOP_CB] }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["skip_consent"], false, "the default: {created}");
+    let b = browser();
+    let url = authorize(base, "shop", SHOP_CB, &[("scope", "openid")]);
+    let asked = sign_in(&b, base, &url, "frank").await;
+    assert!(is_consent_page(base, &asked), "{asked}");
+    let html = follow(&b, &asked).await.text().await.unwrap();
+    assert!(html.contains("The shop"), "{html}");
+    code_of(base, &allow_consent(&b, &asked).await, SHOP_CB);
+    let users = broker.state.store.find_users("frank", 10).await.unwrap();
+    let frank = users[0].id.clone();
+    assert_eq!(admin_consents(base, &frank).await[0]["client_id"], "shop");
+
+    // Marked first-party: no page, even for a new scope.
+    let (status, updated) = admin_post(
+        base,
+        "/clients/shop/update",
+        json!({ "skip_consent": true }),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["changed"], json!(["skip_consent"]), "{updated}");
+    let url = authorize(base, "shop", SHOP_CB, &[("scope", "openid profile")]);
+    code_of(base, &first_visit(&b, &url).await, SHOP_CB);
+
+    // Deleted: what people allowed it goes with it.
+    let (status, deleted) = admin_post(base, "/clients/shop/delete", json!({})).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(admin_consents(base, &frank).await, json!([]));
+    broker.stop().await;
+}
+crate::both_backends!(a_runtime_client_asks_by_default_and_takes_its_consents_when_deleted);
