@@ -7,11 +7,11 @@
 
 use crate::audit::Event;
 use crate::csrf::{self, Browser};
-use crate::http::fallback_locale;
+use crate::http::{fallback_locale, found};
 use crate::i18n::Tr;
 use crate::login::finish::code_redirect;
 use crate::login::page_error::{PageError, PageResult};
-use crate::login::request::{load_request, AuthRequest};
+use crate::login::request::{load_request, AuthRequest, PromptValue};
 use crate::login::response::AppResponse;
 use crate::pages::{render_status_to_app, text};
 use crate::sessions::current_session;
@@ -53,7 +53,45 @@ async fn context(
     let (session, user) = current_session(state, req, state.now(), locale)
         .await?
         .ok_or_else(|| PageError::expired(locale))?;
+    answerable(state, request_id, &ar, &session, &user, locale).await?;
     Ok((ar, session, user, locale))
+}
+
+/// This page answers only a request the session may answer: not one that
+/// waits for binding or links a method, not one that asked for a fresh
+/// sign-in (`prompt=login`, `max_age`) the session has not made since, and not
+/// before the phone step of an app that needs it. (The sign-in sends a person
+/// here only then; a hand-typed URL gets no further.)
+async fn answerable(
+    state: &AppState,
+    request_id: &str,
+    ar: &AuthRequest,
+    session: &SessionRow,
+    user: &User,
+    locale: Locale,
+) -> Result<(), PageError> {
+    let now = state.now();
+    let created_at = match state.store.get_auth_request(request_id, now).await {
+        Ok(Some(row)) => row.created_at,
+        Ok(None) => return Err(PageError::expired(locale)),
+        Err(_) => return Err(PageError::db_down(locale)),
+    };
+    let fresh = !ar.prompt.has(PromptValue::Login) || session.auth_time >= created_at;
+    let recent = ar.max_age.is_none_or(|m| now - session.auth_time <= m);
+    if ar.pending.is_some() || ar.link_to.is_some() || !fresh || !recent {
+        tracing::warn!(stage = "consent", client_id = %ar.client_id, reason = "not_answerable", fix = "follow the sign-in from the application; the consent page comes after it", "the consent page was opened for a request this session may not answer");
+        return Err(PageError::expired(locale));
+    }
+    let client = state
+        .clients
+        .get(&ar.client_id)
+        .await
+        .map_err(|_| PageError::db_down(locale))?
+        .ok_or_else(|| PageError::unknown_client(locale))?;
+    if client.require_phone && user.phone_verified_at.is_none() {
+        return Err(found(&state.endpoint(&format!("/login/{request_id}/phone"))).into());
+    }
+    Ok(())
 }
 
 /// GET /login/{request}/consent

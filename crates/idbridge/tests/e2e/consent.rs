@@ -187,6 +187,19 @@ async fn consent_is_asked_once_and_remembered_per_scope(db_url: &str) {
     let asked = first_visit(&b, &third(base, "openid", &[("prompt", "consent")])).await;
     assert!(is_consent_page(base, &asked), "{asked}");
     code_of(base, &allow_consent(&b, &asked).await, THIRD_CB);
+
+    // A request that wants a fresh sign-in (prompt=login) waits at the chooser:
+    // its consent URL, typed by hand, does not answer it with the old session.
+    let url = third(base, "openid", &[("prompt", "login")]).replace("&connector=dev", "");
+    let chooser = first_visit(&b, &url).await;
+    assert!(chooser.starts_with(&format!("{base}/login/")), "{chooser}");
+    let typed = follow(&b, &format!("{chooser}/consent")).await;
+    assert_eq!(typed.status(), 400);
+    assert!(typed
+        .text()
+        .await
+        .unwrap()
+        .contains("expired or was already used"));
     broker.stop().await;
 }
 crate::both_backends!(consent_is_asked_once_and_remembered_per_scope);
