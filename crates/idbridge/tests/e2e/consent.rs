@@ -3,21 +3,22 @@
 //! they allow is remembered per account and app (a subset asks nothing, a new
 //! scope asks again); Deny is `access_denied`; `prompt=none` that would need the
 //! page is `consent_required`; revoking on the account page ends the app's
-//! grants; a self-registered app is always asked.
+//! grants. Apps registered at run time, token exchange and the phone step:
+//! `consent_apps.rs`.
 
 use crate::harness::*;
 use serde_json::{json, Value};
 
-const THIRD: &str = "third";
-const THIRD_SECRET: &str = "third-secret-0123456789abcdef";
-const THIRD_CB: &str = "https://third.example.com/cb";
+pub(crate) const THIRD: &str = "third";
+pub(crate) const THIRD_SECRET: &str = "third-secret-0123456789abcdef";
+pub(crate) const THIRD_CB: &str = "https://third.example.com/cb";
 const VERIFIER: &str = "verifier-0123456789-0123456789-0123456789-abcdef";
-const REGISTRATION_TOKEN: &str = "registration-token-0123456789abcdef";
-const ADMIN_TOKEN: &str = "consent-admin-token-0123456789abcdef";
+pub(crate) const REGISTRATION_TOKEN: &str = "registration-token-0123456789abcdef";
+pub(crate) const ADMIN_TOKEN: &str = "consent-admin-token-0123456789abcdef";
 
 /// A broker whose apps are the harness's first-party ones and `third`, which
 /// asks consent (the default for a configured client).
-async fn broker(db_url: &str) -> Broker {
+pub(crate) async fn broker(db_url: &str) -> Broker {
     start(db_url, None, |s| {
         let mut third = client(THIRD, Some(THIRD_SECRET), THIRD_CB);
         third.skip_consent = false;
@@ -29,7 +30,12 @@ async fn broker(db_url: &str) -> Broker {
 }
 
 /// An authorization URL of `client_id` (dev connector, PKCE).
-fn authorize(base: &str, client_id: &str, redirect: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) fn authorize(
+    base: &str,
+    client_id: &str,
+    redirect: &str,
+    extra: &[(&str, &str)],
+) -> String {
     let mut u = url::Url::parse(&format!("{base}/authorize")).unwrap();
     {
         let mut q = u.query_pairs_mut();
@@ -47,14 +53,14 @@ fn authorize(base: &str, client_id: &str, redirect: &str, extra: &[(&str, &str)]
     u.to_string()
 }
 
-fn third(base: &str, scope: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) fn third(base: &str, scope: &str, extra: &[(&str, &str)]) -> String {
     let mut all = vec![("scope", scope)];
     all.extend_from_slice(extra);
     authorize(base, THIRD, THIRD_CB, &all)
 }
 
 /// The app's code from where the broker sent the browser, checking `state` and `iss`.
-fn code_of(base: &str, back: &str, redirect: &str) -> String {
+pub(crate) fn code_of(base: &str, back: &str, redirect: &str) -> String {
     assert!(back.starts_with(redirect), "{back}");
     assert_eq!(
         query_param(back, "state").as_deref(),
@@ -82,11 +88,11 @@ async fn redeem_third(base: &str, code: &str) -> (u16, Value) {
 }
 
 /// GET after a redirect that stays at the broker, as a browser would.
-async fn follow(b: &reqwest::Client, url: &str) -> reqwest::Response {
+pub(crate) async fn follow(b: &reqwest::Client, url: &str) -> reqwest::Response {
     b.get(url).send().await.unwrap()
 }
 
-async fn first_visit(b: &reqwest::Client, url: &str) -> String {
+pub(crate) async fn first_visit(b: &reqwest::Client, url: &str) -> String {
     let resp = follow(b, url).await;
     assert_eq!(resp.status(), 302);
     location(&resp)
@@ -190,6 +196,8 @@ async fn consent_is_asked_once_and_remembered_per_scope(db_url: &str) {
 
     // A request that wants a fresh sign-in (prompt=login) waits at the chooser:
     // its consent URL, typed by hand, does not answer it with the old session.
+    // (A second later than the session's sign-in: times are whole seconds.)
+    broker.clock().advance(1);
     let url = third(base, "openid", &[("prompt", "login")]).replace("&connector=dev", "");
     let chooser = first_visit(&b, &url).await;
     assert!(chooser.starts_with(&format!("{base}/login/")), "{chooser}");
@@ -305,7 +313,7 @@ fn revoke_csrf(html: &str, client: &str) -> String {
 }
 
 /// The admin API's view of a user's consents.
-async fn admin_consents(base: &str, user: &str) -> Value {
+pub(crate) async fn admin_consents(base: &str, user: &str) -> Value {
     let shown: Value = http()
         .get(format!("{base}/admin/v1/users/{user}"))
         .bearer_auth(ADMIN_TOKEN)
@@ -393,167 +401,3 @@ async fn revoking_on_the_account_page_ends_the_apps_grants(db_url: &str) {
     broker.stop().await;
 }
 crate::both_backends!(revoking_on_the_account_page_ends_the_apps_grants);
-
-async fn a_registered_app_cannot_skip_consent(db_url: &str) {
-    let broker = broker(db_url).await;
-    let base = broker.base.as_str();
-    let resp = http()
-        .post(format!("{base}/register"))
-        .bearer_auth(REGISTRATION_TOKEN)
-        .json(&json!({
-            "redirect_uris": ["https://self.example.com/cb"],
-            "client_name": "Self-made",
-            "skip_consent": true,
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let reg: Value = resp.json().await.unwrap();
-    let id = reg["client_id"].as_str().unwrap();
-    let b = browser();
-    let url = authorize(
-        base,
-        id,
-        "https://self.example.com/cb",
-        &[("scope", "openid")],
-    );
-    let asked = sign_in(&b, base, &url, "erin").await;
-    assert!(is_consent_page(base, &asked), "{asked}");
-    let html = follow(&b, &asked).await.text().await.unwrap();
-    assert!(html.contains("Self-made"), "{html}");
-    broker.stop().await;
-}
-crate::both_backends!(a_registered_app_cannot_skip_consent);
-
-async fn a_token_exchange_needs_consent_given_in_a_browser_first(db_url: &str) {
-    use crate::wechat_app::{post_token, world, Auth, GRANT};
-    use wechat_sim::dev;
-    // The harness's `app`, made an app that asks consent.
-    let w = world(db_url, "cx", |_, s| {
-        for c in &mut s.clients {
-            if c.id == APP_ID {
-                c.skip_consent = false;
-            }
-        }
-    })
-    .await;
-    let base = w.broker.base.as_str();
-    let exchange = |code: String| async move {
-        post_token(
-            base,
-            Auth::Basic(APP_ID, APP_SECRET),
-            &[
-                ("grant_type", GRANT),
-                ("subject_token", &code),
-                (
-                    "subject_token_type",
-                    "urn:idbridge:params:oauth:token-type:wechat_sdk_code",
-                ),
-                ("connector", "cx-app"),
-                ("scope", "openid profile"),
-            ],
-        )
-        .await
-    };
-    let code = w
-        .sim
-        .issue_code(dev::MOBILE_APPID, dev::USER_XIAOMING, "snsapi_userinfo")
-        .unwrap();
-    let refused = exchange(code).await;
-    let why = refused.error(400, "invalid_grant");
-    assert!(why.contains("allow it"), "{why}");
-    assert!(!log_lines(&["token_exchange", "consent_required", "skip_consent"]).is_empty());
-    // No grant was written; the account was (as for the phone step).
-    let users = w.broker.state.store.find_users("", 10).await.unwrap();
-    assert_eq!(users.len(), 1);
-    let user = &users[0].id;
-    assert!(w
-        .broker
-        .state
-        .store
-        .live_families_for_user(user, w.broker.clock().now())
-        .await
-        .unwrap()
-        .is_empty());
-
-    // Once the person allowed the app those scopes (in a browser), it works.
-    let now = w.broker.clock().now();
-    let row = idbridge_store::AuditEvent {
-        at: now,
-        event: "consent_granted".into(),
-        user_id: Some(user.clone()),
-        client_id: Some(APP_ID.into()),
-        connector_id: None,
-        ip: None,
-        detail: json!({}),
-    };
-    w.broker
-        .state
-        .store
-        .grant_consent(user, APP_ID, "openid profile", now, row)
-        .await
-        .unwrap();
-    let code = w
-        .sim
-        .issue_code(dev::MOBILE_APPID, dev::USER_XIAOMING, "snsapi_userinfo")
-        .unwrap();
-    let ok = exchange(code).await;
-    assert_eq!(ok.status, 200, "{}", ok.body);
-    w.broker.stop().await;
-}
-crate::both_backends!(a_token_exchange_needs_consent_given_in_a_browser_first);
-
-async fn admin_post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = http()
-        .post(format!("{base}/admin/v1{path}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
-async fn a_runtime_client_asks_by_default_and_takes_its_consents_when_deleted(db_url: &str) {
-    let broker = broker(db_url).await;
-    let base = broker.base.as_str();
-    const SHOP_CB: &str = "https://shop.example.com/cb";
-    let (status, created) = admin_post(
-        base,
-        "/clients",
-        json!({ "id": "shop", "name": "The shop", "redirect_uris": [SHOP_CB] }),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    assert_eq!(created["skip_consent"], false, "the default: {created}");
-    let b = browser();
-    let url = authorize(base, "shop", SHOP_CB, &[("scope", "openid")]);
-    let asked = sign_in(&b, base, &url, "frank").await;
-    assert!(is_consent_page(base, &asked), "{asked}");
-    let html = follow(&b, &asked).await.text().await.unwrap();
-    assert!(html.contains("The shop"), "{html}");
-    code_of(base, &allow_consent(&b, &asked).await, SHOP_CB);
-    let users = broker.state.store.find_users("frank", 10).await.unwrap();
-    let frank = users[0].id.clone();
-    assert_eq!(admin_consents(base, &frank).await[0]["client_id"], "shop");
-
-    // Marked first-party: no page, even for a new scope.
-    let (status, updated) = admin_post(
-        base,
-        "/clients/shop/update",
-        json!({ "skip_consent": true }),
-    )
-    .await;
-    assert_eq!(status, 200, "{updated}");
-    assert_eq!(updated["changed"], json!(["skip_consent"]), "{updated}");
-    let url = authorize(base, "shop", SHOP_CB, &[("scope", "openid profile")]);
-    code_of(base, &first_visit(&b, &url).await, SHOP_CB);
-
-    // Deleted: what people allowed it goes with it.
-    let (status, deleted) = admin_post(base, "/clients/shop/delete", json!({})).await;
-    assert_eq!(status, 200, "{deleted}");
-    assert_eq!(admin_consents(base, &frank).await, json!([]));
-    broker.stop().await;
-}
-crate::both_backends!(a_runtime_client_asks_by_default_and_takes_its_consents_when_deleted);

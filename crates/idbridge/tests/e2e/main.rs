@@ -9,6 +9,7 @@ mod claims;
 mod cli;
 mod client_auth;
 mod consent;
+mod consent_apps;
 mod containers;
 mod cors;
 mod db_proxy;
