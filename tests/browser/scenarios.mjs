@@ -3,7 +3,7 @@
 // broker and the WeChat simulator are shared within one language's run, so each
 // scenario uses its own test users and phone numbers.
 import { see, shows, signedInAtDemo } from "./lib.mjs";
-import { chooser, demoSignIn, devSignIn, masked, scanAs, typeCode, verifyPhone } from "./steps.mjs";
+import { allowConsent, chooser, demoSignIn, devSignIn, masked, scanAs, typeCode, verifyPhone } from "./steps.mjs";
 
 const WECHAT = "微信登录 WeChat (simulator)";
 const WECHAT_QR = "微信扫码 WeChat QR on this page (simulator)";
@@ -349,6 +349,8 @@ export const scenarios = [
       await chooser(page, run);
       await page.getByRole("link", { name: DEV }).click();
       await devSignIn(page, run, "alice");
+      // The SPA is not first-party: its first sign-in asks Alice's consent.
+      await allowConsent(page, run);
       // Back at the SPA: signinRedirectCallback redeemed the code at /token and
       // loaded /userinfo, both cross-origin.
       await page.waitForURL((u) => u.origin === run.spa);

@@ -1,5 +1,6 @@
 // Steps the scenarios share: what a person does on the demo app, the chooser,
-// the development sign-in, the simulator's QR page and the phone step.
+// the development sign-in, the simulator's QR page, the phone step and the
+// consent page.
 import { see, shows } from "./lib.mjs";
 
 /// The demo app's home page, then its "Sign in" button.
@@ -51,4 +52,13 @@ export function masked(e164) {
 export async function typeCode(page, run, code) {
   await page.getByLabel(run.t("6-digit code", "6 位验证码")).fill(code);
   await page.getByRole("button", { name: run.t("Verify", "验证") }).click();
+}
+
+/// The consent page of an app that asks (not first-party): what it gets, then Allow.
+export async function allowConsent(page, run, { shot = false } = {}) {
+  await page.waitForURL(/\/login\/[^/?]+\/consent$/);
+  await see(page.getByRole("heading", { name: run.t("Allow access?", "允许访问？") }), "the consent page");
+  await shows(page, run.t("Your account ID at this sign-in service", "你在本登录服务的账号 ID"));
+  if (shot) await run.page(page, "consent");
+  await page.getByRole("button", { name: run.t("Allow", "允许"), exact: true }).click();
 }

@@ -1,10 +1,12 @@
 //! The account page (`/account`): a signed-in person sees their account and its
 //! linked sign-in methods, links another one (a normal upstream sign-in whose
 //! identity is attached to this account, never moved from another), and unlinks
-//! one (never the last). Not signed in, it sends the person through the broker's
+//! one (never the last), and revokes what an app was allowed
+//! ([`crate::consent::apps`]). Not signed in, it sends the person through the broker's
 //! own sign-in, as the internal client [`ACCOUNT_CLIENT_ID`].
 
 use crate::audit::Event;
+use crate::consent::apps::{self as allowed_apps, AllowedApp};
 use crate::csrf::{self, Browser};
 use crate::http::{fallback_locale, found, request_context, see_other};
 use crate::i18n::Tr;
@@ -41,6 +43,8 @@ pub fn client_settings(issuer: &str) -> Option<crate::config::ClientSettings> {
         id_token_signed_response_alg: None,
         connectors: Vec::new(),
         require_phone: false,
+        // The broker's own page: nothing to allow.
+        skip_consent: true,
         refresh_without_offline_access: false,
         require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
@@ -76,6 +80,9 @@ struct AccountPage {
     only_one: bool,
     csrf: String,
     linkable: Vec<LinkChoice>,
+    /// "Apps you have allowed" ([`crate::consent::apps`]).
+    apps: Vec<AllowedApp>,
+    apps_csrf: String,
 }
 
 /// `2026-11-30` (UTC) from unix seconds.
@@ -107,6 +114,7 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "unlinked" => "notice_unlinked",
         "last" => "notice_last",
         "not_found" => "notice_not_found",
+        "revoked" => "notice_revoked",
         _ => return None,
     })
 }
@@ -201,6 +209,9 @@ pub async fn show(
             last_used: date(i.last_login_at),
         })
         .collect();
+    let apps = allowed_apps::allowed(&state, &user.id, date)
+        .await
+        .map_err(|_| unavailable(locale))?;
     let ctx = request_context(&state, &req, locale);
     let linkable = match state.clients.get(ACCOUNT_CLIENT_ID).await {
         Ok(Some(client)) => usable(&state, &client, &ctx)
@@ -223,6 +234,8 @@ pub async fn show(
         identities: views,
         csrf: browser.csrf(CSRF_PURPOSE),
         linkable,
+        apps,
+        apps_csrf: browser.csrf(allowed_apps::CSRF_PURPOSE),
     };
     let mut resp = render(locale, text(locale, "account_title"), &page);
     if let Some(c) = &browser.new_cookie {

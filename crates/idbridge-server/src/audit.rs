@@ -205,6 +205,19 @@ pub enum Event<'a> {
         family: &'a str,
         error: &'a ConnectorError,
     },
+    /// `consent_granted`: the person allowed the app `scope` on the consent page.
+    ConsentGranted {
+        user_id: &'a str,
+        client_id: &'a str,
+        scope: &'a str,
+    },
+    /// `consent_revoked`: the person took back what the app was allowed (the
+    /// account page); `grants_revoked` of its grants ended with it.
+    ConsentRevoked {
+        user_id: &'a str,
+        client_id: &'a str,
+        grants_revoked: u64,
+    },
     /// `logout`.
     LoggedOut {
         user_id: &'a str,
@@ -234,6 +247,8 @@ impl Event<'_> {
             Event::CodeReplayed { .. } => "code_replayed",
             Event::RefreshTokenReplayed { .. } => "refresh_token_replayed",
             Event::UpstreamRecheckFailed { .. } => "upstream_recheck_failed",
+            Event::ConsentGranted { .. } => "consent_granted",
+            Event::ConsentRevoked { .. } => "consent_revoked",
             Event::LoggedOut { .. } => "logout",
         }
     }
@@ -290,6 +305,12 @@ impl Event<'_> {
                 ..
             } => (user_id, None, connector_id),
             Event::PhoneVerified { user_id, client_id }
+            | Event::ConsentGranted {
+                user_id, client_id, ..
+            }
+            | Event::ConsentRevoked {
+                user_id, client_id, ..
+            }
             | Event::TokenRevoked {
                 user_id, client_id, ..
             }
@@ -354,6 +375,10 @@ impl Event<'_> {
                 link_key_removed, ..
             } => json!({ "by": "account_page", "link_key_removed": link_key_removed }),
             Event::SteppedUp { channel, .. } => json!({ "via": channel }),
+            Event::ConsentGranted { scope, .. } => json!({ "scope": scope }),
+            Event::ConsentRevoked { grants_revoked, .. } => {
+                json!({ "by": "account_page", "grants_revoked": grants_revoked })
+            }
             Event::CodeSent { purpose, via, .. } => json!({ "purpose": purpose, "via": via }),
             Event::TokenRevoked { family, .. }
             | Event::CodeReplayed { family, .. }

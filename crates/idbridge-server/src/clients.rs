@@ -25,6 +25,9 @@ pub struct Client {
     pub connectors: Vec<String>,
     /// The person must have a verified phone number before the app gets a code.
     pub require_phone: bool,
+    /// A first-party app: no consent page unless it asks (`prompt=consent`).
+    /// Never for a client registered through RFC 7591.
+    pub skip_consent: bool,
     /// Refresh tokens even without `offline_access` in the granted scope.
     pub refresh_without_offline_access: bool,
     /// Authorization requests only through `/par` (RFC 9126).
@@ -61,6 +64,7 @@ impl Client {
                 .and_then(|a| a.parse().ok()),
             connectors: c.connectors.clone(),
             require_phone: c.require_phone,
+            skip_consent: c.skip_consent,
             refresh_without_offline_access: c.refresh_without_offline_access,
             require_pushed_authorization_requests: c.require_pushed_authorization_requests,
             previous_secret: None,
@@ -106,6 +110,10 @@ impl Client {
             connectors: strings("connectors"),
             require_phone: m
                 .get("require_phone")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            skip_consent: m
+                .get("skip_consent")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
             refresh_without_offline_access: m

@@ -179,6 +179,12 @@ pub async fn token_exchange(
                     .row(now, state.proxies.of(req))
                 }),
                 verified_phone: verified_phone.clone(),
+                // No page to ask on: a third-party app needs the person's
+                // consent from a browser sign-in first.
+                consent: (!client.skip_consent).then(|| idbridge_store::ConsentCheck {
+                    scope: scope.clone(),
+                    always: false,
+                }),
             },
             now,
         )
@@ -201,6 +207,16 @@ pub async fn token_exchange(
             tracing::warn!(event = "login_failed", via = "token_exchange", stage = "account", connector = %connector_id, client_id = %client.id, user_id = %user.id, reason = "phone_required", fix = "this client has require_phone: the person verifies a number once through a browser sign-in to it", "no verified phone number");
             return Err(OAuthError::invalid_grant(
                 "this application needs a verified phone number: the person must sign in to it once in a browser and verify one",
+            ));
+        }
+        LoginCompletion::SignedIn {
+            user,
+            needs_consent: true,
+            ..
+        } => {
+            tracing::warn!(event = "login_failed", via = "token_exchange", stage = "consent", connector = %connector_id, client_id = %client.id, user_id = %user.id, reason = "consent_required", fix = "the person allows this app once through a browser sign-in to it, or the operator marks it skip_consent (a first-party app)", "the person has not allowed this application the requested scopes");
+            return Err(OAuthError::invalid_grant(
+                "the person has not allowed this application the requested scopes: they must sign in to it once in a browser and allow it",
             ));
         }
         LoginCompletion::LinkConflict { owner } => {

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod connector_config;
 pub mod connector_setup;
+pub mod consent;
 pub mod contact;
 pub mod cors;
 pub mod csrf;
@@ -164,6 +165,8 @@ pub async fn build_state(
                 id_token_signed_response_alg: None,
                 connectors: Vec::new(),
                 require_phone,
+                // The operator's own app: no consent page.
+                skip_consent: true,
                 refresh_without_offline_access: false,
                 require_pushed_authorization_requests: false,
                 allowed_origins: Vec::new(),
@@ -255,6 +258,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
     )
     .route("/login/{request}/bind/code", web::get().to(bind::code_form))
     .route("/login/{request}/bind/code", web::post().to(bind::check))
+    .route(
+        "/login/{request}/consent",
+        web::get().to(consent::page::show),
+    )
+    .route(
+        "/login/{request}/consent",
+        web::post().to(consent::page::decide),
+    )
     .route("/login/{request}/phone", web::get().to(phone::show))
     .route("/login/{request}/phone/send", web::post().to(phone::send))
     .route(
@@ -266,6 +277,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_mode: bool) {
     .route("/account/done", web::get().to(account::done))
     .route("/account/link", web::post().to(account::link))
     .route("/account/unlink", web::post().to(account::unlink))
+    .route(
+        "/account/consents/revoke",
+        web::post().to(consent::apps::revoke),
+    )
     .route(
         "/account/confirm/send",
         web::post().to(account::confirm_send),

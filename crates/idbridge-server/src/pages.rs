@@ -39,6 +39,9 @@ ul.identities li button { width: auto; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
 dt { font-weight: 600; }
 dd { margin: 0; }
+ul.scopes { padding-left: 1.25rem; }
+ul.scopes li { margin: .35rem 0; }
+form button.secondary { background:#fff; color:var(--fg); border-color:#d0d7de; margin-top:.5rem; }
 "#;
 
 pub use idbridge_core::escape_html as escape;

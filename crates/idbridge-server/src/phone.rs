@@ -65,6 +65,25 @@ async fn continue_to_app(
     user: &User,
     locale: Locale,
 ) -> PageResult {
+    // The consent page comes after the phone step, when the app needs it.
+    let client = state
+        .clients
+        .get(&ar.client_id)
+        .await
+        .map_err(|_| PageError::db_down(locale))?
+        .ok_or_else(|| PageError::unknown_client(locale))?;
+    match crate::login::consent_step::needed(state, &client, ar, &user.id).await {
+        Ok(false) => {}
+        Ok(true) => {
+            return Ok(crate::http::found(&crate::login::consent_step::url(
+                state, request_id,
+            )))
+        }
+        Err(e) => {
+            tracing::error!(stage = "consent", error = %e, "cannot read the person's consent");
+            return Err(PageError::db_down(locale));
+        }
+    }
     let app = code_redirect(state, ar, &user.id, session, None)
         .await
         .map_err(|e| {

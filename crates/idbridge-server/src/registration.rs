@@ -198,6 +198,9 @@ fn input_of(m: &Map<String, Value>) -> Result<ClientInput, (&'static str, String
         redirect_uris,
         post_logout_redirect_uris: strings("post_logout_redirect_uris")?,
         id_token_signed_response_alg: string_field("id_token_signed_response_alg")?,
+        // Whatever the request says: an app that registered itself is never
+        // first-party, so the person is always asked (docs/openid-provider.md).
+        skip_consent: Some(false),
         ..Default::default()
     })
 }

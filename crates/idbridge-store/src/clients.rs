@@ -76,8 +76,13 @@ impl Store {
     /// False when no such client.
     pub async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.write(move |conn| Ok(diesel::delete(clients::table.find(&id)).execute(conn)? == 1))
-            .await
+        self.write(move |conn| {
+            crate::call::transaction(conn, |c| {
+                crate::consents::delete_for_client(c, &id)?;
+                Ok::<_, StoreError>(diesel::delete(clients::table.find(&id)).execute(c)? == 1)
+            })
+        })
+        .await
     }
 
     /// Stores a new client with its audit event; `Conflict` (and nothing
@@ -165,6 +170,7 @@ impl Store {
                 if diesel::delete(clients::table.find(&id)).execute(c)? == 0 {
                     return Ok(None);
                 }
+                crate::consents::delete_for_client(c, &id)?;
                 let grants = diesel::update(
                     refresh_token_families::table
                         .filter(refresh_token_families::client_id.eq(&id))

@@ -42,6 +42,20 @@ fn resolve_account(
     Ok(Ok((user, resolution, email)))
 }
 
+/// Whether `check` asks the person, given what `user_id` allowed `client_id`.
+fn consent_needed(
+    c: &mut AnyConnection,
+    check: Option<&ConsentCheck>,
+    user_id: &str,
+    client_id: &str,
+) -> Result<bool, StoreError> {
+    let Some(check) = check else {
+        return Ok(false);
+    };
+    let given = crate::consents::find(c, user_id, client_id)?;
+    Ok(check.needed(given.as_ref()))
+}
+
 /// [`Store::complete_login`]'s transaction ends either in a store error or because
 /// the identity to link belongs to another user (the transaction is rolled back).
 enum CompleteError {
@@ -115,6 +129,28 @@ pub struct CompleteLogin {
     /// Written (with the account's id) when the identity was linked by its
     /// trusted, verified email ([`EmailDecision::Linked`]).
     pub email_link_audit: Option<crate::models::AuditEvent>,
+    /// The app asks the person's consent (it is not `skip_consent`): when the
+    /// account has not allowed it these scopes (or `always`), the session is
+    /// opened but no code is issued, the request is kept, and the flow's
+    /// outcome is `consent_outcome` (the consent page). After the phone step.
+    pub consent: Option<ConsentCheck>,
+    pub consent_outcome: serde_json::Value,
+}
+
+/// What an app's consent needs, for [`CompleteLogin::consent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentCheck {
+    /// The scopes asked for (space-separated).
+    pub scope: String,
+    /// Ask even when they are all allowed already (`prompt=consent`).
+    pub always: bool,
+}
+
+impl ConsentCheck {
+    /// Whether the person must be asked, given what they allowed the app.
+    pub fn needed(&self, given: Option<&crate::consents::Consent>) -> bool {
+        self.always || !given.is_some_and(|c| c.covers(&self.scope))
+    }
 }
 
 /// Everything a successful token exchange writes (a native app's upstream token,
@@ -142,6 +178,10 @@ pub struct CompleteExchange {
     /// user then keeps its own. Nothing is written for the number it already has.
     pub verified_phone: Option<String>,
     pub phone_audit: Option<crate::models::AuditEvent>,
+    /// The app asks consent: without it for these scopes, nothing but the
+    /// account is written and the answer is `SignedIn { needs_consent: true }`
+    /// (an exchange has no page to ask on).
+    pub consent: Option<ConsentCheck>,
 }
 
 /// What [`Store::complete_login`] or [`Store::complete_exchange`] decided.
@@ -152,11 +192,13 @@ pub enum LoginCompletion {
     /// Signed in: everything the completion carried is written (session, code,
     /// audit event and flow outcome; or the family, its refresh token and the
     /// audit event). With `needs_phone` (sign-in only), no code: the person must
-    /// verify a phone number first.
+    /// verify a phone number first; with `needs_consent`, no code (no grant):
+    /// the person must allow the app first.
     SignedIn {
         user: User,
         resolution: LoginResolution,
         needs_phone: bool,
+        needs_consent: bool,
         /// What the email rule decided, when the login's address is an
         /// account's link target.
         email: Option<EmailDecision>,
@@ -191,6 +233,7 @@ impl Store {
         };
         let outcome = to_json_text(&done.flow_outcome)?;
         let phone_outcome = to_json_text(&done.phone_outcome)?;
+        let consent_outcome = to_json_text(&done.consent_outcome)?;
         self.write(move |conn| {
             let attempt = || {
                 crate::call::transaction(conn, |c| {
@@ -243,6 +286,22 @@ impl Store {
                             user,
                             resolution,
                             needs_phone: true,
+                            needs_consent: false,
+                            email,
+                        });
+                    }
+                    if consent_needed(c, done.consent.as_ref(), &user.id, &done.code.client_id)? {
+                        diesel::update(crate::schema::upstream_flows::table.find(&done.flow_state))
+                            .set(
+                                crate::schema::upstream_flows::outcome
+                                    .eq(Some(consent_outcome.clone())),
+                            )
+                            .execute(c)?;
+                        return Ok(LoginCompletion::SignedIn {
+                            user,
+                            resolution,
+                            needs_phone: false,
+                            needs_consent: true,
                             email,
                         });
                     }
@@ -265,6 +324,7 @@ impl Store {
                         user,
                         resolution,
                         needs_phone: false,
+                        needs_consent: false,
                         email,
                     })
                 })
@@ -334,6 +394,16 @@ impl Store {
                             user,
                             resolution,
                             needs_phone: true,
+                            needs_consent: false,
+                            email,
+                        });
+                    }
+                    if consent_needed(c, done.consent.as_ref(), &user.id, &done.family.client_id)? {
+                        return Ok(LoginCompletion::SignedIn {
+                            user,
+                            resolution,
+                            needs_phone: false,
+                            needs_consent: true,
                             email,
                         });
                     }
@@ -355,6 +425,7 @@ impl Store {
                         user,
                         resolution,
                         needs_phone: false,
+                        needs_consent: false,
                         email,
                     })
                 })

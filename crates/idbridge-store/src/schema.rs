@@ -197,7 +197,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        granted_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(identities -> users (user_id));
+diesel::joinable!(consents -> users (user_id));
 diesel::joinable!(account_emails -> users (user_id));
 diesel::joinable!(link_keys -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
@@ -219,4 +230,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     verification_codes,
     failure_counters,
     account_emails,
+    consents,
 );

@@ -20,6 +20,10 @@ use serde_json::json;
 #[path = "conformance/emails.rs"]
 mod emails;
 use emails::*;
+/// Consent remembered per account and app: its scenarios, in the list below.
+#[path = "conformance/consents.rs"]
+mod consents;
+use consents::*;
 
 const NOW: i64 = 1_700_000_000;
 const DAY: i64 = 86_400;
@@ -77,6 +81,11 @@ conformance!(
         users_can_be_found_disabled_and_unlinked,
         upstream_tokens_are_replaced_only_for_the_identity_owner,
         clients_insert_get_list_delete,
+        consent_is_the_union_of_grants_listed_per_account,
+        revoking_consent_ends_that_apps_grants_only_with_its_audit_event,
+        removing_a_client_removes_its_consents,
+        sign_in_needing_consent_opens_the_session_but_issues_no_code,
+        token_exchange_needing_consent_writes_no_grant,
         client_changes_are_written_with_their_audit_event_or_not_at_all,
         expired_auth_requests_are_hidden,
         auth_request_is_taken_once,
@@ -2139,6 +2148,8 @@ fn completion(login: NewLogin, policy: FirstLogin, new_user: &str, now: i64) -> 
         require_phone: false,
         phone_outcome: json!({"redirect": "phone"}),
         email_link_audit: None,
+        consent: None,
+        consent_outcome: json!({"redirect": "consent"}),
     }
 }
 
@@ -2337,6 +2348,7 @@ async fn phone_step_opens_the_session_but_issues_no_code(store: Store) {
             r,
             LoginCompletion::SignedIn {
                 needs_phone: false,
+                needs_consent: false,
                 ..
             }
         ),
@@ -2705,6 +2717,7 @@ fn exchange(
         email_link_audit: None,
         verified_phone: None,
         phone_audit: None,
+        consent: None,
     }
 }
 

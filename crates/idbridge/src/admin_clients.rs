@@ -100,6 +100,9 @@ pub struct Fields {
     id_token_alg: Option<String>,
     #[arg(long)]
     require_phone: Option<bool>,
+    /// A first-party app: no consent page (unless it sends prompt=consent).
+    #[arg(long)]
+    skip_consent: Option<bool>,
     #[arg(long)]
     refresh_without_offline_access: Option<bool>,
     /// Only pushed authorization requests (RFC 9126, POST /par).
@@ -141,6 +144,7 @@ impl Fields {
             id_token_signed_response_alg: self.id_token_alg.clone(),
             connectors: list(&self.connectors, "connectors"),
             require_phone: self.require_phone,
+            skip_consent: self.skip_consent,
             refresh_without_offline_access: self.refresh_without_offline_access,
             require_pushed_authorization_requests: self.require_par,
             allowed_origins: list(&self.allowed_origins, "allowed_origins"),
@@ -300,6 +304,7 @@ fn show_text(c: &ClientView) -> String {
         ("require pkce", c.require_pkce.to_string()),
         ("id token alg", opt(&c.id_token_signed_response_alg)),
         ("require phone", c.require_phone.to_string()),
+        ("skip consent", c.skip_consent.to_string()),
         (
             "refresh without offline_access",
             c.refresh_without_offline_access.to_string(),

@@ -42,6 +42,7 @@ pub struct ClientInput {
     pub id_token_signed_response_alg: Option<String>,
     pub connectors: Option<Vec<String>>,
     pub require_phone: Option<bool>,
+    pub skip_consent: Option<bool>,
     pub refresh_without_offline_access: Option<bool>,
     pub require_pushed_authorization_requests: Option<bool>,
     pub allowed_origins: Option<Vec<String>>,
@@ -123,6 +124,7 @@ impl<'a> ClientAdmin<'a> {
             id_token_signed_response_alg: None,
             connectors: Vec::new(),
             require_phone: false,
+            skip_consent: false,
             refresh_without_offline_access: false,
             require_pushed_authorization_requests: false,
             allowed_origins: Vec::new(),
@@ -390,6 +392,9 @@ impl<'a> ClientAdmin<'a> {
         if let Some(v) = input.require_phone {
             c.require_phone = v;
         }
+        if let Some(v) = input.skip_consent {
+            c.skip_consent = v;
+        }
         if let Some(v) = input.refresh_without_offline_access {
             c.refresh_without_offline_access = v;
         }
@@ -408,6 +413,7 @@ impl<'a> ClientAdmin<'a> {
             "id_token_signed_response_alg",
             "connectors",
             "require_phone",
+            "skip_consent",
             "refresh_without_offline_access",
             "require_pushed_authorization_requests",
             "allowed_origins",

@@ -128,6 +128,17 @@ pub struct UserDetail {
     pub identities: Vec<IdentityView>,
     pub sessions: Vec<SessionView>,
     pub grants: Vec<GrantView>,
+    /// What the person allowed each app on the consent page.
+    pub consents: Vec<ConsentView>,
+}
+
+/// One app's consent: the scopes allowed so far, first and last given.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsentView {
+    pub client_id: String,
+    pub scope: String,
+    pub granted_at: i64,
+    pub updated_at: i64,
 }
 
 /// The result of disable, enable and revoke.
@@ -232,6 +243,7 @@ impl<'a> Admin<'a> {
             .store
             .live_families_for_user(&user.id, self.now)
             .await?;
+        let consents = self.store.list_consents(&user.id).await?;
         tracing::info!(event = "admin", action = "show", admin = %self.actor.label(), via = self.actor.via(), user_id = %user.id, "admin viewed a user");
         Ok(UserDetail {
             user: UserView::new(user, identities.len() as i64),
@@ -266,6 +278,15 @@ impl<'a> Admin<'a> {
                     created_at: f.created_at,
                     last_used_at: f.last_used_at,
                     expires_at: f.absolute_expires_at,
+                })
+                .collect(),
+            consents: consents
+                .into_iter()
+                .map(|c| ConsentView {
+                    client_id: c.client_id,
+                    scope: c.scope,
+                    granted_at: c.granted_at,
+                    updated_at: c.updated_at,
                 })
                 .collect(),
         })

@@ -323,6 +323,10 @@ pub struct ClientSettings {
     /// The person must have a verified phone number (asked once, after sign-in).
     #[serde(default)]
     pub require_phone: bool,
+    /// The operator's own (first-party) app: the person is not asked to allow
+    /// it what it gets (no consent page, unless it sends `prompt=consent`).
+    #[serde(default)]
+    pub skip_consent: bool,
     /// Issue refresh tokens even when the app did not ask for `offline_access`
     /// (a deviation from OpenID Connect Core §11, for apps that cannot ask).
     #[serde(default)]

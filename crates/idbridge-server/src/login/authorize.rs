@@ -156,14 +156,21 @@ pub async fn authorize(
     let locale = ar.locale(&req);
 
     let now = state.now();
-    let (phone_step, someone_else) =
+    let (phone_step, consent_step, someone_else) =
         match sso::reuse(&state, &req, &client, &ar, hinted_sub.as_deref(), now).await {
             Sso::Answered(resp) => return Ok(resp),
-            Sso::PhoneFirst => (true, false),
-            Sso::SignIn { someone_else } => (false, someone_else),
+            Sso::PhoneFirst => (true, false, false),
+            Sso::ConsentFirst => (false, true, false),
+            Sso::SignIn { someone_else } => (false, false, someone_else),
         };
     if ar.prompt.has(PromptValue::None) {
-        let (error, description) = if phone_step {
+        let (error, description) = if consent_step {
+            tracing::info!(event = "consent_required", client_id = %client.id, "prompt=none, but the person has not allowed this application what it asks for");
+            (
+                "consent_required",
+                "the person has not allowed this application the requested scopes; send them without prompt=none",
+            )
+        } else if phone_step {
             (
                 "interaction_required",
                 "the person must verify a phone number for this application first",
@@ -192,10 +199,11 @@ pub async fn authorize(
         expires_at: now + state.settings.tokens.auth_request_ttl_secs,
     };
     let ctx = request_context(&state, &req, locale);
-    let chosen = authz.connector.filter(|_| !phone_step).or_else(|| {
+    let signed_in_step = phone_step || consent_step;
+    let chosen = authz.connector.filter(|_| !signed_in_step).or_else(|| {
         // prompt=select_account: the person picks, even when one method would do.
         single_choice(&state, &client, &ctx)
-            .filter(|_| !phone_step && !ar.prompt.has(PromptValue::SelectAccount))
+            .filter(|_| !signed_in_step && !ar.prompt.has(PromptValue::SelectAccount))
     });
     if let Some(connector_id) = chosen {
         // The request and its upstream flow are stored together.
@@ -223,6 +231,9 @@ pub async fn authorize(
         return Ok(found(
             &state.endpoint(&format!("/login/{request_id}/phone")),
         ));
+    }
+    if consent_step {
+        return Ok(found(&crate::login::consent_step::url(&state, &request_id)));
     }
     Ok(found(&state.endpoint(&format!("/login/{request_id}"))))
 }

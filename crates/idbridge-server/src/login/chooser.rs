@@ -117,6 +117,9 @@ pub async fn login(
                     &state.endpoint(&format!("/login/{request_id}/phone")),
                 ))
             }
+            Sso::ConsentFirst => {
+                return Ok(found(&crate::login::consent_step::url(&state, &request_id)))
+            }
             // The session ended meanwhile (or may not serve this app): choose.
             Sso::SignIn { .. } => {}
         }

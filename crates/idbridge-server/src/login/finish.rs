@@ -136,6 +136,7 @@ pub async fn finish_sign_in(
         .map_err(|e| PageError::to_app(state, ar, e.error, &e.description))?;
     let app = AppResponse::success(state, ar, &code);
     let phone_url = state.endpoint(&format!("/login/{request_id}/phone"));
+    let consent_url = crate::login::consent_step::url(state, request_id);
     let proving = also_link.is_some();
     let bind_policy = !proving
         && state
@@ -179,6 +180,8 @@ pub async fn finish_sign_in(
                 require_phone: client.require_phone,
                 phone_outcome: outcome_for(state, flow_state, Some(&phone_url)),
                 email_link_audit,
+                consent: crate::login::consent_step::check(&client, ar),
+                consent_outcome: outcome_for(state, flow_state, Some(&consent_url)),
             },
             now,
         )
@@ -221,6 +224,7 @@ pub async fn finish_sign_in(
             user,
             resolution,
             needs_phone,
+            needs_consent,
             email,
         }) => {
             email_link::signed_in(state, email.as_ref(), &pending_login, &user.id, origin).await;
@@ -238,6 +242,9 @@ pub async fn finish_sign_in(
             if needs_phone {
                 tracing::info!(event = "phone_required", client_id = %ar.client_id, user_id = %user.id, "the app needs a verified phone number; asking for one");
                 found(&phone_url)
+            } else if needs_consent {
+                tracing::info!(event = "consent_required", client_id = %ar.client_id, user_id = %user.id, "the app needs the person's consent; showing the consent page");
+                found(&consent_url)
             } else {
                 app.respond()
             }

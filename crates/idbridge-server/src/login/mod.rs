@@ -18,11 +18,13 @@
 //! | `failure` | a failed upstream step, told to the person and the app |
 //! | `page_error` | a handler's typed error (`PageError`): an error page, or an error response to the app |
 //! | `finish` | the account resolved, the session and code made, the next step |
+//! | `consent_step` | whether the consent page comes before the code ([`crate::consent`]) |
 
 pub mod authorize;
 pub mod begin;
 pub mod callback;
 pub mod chooser;
+pub mod consent_step;
 pub mod failure;
 pub mod finish;
 pub mod page_error;

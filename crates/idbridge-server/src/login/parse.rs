@@ -298,6 +298,7 @@ mod tests {
             id_token_alg: None,
             connectors: Vec::new(),
             require_phone: false,
+            skip_consent: false,
             refresh_without_offline_access: false,
             require_pushed_authorization_requests: false,
             previous_secret: None,

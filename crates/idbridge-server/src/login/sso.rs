@@ -19,6 +19,8 @@ pub enum Sso {
     Answered(HttpResponse),
     /// The person is signed in, but this app needs a verified phone number first.
     PhoneFirst,
+    /// The person is signed in, but must allow this app first (the consent page).
+    ConsentFirst,
     /// The person must sign in; `someone_else` when a session exists for another
     /// person than the one `id_token_hint` names.
     SignIn { someone_else: bool },
@@ -71,6 +73,19 @@ async fn reuse_unless(
         let fresh_enough = ar.max_age.is_none_or(|m| now - session.auth_time <= m);
         if fresh_enough && client.may_use_connector(&session.connector_id) {
             if !(client.require_phone && user.phone_verified_at.is_none()) {
+                match crate::login::consent_step::needed(state, client, ar, &user.id).await {
+                    Ok(false) => {}
+                    Ok(true) => return Sso::ConsentFirst,
+                    Err(e) => {
+                        tracing::error!(stage = "consent", error = %e, "cannot read the person's consent");
+                        return Sso::Answered(super::response::error_redirect(
+                            state,
+                            ar,
+                            "temporarily_unavailable",
+                            "the broker's database is unavailable; retry shortly",
+                        ));
+                    }
+                }
                 // Audited like any sign-in, marked as one through the SSO session.
                 let audit = Event::SignedIn {
                     user_id: Some(&user.id),

@@ -22,6 +22,8 @@ pub fn client(origin: &str) -> Result<idbridge_server::config::ClientSettings, S
         id_token_signed_response_alg: None,
         connectors: Vec::new(),
         require_phone: false,
+        // A third-party app in the dev setup: the consent page is seen here.
+        skip_consent: false,
         refresh_without_offline_access: false,
         require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),

@@ -523,7 +523,7 @@ async fn redeem_for(base: &str, back: &str, verifier: &str) -> serde_json::Value
         .unwrap()
 }
 
-async fn verify_number(
+pub(crate) async fn verify_number(
     b: &reqwest::Client,
     broker: &Broker,
     phone_url: &str,

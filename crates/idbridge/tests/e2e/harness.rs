@@ -108,6 +108,8 @@ pub fn client(
         id_token_signed_response_alg: None,
         connectors: Vec::new(),
         require_phone: false,
+        // The usual apps are first-party: tests of consent use their own.
+        skip_consent: true,
         refresh_without_offline_access: false,
         require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
@@ -453,4 +455,33 @@ pub fn log_lines(needles: &[&str]) -> Vec<String> {
         .filter(|l| needles.iter().all(|n| l.contains(n)))
         .map(str::to_owned)
         .collect()
+}
+
+/// Whether a sign-in stopped at the broker's consent page (`/login/{id}/consent`).
+pub fn is_consent_page(base: &str, url: &str) -> bool {
+    url.starts_with(&format!("{base}/login/")) && url.ends_with("/consent")
+}
+
+/// On the consent page at `url`, press `decision` (`allow` or `deny`) as the
+/// person would; the broker's answer (a redirect to the app, or a page).
+pub async fn decide_consent(b: &reqwest::Client, url: &str, decision: &str) -> reqwest::Response {
+    let page = b.get(url).send().await.expect("consent page");
+    assert_eq!(page.status(), 200, "consent page {url}");
+    let html = page.text().await.expect("page");
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("csrf field") + marker.len();
+    let end = html[start..].find('"').expect("end of csrf") + start;
+    let csrf = html[start..end].to_owned();
+    b.post(url)
+        .form(&[("csrf", csrf.as_str()), ("decision", decision)])
+        .send()
+        .await
+        .expect("consent form")
+}
+
+/// Allow on the consent page at `url`: the URL the app is sent to.
+pub async fn allow_consent(b: &reqwest::Client, url: &str) -> String {
+    let resp = decide_consent(b, url, "allow").await;
+    assert_eq!(resp.status(), 302, "allow");
+    location(&resp)
 }

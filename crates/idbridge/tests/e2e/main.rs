@@ -8,6 +8,8 @@ mod balanced;
 mod claims;
 mod cli;
 mod client_auth;
+mod consent;
+mod consent_apps;
 mod containers;
 mod cors;
 mod db_proxy;

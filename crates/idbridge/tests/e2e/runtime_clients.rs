@@ -67,7 +67,12 @@ async fn token(base: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> (u1
 /// Sign in through `client` as `user` and redeem the code: the token response.
 async fn code_flow(base: &str, id: &str, secret: &str, redirect: &str, user: &str) -> Value {
     let (url, verifier) = authorize(base, id, redirect);
-    let back = sign_in(&browser(), base, &url, user).await;
+    let b = browser();
+    let mut back = sign_in(&b, base, &url, user).await;
+    // A runtime client is asked about (no skip_consent) on its first sign-in.
+    if is_consent_page(base, &back) {
+        back = allow_consent(&b, &back).await;
+    }
     assert!(back.starts_with(redirect), "{back}");
     let code = query_param(&back, "code").unwrap_or_else(|| panic!("no code: {back}"));
     let (status, t) = token(
@@ -547,10 +552,12 @@ async fn two_processes_on_one_postgres_see_client_changes_on_the_next_request() 
         &a,
         "POST",
         "/clients",
-        Some(json!({ "id": SHOP, "redirect_uris": [SHOP_CB] })),
+        // First-party: the callback answers the app at once (no consent page).
+        Some(json!({ "id": SHOP, "redirect_uris": [SHOP_CB], "skip_consent": true })),
     )
     .await;
     assert_eq!(status, 201, "{created}");
+    assert_eq!(created["skip_consent"], true, "{created}");
     let secret = created["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(
         auth_status(&b, SHOP, &secret).await,

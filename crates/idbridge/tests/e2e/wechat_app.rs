@@ -81,6 +81,7 @@ pub(crate) fn client_settings(
         id_token_signed_response_alg: None,
         connectors,
         require_phone: false,
+        skip_consent: true,
         refresh_without_offline_access: false,
         require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
