@@ -33,6 +33,7 @@ mod engine;
 mod keys;
 
 pub use browser::{follow, Callback};
+pub use engine::Forgery;
 pub use keys::{p256_pem, Alg};
 
 use serde_json::{Map, Value};
@@ -198,7 +199,18 @@ impl Sim {
 
     /// Break the signature of the next ID token issued.
     pub fn tamper_next_id_token(&self) {
-        self.inner.with(|s| s.tamper_next = true);
+        self.forge_next_id_token(Forgery::BadSignature);
+    }
+
+    /// Forge the next ID token issued.
+    pub fn forge_next_id_token(&self, forgery: Forgery) {
+        self.inner.with(|s| s.tamper_next = Some(forgery));
+    }
+
+    /// The token endpoint waits `delay` before each answer from now on
+    /// (`None`: answers at once).
+    pub fn set_token_delay(&self, delay: Option<std::time::Duration>) {
+        self.inner.with(|s| s.token_delay = delay);
     }
 
     /// A new signing key signs from now on; the old one stays in the JWKS

@@ -32,6 +32,7 @@ mod metrics;
 mod metrics_oidc;
 mod offline_access;
 mod oidc_client;
+mod oidc_failures;
 mod oidc_upstream;
 mod packaging;
 mod packaging_support;

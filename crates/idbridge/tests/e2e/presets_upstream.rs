@@ -165,7 +165,11 @@ async fn through_query_callback(b: &reqwest::Client, url: &str, user: &str) -> r
     b.get(&callback.url).send().await.unwrap()
 }
 
-async fn sub_of(base: &str, done: reqwest::Response, verifier: &str) -> serde_json::Value {
+pub(crate) async fn sub_of(
+    base: &str,
+    done: reqwest::Response,
+    verifier: &str,
+) -> serde_json::Value {
     assert_eq!(
         done.status(),
         302,

@@ -35,6 +35,17 @@ struct Grant {
 /// broker's clock, which `/dev/clock` moves).
 pub type ClockFn = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// How the next ID token is forged ([`crate::oidc::Sim::forge_next_id_token`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgery {
+    /// Signed, then one character of the signature changed.
+    BadSignature,
+    /// `alg: none` and no signature.
+    AlgNone,
+    /// HS256 keyed with the provider's public key (the RS256/HS256 confusion).
+    Hs256WithPublicKey,
+}
+
 #[derive(Default)]
 pub struct State {
     pub clock: Option<ClockFn>,
@@ -43,7 +54,9 @@ pub struct State {
     refresh: HashMap<String, Grant>,
     access: HashMap<String, String>,
     pub next_claims: Option<Map<String, Value>>,
-    pub tamper_next: bool,
+    pub tamper_next: Option<Forgery>,
+    /// How long the token endpoint waits before it answers.
+    pub token_delay: Option<std::time::Duration>,
     pub disabled: HashSet<String>,
     pub offset: i64,
     pub secrets_seen: Vec<String>,
@@ -517,7 +530,13 @@ async fn token(
     form: web::Form<BTreeMap<String, String>>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    shared.with(|s| s.token_requests += 1);
+    let delay = shared.with(|s| {
+        s.token_requests += 1;
+        s.token_delay
+    });
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let client = match authenticate(&shared, &req, &form) {
         Ok(c) => c,
         Err(why) => return token_error(&shared, 401, "invalid_client", why),
@@ -608,7 +627,7 @@ async fn token(
         (
             s.keys.last().cloned(),
             s.next_claims.take(),
-            std::mem::take(&mut s.tamper_next),
+            s.tamper_next.take(),
         )
     });
     for (k, v) in extra.unwrap_or_default() {
@@ -617,11 +636,17 @@ async fn token(
     let Some(key) = key else {
         return token_error(&shared, 500, "server_error", "no signing key");
     };
-    let mut id_token = match key.sign(&Value::Object(claims)) {
+    let claims = Value::Object(claims);
+    let signed = match tamper {
+        Some(Forgery::AlgNone) => Ok(keys::unsigned(&key, &claims)),
+        Some(Forgery::Hs256WithPublicKey) => key.sign_hs256_with_public_key(&claims),
+        _ => key.sign(&claims),
+    };
+    let mut id_token = match signed {
         Ok(t) => t,
         Err(e) => return token_error(&shared, 500, "server_error", &e),
     };
-    if tamper {
+    if tamper == Some(Forgery::BadSignature) {
         // Change one character inside the signature (not the last one, whose
         // low bits are padding: the token must still decode, and fail only
         // its signature check).

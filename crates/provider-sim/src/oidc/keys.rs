@@ -117,6 +117,27 @@ impl SigningKey {
     }
 }
 
+impl SigningKey {
+    /// HS256 with the public key (its JWK's JSON) as the HMAC secret, under
+    /// this key's `kid`: what an attacker holding only the JWKS can make.
+    pub fn sign_hs256_with_public_key(&self, claims: &Value) -> Result<String, String> {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let secret = EncodingKey::from_secret(self.jwk.to_string().as_bytes());
+        jsonwebtoken::encode(&header, claims, &secret).map_err(|e| e.to_string())
+    }
+}
+
+/// An `alg: none` token under `key`'s `kid`, with no signature.
+pub fn unsigned(key: &SigningKey, claims: &Value) -> String {
+    let header = json!({"alg": "none", "typ": "JWT", "kid": key.kid});
+    format!(
+        "{}.{}.",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    )
+}
+
 /// `at_hash` of an access token for RS256/ES256 (left half of SHA-256).
 pub fn at_hash(access_token: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, access_token.as_bytes());
