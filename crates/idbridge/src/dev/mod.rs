@@ -7,7 +7,9 @@ mod apple;
 mod dingtalk;
 mod feishu;
 mod github;
+mod google;
 mod home;
+mod microsoft;
 mod openid;
 mod spa;
 mod wechat;
@@ -103,6 +105,8 @@ impl Fakes {
             wecom::start(ports).await,
             dingtalk::start(ports, issuer).await,
             feishu::start(ports, issuer).await,
+            google::start(ports).await,
+            microsoft::start(ports).await,
             apple::start(ports, issuer, clock).await,
         ] {
             match optional {

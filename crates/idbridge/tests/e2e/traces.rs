@@ -161,6 +161,7 @@ service_name = "idbridge-e2e"
 id = "{APP_ID}"
 secret = "{APP_SECRET}"
 redirect_uris = ["{APP_REDIRECT}"]
+skip_consent = true
 [[connectors]]
 id = "sim"
 type = "oidc"
