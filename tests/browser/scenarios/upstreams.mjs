@@ -138,7 +138,7 @@ export const scenarios = [
     },
   },
   {
-    name: "a second idbridge upstream: its chooser → its development login as zhangwei → signed in as 张伟; again in a new browser → the same sub",
+    name: "a second idbridge upstream: its chooser → its development login as zhangwei → its consent page → signed in as 张伟; again in a new browser (consent remembered) → the same sub",
     async run(run) {
       const subs = [];
       for (const round of [1, 2]) {
@@ -154,6 +154,12 @@ export const scenarios = [
         await dev.focus();
         await page.keyboard.press("Enter");
         await devSignIn(page, run, "zhangwei");
+        // The upstream idbridge asks its person once whether the regional
+        // broker (not first-party there) may have the account; remembered after.
+        if (round === 1) {
+          await see(page.getByRole("heading", { name: run.t("Allow access?", "允许访问？") }), "the upstream idbridge's consent page");
+          await page.getByRole("button", { name: run.t("Allow", "允许"), exact: true }).click();
+        }
         const { idToken, userinfo, sub } = await signedInAtDemo(page, run);
         if (idToken.name !== "张伟" || userinfo.name !== "张伟") {
           throw new Error(`round ${round}: expected 张伟 from the upstream idbridge, got ${idToken.name} / ${userinfo.name}`);

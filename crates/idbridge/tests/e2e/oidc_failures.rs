@@ -67,7 +67,7 @@ async fn every_failure_ends_cleanly(db_url: &str) {
     let id = if db_url.starts_with("postgres") {
         "corp-fail-pg"
     } else {
-        "corp-fail"
+        "corp-fail-sqlite"
     };
     let field = format!("connector={id}");
     let sim = Sim::start(provider_config()).await.unwrap();
@@ -204,7 +204,7 @@ async fn a_provider_down_at_start_up_is_used_once_it_answers(db_url: &str) {
     let id = if db_url.starts_with("postgres") {
         "corp-late-pg"
     } else {
-        "corp-late"
+        "corp-late-sqlite"
     };
     // The provider's port is known, but nothing answers there yet.
     let port = free_port();
