@@ -79,3 +79,47 @@ impl<S> Drop for Server<S> {
         }
     }
 }
+
+/// A random alphanumeric token of `len` characters after `prefix`
+/// (`gho_…`, a code).
+pub(crate) fn random(prefix: &str, len: usize) -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    format!(
+        "{prefix}{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), len)
+    )
+}
+
+/// Text for HTML (element content and quoted attributes).
+pub(crate) fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A one-paragraph page titled `title` (the provider's name) saying `text`.
+pub(crate) fn page(
+    status: actix_web::http::StatusCode,
+    title: &str,
+    text: &str,
+) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(format!(
+            "<!doctype html><title>{}</title><p>{}</p>",
+            escape(title),
+            escape(text)
+        ))
+}
+
+/// `base` with `pairs` added to its query (`base` as it is when it is not a URL).
+pub(crate) fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
+    match url::Url::parse(base) {
+        Ok(mut u) => {
+            u.query_pairs_mut().extend_pairs(pairs);
+            u.to_string()
+        }
+        Err(_) => base.to_owned(),
+    }
+}

@@ -1,11 +1,14 @@
 //! The fake's HTTP surface: the sign-in page and the two v1.0 API calls.
 
 use super::{open_id, Decision, Grant, Shared, State, TokenInfo, CODE_TTL_SECS, TOKEN_TTL_SECS};
+use crate::server::{escape, page, random, with_query};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+
+/// The title of the fake's pages.
+const TITLE: &str = "钉钉 DingTalk";
 
 pub(super) fn mount(cfg: &mut web::ServiceConfig) {
     cfg.route("/oauth2/auth", web::get().to(authorize))
@@ -17,42 +20,12 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
         .route("/v1.0/contact/users/me", web::get().to(users_me));
 }
 
-fn random(len: usize) -> String {
-    Alphanumeric.sample_string(&mut rand::thread_rng(), len)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn page(status: StatusCode, text: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(format!(
-            "<!doctype html><title>钉钉 DingTalk</title><p>{}</p>",
-            escape(text)
-        ))
-}
-
-fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
-    match url::Url::parse(base) {
-        Ok(mut u) => {
-            u.query_pairs_mut().extend_pairs(pairs);
-            u.to_string()
-        }
-        Err(_) => base.to_owned(),
-    }
-}
-
 /// DingTalk's v1.0 error body.
 fn api_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({
         "code": code,
         "message": message,
-        "requestid": random(16).to_ascii_uppercase(),
+        "requestid": random("", 16).to_ascii_uppercase(),
     }))
 }
 
@@ -147,28 +120,29 @@ fn answer(
     let Some(app) = st.app(&client_id).cloned() else {
         return page(
             StatusCode::BAD_REQUEST,
+            TITLE,
             "无效的 client_id: no app with this client_id",
         );
     };
     let Some(redirect) = q.get("redirect_uri").cloned() else {
         return page(
             StatusCode::BAD_REQUEST,
+            TITLE,
             "缺少 redirect_uri: redirect_uri is missing",
         );
     };
     if !redirect.starts_with(&app.redirect_prefix) {
         return page(
-            StatusCode::BAD_REQUEST,
-            "redirect_uri 与应用配置的重定向地址不一致: the redirect_uri is not the app's redirect URL",
-        );
+            StatusCode::BAD_REQUEST, TITLE,
+            "redirect_uri 与应用配置的重定向地址不一致: the redirect_uri is not the app's redirect URL");
     }
     if q.get("response_type").map(String::as_str) != Some("code") {
-        return page(StatusCode::BAD_REQUEST, "response_type must be code");
+        return page(StatusCode::BAD_REQUEST, TITLE, "response_type must be code");
     }
     let scope = q.get("scope").cloned().unwrap_or_default();
     let scopes: Vec<&str> = scope.split([' ', ',']).filter(|s| !s.is_empty()).collect();
     if !scopes.contains(&"openid") {
-        return page(StatusCode::BAD_REQUEST, "scope must hold openid");
+        return page(StatusCode::BAD_REQUEST, TITLE, "scope must hold openid");
     }
     let wants_corp = scopes.contains(&"corpid");
     let state = q.get("state").cloned().unwrap_or_default();
@@ -184,7 +158,11 @@ fn answer(
         ),
         Decision::Approve { union_id, corp } => {
             let Some(person) = st.person(&union_id).cloned() else {
-                return page(StatusCode::BAD_REQUEST, "no such person at the simulator");
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    TITLE,
+                    "no such person at the simulator",
+                );
             };
             let member = |c: &str| person.corps.iter().any(|(id, _)| id == c);
             let corp_id = if wants_corp {
@@ -199,7 +177,7 @@ fn answer(
             if in_app {
                 st.counters.in_app += 1;
             }
-            let code = random(32);
+            let code = random("", 32);
             let issued_at = st.now();
             st.codes.insert(
                 code.clone(),
@@ -244,8 +222,8 @@ async fn faults(data: &Shared) -> Option<HttpResponse> {
 }
 
 fn issue(st: &mut State, info: TokenInfo) -> Value {
-    let access = random(32);
-    let refresh = random(32);
+    let access = random("", 32);
+    let refresh = random("", 32);
     let mut answer = json!({
         "accessToken": access,
         "refreshToken": refresh,

@@ -5,13 +5,16 @@ use super::{
     Decision, Fault, Grant, RefreshInfo, Shared, State, TokenInfo, ACCESS_LIFETIME, CODE_LIFETIME,
     REFRESH_LIFETIME,
 };
+use crate::server::{escape, page, random, with_query};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+
+/// The title of the fake's pages.
+const TITLE: &str = "飞书 Feishu";
 
 pub(super) fn mount(cfg: &mut web::ServiceConfig) {
     cfg.route("/open-apis/authen/v1/authorize", web::get().to(authorize))
@@ -21,39 +24,6 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
         )
         .route("/open-apis/authen/v2/oauth/token", web::post().to(token))
         .route("/open-apis/authen/v1/user_info", web::get().to(user_info));
-}
-
-fn random(prefix: &str, len: usize) -> String {
-    format!(
-        "{prefix}{}",
-        Alphanumeric.sample_string(&mut rand::thread_rng(), len)
-    )
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn page(status: StatusCode, text: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(format!(
-            "<!doctype html><title>飞书 Feishu</title><p>{}</p>",
-            escape(text)
-        ))
-}
-
-fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
-    match url::Url::parse(base) {
-        Ok(mut u) => {
-            u.query_pairs_mut().extend_pairs(pairs);
-            u.to_string()
-        }
-        Err(_) => base.to_owned(),
-    }
 }
 
 async fn authorize(
@@ -116,21 +86,31 @@ fn answer(data: &Shared, q: BTreeMap<String, String>, decision: Decision) -> Htt
     if q.get("client_id") != Some(&st.app.app_id) {
         return page(
             StatusCode::BAD_REQUEST,
+            TITLE,
             "app_id 不存在 (no app with this client_id)",
         );
     }
     let Some(redirect) = q.get("redirect_uri").cloned() else {
-        return page(StatusCode::BAD_REQUEST, "redirect_uri 缺失 (missing)");
+        return page(
+            StatusCode::BAD_REQUEST,
+            TITLE,
+            "redirect_uri 缺失 (missing)",
+        );
     };
     if !st.app.redirect_urls.iter().any(|r| redirect.starts_with(r)) {
         return page(
             StatusCode::BAD_REQUEST,
+            TITLE,
             "redirect_uri 请求不合法 (not in the app's 重定向 URL list)",
         );
     }
     if let Some(method) = q.get("code_challenge_method") {
         if method != "S256" && method != "plain" {
-            return page(StatusCode::BAD_REQUEST, "code_challenge_method 不合法");
+            return page(
+                StatusCode::BAD_REQUEST,
+                TITLE,
+                "code_challenge_method 不合法",
+            );
         }
     }
     let state = q.get("state").cloned().unwrap_or_default();

@@ -1,13 +1,16 @@
 //! The fake's HTTP surface: the OAuth web flow and the REST API calls.
 
 use super::{Decision, Grant, Person, Shared, State, TokenInfo};
+use crate::server::{escape, page, random, with_query};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+
+/// The title of the fake's pages.
+const TITLE: &str = "GitHub";
 
 pub(super) fn mount(cfg: &mut web::ServiceConfig) {
     cfg.route("/login/oauth/authorize", web::get().to(authorize))
@@ -16,29 +19,6 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
         .route("/api/v3/user", web::get().to(user))
         .route("/api/v3/user/emails", web::get().to(emails))
         .route("/api/v3/user/orgs", web::get().to(orgs));
-}
-
-fn random(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        Alphanumeric.sample_string(&mut rand::thread_rng(), 36)
-    )
-}
-
-fn page(status: actix_web::http::StatusCode, text: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(format!("<!doctype html><title>GitHub</title><p>{text}</p>"))
-}
-
-fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
-    match url::Url::parse(base) {
-        Ok(mut u) => {
-            u.query_pairs_mut().extend_pairs(pairs);
-            u.to_string()
-        }
-        Err(_) => base.to_owned(),
-    }
 }
 
 async fn authorize(
@@ -61,13 +41,6 @@ async fn decide(
         _ => Decision::Deny,
     };
     answer(&data, q, decision)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The page a dev-mode visitor sees: who to sign in as.
@@ -117,6 +90,7 @@ fn answer(data: &Shared, q: BTreeMap<String, String>, decision: Decision) -> Htt
     if q.get("client_id") != Some(&st.app.client_id) {
         return page(
             actix_web::http::StatusCode::NOT_FOUND,
+            TITLE,
             "Not Found: no OAuth app with this client_id",
         );
     }
@@ -125,6 +99,7 @@ fn answer(data: &Shared, q: BTreeMap<String, String>, decision: Decision) -> Htt
         if !r.starts_with(&st.app.callback_url) {
             return page(
                 actix_web::http::StatusCode::OK,
+                TITLE,
                 "The redirect_uri is not associated with this application.",
             );
         }
@@ -145,7 +120,7 @@ fn answer(data: &Shared, q: BTreeMap<String, String>, decision: Decision) -> Htt
             ],
         ),
         Decision::Approve(person) => {
-            let code = random("");
+            let code = random("", 36);
             let code = code.get(..20).unwrap_or(&code).to_owned();
             let scopes = q
                 .get("scope")
@@ -192,14 +167,14 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
 }
 
 fn issue(st: &mut State, person: u64, scopes: Vec<String>) -> Value {
-    let access = random("gho_");
+    let access = random("gho_", 36);
     let mut answer = json!({
         "access_token": access,
         "token_type": "bearer",
         "scope": scopes.join(","),
     });
     if st.app.expiring_tokens {
-        let refresh = random("ghr_");
+        let refresh = random("ghr_", 36);
         answer["expires_in"] = json!(28800);
         answer["refresh_token"] = json!(refresh);
         answer["refresh_token_expires_in"] = json!(15_897_600);

@@ -1,6 +1,7 @@
 //! The fake's HTTP surface: the QR and in-app pages, and the cgi-bin API.
 
 use super::{Code, Decision, Shared, State, Who, CODE_TTL_SECS, TOKEN_TTL_SECS};
+use crate::server::{escape, with_query};
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use rand::distributions::{Alphanumeric, DistString};
@@ -16,13 +17,6 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
         .route("/cgi-bin/gettoken", web::get().to(gettoken))
         .route("/cgi-bin/auth/getuserinfo", web::get().to(getuserinfo))
         .route("/cgi-bin/user/get", web::get().to(user_get));
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// WeCom's own error page: the browser stays there.
@@ -41,16 +35,6 @@ fn api_error(errcode: i64, errmsg: &str) -> HttpResponse {
         "errcode": errcode,
         "errmsg": format!("{errmsg}, hint: [{}], from ip: 127.0.0.1, more info at https://open.work.weixin.qq.com/devtool/query?e={errcode}", Alphanumeric.sample_string(&mut rand::thread_rng(), 16)),
     }))
-}
-
-fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
-    match url::Url::parse(base) {
-        Ok(mut u) => {
-            u.query_pairs_mut().extend_pairs(pairs);
-            u.to_string()
-        }
-        Err(_) => base.to_owned(),
-    }
 }
 
 /// Which page asked: the web QR login or the in-WeCom authorize page.
