@@ -19,6 +19,7 @@ pub enum AdminCommand {
     /// subject or link key (exact, e.g. a WeChat openid or unionid). No query
     /// lists everyone, oldest first.
     Find {
+        #[arg(allow_hyphen_values = true)]
         query: Option<String>,
         /// At most this many (1-500, default 50).
         #[arg(long)]
@@ -28,14 +29,18 @@ pub enum AdminCommand {
     },
     /// One user: identities, live SSO sessions, live grants.
     Show {
+        #[arg(allow_hyphen_values = true)]
         user: String,
         #[command(flatten)]
         common: Common,
     },
     /// Remove one identity (connector id and subject) from a user.
     Unlink {
+        #[arg(allow_hyphen_values = true)]
         user: String,
+        #[arg(allow_hyphen_values = true)]
         connector: String,
+        #[arg(allow_hyphen_values = true)]
         subject: String,
         /// Also when it is the user's last identity (the account becomes
         /// unreachable; that identity's next sign-in makes a new account).
@@ -50,6 +55,7 @@ pub enum AdminCommand {
     /// Disable a user: sign-in refused, SSO sessions ended, grants (and so
     /// access and refresh tokens) revoked.
     Disable {
+        #[arg(allow_hyphen_values = true)]
         user: String,
         #[arg(long)]
         reason: Option<String>,
@@ -58,6 +64,7 @@ pub enum AdminCommand {
     },
     /// Let a disabled user sign in again.
     Enable {
+        #[arg(allow_hyphen_values = true)]
         user: String,
         #[arg(long)]
         reason: Option<String>,
@@ -66,6 +73,7 @@ pub enum AdminCommand {
     },
     /// End a user's SSO sessions and revoke their grants (they stay enabled).
     Revoke {
+        #[arg(allow_hyphen_values = true)]
         user: String,
         #[arg(long)]
         reason: Option<String>,
@@ -402,4 +410,46 @@ fn audit_text(page: &AuditPage) -> String {
         out.push_str(&format!("(more: --before {b})\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdminCommand;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: AdminCommand,
+    }
+
+    fn user_of(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            AdminCommand::Show { user, common } => {
+                assert_eq!(common.config.to_str(), Some("c.toml"));
+                user
+            }
+            _ => panic!("not show"),
+        }
+    }
+
+    /// A user id is base64url: one in 32 starts with `-`, and must still be
+    /// taken as the id wherever it stands, beside the flags.
+    #[test]
+    fn a_user_id_that_starts_with_a_hyphen_is_an_id() {
+        for args in [
+            ["x", "show", "-7aBc_d", "--config", "c.toml"],
+            ["x", "show", "--config", "c.toml", "-7aBc_d"],
+            ["x", "show", "-c", "c.toml", "-7aBc_d"],
+        ] {
+            assert_eq!(user_of(&args), "-7aBc_d");
+        }
+        assert_eq!(user_of(&["x", "show", "plain", "-c", "c.toml"]), "plain");
+        // A flag after the id is still a flag.
+        let cli = Cli::try_parse_from(["x", "show", "-7aBc_d", "--json", "-c", "c.toml"]).unwrap();
+        assert!(
+            matches!(cli.command, AdminCommand::Show { ref user, ref common } if user == "-7aBc_d" && common.json)
+        );
+    }
 }
