@@ -146,6 +146,26 @@ pub fn looks_like_a_code(code: &str) -> bool {
     !code.is_empty() && code.len() <= MAX_CODE_LEN && code.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// A code a native app sent to the token endpoint, trimmed, when it
+/// [`looks_like_a_code`]; else the exchange's refusal (`invalid_code`, without
+/// calling WeChat), with `upstream_code` and `what` naming the code and `fix`
+/// saying what the app must send.
+pub fn exchanged_code<'a>(
+    raw: &'a str,
+    upstream_code: &str,
+    what: &str,
+    fix: &str,
+) -> Result<&'a str, ConnectorError> {
+    let code = raw.trim();
+    if looks_like_a_code(code) {
+        Ok(code)
+    } else {
+        Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidCode)
+            .upstream(upstream_code, what)
+            .fix(fix))
+    }
+}
+
 /// `sns/userinfo` for the token's openid, in the person's language; a profile for
 /// another openid is refused.
 pub async fn fetch_profile(

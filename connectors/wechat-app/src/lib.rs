@@ -164,12 +164,12 @@ impl Connector for WeChatApp {
         ctx: &RequestContext,
         request: &ExchangeRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let code = request.subject_token.trim();
-        if !login::looks_like_a_code(code) {
-            return Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidCode)
-                .upstream("malformed_code", "the subject_token is not a WeChat SDK code")
-                .fix("the app sent something that is not a WeChat SDK code (empty, too long, or with spaces or control characters); send the `code` field of the SDK's SendAuth response as it is"));
-        }
+        let code = login::exchanged_code(
+            &request.subject_token,
+            "malformed_code",
+            "the subject_token is not a WeChat SDK code",
+            "the app sent something that is not a WeChat SDK code (empty, too long, or with spaces or control characters); send the `code` field of the SDK's SendAuth response as it is",
+        )?;
         let token = self
             .client
             .exchange_code_with_retry(&self.cfg.appid, self.cfg.appsecret.expose(), code)

@@ -132,12 +132,12 @@ impl WeChatMiniProgram {
                     self.id
                 )));
         };
-        let code = code.trim();
-        if !login::looks_like_a_code(code) {
-            return Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidCode)
-                .upstream("malformed_phone_code", "the phone code is not a getPhoneNumber code")
-                .fix(format!("the Mini Program sent something in {PHONE_CODE_PARAM} that is not a getPhoneNumber code (empty, too long, or with spaces or control characters); send e.detail.code of the button's bindgetphonenumber event as it is")));
-        }
+        let code = login::exchanged_code(
+            code,
+            "malformed_phone_code",
+            "the phone code is not a getPhoneNumber code",
+            &format!("the Mini Program sent something in {PHONE_CODE_PARAM} that is not a getPhoneNumber code (empty, too long, or with spaces or control characters); send e.detail.code of the button's bindgetphonenumber event as it is"),
+        )?;
         let info: PhoneInfo = app_tokens
             .phone_number(code, now)
             .await
@@ -236,12 +236,12 @@ impl Connector for WeChatMiniProgram {
         ctx: &RequestContext,
         request: &ExchangeRequest,
     ) -> Result<ExternalIdentity, ConnectorError> {
-        let code = request.subject_token.trim();
-        if !login::looks_like_a_code(code) {
-            return Err(ConnectorError::new(Stage::Exchange, ErrorKind::InvalidCode)
-                .upstream("malformed_code", "the subject_token is not a wx.login code")
-                .fix("the Mini Program sent something that is not a wx.login code (empty, too long, or with spaces or control characters); send the `code` of wx.login's success callback as it is"));
-        }
+        let code = login::exchanged_code(
+            &request.subject_token,
+            "malformed_code",
+            "the subject_token is not a wx.login code",
+            "the Mini Program sent something that is not a wx.login code (empty, too long, or with spaces or control characters); send the `code` of wx.login's success callback as it is",
+        )?;
         let session = self
             .client
             .mini_program_session(&self.cfg.appid, self.cfg.appsecret.expose(), code)
