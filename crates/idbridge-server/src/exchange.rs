@@ -15,7 +15,7 @@ use crate::state::{AppState, ConnectorEntry};
 use crate::upstream::{new_login, record_connector_failure};
 use actix_web::HttpRequest;
 use idbridge_core::{ConnectorError, ErrorKind};
-use idbridge_store::{CompleteExchange, LoginCompletion, LoginResolution};
+use idbridge_store::{CompleteExchange, LoginCompletion, LoginResolution, VerifiedPhone};
 use idbridge_tokens::random_token;
 use std::collections::BTreeMap;
 
@@ -171,14 +171,14 @@ pub async fn token_exchange(
                 .row(now, state.proxies.of(req)),
                 require_phone: client.require_phone,
                 email_link_audit,
-                phone_audit: verified_phone.as_ref().map(|_| {
-                    Event::PhoneVerified {
+                verified_phone: verified_phone.clone().map(|number| VerifiedPhone {
+                    number,
+                    audit: Event::PhoneVerified {
                         user_id: "",
                         client_id: &client.id,
                     }
-                    .row(now, state.proxies.of(req))
+                    .row(now, state.proxies.of(req)),
                 }),
-                verified_phone: verified_phone.clone(),
                 // No page to ask on: a third-party app needs the person's
                 // consent from a browser sign-in first.
                 consent: (!client.skip_consent).then(|| idbridge_store::ConsentCheck {

@@ -172,16 +172,24 @@ pub struct CompleteExchange {
     pub require_phone: bool,
     /// As [`CompleteLogin::email_link_audit`].
     pub email_link_audit: Option<crate::models::AuditEvent>,
-    /// A number the upstream verified (E.164): recorded as the account's
-    /// verified phone before `require_phone` is decided, with `phone_audit`
-    /// (its `user_id` filled in), unless another account has it; the returned
-    /// user then keeps its own. Nothing is written for the number it already has.
-    pub verified_phone: Option<String>,
-    pub phone_audit: Option<crate::models::AuditEvent>,
+    /// A number the upstream verified: recorded as the account's verified
+    /// phone before `require_phone` is decided, unless another account has it
+    /// (the returned user then keeps its own).
+    pub verified_phone: Option<VerifiedPhone>,
     /// The app asks consent: without it for these scopes, nothing but the
     /// account is written and the answer is `SignedIn { needs_consent: true }`
     /// (an exchange has no page to ask on).
     pub consent: Option<ConsentCheck>,
+}
+
+/// A phone number an upstream verified ([`CompleteExchange::verified_phone`]).
+#[derive(Debug, Clone)]
+pub struct VerifiedPhone {
+    /// E.164.
+    pub number: String,
+    /// Written (with the account's id) when the number is recorded; nothing
+    /// is written for the number the account already has.
+    pub audit: crate::models::AuditEvent,
 }
 
 /// What [`Store::complete_login`] or [`Store::complete_exchange`] decided.
@@ -369,18 +377,16 @@ impl Store {
                     audit_email_link(c, done.email_link_audit.as_ref(), email.as_ref(), &user)?;
                     let user = match &done.verified_phone {
                         Some(phone)
-                            if user.phone_number.as_deref() != Some(phone.as_str())
+                            if user.phone_number.as_deref() != Some(phone.number.as_str())
                                 || user.phone_verified_at.is_none() =>
                         {
-                            match crate::accounts::set_phone(c, &user.id, phone, now)? {
+                            match crate::accounts::set_phone(c, &user.id, &phone.number, now)? {
                                 crate::PhoneOutcome::Set(updated) => {
-                                    if let Some(audit) = &done.phone_audit {
-                                        let mut audit = audit.clone();
-                                        audit.user_id = Some(updated.id.clone());
-                                        diesel::insert_into(crate::schema::audit_log::table)
-                                            .values(crate::models::NewAuditRecord::from_api(audit)?)
-                                            .execute(c)?;
-                                    }
+                                    let mut audit = phone.audit.clone();
+                                    audit.user_id = Some(updated.id.clone());
+                                    diesel::insert_into(crate::schema::audit_log::table)
+                                        .values(crate::models::NewAuditRecord::from_api(audit)?)
+                                        .execute(c)?;
                                     updated
                                 }
                                 crate::PhoneOutcome::TakenBy(_)

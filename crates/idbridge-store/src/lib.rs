@@ -20,7 +20,9 @@ pub use accounts::{LinkOutcome, PhoneOutcome};
 mod completion;
 mod consents;
 pub use app_tokens::AppTokenRow;
-pub use completion::{CompleteExchange, CompleteLogin, ConsentCheck, LoginCompletion};
+pub use completion::{
+    CompleteExchange, CompleteLogin, ConsentCheck, LoginCompletion, VerifiedPhone,
+};
 pub use consents::Consent;
 mod admin;
 pub use admin::{AccessChange, AccessOutcome, AuditFilter, Unlink, Unlinked, UserSummary};

@@ -2716,7 +2716,6 @@ fn exchange(
         require_phone: false,
         email_link_audit: None,
         verified_phone: None,
-        phone_audit: None,
         consent: None,
     }
 }
