@@ -46,6 +46,7 @@ pub fn client_settings(issuer: &str) -> Option<crate::config::ClientSettings> {
         // The broker's own page: nothing to allow.
         skip_consent: true,
         refresh_without_offline_access: false,
+        id_token_on_refresh: true,
         require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
     })

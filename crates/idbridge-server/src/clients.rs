@@ -30,6 +30,8 @@ pub struct Client {
     pub skip_consent: bool,
     /// Refresh tokens even without `offline_access` in the granted scope.
     pub refresh_without_offline_access: bool,
+    /// A new ID token in each refresh response (default); see OpenID Connect Core §12.2.
+    pub id_token_on_refresh: bool,
     /// Authorization requests only through `/par` (RFC 9126).
     pub require_pushed_authorization_requests: bool,
     /// A rotated-away secret's hash and the end of its grace period (unix
@@ -66,6 +68,7 @@ impl Client {
             require_phone: c.require_phone,
             skip_consent: c.skip_consent,
             refresh_without_offline_access: c.refresh_without_offline_access,
+            id_token_on_refresh: c.id_token_on_refresh,
             require_pushed_authorization_requests: c.require_pushed_authorization_requests,
             previous_secret: None,
             token_auth_method: None,
@@ -120,6 +123,10 @@ impl Client {
                 .get("refresh_without_offline_access")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
+            id_token_on_refresh: m
+                .get("id_token_on_refresh")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(true),
             require_pushed_authorization_requests: m
                 .get("require_pushed_authorization_requests")
                 .and_then(|v| v.as_bool())

@@ -303,6 +303,7 @@ pub async fn token_exchange(
             refresh_token,
             linked_connectors: linked,
             contact,
+            id_token: true,
         },
     )
 }

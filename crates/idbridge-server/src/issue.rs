@@ -161,6 +161,9 @@ pub struct TokenRequest<'a> {
     pub linked_connectors: Vec<String>,
     /// Email and phone, looked up as far as the scope needs them.
     pub contact: crate::contact::Contact,
+    /// An ID token too, when the scope has `openid` (`false`: a refresh for a client
+    /// with `id_token_on_refresh = false`).
+    pub id_token: bool,
 }
 
 /// Sign the access token and (with `openid`) the ID token.
@@ -187,7 +190,7 @@ pub fn sign_tokens(state: &AppState, req: TokenRequest<'_>) -> Result<Issued, OA
     let access_token = keys
         .sign(state.access_token_alg, "at+jwt", &access)
         .map_err(OAuthError::token)?;
-    let id_token = if has_scope(req.scope, "openid") {
+    let id_token = if req.id_token && has_scope(req.scope, "openid") {
         let alg = req.client.id_token_alg.unwrap_or(state.default_alg);
         let mut claims = serde_json::json!({
             "iss": state.issuer,

@@ -168,6 +168,7 @@ pub async fn build_state(
                 // The operator's own app: no consent page.
                 skip_consent: true,
                 refresh_without_offline_access: false,
+                id_token_on_refresh: true,
                 require_pushed_authorization_requests: false,
                 allowed_origins: Vec::new(),
             });

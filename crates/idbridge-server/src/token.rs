@@ -239,6 +239,7 @@ async fn authorization_code(
             refresh_token: refresh,
             linked_connectors: linked,
             contact,
+            id_token: true,
         },
     )
 }
@@ -396,6 +397,7 @@ async fn refresh_token(
             refresh_token: Some(new_token),
             linked_connectors: linked,
             contact,
+            id_token: client.id_token_on_refresh,
         },
     )
 }

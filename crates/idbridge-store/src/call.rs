@@ -36,7 +36,19 @@ pub(crate) fn span<F>(backend: Backend, pool: &'static str) -> tracing::Span {
     if tracing::Span::current().is_none() {
         return tracing::Span::none();
     }
-    let operation = operation(std::any::type_name::<F>());
+    named_span(backend, pool, operation(std::any::type_name::<F>()))
+}
+
+/// [`span`] with the operation named by the caller (a batched call, whose closure
+/// runs elsewhere).
+pub(crate) fn named_span(
+    backend: Backend,
+    pool: &'static str,
+    operation: &'static str,
+) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
     tracing::info_span!(
         "store",
         otel.name = %format!("store {operation}"),
@@ -99,6 +111,39 @@ pub(crate) struct Limits {
     pub(crate) query: Option<Duration>,
 }
 
+/// Where the blocking half of a call stands, as both halves see it. Shared through a
+/// mutex rather than sent over a channel: the caller looks at it only when one of its
+/// deadlines passes, so a call that finishes in time wakes its caller once (when it is
+/// done), not twice.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start {
+    /// Still waiting for a connection.
+    Waiting,
+    /// Has a connection; the query deadline, if the call has one.
+    Started(Option<Instant>),
+    /// The caller gave up before a connection was free: run nothing.
+    Abandoned,
+}
+
+#[derive(Debug)]
+pub(crate) struct StartCell(std::sync::Mutex<Start>);
+
+impl StartCell {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self(std::sync::Mutex::new(Start::Waiting)))
+    }
+
+    /// Applies `f` to the state and returns what it then is.
+    pub(crate) fn update(&self, f: impl FnOnce(Start) -> Start) -> Start {
+        let mut g = match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = f(*g);
+        *g
+    }
+}
+
 /// The blocking half of a call.
 pub(crate) struct Job {
     pub(crate) pool: DbPool,
@@ -106,26 +151,30 @@ pub(crate) struct Job {
     pub(crate) backend: Backend,
     pub(crate) limits: Limits,
     pub(crate) session: PgSession,
+    pub(crate) pool_label: &'static str,
 }
 
 impl Job {
-    /// Checks a connection out, reports the query deadline on `started`, and runs `f`.
-    /// Runs nothing when the caller has stopped waiting before a connection was free.
-    pub(crate) fn run<T, F>(
-        self,
-        started: tokio::sync::oneshot::Sender<Option<Instant>>,
-        f: F,
-    ) -> Result<T, StoreError>
+    /// Checks a connection out, records the query deadline in `start` (and how long the
+    /// wait for a connection took, since `begun`), and runs `f`. Runs nothing when the
+    /// caller has stopped waiting before a connection was free.
+    pub(crate) fn run<T, F>(self, start: &StartCell, begun: Instant, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
     {
         let mut conn = self.checkout(Instant::now() + self.limits.connect)?;
         let deadline = self.limits.query.map(|q| Instant::now() + q);
-        if started.send(deadline).is_err() {
+        let now = start.update(|s| match s {
+            Start::Abandoned => Start::Abandoned,
+            _ => Start::Started(deadline),
+        });
+        if matches!(now, Start::Abandoned) {
             return Err(StoreError::Unavailable(
                 "the caller stopped waiting before a connection was free".into(),
             ));
         }
+        metrics::histogram!("idbridge_store_connection_wait_seconds", "pool" => self.pool_label)
+            .record(begun.elapsed().as_secs_f64());
         if self.backend == Backend::Postgres {
             // A pooled connection may have died with the server (a restart): try the next.
             while let Err(e) = conn.ping() {

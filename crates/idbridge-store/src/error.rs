@@ -3,7 +3,7 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// What went wrong in the store, grouped by what the caller should do about it.
-#[derive(thiserror::Error, Debug)]
+#[derive(thiserror::Error, Debug, Clone)]
 pub enum StoreError {
     /// The database cannot be reached right now (pool checkout timed out, connection lost).
     /// Fail the request cleanly; the pool reconnects by itself when the database is back.

@@ -28,6 +28,7 @@ mod admin;
 pub use admin::{AccessChange, AccessOutcome, AuditFilter, Unlink, Unlinked, UserSummary};
 mod audit;
 mod backup;
+mod batch;
 pub use backup::{sqlite_path, SqliteBackup};
 mod checkpoint;
 mod clients;

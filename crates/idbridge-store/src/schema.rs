@@ -212,6 +212,7 @@ diesel::joinable!(consents -> users (user_id));
 diesel::joinable!(account_emails -> users (user_id));
 diesel::joinable!(link_keys -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
+diesel::joinable!(refresh_token_families -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,

@@ -12,7 +12,7 @@ use diesel::r2d2::R2D2Connection;
 use diesel::RunQueryDsl;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::call::{Job, Limits};
+use crate::call::{Job, Limits, Start, StartCell};
 use crate::error::StoreError;
 use crate::outage::{Admission, Outage};
 use crate::pool::{build_pools, AnyConnection, Backend, PgSession, PoolSettings, Pools, Target};
@@ -65,11 +65,14 @@ pub struct Store {
     read_gate: Arc<Semaphore>,
     write_gate: Arc<Semaphore>,
     pub(crate) wait: Duration,
-    query: Duration,
+    pub(crate) query: Duration,
     outage: Arc<Outage>,
     /// Held by every clone; background threads (the SQLite checkpointer) stop
     /// once it is gone.
     alive: Arc<()>,
+    /// Refresh grants, written in batches (crate::batch).
+    pub(crate) refresh_batch:
+        Arc<crate::batch::Batch<crate::tokens::RefreshJob, crate::tokens::RefreshOutcome>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -113,6 +116,7 @@ impl Store {
             query: opts.query_timeout,
             outage,
             alive: Arc::new(()),
+            refresh_batch: crate::tokens::refresh_batch(backend),
         };
         // The writer first: on SQLite it creates the file and switches it to WAL.
         store.write(|conn| Ok(conn.ping()?)).await?;
@@ -305,42 +309,50 @@ impl Store {
             backend: self.backend,
             limits,
             session: PgSession { query: self.query },
+            pool_label,
         };
-        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let start = StartCell::new();
+        let job_start = start.clone();
         // The thread holds the turn: one stuck on a stalled connection keeps it.
         let mut task = tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            job.run(started_tx, f)
+            job.run(&job_start, begun, f)
         });
-        let deadline = match tokio::time::timeout(limits.connect + START_SLACK, started).await {
-            Ok(Ok(deadline)) => {
-                metrics::histogram!("idbridge_store_connection_wait_seconds", "pool" => pool_label)
-                    .record(begun.elapsed().as_secs_f64());
-                deadline
+        // Wait for the task; at each deadline, look where it stands. Until it has a
+        // connection the deadline is the connect limit's, then the query limit's.
+        let connect_by = begun + limits.connect + START_SLACK;
+        let result = loop {
+            let wake_at = match start.update(|s| s) {
+                Start::Waiting | Start::Abandoned => connect_by,
+                Start::Started(Some(at)) => at,
+                Start::Started(None) => break joined(task.await),
+            };
+            if let Ok(done) =
+                tokio::time::timeout_at(tokio::time::Instant::from_std(wake_at), &mut task).await
+            {
+                break joined(done);
             }
-            // The thread ended before it had a connection: its error says why.
-            Ok(Err(_)) => return joined(task.await),
-            Err(_) => {
-                return Err(StoreError::Unavailable(format!(
-                    "no database connection became free within {:?}",
-                    limits.connect
-                )))
-            }
-        };
-        let result = match deadline {
-            None => joined(task.await),
-            Some(at) => {
-                match tokio::time::timeout_at(tokio::time::Instant::from_std(at), &mut task).await {
-                    Ok(done) => joined(done),
-                    Err(_) => {
-                        let reason = format!(
-                            "the database did not answer within {:?}",
-                            limits.query.unwrap_or_default()
-                        );
-                        self.outage.failed(&reason);
-                        Err(StoreError::Unavailable(reason))
-                    }
+            let now = start.update(|s| match s {
+                Start::Waiting => Start::Abandoned,
+                other => other,
+            });
+            match now {
+                Start::Waiting | Start::Abandoned => {
+                    return Err(StoreError::Unavailable(format!(
+                        "no database connection became free within {:?}",
+                        limits.connect
+                    )))
                 }
+                Start::Started(Some(at)) if std::time::Instant::now() >= at => {
+                    let reason = format!(
+                        "the database did not answer within {:?}",
+                        limits.query.unwrap_or_default()
+                    );
+                    self.outage.failed(&reason);
+                    break Err(StoreError::Unavailable(reason));
+                }
+                // Started after the connect deadline was set: wait on for the query's.
+                Start::Started(_) => continue,
             }
         };
         if result.is_ok() {

@@ -291,84 +291,132 @@ impl Store {
         idle_secs: i64,
         now: i64,
     ) -> Result<RefreshOutcome, StoreError> {
-        let token_hash = token_hash.to_owned();
-        let successor_hash = successor_hash.to_owned();
-        let client_id = client_id.to_owned();
-        self.write(move |conn| {
-            crate::call::transaction(conn, |c| {
-                let Some(token) = find_token(c, &token_hash)? else {
-                    return Ok(RefreshOutcome::Unknown);
-                };
-                let Some(family) = find_family(c, &token.family_id)? else {
-                    return Ok(RefreshOutcome::Unknown);
-                };
-                if family.client_id != client_id {
-                    return Ok(RefreshOutcome::WrongClient);
-                }
-                if let Some(asked) = &requested_scope {
-                    let granted: Vec<&str> = family.scope.split(' ').collect();
-                    if let Some(extra) = asked.iter().find(|s| !granted.contains(&s.as_str())) {
-                        return Ok(RefreshOutcome::ScopeWidened(extra.clone()));
-                    }
-                }
-                let user = crate::schema::users::table
-                    .find(&family.user_id)
-                    .select(crate::models::User::as_select())
-                    .first(c)
-                    .optional()?;
-                let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
-                    return Ok(RefreshOutcome::UserDisabled);
-                };
-                // The common case, a fresh token of a live family, without re-reading
-                // what was just read: mark it used and record its successor (only if it
-                // still is fresh and its family still live), add the successor, touch
-                // the family.
-                let live = family.revoked_at.is_none()
-                    && now < family.absolute_expires_at
-                    && family.last_used_at.saturating_add(idle_secs) >= now;
-                if token.used_at.is_none()
-                    && live
-                    && mark_used_if_live(
-                        c,
-                        &token_hash,
-                        &family.id,
-                        &successor_hash,
-                        idle_secs,
-                        now,
-                    )?
-                {
-                    insert_token(c, successor_hash.clone(), &family.id, now)?;
-                    diesel::update(refresh_token_families::table.find(&family.id))
-                        .set(refresh_token_families::last_used_at.eq(now))
-                        .execute(c)?;
-                    let mut family = family.into_api()?;
-                    family.last_used_at = now;
-                    let linked_connectors = linked_connectors(c, &user.id)?;
-                    return Ok(RefreshOutcome::Rotated(RefreshGrant {
-                        family,
-                        user,
-                        linked_connectors,
-                    }));
-                }
-                // Everything else (grace reuse, replay, expiry, a lost race): the general rule.
-                match rotate_in(c, &token_hash, &successor_hash, grace_secs, idle_secs, now)? {
-                    Rotation::Rotated(family) => {
-                        let linked_connectors = linked_connectors(c, &user.id)?;
-                        Ok(RefreshOutcome::Rotated(RefreshGrant {
-                            family,
-                            user,
-                            linked_connectors,
-                        }))
-                    }
-                    Rotation::Replayed(f) => Ok(RefreshOutcome::Replayed(f)),
-                    Rotation::Revoked(f) => Ok(RefreshOutcome::Revoked(f)),
-                    Rotation::Expired(f) => Ok(RefreshOutcome::Expired(f)),
-                    Rotation::OtherSuccessor(f) => Ok(RefreshOutcome::OtherSuccessor(f)),
-                    Rotation::Unknown => Ok(RefreshOutcome::Unknown),
-                }
-            })
-        })
-        .await
+        let job = RefreshJob {
+            token_hash: token_hash.to_owned(),
+            successor_hash: successor_hash.to_owned(),
+            client_id: client_id.to_owned(),
+            requested_scope,
+            grace_secs,
+            idle_secs,
+            now,
+        };
+        self.refresh_batch
+            .call(
+                self,
+                job,
+                self.wait + self.query + std::time::Duration::from_secs(1),
+            )
+            .await
+    }
+}
+
+/// One refresh grant, as [`Store::refresh_grant`] was asked for it.
+pub(crate) struct RefreshJob {
+    token_hash: String,
+    successor_hash: String,
+    client_id: String,
+    requested_scope: Option<Vec<String>>,
+    grace_secs: i64,
+    idle_secs: i64,
+    now: i64,
+}
+
+impl RefreshJob {
+    pub(crate) fn key(&self) -> &str {
+        &self.token_hash
+    }
+}
+
+/// The queue of refresh grants: group commit (crate::batch). SQLite has one writer;
+/// on Postgres a few batches run at once, each on its own connection.
+pub(crate) fn refresh_batch(
+    backend: crate::pool::Backend,
+) -> std::sync::Arc<crate::batch::Batch<RefreshJob, RefreshOutcome>> {
+    let running = match backend {
+        crate::pool::Backend::Sqlite => 1,
+        crate::pool::Backend::Postgres => 4,
+    };
+    crate::batch::Batch::new("refresh_grant", running, 64, refresh_in, RefreshJob::key)
+}
+
+/// [`Store::refresh_grant`] inside an open transaction.
+fn refresh_in(c: &mut AnyConnection, job: &RefreshJob) -> Result<RefreshOutcome, StoreError> {
+    let RefreshJob {
+        token_hash,
+        successor_hash,
+        client_id,
+        requested_scope,
+        grace_secs,
+        idle_secs,
+        now,
+    } = job;
+    let (grace_secs, idle_secs, now) = (*grace_secs, *idle_secs, *now);
+    // The token, its family and its user in one query; when one of them
+    // is missing, read them one by one to say which.
+    let (token, family, user) = match token_family_user(c, token_hash)? {
+        Some((token, family, user)) => (token, family, Some(user)),
+        None => {
+            let Some(token) = find_token(c, token_hash)? else {
+                return Ok(RefreshOutcome::Unknown);
+            };
+            let Some(family) = find_family(c, &token.family_id)? else {
+                return Ok(RefreshOutcome::Unknown);
+            };
+            let user = crate::schema::users::table
+                .find(&family.user_id)
+                .select(crate::models::User::as_select())
+                .first(c)
+                .optional()?;
+            (token, family, user)
+        }
+    };
+    if family.client_id != *client_id {
+        return Ok(RefreshOutcome::WrongClient);
+    }
+    if let Some(asked) = &requested_scope {
+        let granted: Vec<&str> = family.scope.split(' ').collect();
+        if let Some(extra) = asked.iter().find(|s| !granted.contains(&s.as_str())) {
+            return Ok(RefreshOutcome::ScopeWidened(extra.clone()));
+        }
+    }
+    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+        return Ok(RefreshOutcome::UserDisabled);
+    };
+    // The common case, a fresh token of a live family, without re-reading
+    // what was just read: mark it used and record its successor (only if it
+    // still is fresh and its family still live), add the successor, touch
+    // the family.
+    let live = family.revoked_at.is_none()
+        && now < family.absolute_expires_at
+        && family.last_used_at.saturating_add(idle_secs) >= now;
+    if token.used_at.is_none()
+        && live
+        && rotate_fresh(c, token_hash, &family.id, successor_hash, idle_secs, now)?
+    {
+        let mut family = family.into_api()?;
+        family.last_used_at = now;
+        let linked_connectors = linked_connectors(c, &user.id)?;
+        return Ok(RefreshOutcome::Rotated(RefreshGrant {
+            family,
+            user,
+            linked_connectors,
+        }));
+    }
+    // Everything else (grace reuse, replay, expiry, a lost race): the general rule.
+    match rotate_in(c, token_hash, successor_hash, grace_secs, idle_secs, now)? {
+        Rotation::Rotated(family) => {
+            let linked_connectors = linked_connectors(c, &user.id)?;
+            Ok(RefreshOutcome::Rotated(RefreshGrant {
+                family,
+                user,
+                linked_connectors,
+            }))
+        }
+        Rotation::Replayed(f) => Ok(RefreshOutcome::Replayed(f)),
+        Rotation::Revoked(f) => Ok(RefreshOutcome::Revoked(f)),
+        Rotation::Expired(f) => Ok(RefreshOutcome::Expired(f)),
+        Rotation::OtherSuccessor(f) => Ok(RefreshOutcome::OtherSuccessor(f)),
+        Rotation::Unknown => Ok(RefreshOutcome::Unknown),
     }
 }
 
@@ -402,6 +450,92 @@ pub enum RefreshOutcome {
     /// The user is disabled or gone: nothing changed.
     UserDisabled,
     Unknown,
+}
+
+/// A refresh token with its family and the family's user (`None` when any of them
+/// is missing).
+fn token_family_user(
+    c: &mut AnyConnection,
+    token_hash: &str,
+) -> Result<Option<(RefreshTokenRow, FamilyRecord, crate::models::User)>, StoreError> {
+    Ok(refresh_tokens::table
+        .inner_join(refresh_token_families::table.inner_join(crate::schema::users::table))
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select((
+            RefreshTokenRow::as_select(),
+            FamilyRecord::as_select(),
+            crate::models::User::as_select(),
+        ))
+        .first(c)
+        .optional()?)
+}
+
+/// The rotation of a fresh token whose family this transaction has just read and
+/// found live: mark the token used with its successor (only if it still is unused
+/// and, where that can have changed, its family still live), add the successor,
+/// touch the family. `false`, with nothing changed, when the mark did not apply.
+///
+/// - SQLite: three plain statements. The read already holds: the transaction has
+///   the one writer connection, and a write by anyone else since would fail this
+///   one with `SQLITE_BUSY_SNAPSHOT`, so the mark need not check the family again
+///   (diesel prepares every UPDATE afresh, and SQLite would plan that subquery on
+///   every call).
+/// - Postgres: one statement (data-modifying CTEs), one round trip instead of
+///   three. Another transaction may revoke the family between the read and this
+///   statement, so the mark checks it as [`mark_used_if_live`] does.
+fn rotate_fresh(
+    c: &mut AnyConnection,
+    token_hash: &str,
+    family_id: &str,
+    successor_hash: &str,
+    idle_secs: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    use diesel::sql_types::{BigInt, Text};
+    match c {
+        AnyConnection::Postgresql(pg) => {
+            let touched = diesel::sql_query(
+                "WITH marked AS ( \
+                   UPDATE refresh_tokens SET used_at = $1, successor_hash = $2 \
+                   WHERE token_hash = $3 AND used_at IS NULL AND family_id IN ( \
+                     SELECT id FROM refresh_token_families WHERE id = $4 \
+                     AND revoked_at IS NULL AND absolute_expires_at > $1 AND last_used_at >= $5) \
+                   RETURNING family_id), \
+                 added AS ( \
+                   INSERT INTO refresh_tokens (token_hash, family_id, created_at) \
+                   SELECT $2, family_id, $1 FROM marked RETURNING family_id) \
+                 UPDATE refresh_token_families SET last_used_at = $1 \
+                 WHERE id IN (SELECT family_id FROM added)",
+            )
+            .bind::<BigInt, _>(now)
+            .bind::<Text, _>(successor_hash)
+            .bind::<Text, _>(token_hash)
+            .bind::<Text, _>(family_id)
+            .bind::<BigInt, _>(now - idle_secs)
+            .execute(pg)?;
+            Ok(touched == 1)
+        }
+        AnyConnection::Sqlite(_) => {
+            let marked = diesel::update(
+                refresh_tokens::table
+                    .find(token_hash)
+                    .filter(refresh_tokens::used_at.is_null()),
+            )
+            .set((
+                refresh_tokens::used_at.eq(now),
+                refresh_tokens::successor_hash.eq(successor_hash),
+            ))
+            .execute(c)?;
+            if marked != 1 {
+                return Ok(false);
+            }
+            insert_token(c, successor_hash.to_owned(), family_id, now)?;
+            diesel::update(refresh_token_families::table.find(family_id))
+                .set(refresh_token_families::last_used_at.eq(now))
+                .execute(c)?;
+            Ok(true)
+        }
+    }
 }
 
 /// Marks a refresh token used and records its successor, in one statement, only
@@ -646,14 +780,14 @@ pub(crate) fn insert_token(
     family_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
+    // Only the columns that have values: a row struct's `None` fields would make
+    // diesel write DEFAULT, which it never caches the prepared statement for.
     diesel::insert_into(refresh_tokens::table)
-        .values(RefreshTokenRow {
-            token_hash,
-            family_id: family_id.to_owned(),
-            created_at: now,
-            used_at: None,
-            successor_hash: None,
-        })
+        .values((
+            refresh_tokens::token_hash.eq(token_hash),
+            refresh_tokens::family_id.eq(family_id),
+            refresh_tokens::created_at.eq(now),
+        ))
         .execute(c)?;
     Ok(())
 }

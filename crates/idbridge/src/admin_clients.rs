@@ -105,6 +105,9 @@ pub struct Fields {
     skip_consent: Option<bool>,
     #[arg(long)]
     refresh_without_offline_access: Option<bool>,
+    /// A new ID token in each refresh response (default true).
+    #[arg(long)]
+    id_token_on_refresh: Option<bool>,
     /// Only pushed authorization requests (RFC 9126, POST /par).
     #[arg(long)]
     require_par: Option<bool>,
@@ -146,6 +149,7 @@ impl Fields {
             require_phone: self.require_phone,
             skip_consent: self.skip_consent,
             refresh_without_offline_access: self.refresh_without_offline_access,
+            id_token_on_refresh: self.id_token_on_refresh,
             require_pushed_authorization_requests: self.require_par,
             allowed_origins: list(&self.allowed_origins, "allowed_origins"),
             reason: self.reason.clone(),
@@ -309,6 +313,7 @@ fn show_text(c: &ClientView) -> String {
             "refresh without offline_access",
             c.refresh_without_offline_access.to_string(),
         ),
+        ("ID token on refresh", c.id_token_on_refresh.to_string()),
         (
             "require pushed requests",
             c.require_pushed_authorization_requests.to_string(),

@@ -31,6 +31,7 @@ pub struct ClientView {
     pub require_phone: bool,
     pub skip_consent: bool,
     pub refresh_without_offline_access: bool,
+    pub id_token_on_refresh: bool,
     pub require_pushed_authorization_requests: bool,
     pub allowed_origins: Vec<String>,
     /// The secrets that work now, as their expiry only.
@@ -104,6 +105,7 @@ impl ClientView {
             require_phone: c.require_phone,
             skip_consent: c.skip_consent,
             refresh_without_offline_access: c.refresh_without_offline_access,
+            id_token_on_refresh: c.id_token_on_refresh,
             require_pushed_authorization_requests: c.require_pushed_authorization_requests,
             allowed_origins: c.allowed_origins.clone(),
             secrets: Vec::new(),
@@ -182,6 +184,7 @@ pub fn settings_of(row: &ClientRow) -> ClientSettings {
         require_phone: flag("require_phone", false),
         skip_consent: flag("skip_consent", false),
         refresh_without_offline_access: flag("refresh_without_offline_access", false),
+        id_token_on_refresh: flag("id_token_on_refresh", true),
         require_pushed_authorization_requests: flag("require_pushed_authorization_requests", false),
         allowed_origins: strings("allowed_origins"),
     }
@@ -205,6 +208,7 @@ pub fn metadata_of(c: &ClientSettings, method: Option<&str>) -> Value {
         "require_phone": c.require_phone,
         "skip_consent": c.skip_consent,
         "refresh_without_offline_access": c.refresh_without_offline_access,
+        "id_token_on_refresh": c.id_token_on_refresh,
         "require_pushed_authorization_requests": c.require_pushed_authorization_requests,
         "allowed_origins": c.allowed_origins,
     });

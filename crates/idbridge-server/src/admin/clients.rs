@@ -44,6 +44,7 @@ pub struct ClientInput {
     pub require_phone: Option<bool>,
     pub skip_consent: Option<bool>,
     pub refresh_without_offline_access: Option<bool>,
+    pub id_token_on_refresh: Option<bool>,
     pub require_pushed_authorization_requests: Option<bool>,
     pub allowed_origins: Option<Vec<String>>,
     /// Why, for the audit log.
@@ -126,6 +127,7 @@ impl<'a> ClientAdmin<'a> {
             require_phone: false,
             skip_consent: false,
             refresh_without_offline_access: false,
+            id_token_on_refresh: true,
             require_pushed_authorization_requests: false,
             allowed_origins: Vec::new(),
         };
@@ -398,6 +400,9 @@ impl<'a> ClientAdmin<'a> {
         if let Some(v) = input.refresh_without_offline_access {
             c.refresh_without_offline_access = v;
         }
+        if let Some(v) = input.id_token_on_refresh {
+            c.id_token_on_refresh = v;
+        }
         if let Some(v) = input.require_pushed_authorization_requests {
             c.require_pushed_authorization_requests = v;
         }
@@ -415,6 +420,7 @@ impl<'a> ClientAdmin<'a> {
             "require_phone",
             "skip_consent",
             "refresh_without_offline_access",
+            "id_token_on_refresh",
             "require_pushed_authorization_requests",
             "allowed_origins",
         ]

@@ -331,6 +331,11 @@ pub struct ClientSettings {
     /// (a deviation from OpenID Connect Core §11, for apps that cannot ask).
     #[serde(default)]
     pub refresh_without_offline_access: bool,
+    /// A refresh response carries a new ID token (with `openid` in the scope). OpenID
+    /// Connect Core §12.2 lets it be left out; `false` saves one signature a refresh
+    /// (docs/openid-provider.md, "ID tokens on refresh").
+    #[serde(default = "default_true")]
+    pub id_token_on_refresh: bool,
     /// Origins (`https://app.example.com`) that may call the token, userinfo,
     /// revocation and introspection endpoints from a browser (CORS), besides
     /// the origins of a public client's redirect URIs.
@@ -342,5 +347,9 @@ pub struct ClientSettings {
 }
 
 fn yes() -> bool {
+    true
+}
+
+fn default_true() -> bool {
     true
 }

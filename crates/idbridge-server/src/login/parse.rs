@@ -300,6 +300,7 @@ mod tests {
             require_phone: false,
             skip_consent: false,
             refresh_without_offline_access: false,
+            id_token_on_refresh: true,
             require_pushed_authorization_requests: false,
             previous_secret: None,
             token_auth_method: None,

@@ -25,6 +25,7 @@ pub fn client(origin: &str) -> Result<idbridge_server::config::ClientSettings, S
         // A third-party app in the dev setup: the consent page is seen here.
         skip_consent: false,
         refresh_without_offline_access: false,
+        id_token_on_refresh: true,
         require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
     })

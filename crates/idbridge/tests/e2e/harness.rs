@@ -111,6 +111,7 @@ pub fn client(
         // The usual apps are first-party: tests of consent use their own.
         skip_consent: true,
         refresh_without_offline_access: false,
+        id_token_on_refresh: true,
         require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
     }

@@ -41,6 +41,7 @@ mod presets_failures;
 mod presets_upstream;
 mod provider;
 mod recheck;
+mod refresh_grants;
 mod reliability;
 mod rp_libraries;
 mod runtime_clients;

@@ -83,6 +83,7 @@ pub(crate) fn client_settings(
         require_phone: false,
         skip_consent: true,
         refresh_without_offline_access: false,
+        id_token_on_refresh: true,
         require_pushed_authorization_requests: false,
         allowed_origins: Vec::new(),
     }
