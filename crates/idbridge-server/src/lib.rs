@@ -64,6 +64,39 @@ pub use clock::Clock;
 pub use config::Settings;
 pub use state::AppState;
 
+/// `require_phone` clients without a code sender, now that the connectors are
+/// built: each connector such a client may use must verify phone numbers itself
+/// (the config file's validation pass could not know).
+fn check_phone_clients(
+    settings: &Settings,
+    connectors: &[(String, state::ConnectorEntry)],
+) -> Result<(), Vec<idbridge_core::ConfigError>> {
+    let rules = config::ClientRules::from_settings(settings)
+        .with_phone_connectors(state::phone_connectors(connectors));
+    let errors: Vec<_> = settings
+        .clients
+        .iter()
+        .filter(|c| c.require_phone)
+        .flat_map(|c| {
+            rules
+                .check(c)
+                .into_iter()
+                .filter(|p| p.field == "require_phone")
+                .map(|p| {
+                    idbridge_core::ConfigError::new(
+                        format!("clients[{}].{}", c.id, p.field),
+                        p.message,
+                    )
+                })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
@@ -122,6 +155,7 @@ pub async fn build_state(
     )));
     let connectors = state::build_connectors(&config, registry, options.dev_mode, &shared)
         .map_err(StartError::Config)?;
+    check_phone_clients(&config.settings, &connectors).map_err(StartError::Config)?;
     let setups: Vec<_> = connectors
         .iter()
         .map(|(id, e)| (id.clone(), e.connector.clone(), e.setup.clone()))

@@ -7,7 +7,6 @@
 //! endpoint is not offered.
 
 use crate::admin::{Actor, Admin, AdminError, ClientAdmin, ClientInput};
-use crate::config::ClientRules;
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -91,7 +90,7 @@ async fn register(state: web::Data<AppState>, req: HttpRequest, bytes: web::Byte
     let admin = Admin::new(&state.store, actor, state.now());
     let clients = ClientAdmin::new(
         &admin,
-        ClientRules::from_settings(&state.settings),
+        state.client_rules(),
         state.settings.clients.clone(),
         state.clients.configured_ids(),
     );

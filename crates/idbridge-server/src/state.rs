@@ -62,7 +62,24 @@ pub struct AppState {
     pub telemetry: crate::telemetry::Telemetry,
 }
 
+/// The ids of the connectors that verify phone numbers themselves.
+pub fn phone_connectors(
+    connectors: &[(String, ConnectorEntry)],
+) -> std::collections::BTreeSet<String> {
+    connectors
+        .iter()
+        .filter(|(_, e)| e.connector.vouches_for_phone())
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
 impl AppState {
+    /// The rules a client registered now is held to (the admin API, RFC 7591).
+    pub fn client_rules(&self) -> crate::config::ClientRules {
+        crate::config::ClientRules::from_settings(&self.settings)
+            .with_phone_connectors(phone_connectors(&self.connectors))
+    }
+
     pub fn connector(&self, id: &str) -> Option<&ConnectorEntry> {
         self.connectors
             .iter()

@@ -9,7 +9,6 @@
 
 use super::api::{authenticate, body, ok, ops, query, ApiError};
 use super::{Admin, ClientAdmin, ClientInput};
-use crate::config::ClientRules;
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,7 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 fn clients<'a>(state: &AppState, admin: &'a Admin<'a>) -> ClientAdmin<'a> {
     ClientAdmin::new(
         admin,
-        ClientRules::from_settings(&state.settings),
+        state.client_rules(),
         state.settings.clients.clone(),
         state.clients.configured_ids(),
     )

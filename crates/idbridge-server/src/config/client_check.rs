@@ -14,6 +14,12 @@ pub struct ClientRules {
     pub algorithms: Algorithms,
     pub sender: Option<Sender>,
     pub connectors: BTreeSet<String>,
+    /// The connectors that verify phone numbers themselves (`Connector::
+    /// vouches_for_phone`: the Mini Program with `phone_number = true`), once they
+    /// are built. `None` before that (the config file's one validation pass, the
+    /// CLI): a `require_phone` client limited to some connectors is then taken on
+    /// trust, and the broker checks it at start.
+    pub phone_connectors: Option<BTreeSet<String>>,
 }
 
 /// One thing wrong with a client: the field (`redirect_uris`) and why.
@@ -38,7 +44,14 @@ impl ClientRules {
             algorithms,
             sender,
             connectors,
+            phone_connectors: None,
         }
+    }
+
+    /// These rules, knowing which connectors verify phone numbers themselves.
+    pub fn with_phone_connectors(mut self, ids: BTreeSet<String>) -> Self {
+        self.phone_connectors = Some(ids);
+        self
     }
 
     /// Everything wrong with `c` but a duplicate id (which only the caller
@@ -95,10 +108,20 @@ impl ClientRules {
                 problem("connectors", format!("no connector with id {name:?}"));
             }
         }
-        if c.require_phone && self.sender == Some(Sender::None) {
+        // Without a sender the phone step cannot send a code, so every
+        // connector the client may use must bring a verified number itself.
+        let vouched = !c.connectors.is_empty()
+            && self
+                .phone_connectors
+                .as_ref()
+                .is_none_or(|p| c.connectors.iter().all(|id| p.contains(id)));
+        if c.require_phone && self.sender == Some(Sender::None) && !vouched {
             problem(
                 "require_phone",
-                "needs a way to send codes: set verification.sender (\"webhook\")".into(),
+                "needs a way to send codes: set verification.sender (\"webhook\"), or limit \
+                 the client's connectors to ones that verify phone numbers themselves \
+                 (wechat-miniprogram with phone_number = true)"
+                    .into(),
             );
         }
         out

@@ -250,6 +250,8 @@ fn validate(s: &Settings, errors: &mut Vec<ConfigError>) -> Typed {
         algorithms: algorithms.clone(),
         sender,
         connectors: ids,
+        // Not built yet: checked again at start (crate::check_phone_clients).
+        phone_connectors: None,
     };
     let mut seen = std::collections::BTreeSet::new();
     for c in &s.clients {

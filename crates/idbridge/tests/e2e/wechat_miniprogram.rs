@@ -287,3 +287,81 @@ async fn a_getphonenumber_code_gives_the_account_its_verified_phone(db_url: &str
     w.broker.stop().await;
 }
 both_backends!(a_getphonenumber_code_gives_the_account_its_verified_phone);
+
+/// An app that needs a verified phone number and signs in only through a Mini
+/// Program with `phone_number = true` needs no way to send codes: the
+/// getPhoneNumber code brings the number. Without one, the app is told to send it.
+async fn a_mini_program_only_app_requires_a_phone_without_a_code_sender(db_url: &str) {
+    let tag = if db_url.starts_with("postgres") {
+        "mini-nosend-pg"
+    } else {
+        "mini-nosend"
+    };
+    let t = tag.to_owned();
+    let w = world(db_url, tag, move |_, s| {
+        let mini = format!("{t}-mini");
+        for c in s.connectors.iter_mut() {
+            if c["id"] == mini.as_str() {
+                c["phone_number"] = true.into();
+            }
+        }
+        let mut app =
+            crate::wechat_app::client_settings(PHONE_APP, Some(PHONE_APP_SECRET), vec![mini]);
+        app.require_phone = true;
+        s.clients.push(app);
+        s.verification.sender = "none".into();
+    })
+    .await;
+    let mini = w.mini();
+    let a = w
+        .phone_exchange(&mini, &w.login_code(dev::USER_XIAOMING), None)
+        .await;
+    assert!(
+        a.error(400, "invalid_grant").contains("wechat_phone_code"),
+        "{}",
+        a.body
+    );
+    let a = w
+        .phone_exchange(
+            &mini,
+            &w.login_code(dev::USER_XIAOMING),
+            Some(&w.phone_code("+8613912340888")),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let id_token = claims(a.body["id_token"].as_str().unwrap());
+    assert_eq!(id_token["phone_number"], "+8613912340888");
+    assert_eq!(id_token["phone_number_verified"], true);
+    w.broker.stop().await;
+}
+both_backends!(a_mini_program_only_app_requires_a_phone_without_a_code_sender);
+
+/// Without a code sender, `require_phone` on an app that may use a connector
+/// that does not verify numbers itself is refused: by the config check when the
+/// app may use every connector, at start (once the connectors are built) when
+/// it names them.
+async fn require_phone_without_a_sender_is_refused_for_other_connectors(db_url: &str) {
+    for connectors in [Vec::new(), vec!["dev".to_owned()]] {
+        let mut s = base_settings("http://127.0.0.1:9", db_url);
+        for c in s.clients.iter_mut().filter(|c| c.id == APP_ID) {
+            c.require_phone = true;
+            c.connectors = connectors.clone();
+        }
+        let options = idbridge_server::Options {
+            dev_mode: true,
+            demo_secret: None,
+            clock: std::sync::Arc::new(idbridge_server::Clock::default()),
+        };
+        let Err(e) = idbridge_server::build_state(s, &idbridge::registry(), &options).await else {
+            panic!("a broker started with require_phone and no sender ({connectors:?})");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains(&format!("clients[{APP_ID}].require_phone")),
+            "{e}"
+        );
+        assert!(e.contains("verification.sender"), "{e}");
+        assert!(e.contains("phone_number = true"), "{e}");
+    }
+}
+both_backends!(require_phone_without_a_sender_is_refused_for_other_connectors);
