@@ -78,6 +78,24 @@ pub struct Visitor {
     pub userid: Option<String>,
     #[serde(default, alias = "OpenId")]
     pub openid: Option<String>,
+    /// With `snsapi_privateinfo`, for a member in the app's visible range: the
+    /// ticket for `auth/getuserdetail` (1800 s).
+    #[serde(default)]
+    pub user_ticket: Option<String>,
+}
+
+/// What `auth/getuserdetail` tells about a member who allowed it
+/// (`snsapi_privateinfo`); each field only when the admin picked it for the app.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+pub struct Detail {
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub mobile: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub biz_mail: Option<String>,
 }
 
 /// What `user/get` tells about a member (since 2022-06 no avatar, gender,
@@ -131,10 +149,20 @@ impl Api {
         what: &str,
         query: &[(&str, &str)],
     ) -> Result<T, Failure> {
+        self.call(api, what, |c, url| c.get(url).query(query)).await
+    }
+
+    /// One API call, built by `build` from the client and the URL.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        what: &str,
+        build: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<T, Failure> {
         let url = format!("{}/{api}", self.base);
         // Observed as one upstream call: the span and the metric name the API's
         // path, never the query (it carries the access token or the secret).
-        let sent = match self.client.get(&url).query(query).build() {
+        let sent = match build(&self.client, &url).build() {
             Ok(mut request) => {
                 let observed = UpstreamCall::begin(&self.connector, api, &mut request);
                 let sent = self
@@ -223,6 +251,18 @@ impl Api {
             "cgi-bin/auth/getuserinfo",
             "the sign-in code",
             &[("access_token", token), ("code", code)],
+        )
+        .await
+    }
+
+    /// `POST cgi-bin/auth/getuserdetail?access_token` with `{"user_ticket"}`: what
+    /// the member allowed (`snsapi_privateinfo`).
+    pub async fn getuserdetail(&self, token: &str, ticket: &str) -> Result<Detail, Failure> {
+        let body = serde_json::json!({ "user_ticket": ticket });
+        self.call(
+            "cgi-bin/auth/getuserdetail",
+            "the member's allowed details",
+            |c, url| c.post(url).query(&[("access_token", token)]).json(&body),
         )
         .await
     }

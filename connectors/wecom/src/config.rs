@@ -10,7 +10,7 @@ pub const OPEN_BASE_URL: &str = "https://open.weixin.qq.com";
 pub const API_BASE_URL: &str = "https://qyapi.weixin.qq.com";
 
 /// What is fetched about a member after `auth/getuserinfo` named them.
-pub const PROFILES: [&str; 2] = ["basic", "none"];
+pub const PROFILES: [&str; 3] = ["basic", "private", "none"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +29,8 @@ struct RawSettings {
     #[serde(default)]
     allow_non_members: bool,
     /// `basic` (default): `user/get` for the name, alias and position;
+    /// `private`: that, and inside the WeCom client `snsapi_privateinfo`, so the
+    /// member can allow `auth/getuserdetail` (avatar, mobile, email);
     /// `none`: only the userid.
     #[serde(default = "default_profile")]
     profile: String,
@@ -67,6 +69,9 @@ pub struct WeComSettings {
     pub allow_non_members: bool,
     /// `user/get` after `auth/getuserinfo`.
     pub fetch_member: bool,
+    /// `profile = "private"`: ask for `snsapi_privateinfo` in the WeCom client,
+    /// and read `auth/getuserdetail` when `auth/getuserinfo` gives a `user_ticket`.
+    pub private_info: bool,
     pub login_base_url: BaseUrl,
     pub open_base_url: BaseUrl,
     pub api_base_url: BaseUrl,
@@ -121,7 +126,8 @@ impl WeComSettings {
             corp_secret: raw.corp_secret,
             trusted_domain: raw.trusted_domain,
             allow_non_members: raw.allow_non_members,
-            fetch_member: raw.profile == "basic",
+            fetch_member: raw.profile != "none",
+            private_info: raw.profile == "private",
             login_base_url: raw.login_base_url,
             open_base_url: raw.open_base_url,
             api_base_url: raw.api_base_url,

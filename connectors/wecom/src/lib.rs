@@ -10,7 +10,10 @@
 //! - The callback's code goes to `cgi-bin/auth/getuserinfo` with the corp
 //!   access token ([`corp_token::CorpTokens`]: one per app, shared by every
 //!   broker instance); a member comes back as `userid`, then `cgi-bin/user/get`
-//!   gives the name (`profile = "basic"`).
+//!   gives the name (`profile = "basic"`). With `profile = "private"` the
+//!   in-WeCom page asks for `snsapi_privateinfo`; a member who allows it comes
+//!   back with a `user_ticket`, and `cgi-bin/auth/getuserdetail` gives the
+//!   avatar, mobile and email the admin picked for the app (never verified).
 //! - The subject is `{corp_id}:{userid}`: a userid is unique only within its
 //!   corp, and an operator may rename it but WeCom never reuses one in the
 //!   corp at the same time. A non-member (a WeChat user outside the corp) comes
@@ -24,7 +27,7 @@ pub mod config;
 mod corp_token;
 pub mod errcodes;
 
-use api::{Api, Failure, Member};
+use api::{Api, Detail, Failure, Member};
 use async_trait::async_trait;
 use config::WeComSettings;
 use corp_token::CorpTokens;
@@ -161,13 +164,19 @@ impl WeCom {
         )
     }
 
-    /// The in-WeCom authorize page (silent, `snsapi_base`).
+    /// The in-WeCom authorize page: silent (`snsapi_base`), or asking the member
+    /// to allow their details (`snsapi_privateinfo`, `profile = "private"`).
     fn in_app_url(&self, request: &BeginRequest) -> String {
         format!(
-            "{}/connect/oauth2/authorize?appid={}&redirect_uri={}&response_type=code&scope=snsapi_base&state={}&agentid={}#wechat_redirect",
+            "{}/connect/oauth2/authorize?appid={}&redirect_uri={}&response_type=code&scope={}&state={}&agentid={}#wechat_redirect",
             self.cfg.open_base_url.trimmed(),
             encode(&self.cfg.corp_id),
             encode(&request.callback_url),
+            if self.cfg.private_info {
+                "snsapi_privateinfo"
+            } else {
+                "snsapi_base"
+            },
             request.state,
             self.cfg.agent_id,
         )
@@ -189,13 +198,29 @@ impl WeCom {
         }
     }
 
-    fn member_identity(&self, userid: &str, member: Option<Member>) -> ExternalIdentity {
+    fn member_identity(
+        &self,
+        userid: &str,
+        member: Option<Member>,
+        detail: Option<Detail>,
+    ) -> ExternalIdentity {
+        let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let d = detail.as_ref();
+        // The corp mailbox first, then the address in the directory; neither is
+        // verified by WeCom towards the app, and neither is a phone check.
+        let email = d.and_then(|d| given(&d.biz_mail).or_else(|| given(&d.email)));
+        let phone = d.and_then(|d| given(&d.mobile)).map(|m| e164(&m));
         let profile = Profile {
             name: member
                 .as_ref()
                 .and_then(|m| m.name.clone())
                 .filter(|n| !n.is_empty()),
             preferred_username: Some(userid.to_owned()),
+            picture: d.and_then(|d| given(&d.avatar)),
+            email_verified: email.as_ref().map(|_| false),
+            email,
+            phone_number_verified: phone.as_ref().map(|_| false),
+            phone_number: phone,
             ..Profile::default()
         };
         let mut raw = serde_json::json!({
@@ -208,6 +233,9 @@ impl WeCom {
             raw["alias"] = serde_json::json!(m.alias.filter(|a| !a.is_empty()));
             raw["position"] = serde_json::json!(m.position.filter(|p| !p.is_empty()));
             raw["department"] = serde_json::json!(m.department);
+        }
+        if let Some(d) = detail {
+            raw["detail"] = serde_json::json!(d);
         }
         self.identity(format!("{}:{userid}", self.cfg.corp_id), profile, raw)
     }
@@ -303,7 +331,20 @@ impl Connector for WeCom {
             } else {
                 None
             };
-            return Ok(self.member_identity(&userid, member));
+            let detail = match visitor.user_ticket.filter(|t| !t.is_empty()) {
+                Some(ticket) if self.cfg.private_info => self
+                    .tokens
+                    .with_token(Stage::Userinfo, ctx.now, |token| {
+                        let api = self.api.clone();
+                        let ticket = ticket.clone();
+                        async move { api.getuserdetail(&token, &ticket).await }
+                    })
+                    .await
+                    .map_err(|e| e.at(Stage::Userinfo))?
+                    .into(),
+                _ => None,
+            };
+            return Ok(self.member_identity(&userid, member, detail));
         }
         match visitor.openid.filter(|o| !o.is_empty()) {
             Some(openid) if self.cfg.allow_non_members => Ok(self.identity(
@@ -321,8 +362,35 @@ impl Connector for WeCom {
         }
     }
 
-    /// WeCom reports no verified email to a self-built app.
+    /// WeCom reports no verified email to a self-built app (nor a verified phone:
+    /// `auth/getuserdetail`'s mobile is what the directory holds).
     fn vouches_for_email(&self) -> bool {
         false
+    }
+}
+
+/// A mobile number as WeCom's directory holds it, as E.164 where it can tell:
+/// eleven digits starting with 1 are a mainland China number; anything else
+/// (with `+` or a country code already) is kept as given.
+fn e164(mobile: &str) -> String {
+    let m = mobile.trim();
+    if m.len() == 11 && m.starts_with('1') && m.bytes().all(|b| b.is_ascii_digit()) {
+        format!("+86{m}")
+    } else {
+        m.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::e164;
+
+    #[test]
+    fn mainland_mobiles_become_e164_and_others_stay_as_given() {
+        assert_eq!(e164("13800138000"), "+8613800138000");
+        assert_eq!(e164(" 13800138000 "), "+8613800138000");
+        assert_eq!(e164("+85291234567"), "+85291234567");
+        assert_eq!(e164("8613800138000"), "8613800138000");
+        assert_eq!(e164("23800138000"), "23800138000");
     }
 }

@@ -178,6 +178,77 @@ async fn a_member_keeps_one_sub_through_the_qr_and_the_in_wecom_flow(db_url: &st
 }
 crate::both_backends!(a_member_keeps_one_sub_through_the_qr_and_the_in_wecom_flow);
 
+/// `profile = "private"`: inside WeCom the page asks for `snsapi_privateinfo`,
+/// and a member who allows it brings the avatar, the corp mailbox and the
+/// mobile (as E.164) from `auth/getuserdetail`, none of them verified. The web
+/// QR login gets no ticket, so nothing more is read there; `basic` never asks.
+async fn private_info_brings_what_the_member_allowed(db_url: &str) {
+    let w = world(db_url, serde_json::json!({ "profile": "private" })).await;
+    w.sim
+        .add_member(Member::new("ZhangSan", "张三").private_info(
+            "13800138000",
+            "zhangsan@corp.example",
+            "https://wework.qpic.cn/zhangsan/0",
+        ));
+    w.sim.decide(Decision::Member("ZhangSan".into()));
+    let scoped = |url: String| {
+        url.replace(
+            "scope=openid+profile+offline_access",
+            "scope=openid+profile+email+phone",
+        )
+    };
+    let (url, verifier) = w.authorize(None);
+    let url = scoped(url);
+    assert!(url.contains("email+phone"), "{url}");
+    let (_, back, seen) = w.browse(&client(WECOM_UA), &url).await;
+    assert!(
+        seen.iter().any(|u| u.contains("scope=snsapi_privateinfo")),
+        "{seen:?}"
+    );
+    let code = query_param(&back, "code").expect("a code for the app");
+    let tokens: serde_json::Value = redeem(&w.broker.base, &code, &verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["name"], "张三", "{id}");
+    assert_eq!(id["picture"], "https://wework.qpic.cn/zhangsan/0", "{id}");
+    assert_eq!(id["email"], "zhangsan@corp.example", "{id}");
+    assert_eq!(id["email_verified"], false, "{id}");
+    assert_eq!(id["phone_number"], "+8613800138000", "{id}");
+    assert_eq!(id["phone_number_verified"], false, "{id}");
+    assert_eq!(w.sim.counters().getuserdetail_calls, 1);
+
+    // The web QR login: no ticket, no getuserdetail; the same sub.
+    let (url, verifier) = w.authorize(Some("wecom"));
+    let (_, back, _) = w.browse(&client(testing_ua()), &scoped(url)).await;
+    let code = query_param(&back, "code").expect("a code for the app");
+    let tokens: serde_json::Value = redeem(&w.broker.base, &code, &verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        claims(tokens["id_token"].as_str().unwrap())["sub"],
+        id["sub"]
+    );
+    assert_eq!(w.sim.counters().getuserdetail_calls, 1);
+    w.broker.stop().await;
+
+    // `basic` (the default) stays silent inside WeCom: snsapi_base, no details.
+    let w = world(db_url, serde_json::json!({})).await;
+    w.sim.decide(Decision::Member("ZhangSan".into()));
+    let (_, seen) = w.sign_in(WECOM_UA, None).await;
+    assert!(
+        seen.iter().any(|u| u.contains("scope=snsapi_base")),
+        "{seen:?}"
+    );
+    assert_eq!(w.sim.counters().getuserdetail_calls, 0);
+    w.broker.stop().await;
+}
+crate::both_backends!(private_info_brings_what_the_member_allowed);
+
 async fn a_refusal_an_expired_code_and_a_replay_leave_nothing_behind(db_url: &str) {
     let w = world(db_url, serde_json::json!({})).await;
     // The person refuses: WeCom comes back with the state only.

@@ -1,7 +1,8 @@
 //! A WeCom (企业微信) fake for one self-built app (自建应用): the web QR login
 //! page (`/wwlogin/sso/login`, `login_type=CorpApp`), the in-WeCom authorize
 //! page (`/connect/oauth2/authorize`), and the server API a sign-in calls
-//! (`/cgi-bin/gettoken`, `/cgi-bin/auth/getuserinfo`, `/cgi-bin/user/get`),
+//! (`/cgi-bin/gettoken`, `/cgi-bin/auth/getuserinfo`, `/cgi-bin/user/get`,
+//! and `/cgi-bin/auth/getuserdetail` for a `snsapi_privateinfo` sign-in),
 //! answering `{"errcode":…,"errmsg":"…"}` with HTTP 200 as WeCom does.
 //!
 //! One server plays the three hosts (`login.work.weixin.qq.com`,
@@ -24,6 +25,8 @@ use std::time::Duration;
 pub const CODE_TTL_SECS: i64 = 300;
 /// How long a corp access token lives (`expires_in`).
 pub const TOKEN_TTL_SECS: i64 = 7200;
+/// How long a `user_ticket` lives (WeCom: 1800 s).
+pub const TICKET_TTL_SECS: i64 = 1800;
 
 /// A member of the corp (通讯录成员).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,12 @@ pub struct Member {
     /// Inside the app's visible range (可见范围); outside it `user/get`
     /// answers 60011 and the QR page says there is no permission.
     pub visible: bool,
+    /// What `auth/getuserdetail` answers once the member allowed
+    /// `snsapi_privateinfo` (the sensitive fields the admin picked).
+    pub avatar: Option<String>,
+    pub mobile: Option<String>,
+    pub email: Option<String>,
+    pub biz_mail: Option<String>,
 }
 
 impl Member {
@@ -47,7 +56,19 @@ impl Member {
             position: None,
             department: vec![1],
             visible: true,
+            avatar: None,
+            mobile: None,
+            email: None,
+            biz_mail: None,
         }
+    }
+
+    /// The sensitive fields `auth/getuserdetail` gives for this member.
+    pub fn private_info(mut self, mobile: &str, biz_mail: &str, avatar: &str) -> Self {
+        self.mobile = Some(mobile.to_owned());
+        self.biz_mail = Some(biz_mail.to_owned());
+        self.avatar = Some(avatar.to_owned());
+        self
     }
 
     pub fn alias(mut self, alias: &str) -> Self {
@@ -99,6 +120,7 @@ pub struct Counters {
     pub gettoken_calls: u32,
     pub getuserinfo_calls: u32,
     pub user_get_calls: u32,
+    pub getuserdetail_calls: u32,
     pub qr_pages: u32,
     pub in_app_pages: u32,
 }
@@ -112,6 +134,9 @@ pub(crate) struct Code {
     pub who: Who,
     pub issued_at: i64,
     pub used: bool,
+    /// Issued by the in-app page with `snsapi_privateinfo`: `getuserinfo`
+    /// gives a member in the visible range a `user_ticket`.
+    pub private: bool,
 }
 
 pub(crate) struct State {
@@ -120,6 +145,8 @@ pub(crate) struct State {
     pub non_members: Vec<String>,
     pub decision: Decision,
     pub codes: HashMap<String, Code>,
+    /// user_ticket → (userid, expires at).
+    pub tickets: HashMap<String, (String, i64)>,
     /// token → expires at (the fake's clock).
     pub tokens: HashMap<String, i64>,
     pub counters: Counters,
@@ -161,6 +188,7 @@ impl WeComSim {
             non_members: Vec::new(),
             decision: Decision::Cancel,
             codes: HashMap::new(),
+            tickets: HashMap::new(),
             tokens: HashMap::new(),
             counters: Counters::default(),
             clock_offset: 0,

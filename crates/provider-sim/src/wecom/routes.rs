@@ -1,6 +1,6 @@
 //! The fake's HTTP surface: the QR and in-app pages, and the cgi-bin API.
 
-use super::{Code, Decision, Shared, State, Who, CODE_TTL_SECS, TOKEN_TTL_SECS};
+use super::{Code, Decision, Shared, State, Who, CODE_TTL_SECS, TICKET_TTL_SECS, TOKEN_TTL_SECS};
 use crate::server::{escape, with_query};
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -16,7 +16,8 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
         .route("/__sim/decide", web::get().to(decide))
         .route("/cgi-bin/gettoken", web::get().to(gettoken))
         .route("/cgi-bin/auth/getuserinfo", web::get().to(getuserinfo))
-        .route("/cgi-bin/user/get", web::get().to(user_get));
+        .route("/cgi-bin/user/get", web::get().to(user_get))
+        .route("/cgi-bin/auth/getuserdetail", web::post().to(getuserdetail));
 }
 
 /// WeCom's own error page: the browser stays there.
@@ -148,8 +149,10 @@ fn answer(
         return error_page(40013, "该链接无法访问：不合法的 CorpID (invalid corpid)");
     }
     let agent_ok = q.get("agentid") == Some(&st.app.agent_id.to_string());
+    let private =
+        page == Page::InApp && q.get("scope").map(String::as_str) == Some("snsapi_privateinfo");
     // The in-app page needs agentid only for snsapi_privateinfo.
-    if !agent_ok && (page == Page::Qr || q.contains_key("agentid")) {
+    if !agent_ok && (page == Page::Qr || private || q.contains_key("agentid")) {
         return error_page(40056, "该链接无法访问：不合法的 agentid (invalid agentid)");
     }
     let Some(redirect) = q.get("redirect_uri").cloned() else {
@@ -192,6 +195,7 @@ fn answer(
             who,
             issued_at,
             used: false,
+            private,
         },
     );
     found(with_query(&redirect, &[("code", &code), ("state", &state)]))
@@ -280,10 +284,25 @@ async fn getuserinfo(data: web::Data<Shared>, query: Query) -> HttpResponse {
         return api_error(40029, "invalid code");
     }
     grant.used = true;
+    let private = grant.private;
     match &grant.who {
-        Who::Member(userid) => HttpResponse::Ok().json(json!({
-            "errcode": 0, "errmsg": "ok", "userid": userid,
-        })),
+        Who::Member(userid) => {
+            let userid = userid.clone();
+            let visible = st.members.iter().any(|m| m.userid == userid && m.visible);
+            // snsapi_privateinfo, a member in the visible range: a ticket too.
+            if private && visible {
+                let ticket = Alphanumeric.sample_string(&mut rand::thread_rng(), 48);
+                st.tickets
+                    .insert(ticket.clone(), (userid.clone(), now + TICKET_TTL_SECS));
+                return HttpResponse::Ok().json(json!({
+                    "errcode": 0, "errmsg": "ok", "userid": userid,
+                    "user_ticket": ticket, "expires_in": TICKET_TTL_SECS,
+                }));
+            }
+            HttpResponse::Ok().json(json!({
+                "errcode": 0, "errmsg": "ok", "userid": userid,
+            }))
+        }
         Who::NonMember(openid) => HttpResponse::Ok().json(json!({
             "errcode": 0, "errmsg": "ok", "openid": openid,
         })),
@@ -314,5 +333,45 @@ async fn user_get(data: web::Data<Shared>, query: Query) -> HttpResponse {
         "position": m.position.clone().unwrap_or_default(),
         "alias": m.alias.clone().unwrap_or_default(),
         "status": 1, "main_department": m.department.first().copied().unwrap_or(1),
+    }))
+}
+
+/// `POST /cgi-bin/auth/getuserdetail?access_token` with `{"user_ticket"}`: the
+/// sensitive fields of the member the ticket names, while it lives. An unknown
+/// or expired ticket is refused with WeCom's `invalid code` answer (the fake
+/// does not know WeCom's own code for it; the connector treats any errcode
+/// alike).
+async fn getuserdetail(
+    data: web::Data<Shared>,
+    query: Query,
+    body: web::Json<serde_json::Value>,
+) -> HttpResponse {
+    data.lock().counters.getuserdetail_calls += 1;
+    if let Some(fault) = common_faults(&data).await {
+        return fault;
+    }
+    let q = query.into_inner();
+    let st = data.lock();
+    if let Some(answer) = unauthorized(&st, &q) {
+        return answer;
+    }
+    let ticket = body
+        .get("user_ticket")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
+    let now = st.now();
+    let Some((userid, _)) = st.tickets.get(ticket).filter(|(_, exp)| *exp > now) else {
+        return api_error(40029, "invalid user_ticket");
+    };
+    let Some(m) = st.members.iter().find(|m| &m.userid == userid) else {
+        return api_error(60111, "userid not found");
+    };
+    HttpResponse::Ok().json(json!({
+        "errcode": 0, "errmsg": "ok", "userid": m.userid,
+        "gender": "0",
+        "avatar": m.avatar.clone().unwrap_or_default(),
+        "mobile": m.mobile.clone().unwrap_or_default(),
+        "email": m.email.clone().unwrap_or_default(),
+        "biz_mail": m.biz_mail.clone().unwrap_or_default(),
     }))
 }
