@@ -33,6 +33,20 @@ struct Pending<J, R> {
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
 
+/// One draining task's place in [`Batch::running`].
+struct Running<'a> {
+    running: &'a AtomicUsize,
+    counted: bool,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.running.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The queue of one kind of call.
 pub(crate) struct Batch<J, R> {
     queue: Mutex<Vec<Pending<J, R>>>,
@@ -121,6 +135,12 @@ where
 
     /// Writes batches until the queue is empty.
     async fn drain(self: Arc<Self>, store: Store) {
+        // Dropped unfinished (its runtime stopped under it), the task still
+        // counts itself out, so the next call starts another.
+        let mut running = Running {
+            running: &self.running,
+            counted: true,
+        };
         loop {
             let taken: Vec<Pending<J, R>> = {
                 let mut q = self.queue();
@@ -129,6 +149,7 @@ where
                 if taken.is_empty() && q.is_empty() {
                     // Under the lock: a call queued from now on starts a task.
                     self.running.fetch_sub(1, Ordering::AcqRel);
+                    running.counted = false;
                     return;
                 }
                 taken
