@@ -12,6 +12,7 @@ use crate::wechat_app::{post_token, sub, world, Auth, World, DESKTOP_UA, GRANT};
 use wechat_sim::{dev, Endpoint, Fault, FaultKind};
 
 const MINI_CODE: &str = "urn:idbridge:params:oauth:token-type:wechat_miniprogram_code";
+const ADMIN_TOKEN: &str = "t3st-Admin-Token_0123456789abcdefGHIJKL";
 
 impl World {
     fn mini(&self) -> String {
@@ -310,9 +311,39 @@ async fn a_mini_program_only_app_requires_a_phone_without_a_code_sender(db_url: 
         app.require_phone = true;
         s.clients.push(app);
         s.verification.sender = "none".into();
+        s.admin.tokens = vec![ADMIN_TOKEN.into()];
     })
     .await;
     let mini = w.mini();
+
+    // The admin API holds clients it creates to the same rule, knowing the
+    // running connectors: the Mini Program alone is fine, the website is not.
+    let create = |id: &str, connectors: Vec<String>| {
+        http()
+            .post(format!("{}/admin/v1/clients", w.broker.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({
+                "id": id, "redirect_uris": ["https://shop.example/cb"],
+                "connectors": connectors, "require_phone": true,
+            }))
+            .send()
+    };
+    let ok = create("mini-only", vec![mini.clone()]).await.unwrap();
+    assert_eq!(ok.status(), 201);
+    let refused = create("web-too", vec![mini.clone(), format!("{}-web", w.tag)])
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(refused["field"], "require_phone", "{refused}");
+    assert!(
+        refused["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("verification.sender"),
+        "{refused}"
+    );
+
     let a = w
         .phone_exchange(&mini, &w.login_code(dev::USER_XIAOMING), None)
         .await;
