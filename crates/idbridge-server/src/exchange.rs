@@ -204,16 +204,21 @@ pub async fn token_exchange(
             needs_phone: true,
             ..
         } => {
-            if entry.connector.vouches_for_phone() {
-                tracing::warn!(event = "login_failed", via = "token_exchange", stage = "account", connector = %connector_id, client_id = %client.id, user_id = %user.id, reason = "phone_required", fix = "this client has require_phone: send the getPhoneNumber button's code as wechat_phone_code with the exchange", "no verified phone number");
-                return Err(OAuthError::invalid_grant(
+            // A connector that verifies numbers itself brings one with the
+            // exchange; otherwise only a browser sign-in's phone step can.
+            let (fix, description) = if entry.connector.vouches_for_phone() {
+                (
+                    "this client has require_phone: send the getPhoneNumber button's code as wechat_phone_code with the exchange",
                     "this application needs a verified phone number: send the code of the getPhoneNumber button as wechat_phone_code",
-                ));
-            }
-            tracing::warn!(event = "login_failed", via = "token_exchange", stage = "account", connector = %connector_id, client_id = %client.id, user_id = %user.id, reason = "phone_required", fix = "this client has require_phone: the person verifies a number once through a browser sign-in to it", "no verified phone number");
-            return Err(OAuthError::invalid_grant(
-                "this application needs a verified phone number: the person must sign in to it once in a browser and verify one",
-            ));
+                )
+            } else {
+                (
+                    "this client has require_phone: the person verifies a number once through a browser sign-in to it",
+                    "this application needs a verified phone number: the person must sign in to it once in a browser and verify one",
+                )
+            };
+            tracing::warn!(event = "login_failed", via = "token_exchange", stage = "account", connector = %connector_id, client_id = %client.id, user_id = %user.id, reason = "phone_required", fix, "no verified phone number");
+            return Err(OAuthError::invalid_grant(description));
         }
         LoginCompletion::SignedIn {
             user,

@@ -76,18 +76,10 @@ fn check_phone_clients(
     let errors: Vec<_> = settings
         .clients
         .iter()
-        .filter(|c| c.require_phone)
-        .flat_map(|c| {
-            rules
-                .check(c)
-                .into_iter()
-                .filter(|p| p.field == "require_phone")
-                .map(|p| {
-                    idbridge_core::ConfigError::new(
-                        format!("clients[{}].{}", c.id, p.field),
-                        p.message,
-                    )
-                })
+        .filter_map(|c| {
+            rules.phone_problem(c).map(|p| {
+                idbridge_core::ConfigError::new(format!("clients[{}].{}", c.id, p.field), p.message)
+            })
         })
         .collect();
     if errors.is_empty() {

@@ -108,23 +108,28 @@ impl ClientRules {
                 problem("connectors", format!("no connector with id {name:?}"));
             }
         }
-        // Without a sender the phone step cannot send a code, so every
-        // connector the client may use must bring a verified number itself.
+        if let Some(p) = self.phone_problem(c) {
+            out.push(p);
+        }
+        out
+    }
+
+    /// What is wrong with `c`'s `require_phone`, if anything. Without a sender
+    /// the phone step cannot send a code, so every connector the client may use
+    /// must bring a verified number itself.
+    pub fn phone_problem(&self, c: &ClientSettings) -> Option<ClientProblem> {
         let vouched = !c.connectors.is_empty()
             && self
                 .phone_connectors
                 .as_ref()
                 .is_none_or(|p| c.connectors.iter().all(|id| p.contains(id)));
-        if c.require_phone && self.sender == Some(Sender::None) && !vouched {
-            problem(
-                "require_phone",
-                "needs a way to send codes: set verification.sender (\"webhook\"), or limit \
-                 the client's connectors to ones that verify phone numbers themselves \
-                 (wechat-miniprogram with phone_number = true)"
-                    .into(),
-            );
-        }
-        out
+        (c.require_phone && self.sender == Some(Sender::None) && !vouched).then(|| ClientProblem {
+            field: "require_phone",
+            message: "needs a way to send codes: set verification.sender (\"webhook\"), or limit \
+                      the client's connectors to ones that verify phone numbers themselves \
+                      (wechat-miniprogram with phone_number = true)"
+                .into(),
+        })
     }
 }
 
