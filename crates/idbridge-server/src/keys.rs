@@ -5,8 +5,8 @@
 
 use idbridge_store::{KeyRow, Store};
 use idbridge_tokens::{
-    generate_key, plan_rotation, published, signing_kid, Algorithm, KeyAction, KeyMeta, KeySet,
-    MasterKey, RotationPolicy, SigningKey,
+    generate_key, plan_rotation, published, signing_kid, signing_kid_at_start, Algorithm,
+    KeyAction, KeyMeta, KeySet, MasterKey, RotationPolicy, SigningKey,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -203,10 +203,10 @@ impl Keys {
         let signing: Vec<String> = self
             .algorithms
             .iter()
-            .filter_map(|alg| signing_kid(&metas, *alg, now))
+            .filter_map(|alg| signing_kid_at_start(&metas, *alg, now))
             .collect();
         for alg in &self.algorithms {
-            if signing_kid(&metas, *alg, now).is_none() {
+            if signing_kid_at_start(&metas, *alg, now).is_none() {
                 return Err(KeyError::NoKey(alg.as_str()));
             }
         }

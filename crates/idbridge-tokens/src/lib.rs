@@ -26,5 +26,6 @@ pub use keys::{generate_key, KeyMaterial, SigningKey};
 pub use keyset::{Expect, KeySet};
 pub use master_key::MasterKey;
 pub use rotation::{
-    manual_rotation, plan_rotation, published, signing_kid, KeyAction, KeyMeta, RotationPolicy,
+    manual_rotation, plan_rotation, published, signing_kid, signing_kid_at_start, KeyAction,
+    KeyMeta, RotationPolicy, START_SKEW_SECS,
 };

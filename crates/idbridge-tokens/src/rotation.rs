@@ -97,6 +97,31 @@ pub fn signing_kid(keys: &[KeyMeta], alg: Algorithm, now: i64) -> Option<String>
     signing_key(keys, alg, now).map(|k| k.kid.clone())
 }
 
+/// How far ahead of an instance's clock a first key may activate and still sign
+/// there at once. Instances that start together on an empty store each plan
+/// the first key at their own `now`; one wins the insert, and its `activates_at`
+/// can be a moment after the others' clocks.
+pub const START_SKEW_SECS: i64 = 60;
+
+/// [`signing_kid`]; or, when no key of `alg` can sign at `now` at all, the key
+/// that activates first within [`START_SKEW_SECS`] (a first key another
+/// instance has just created). Nothing of `alg` could sign before it, so no one
+/// holds a cached key it would take over from too early.
+pub fn signing_kid_at_start(keys: &[KeyMeta], alg: Algorithm, now: i64) -> Option<String> {
+    signing_kid(keys, alg, now).or_else(|| {
+        keys.iter()
+            .filter(|k| {
+                k.alg == alg
+                    && k.activates_at > now
+                    && k.activates_at <= now.saturating_add(START_SKEW_SECS)
+                    && !is_expired(k, now)
+                    && k.retires_at.is_none()
+            })
+            .min_by_key(|k| (k.activates_at, k.generation))
+            .map(|k| k.kid.clone())
+    })
+}
+
 /// The kids to publish at `now`: every key not yet expired, including keys
 /// that do not sign yet and retired keys whose tokens may still be live.
 pub fn published(keys: &[KeyMeta], now: i64) -> Vec<String> {

@@ -926,6 +926,31 @@ fn first_start_creates_generation_one_of_each_algorithm_signing_at_once() {
     }
 }
 
+#[test]
+fn an_instance_starting_beside_another_signs_with_the_first_key_it_created() {
+    // Two instances start together on an empty store. The one that wins the
+    // insert planned at NOW + 1; the other's clock still reads NOW.
+    let mut store = Store::default();
+    store.tick(&[Algorithm::RS256], NOW + 1);
+    assert_eq!(signing_kid(&store.keys, Algorithm::RS256, NOW), None);
+    assert_eq!(
+        signing_kid_at_start(&store.keys, Algorithm::RS256, NOW),
+        Some("RS256-1".to_string())
+    );
+    // Further ahead than START_SKEW_SECS is not a neighbour's first key.
+    assert_eq!(
+        signing_kid_at_start(&store.keys, Algorithm::RS256, NOW + 1 - START_SKEW_SECS - 1),
+        None
+    );
+    // While a key signs, a successor published ahead never signs early.
+    let t1 = NOW + 30 * DAY;
+    store.tick(&[Algorithm::RS256], t1);
+    assert_eq!(
+        signing_kid_at_start(&store.keys, Algorithm::RS256, t1 + DAY - 1),
+        Some("RS256-1".to_string())
+    );
+}
+
 fn alg_index(alg: Algorithm) -> usize {
     Algorithm::ALL.iter().position(|&a| a == alg).unwrap()
 }

@@ -82,8 +82,8 @@ pub enum AdminCommand {
     },
     /// The audit log, newest first.
     Audit {
-        /// Only this user's events.
-        #[arg(long)]
+        /// Only this user's events (an id may begin with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         user: Option<String>,
         /// Only these events (comma-separated, e.g. login,admin_disable).
         #[arg(long)]
