@@ -95,16 +95,18 @@ pub async fn new_code(
     Ok(code)
 }
 
-/// A new refresh-token family for a redeemed code (not yet stored).
-pub fn new_family(
-    state: &AppState,
+/// The refresh-token family `id` of a redeemed code (not yet stored), made at
+/// `now` and good for `absolute_ttl` seconds.
+pub fn family_row(
+    id: String,
     client_id: &str,
     user_id: &str,
     grant: &Grant,
-) -> Result<FamilyRow, OAuthError> {
-    let now = state.now();
-    Ok(FamilyRow {
-        id: random_token(16).map_err(OAuthError::token)?,
+    now: i64,
+    absolute_ttl: i64,
+) -> FamilyRow {
+    FamilyRow {
+        id,
         client_id: client_id.to_owned(),
         user_id: user_id.to_owned(),
         scope: grant.scope.clone(),
@@ -115,10 +117,10 @@ pub fn new_family(
         }),
         created_at: now,
         last_used_at: now,
-        absolute_expires_at: now + state.settings.tokens.refresh_absolute_ttl_secs,
+        absolute_expires_at: now + absolute_ttl,
         revoked_at: None,
         revoked_reason: None,
-    })
+    }
 }
 
 /// A new refresh-token family for a token exchange (not yet stored; the store

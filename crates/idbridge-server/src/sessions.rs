@@ -31,20 +31,17 @@ pub async fn current_session(
             "db_down_todo",
         )
     };
-    let Some(session) = state.store.get_session(&id).await.map_err(unavailable)? else {
-        return Ok(None);
-    };
-    if session.ended_at.is_some() || session.expires_at <= now {
-        return Ok(None);
-    }
-    let Some(user) = state
+    let Some((session, user)) = state
         .store
-        .get_user(&session.user_id)
+        .get_session_and_user(&id)
         .await
         .map_err(unavailable)?
     else {
         return Ok(None);
     };
+    if session.ended_at.is_some() || session.expires_at <= now {
+        return Ok(None);
+    }
     if user.disabled_at.is_some() {
         return Ok(None);
     }

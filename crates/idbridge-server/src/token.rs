@@ -139,83 +139,49 @@ async fn authorization_code(
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let code_hash = hash_token(code);
     let now = state.now();
-    let row = state
-        .store
-        .get_code(&code_hash)
-        .await
-        .map_err(OAuthError::store)?
-        .ok_or_else(|| OAuthError::invalid_grant("the code is invalid, expired or already used"))?;
-    if row.client_id != client.id {
-        tracing::warn!(stage = "token", client_id = %client.id, "code presented by a client it was not issued to");
-        return Err(OAuthError::invalid_grant(
-            "the code is invalid, expired or already used",
-        ));
-    }
-    if let Some(family) = row.family_id.as_deref().filter(|_| row.used_at.is_some()) {
-        revoke_replayed(state, family, &row, now).await;
-        return Err(OAuthError::invalid_grant(
-            "the code is invalid, expired or already used",
-        ));
-    }
-    if row.expires_at <= now {
-        return Err(OAuthError::invalid_grant(
-            "the code is invalid, expired or already used",
-        ));
-    }
-    let grant: Grant = serde_json::from_value(row.payload.clone())
-        .map_err(|_| OAuthError::server_error("stored code is unreadable"))?;
-    if form.get("redirect_uri") != Some(&grant.redirect_uri) {
-        return Err(OAuthError::invalid_grant(
-            "redirect_uri must be the one used in the authorization request",
-        ));
-    }
-    match (&grant.code_challenge, form.get("code_verifier")) {
-        (Some(challenge), Some(verifier)) => {
-            if !pkce_verifier_is_valid(verifier) || !pkce_s256_matches(verifier, challenge) {
-                return Err(OAuthError::invalid_grant(
-                    "code_verifier does not match the code_challenge",
-                ));
-            }
-        }
-        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required")),
-        (None, Some(_)) => {
-            return Err(OAuthError::invalid_grant(
-                "code_verifier sent but the authorization request had no code_challenge",
-            ))
-        }
-        (None, None) => {}
-    }
-    // The family always exists (access tokens are revoked by it); a refresh token
-    // only when the app asked for offline_access (OpenID Connect Core §11).
-    let family = issue::new_family(state, &client.id, &row.user_id, &grant)?;
-    let (refresh, refresh_hash) = if client.gets_refresh_token(&grant.scope) {
-        let (token, hash) = issue::new_refresh_token()?;
-        (Some(token), Some(hash))
-    } else {
-        (None, None)
+    // The family's id and a refresh token are drawn before the store call; the
+    // checks run inside the redeeming transaction (one store call per code).
+    let family_id = idbridge_tokens::random_token(16).map_err(OAuthError::token)?;
+    let (refresh, refresh_hash) = issue::new_refresh_token()?;
+    let check = CodeCheck {
+        client: client.clone(),
+        redirect_uri: form.get("redirect_uri").cloned(),
+        code_verifier: form.get("code_verifier").cloned(),
+        now,
+        family_id: family_id.clone(),
+        absolute_ttl: state.settings.tokens.refresh_absolute_ttl_secs,
+        refresh_hash,
     };
-    let family_id = family.id.clone();
-    let redeemed = match state
+    let redeemed = state
         .store
-        .redeem_code(&code_hash, family, refresh_hash, now)
+        .redeem_code_checked(&code_hash, now, move |row| check.accept(row))
         .await
-        .map_err(OAuthError::store)?
-    {
-        Redeem::Won(redeemed) => redeemed,
-        Redeem::AlreadyUsed(used) => {
-            if let Some(f) = used.family_id.as_deref() {
-                revoke_replayed(state, f, &used, now).await;
+        .map_err(OAuthError::store)?;
+    let used = match redeemed {
+        Ok(Redeem::Won(redeemed)) => Ok(redeemed),
+        // Redeemed before (a replay, or another instance won the race just now).
+        Ok(Redeem::AlreadyUsed(used)) => Err(Some(used)),
+        Err(CodeRefused::Replayed(used)) => Err(Some(*used)),
+        Ok(Redeem::Unknown) => Err(None),
+        Err(CodeRefused::Error(e)) => return Err(e),
+    };
+    let redeemed = match used {
+        Ok(redeemed) => redeemed,
+        Err(used) => {
+            if let Some((f, used)) = used
+                .as_ref()
+                .and_then(|u| Some((u.family_id.as_deref()?, u)))
+            {
+                revoke_replayed(state, f, used, now).await;
             }
             return Err(OAuthError::invalid_grant(
                 "the code is invalid, expired or already used",
             ));
         }
-        Redeem::Unknown => {
-            return Err(OAuthError::invalid_grant(
-                "the code is invalid, expired or already used",
-            ))
-        }
     };
+    let grant: Grant = serde_json::from_value(redeemed.code.payload.clone())
+        .map_err(|_| OAuthError::server_error("stored code is unreadable"))?;
+    let refresh = client.gets_refresh_token(&grant.scope).then_some(refresh);
     // The user and their linked connectors come from the redeeming transaction.
     let Redeemed {
         user,
@@ -242,6 +208,86 @@ async fn authorization_code(
             id_token: true,
         },
     )
+}
+
+/// Why a code was not redeemed, decided inside the redeeming transaction.
+enum CodeRefused {
+    /// The answer to the app.
+    Error(OAuthError),
+    /// The code was redeemed before: the grant made from it is revoked.
+    Replayed(Box<idbridge_store::CodeRow>),
+}
+
+/// What the token request says about the code it presents.
+struct CodeCheck {
+    client: crate::clients::Client,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    now: i64,
+    family_id: String,
+    absolute_ttl: i64,
+    refresh_hash: String,
+}
+
+impl CodeCheck {
+    /// The code's checks in the order they always ran; on success the family to
+    /// redeem it with (and its first refresh token's hash when the app gets one).
+    fn accept(
+        self,
+        row: &idbridge_store::CodeRow,
+    ) -> Result<(idbridge_store::FamilyRow, Option<String>), CodeRefused> {
+        let refuse = |description: &str| CodeRefused::Error(OAuthError::invalid_grant(description));
+        if row.client_id != self.client.id {
+            tracing::warn!(stage = "token", client_id = %self.client.id, "code presented by a client it was not issued to");
+            return Err(refuse("the code is invalid, expired or already used"));
+        }
+        if row.used_at.is_some() {
+            return match row.family_id {
+                Some(_) => Err(CodeRefused::Replayed(Box::new(row.clone()))),
+                None => Err(refuse("the code is invalid, expired or already used")),
+            };
+        }
+        if row.expires_at <= self.now {
+            return Err(refuse("the code is invalid, expired or already used"));
+        }
+        let grant: Grant = serde_json::from_value(row.payload.clone()).map_err(|_| {
+            CodeRefused::Error(OAuthError::server_error("stored code is unreadable"))
+        })?;
+        if self.redirect_uri.as_ref() != Some(&grant.redirect_uri) {
+            return Err(refuse(
+                "redirect_uri must be the one used in the authorization request",
+            ));
+        }
+        match (&grant.code_challenge, &self.code_verifier) {
+            (Some(challenge), Some(verifier)) => {
+                if !pkce_verifier_is_valid(verifier) || !pkce_s256_matches(verifier, challenge) {
+                    return Err(refuse("code_verifier does not match the code_challenge"));
+                }
+            }
+            (Some(_), None) => return Err(refuse("code_verifier is required")),
+            (None, Some(_)) => {
+                return Err(refuse(
+                    "code_verifier sent but the authorization request had no code_challenge",
+                ))
+            }
+            (None, None) => {}
+        }
+        // The family always exists (access tokens are revoked by it); a refresh
+        // token only when the app asked for offline_access (OpenID Connect Core §11).
+        let family = issue::family_row(
+            self.family_id,
+            &self.client.id,
+            &row.user_id,
+            &grant,
+            self.now,
+            self.absolute_ttl,
+        );
+        let refresh_hash = self
+            .client
+            .gets_refresh_token(&grant.scope)
+            .then_some(self.refresh_hash);
+        Ok((family, refresh_hash))
+    }
 }
 
 /// A used code came back: revoke the grant made from it, and record whose it was.

@@ -8,6 +8,23 @@ use crate::models::{AuthRequestRecord, AuthRequestRow, FlowRecord, FlowRow};
 use crate::schema::{auth_requests, upstream_flows};
 use crate::store::Store;
 
+/// How [`Store::claim_flow`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlowClaim {
+    /// No flow has this state (never, or collected).
+    Unknown,
+    /// The caller's check refused the flow; nothing was written.
+    Refused(FlowRow),
+    /// Used before, or expired; not claimed.
+    Spent(FlowRow),
+    /// This caller claimed the flow; `request` is the app's request while it is
+    /// live (`None` once it expired or was used up).
+    Claimed {
+        flow: FlowRow,
+        request: Option<AuthRequestRow>,
+    },
+}
+
 impl Store {
     /// `Conflict` when the id is taken.
     pub async fn insert_auth_request(&self, r: AuthRequestRow) -> Result<(), StoreError> {
@@ -159,20 +176,59 @@ impl Store {
         .await
     }
 
-    /// Marks the flow used if it is unused and unexpired; true only for the one caller that
-    /// did so.
-    pub async fn claim_flow(&self, state: &str, now: i64) -> Result<bool, StoreError> {
+    /// The callback's one store call: in one transaction, reads the flow, lets
+    /// `accept` look at it (right connector, right browser), and if it accepts,
+    /// marks the flow used when it is unused and unexpired — for exactly one
+    /// caller — and reads the app's request with it while that is live.
+    pub async fn claim_flow<F>(
+        &self,
+        state: &str,
+        now: i64,
+        accept: F,
+    ) -> Result<FlowClaim, StoreError>
+    where
+        F: FnOnce(&FlowRow) -> bool + Send + 'static,
+    {
         let state = state.to_owned();
         self.write(move |c| {
-            let n = diesel::update(
-                upstream_flows::table
+            crate::call::transaction(c, |c| {
+                let Some(flow) = upstream_flows::table
                     .find(&state)
-                    .filter(upstream_flows::used_at.is_null())
-                    .filter(upstream_flows::expires_at.gt(now)),
-            )
-            .set(upstream_flows::used_at.eq(now))
-            .execute(c)?;
-            Ok(n == 1)
+                    .select(FlowRecord::as_select())
+                    .first(c)
+                    .optional()?
+                else {
+                    return Ok(FlowClaim::Unknown);
+                };
+                let mut flow = flow.into_api()?;
+                if !accept(&flow) {
+                    return Ok(FlowClaim::Refused(flow));
+                }
+                if flow.used_at.is_some() || flow.expires_at <= now {
+                    return Ok(FlowClaim::Spent(flow));
+                }
+                let n = diesel::update(
+                    upstream_flows::table
+                        .find(&state)
+                        .filter(upstream_flows::used_at.is_null()),
+                )
+                .set(upstream_flows::used_at.eq(now))
+                .execute(c)?;
+                if n != 1 {
+                    // Another instance claimed it between the read and the update.
+                    return Ok(FlowClaim::Spent(flow));
+                }
+                flow.used_at = Some(now);
+                let request = auth_requests::table
+                    .find(&flow.auth_request_id)
+                    .filter(auth_requests::expires_at.gt(now))
+                    .select(AuthRequestRecord::as_select())
+                    .first(c)
+                    .optional()?
+                    .map(AuthRequestRecord::into_api)
+                    .transpose()?;
+                Ok(FlowClaim::Claimed { flow, request })
+            })
         })
         .await
     }

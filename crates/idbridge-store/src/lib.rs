@@ -38,6 +38,7 @@ pub use emails::email_key;
 mod error;
 mod failures;
 pub use failures::FailureLimit;
+pub use flows::FlowClaim;
 mod flows;
 mod gc;
 mod keys;

@@ -213,6 +213,7 @@ diesel::joinable!(account_emails -> users (user_id));
 diesel::joinable!(link_keys -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
 diesel::joinable!(refresh_token_families -> users (user_id));
+diesel::joinable!(sso_sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,

@@ -3,8 +3,8 @@
 use diesel::prelude::*;
 
 use crate::error::StoreError;
-use crate::models::SessionRow;
-use crate::schema::sso_sessions;
+use crate::models::{SessionRow, User};
+use crate::schema::{sso_sessions, users};
 use crate::store::Store;
 
 impl Store {
@@ -26,6 +26,24 @@ impl Store {
             Ok(sso_sessions::table
                 .find(&id)
                 .select(SessionRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+        .await
+    }
+
+    /// The session as stored (ended or expired or not) with its account, in one
+    /// read; `None` when either is gone.
+    pub async fn get_session_and_user(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRow, User)>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(sso_sessions::table
+                .inner_join(users::table)
+                .filter(sso_sessions::id.eq(&id))
+                .select((SessionRow::as_select(), User::as_select()))
                 .first(c)
                 .optional()?)
         })

@@ -75,43 +75,39 @@ impl Store {
         let family = FamilyRecord::from_api(new_family)?;
         self.write(move |conn| {
             crate::call::transaction(conn, |c| {
-                let won = diesel::update(
-                    authorization_codes::table
-                        .find(&code_hash)
-                        .filter(authorization_codes::used_at.is_null()),
-                )
-                .set((
-                    authorization_codes::used_at.eq(now),
-                    authorization_codes::family_id.eq(&family.id),
-                ))
-                .execute(c)?
-                    == 1;
-                if won {
-                    diesel::insert_into(refresh_token_families::table)
-                        .values(&family)
-                        .execute(c)?;
-                    if let Some(token_hash) = first_refresh_token_hash {
-                        insert_token(c, token_hash, &family.id, now)?;
-                    }
-                }
+                redeem_in(c, &code_hash, &family, first_refresh_token_hash, now)
+            })
+        })
+        .await
+    }
+
+    /// [`Store::redeem_code`] with the caller's checks in the same transaction,
+    /// so a code costs one store call: reads the code, hands it to `check`
+    /// (client binding, expiry, redirect_uri, PKCE; a replay), and redeems it with
+    /// the family `check` returns. `check`'s refusal comes back as `Ok(Err(_))`
+    /// with nothing written; a missing code is `Redeem::Unknown`, unchecked.
+    pub async fn redeem_code_checked<F, E>(
+        &self,
+        code_hash: &str,
+        now: i64,
+        check: F,
+    ) -> Result<Result<Redeem, E>, StoreError>
+    where
+        F: FnOnce(&CodeRow) -> Result<(FamilyRow, Option<String>), E> + Send + 'static,
+        E: Send + 'static,
+    {
+        let code_hash = code_hash.to_owned();
+        self.write(move |conn| {
+            crate::call::transaction(conn, |c| {
                 let Some(row) = find_code(c, &code_hash)? else {
-                    return Ok(Redeem::Unknown);
+                    return Ok(Ok(Redeem::Unknown));
                 };
-                let row = row.into_api()?;
-                if !won {
-                    return Ok(Redeem::AlreadyUsed(row));
-                }
-                let user = crate::schema::users::table
-                    .find(&row.user_id)
-                    .select(crate::models::User::as_select())
-                    .first(c)
-                    .optional()?;
-                let linked_connectors = linked_connectors(c, &row.user_id)?;
-                Ok(Redeem::Won(Box::new(crate::models::Redeemed {
-                    code: row,
-                    user,
-                    linked_connectors,
-                })))
+                let (family, first_refresh_token_hash) = match check(&row.into_api()?) {
+                    Ok(accepted) => accepted,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+                let family = FamilyRecord::from_api(family)?;
+                redeem_in(c, &code_hash, &family, first_refresh_token_hash, now).map(Ok)
             })
         })
         .await
@@ -739,6 +735,54 @@ fn revocation(
         refresh_token_families::revoked_at.eq(Some(now)),
         refresh_token_families::revoked_reason.eq(Some(reason.to_owned())),
     )
+}
+
+/// Marks the code used with `family` if it is unused; the winner inserts the
+/// family and its first refresh token and reads the code's user.
+fn redeem_in(
+    c: &mut AnyConnection,
+    code_hash: &str,
+    family: &FamilyRecord,
+    first_refresh_token_hash: Option<String>,
+    now: i64,
+) -> Result<Redeem, StoreError> {
+    let won = diesel::update(
+        authorization_codes::table
+            .find(code_hash)
+            .filter(authorization_codes::used_at.is_null()),
+    )
+    .set((
+        authorization_codes::used_at.eq(now),
+        authorization_codes::family_id.eq(&family.id),
+    ))
+    .execute(c)?
+        == 1;
+    if won {
+        diesel::insert_into(refresh_token_families::table)
+            .values(family)
+            .execute(c)?;
+        if let Some(token_hash) = first_refresh_token_hash {
+            insert_token(c, token_hash, &family.id, now)?;
+        }
+    }
+    let Some(row) = find_code(c, code_hash)? else {
+        return Ok(Redeem::Unknown);
+    };
+    let row = row.into_api()?;
+    if !won {
+        return Ok(Redeem::AlreadyUsed(row));
+    }
+    let user = crate::schema::users::table
+        .find(&row.user_id)
+        .select(crate::models::User::as_select())
+        .first(c)
+        .optional()?;
+    let linked_connectors = linked_connectors(c, &row.user_id)?;
+    Ok(Redeem::Won(Box::new(crate::models::Redeemed {
+        code: row,
+        user,
+        linked_connectors,
+    })))
 }
 
 fn find_code(c: &mut AnyConnection, code_hash: &str) -> Result<Option<CodeRecord>, StoreError> {

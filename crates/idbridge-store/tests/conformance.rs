@@ -10,7 +10,7 @@ use idbridge_store::testing::TempDatabase;
 use idbridge_store::{
     AccessChange, AuditEvent, AuditFilter, AuthRequestRow, Backend, ClientRemoved, ClientReplace,
     ClientRow, CodeCheck, CodeInsert, CodeRow, CompleteExchange, CompleteLogin, FailureLimit,
-    FamilyRow, FirstLogin, FlowRow, GcReport, KeyRow, LinkOutcome, LoginCompletion,
+    FamilyRow, FirstLogin, FlowClaim, FlowRow, GcReport, KeyRow, LinkOutcome, LoginCompletion,
     LoginResolution, NewLogin, PhoneOutcome, Redeem, RefreshOutcome, Rotation, SendLimits,
     SessionRow, Store, StoreError, StoreOptions, Unlink, User, VerificationCode,
 };
@@ -91,6 +91,7 @@ conformance!(
         auth_request_is_taken_once,
         flow_is_claimed_once_and_never_when_expired,
         parallel_redemptions_of_one_code_have_one_winner,
+        checked_redemption_writes_nothing_when_the_check_refuses,
         refresh_token_rotates_and_replay_revokes_family,
         refresh_family_expires_when_idle_or_past_absolute_lifetime,
         reuse_within_grace_gets_the_same_successor_and_stores_nothing,
@@ -969,18 +970,42 @@ async fn auth_request_is_taken_once(store: Store) {
 }
 
 async fn flow_is_claimed_once_and_never_when_expired(store: Store) {
-    store.insert_flow(flow("s1", NOW, 600)).await.unwrap();
+    store
+        .insert_auth_request_and_flow(auth_request("ar1", NOW, 600), flow("s1", NOW, 600))
+        .await
+        .unwrap();
+    // The caller's check sees the flow first; a refusal writes nothing.
+    let refused = store
+        .claim_flow("s1", NOW + 5, |f| f.browser_hash == "another browser")
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused, FlowClaim::Refused(f) if f.used_at.is_none()),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_flow("s1").await.unwrap().unwrap().used_at, None);
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let s = store.clone();
-            tokio::spawn(async move { s.claim_flow("s1", NOW + 5).await.unwrap() })
+            tokio::spawn(async move {
+                s.claim_flow("s1", NOW + 5, |f| f.browser_hash == "bh")
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
-    let mut wins = 0;
+    let mut claimed = Vec::new();
     for t in tasks {
-        wins += usize::from(t.await.unwrap());
+        match t.await.unwrap() {
+            FlowClaim::Claimed { flow, request } => claimed.push((flow, request)),
+            FlowClaim::Spent(f) => assert_eq!(f.state, "s1"),
+            other => panic!("{other:?}"),
+        }
     }
-    assert_eq!(wins, 1);
+    assert_eq!(claimed.len(), 1, "exactly one caller claims the flow");
+    let (f, request) = &claimed[0];
+    assert_eq!(f.used_at, Some(NOW + 5));
+    assert_eq!(request.as_ref(), Some(&auth_request("ar1", NOW, 600)));
     let f = store.get_flow("s1").await.unwrap().unwrap();
     assert_eq!(f.used_at, Some(NOW + 5));
     assert_eq!(f.outcome, None);
@@ -993,13 +1018,35 @@ async fn flow_is_claimed_once_and_never_when_expired(store: Store) {
         Some(json!({ "error": "user_cancelled" }))
     );
 
-    store.insert_flow(flow("s2", NOW, 600)).await.unwrap();
+    // Expired: not claimed, not marked. A live flow whose request expired is
+    // claimed without it.
+    store
+        .insert_auth_request_and_flow(
+            auth_request("ar2", NOW, 60),
+            FlowRow {
+                auth_request_id: "ar2".into(),
+                ..flow("s2", NOW, 600)
+            },
+        )
+        .await
+        .unwrap();
     assert!(
-        !store.claim_flow("s2", NOW + 600).await.unwrap(),
+        matches!(
+            store.claim_flow("s2", NOW + 600, |_| true).await.unwrap(),
+            FlowClaim::Spent(_)
+        ),
         "expired flow claimed"
     );
     assert_eq!(store.get_flow("s2").await.unwrap().unwrap().used_at, None);
-    assert!(!store.claim_flow("nope", NOW).await.unwrap());
+    let late = store.claim_flow("s2", NOW + 60, |_| true).await.unwrap();
+    assert!(
+        matches!(&late, FlowClaim::Claimed { request: None, flow } if flow.used_at == Some(NOW + 60)),
+        "{late:?}"
+    );
+    assert_eq!(
+        store.claim_flow("nope", NOW, |_| true).await.unwrap(),
+        FlowClaim::Unknown
+    );
     assert_eq!(store.get_flow("nope").await.unwrap(), None);
 }
 
@@ -1085,6 +1132,73 @@ async fn parallel_redemptions_of_one_code_have_one_winner(store: Store) {
         Redeem::Unknown
     );
     assert_eq!(store.get_family("famY").await.unwrap(), None);
+}
+
+async fn checked_redemption_writes_nothing_when_the_check_refuses(store: Store) {
+    store.insert_code(code("c1", NOW), None).await.unwrap();
+    // The check sees the stored code; its refusal comes back and writes nothing.
+    let refused = store
+        .redeem_code_checked("c1", NOW + 1, |c| {
+            Err::<(FamilyRow, Option<String>), _>(format!("refused {}", c.client_id))
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused, Err("refused app".to_owned()));
+    assert_eq!(
+        store.get_code("c1").await.unwrap().unwrap(),
+        code("c1", NOW)
+    );
+    // Accepted: redeemed with the family the check made, as redeem_code does.
+    let won = store
+        .redeem_code_checked("c1", NOW + 2, |c| {
+            Ok::<_, String>((
+                family("fam1", &c.user_id, None, NOW + 2),
+                Some("rt1".into()),
+            ))
+        })
+        .await
+        .unwrap();
+    let Ok(Redeem::Won(won)) = won else {
+        panic!("{won:?}")
+    };
+    assert_eq!(
+        (won.code.used_at, won.code.family_id.as_deref()),
+        (Some(NOW + 2), Some("fam1"))
+    );
+    assert_eq!(won.user, None, "no user u1 in this store");
+    assert_eq!(
+        store
+            .find_refresh_token("rt1")
+            .await
+            .unwrap()
+            .unwrap()
+            .family_id,
+        "fam1"
+    );
+    // A used code is handed to the check as used; accepted anyway, it is not won.
+    let again = store
+        .redeem_code_checked("c1", NOW + 3, |c| {
+            assert_eq!(c.used_at, Some(NOW + 2));
+            Ok::<_, String>((family("fam2", "u1", None, NOW + 3), None))
+        })
+        .await
+        .unwrap();
+    assert!(matches!(&again, Ok(Redeem::AlreadyUsed(c)) if c.family_id.as_deref() == Some("fam1")));
+    assert_eq!(store.get_family("fam2").await.unwrap(), None);
+    // A missing code is not checked.
+    assert_eq!(
+        store
+            .redeem_code_checked(
+                "nope",
+                NOW,
+                |_| -> Result<(FamilyRow, Option<String>), String> {
+                    panic!("checked a missing code")
+                }
+            )
+            .await
+            .unwrap(),
+        Ok(Redeem::Unknown)
+    );
 }
 
 async fn refresh_token_rotates_and_replay_revokes_family(store: Store) {
@@ -1668,6 +1782,13 @@ async fn sessions_touch_and_end(store: Store) {
         None
     );
     assert_eq!(store.get_session("nope").await.unwrap(), None);
+
+    // With its account in one read: none while the account does not exist.
+    assert_eq!(store.get_session_and_user("s4").await.unwrap(), None);
+    make_user(&store, "u2").await;
+    let (s4, u2) = store.get_session_and_user("s4").await.unwrap().unwrap();
+    assert_eq!((s4, u2.id.as_str()), (session("s4", "u2", NOW), "u2"));
+    assert_eq!(store.get_session_and_user("nope").await.unwrap(), None);
 }
 
 async fn audit_lists_newest_first_with_filter_and_paging(store: Store) {

@@ -6,7 +6,7 @@
 use super::failure::connector_failure;
 use super::finish::{finish_link, finish_sign_in, SignIn};
 use super::page_error::{PageError, PageResult};
-use super::request::load_request;
+use super::request::AuthRequest;
 use super::response::{open_text, remember_outcome, AppResponse};
 use crate::http::{fallback_locale, found, query_then_form, request_context, BROWSER_COOKIE};
 use crate::state::AppState;
@@ -14,7 +14,7 @@ use crate::upstream::new_login;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use idbridge_core::{CallbackRequest, Locale};
-use idbridge_store::FirstLogin;
+use idbridge_store::{FirstLogin, FlowClaim, FlowRow};
 use idbridge_tokens::hash_token;
 
 /// The field the broker adds when it posts a form_post callback again from its
@@ -57,73 +57,75 @@ pub async fn callback(
         tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "missing_state", "callback without state; cannot tell which sign-in it belongs to");
         return expired().await;
     };
-    let flow = match state.store.get_flow(&upstream_state).await {
-        Ok(Some(f)) => f,
-        Ok(None) => {
+    // Which flow this callback may claim: this connector's, started in this
+    // browser. The check runs inside the claiming transaction, and again below
+    // to say why a flow was refused.
+    let caller = Caller {
+        connector_id: connector_id.clone(),
+        browser_hash: req.cookie(BROWSER_COOKIE).map(|c| hash_token(c.value())),
+        // A provider answering with response_mode=form_post POSTs the callback
+        // from its own site: a cross-site POST, with which browsers send no
+        // SameSite=Lax cookie, so the browser secret is missing. The same fields
+        // are posted again from a page of the broker's own origin (same-site: the
+        // cookie comes along); the marker keeps it to one round.
+        resubmit: req.method() == actix_web::http::Method::POST
+            && !params.contains_key(RESUBMITTED),
+    };
+    let now = state.now();
+    let check = caller.clone();
+    let claim = state
+        .store
+        .claim_flow(&upstream_state, now, move |f| {
+            check.verdict(f) == Verdict::Accepted
+        })
+        .await;
+    let (flow, request) = match claim {
+        Ok(FlowClaim::Claimed { flow, request }) => (flow, request),
+        Ok(FlowClaim::Unknown) => {
             tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "unknown_state", "callback state is unknown or was collected; the person must start again");
             return expired().await;
         }
-        Err(e) => {
-            tracing::error!(stage = "callback", error = %e, "cannot load the flow");
-            return Err(PageError::db_down(locale));
-        }
-    };
-    if flow.connector_id != connector_id {
-        tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, flow_connector = %flow.connector_id, reason = "connector_mismatch", "callback arrived at another connector's path (mix-up); rejected before any upstream call");
-        return expired().await;
-    }
-    // A provider answering with response_mode=form_post POSTs the callback from
-    // its own site: a cross-site POST, with which browsers send no SameSite=Lax
-    // cookie, so the browser secret is missing. Post the same fields again from
-    // a page of the broker's own origin (same-site: the cookie comes along);
-    // the marker keeps it to one round.
-    let browser_cookie = req.cookie(BROWSER_COOKIE);
-    if browser_cookie.is_none()
-        && req.method() == actix_web::http::Method::POST
-        && !params.contains_key(RESUBMITTED)
-    {
-        let mut fields: Vec<(String, String)> =
-            params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        fields.push((RESUBMITTED.to_owned(), "1".to_owned()));
-        let action = state.endpoint(&format!("/callback/{connector_id}"));
-        let origin = super::response::web_origin(&action).unwrap_or_default();
-        tracing::debug!(stage = "callback", connector = %connector_id, "cross-site form_post callback without the browser cookie; posting it again from the broker's origin");
-        return Ok(crate::pages::self_posting_form(
-            locale,
-            &action,
-            &origin,
-            &fields,
-            ("finishing_title", "finishing_intro"),
-        ));
-    }
-    let browser_ok = browser_cookie.is_some_and(|c| {
-        idbridge_tokens::constant_time_eq(
-            hash_token(c.value()).as_bytes(),
-            flow.browser_hash.as_bytes(),
-        )
-    });
-    if !browser_ok {
-        tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "browser_mismatch", "callback came from a browser that did not start this sign-in; rejected");
-        state.failures.failed(ip, state.now_ms()).await;
-        return Err(PageError::page(
-            locale,
-            StatusCode::BAD_REQUEST,
-            "sign_in_wrong_browser",
-            "expired_todo",
-        ));
-    }
-    let now = state.now();
-    match state.store.claim_flow(&upstream_state, now).await {
-        Ok(true) => {}
-        Ok(false) => {
+        Ok(FlowClaim::Spent(_)) => {
             return repeated_callback(&state, &upstream_state, &connector_id, locale).await
         }
+        Ok(FlowClaim::Refused(flow)) => match caller.verdict(&flow) {
+            Verdict::OtherConnector => {
+                tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, flow_connector = %flow.connector_id, reason = "connector_mismatch", "callback arrived at another connector's path (mix-up); rejected before any upstream call");
+                return expired().await;
+            }
+            Verdict::Resubmit => {
+                let mut fields: Vec<(String, String)> =
+                    params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                fields.push((RESUBMITTED.to_owned(), "1".to_owned()));
+                let action = state.endpoint(&format!("/callback/{connector_id}"));
+                let origin = super::response::web_origin(&action).unwrap_or_default();
+                tracing::debug!(stage = "callback", connector = %connector_id, "cross-site form_post callback without the browser cookie; posting it again from the broker's origin");
+                return Ok(crate::pages::self_posting_form(
+                    locale,
+                    &action,
+                    &origin,
+                    &fields,
+                    ("finishing_title", "finishing_intro"),
+                ));
+            }
+            Verdict::OtherBrowser | Verdict::Accepted => {
+                tracing::warn!(event = "login_failed", stage = "callback", connector = %connector_id, reason = "browser_mismatch", "callback came from a browser that did not start this sign-in; rejected");
+                state.failures.failed(ip, state.now_ms()).await;
+                return Err(PageError::page(
+                    locale,
+                    StatusCode::BAD_REQUEST,
+                    "sign_in_wrong_browser",
+                    "expired_todo",
+                ));
+            }
+        },
         Err(e) => {
             tracing::error!(stage = "callback", error = %e, "cannot claim the flow");
             return Err(PageError::db_down(locale));
         }
-    }
-    let Some(ar) = load_request(&state, &flow.auth_request_id, locale).await? else {
+    };
+    let Some(ar) = request.and_then(|row| serde_json::from_value::<AuthRequest>(row.payload).ok())
+    else {
         return expired().await;
     };
     let locale = ar.locale(&req);
@@ -202,6 +204,48 @@ pub async fn callback(
         ip,
     };
     finish_sign_in(&state, &ar, signing_in, locale).await
+}
+
+/// Whether a flow may be claimed by this callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accepted,
+    /// The flow is another connector's (a mix-up).
+    OtherConnector,
+    /// A cross-site form_post without the browser cookie: post it again first.
+    Resubmit,
+    /// Another browser started this sign-in.
+    OtherBrowser,
+}
+
+/// The callback as the flow check sees it.
+#[derive(Debug, Clone)]
+struct Caller {
+    connector_id: String,
+    /// The hash of the browser cookie, when the browser sent one.
+    browser_hash: Option<String>,
+    /// A POST that was not posted again yet.
+    resubmit: bool,
+}
+
+impl Caller {
+    fn verdict(&self, flow: &FlowRow) -> Verdict {
+        if flow.connector_id != self.connector_id {
+            return Verdict::OtherConnector;
+        }
+        match &self.browser_hash {
+            None if self.resubmit => Verdict::Resubmit,
+            Some(hash)
+                if idbridge_tokens::constant_time_eq(
+                    hash.as_bytes(),
+                    flow.browser_hash.as_bytes(),
+                ) =>
+            {
+                Verdict::Accepted
+            }
+            _ => Verdict::OtherBrowser,
+        }
+    }
 }
 
 /// A second callback for a state already used: follow the first one's outcome.

@@ -60,12 +60,18 @@ async fn reuse_unless(
     now: i64,
     honour_select_account: bool,
 ) -> Sso {
+    let force_login = ar.prompt.has(PromptValue::Login)
+        || (honour_select_account && ar.prompt.has(PromptValue::SelectAccount));
+    if force_login && hinted_sub.is_none() {
+        // The session could neither answer nor name someone else: not read.
+        return Sso::SignIn {
+            someone_else: false,
+        };
+    }
     let session = match current_session(state, req, now, ar.locale(req)).await {
         Ok(s) => s,
         Err(page) => return Sso::Answered(page.render()),
     };
-    let force_login = ar.prompt.has(PromptValue::Login)
-        || (honour_select_account && ar.prompt.has(PromptValue::SelectAccount));
     let someone_else = session
         .as_ref()
         .is_some_and(|(_, user)| hinted_sub.is_some_and(|sub| sub != user.id.as_str()));
