@@ -3,7 +3,7 @@
 //! through it while one instance is killed with SIGKILL, and every flow finishes
 //! on the other with no grant lost.
 
-use crate::cli::{bin, free_port, temp_dir, wait_for, Killed};
+use crate::cli::{bin, temp_dir, wait_for, Killed};
 use crate::harness::*;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -234,7 +234,20 @@ async fn two_instances_behind_haproxy_survive_one_killed() {
     }
     let db = TestDb::new(Db::Postgres);
     let dir = temp_dir("lb");
-    let (front, pa, pb) = (free_port(), free_port(), free_port());
+    // The proxy's port stays bound here until HAProxy takes it: the instances'
+    // simulators bind any free port (`--sim-port 0`), and the kernel readily
+    // hands out a port just released (seen: HAProxy "cannot bind socket", and a
+    // simulator answering at the proxy's address).
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front = reserved.local_addr().unwrap().port();
+    let (ra, rb) = (
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let (pa, pb) = (
+        ra.local_addr().unwrap().port(),
+        rb.local_addr().unwrap().port(),
+    );
     let lb = format!("http://127.0.0.1:{front}");
     // Both instances: one database, one master key (the shared dev directory),
     // the proxy's address as issuer, the proxy trusted for X-Forwarded-For.
@@ -255,14 +268,19 @@ async fn two_instances_behind_haproxy_survive_one_killed() {
                 .unwrap(),
         )
     };
+    // Each port is let go just before its instance binds it; B starts once A's
+    // simulators hold their ports.
+    drop(ra);
     let mut a = instance(pa, "a");
-    let _b = instance(pb, "b");
     wait_for(&format!("http://127.0.0.1:{pa}")).await;
+    drop(rb);
+    let _b = instance(pb, "b");
     wait_for(&format!("http://127.0.0.1:{pb}")).await;
 
     let cfg = dir.join("haproxy.cfg");
     std::fs::write(&cfg, haproxy_config(front, pa, pb)).unwrap();
     let proxy_log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
+    drop(reserved);
     // `-db`: stay in the foreground, so the guard's kill stops it.
     let _proxy = Killed(
         Command::new("haproxy")
