@@ -200,16 +200,11 @@ impl Keys {
             }
             cache.retain(|kid, _| publish.contains(kid));
         }
-        let signing: Vec<String> = self
+        let signing = self
             .algorithms
             .iter()
-            .filter_map(|alg| signing_kid_at_start(&metas, *alg, now))
-            .collect();
-        for alg in &self.algorithms {
-            if signing_kid_at_start(&metas, *alg, now).is_none() {
-                return Err(KeyError::NoKey(alg.as_str()));
-            }
-        }
+            .map(|alg| signing_kid_at_start(&metas, *alg, now).ok_or(KeyError::NoKey(alg.as_str())))
+            .collect::<Result<Vec<String>, KeyError>>()?;
         self.report(&metas, now);
         let set = KeySet::new(keys, signing)?;
         match self.current.write() {

@@ -158,15 +158,22 @@ async fn authorization_code(
         .await
         .map_err(OAuthError::store)?;
     let used = match redeemed {
-        Ok(Redeem::Won(redeemed)) => Ok(redeemed),
+        Ok((Redeem::Won(redeemed), Some(accepted))) => Ok((redeemed, accepted)),
         // Redeemed before (a replay, or another instance won the race just now).
-        Ok(Redeem::AlreadyUsed(used)) => Err(Some(used)),
+        Ok((Redeem::AlreadyUsed(used), _)) => Err(Some(used)),
         Err(CodeRefused::Replayed(used)) => Err(Some(*used)),
-        Ok(Redeem::Unknown) => Err(None),
+        // (A win always carries what the check accepted with.)
+        Ok((Redeem::Unknown | Redeem::Won(_), _)) => Err(None),
         Err(CodeRefused::Error(e)) => return Err(e),
     };
-    let redeemed = match used {
-        Ok(redeemed) => redeemed,
+    let (
+        redeemed,
+        Accepted {
+            grant,
+            gets_refresh_token,
+        },
+    ) = match used {
+        Ok(won) => won,
         Err(used) => {
             if let Some((f, used)) = used
                 .as_ref()
@@ -179,9 +186,7 @@ async fn authorization_code(
             ));
         }
     };
-    let grant: Grant = serde_json::from_value(redeemed.code.payload.clone())
-        .map_err(|_| OAuthError::server_error("stored code is unreadable"))?;
-    let refresh = client.gets_refresh_token(&grant.scope).then_some(refresh);
+    let refresh = gets_refresh_token.then_some(refresh);
     // The user and their linked connectors come from the redeeming transaction.
     let Redeemed {
         user,
@@ -218,6 +223,13 @@ enum CodeRefused {
     Replayed(Box<idbridge_store::CodeRow>),
 }
 
+/// What a code that passed its checks grants.
+struct Accepted {
+    grant: Grant,
+    /// The app gets a refresh token (offline_access, or the client's setting).
+    gets_refresh_token: bool,
+}
+
 /// What the token request says about the code it presents.
 struct CodeCheck {
     client: crate::clients::Client,
@@ -231,11 +243,12 @@ struct CodeCheck {
 
 impl CodeCheck {
     /// The code's checks in the order they always ran; on success the family to
-    /// redeem it with (and its first refresh token's hash when the app gets one).
+    /// redeem it with, its first refresh token's hash when the app gets one, and
+    /// the grant with whether it gets one.
     fn accept(
         self,
         row: &idbridge_store::CodeRow,
-    ) -> Result<(idbridge_store::FamilyRow, Option<String>), CodeRefused> {
+    ) -> Result<(idbridge_store::FamilyRow, Option<String>, Accepted), CodeRefused> {
         let refuse = |description: &str| CodeRefused::Error(OAuthError::invalid_grant(description));
         if row.client_id != self.client.id {
             tracing::warn!(stage = "token", client_id = %self.client.id, "code presented by a client it was not issued to");
@@ -282,11 +295,16 @@ impl CodeCheck {
             self.now,
             self.absolute_ttl,
         );
-        let refresh_hash = self
-            .client
-            .gets_refresh_token(&grant.scope)
-            .then_some(self.refresh_hash);
-        Ok((family, refresh_hash))
+        let gets_refresh_token = self.client.gets_refresh_token(&grant.scope);
+        let refresh_hash = gets_refresh_token.then_some(self.refresh_hash);
+        Ok((
+            family,
+            refresh_hash,
+            Accepted {
+                grant,
+                gets_refresh_token,
+            },
+        ))
     }
 }
 

@@ -75,7 +75,7 @@ impl Store {
         let family = FamilyRecord::from_api(new_family)?;
         self.write(move |conn| {
             crate::call::transaction(conn, |c| {
-                redeem_in(c, &code_hash, &family, first_refresh_token_hash, now)
+                redeem_in(c, &code_hash, &family, first_refresh_token_hash, now, None)
             })
         })
         .await
@@ -85,29 +85,41 @@ impl Store {
     /// so a code costs one store call: reads the code, hands it to `check`
     /// (client binding, expiry, redirect_uri, PKCE; a replay), and redeems it with
     /// the family `check` returns. `check`'s refusal comes back as `Ok(Err(_))`
-    /// with nothing written; a missing code is `Redeem::Unknown`, unchecked.
-    pub async fn redeem_code_checked<F, E>(
+    /// with nothing written; what it accepted with (`T`, say the parsed grant)
+    /// comes back beside the outcome. A missing code is `(Redeem::Unknown, None)`,
+    /// unchecked.
+    pub async fn redeem_code_checked<F, T, E>(
         &self,
         code_hash: &str,
         now: i64,
         check: F,
-    ) -> Result<Result<Redeem, E>, StoreError>
+    ) -> Result<Result<(Redeem, Option<T>), E>, StoreError>
     where
-        F: FnOnce(&CodeRow) -> Result<(FamilyRow, Option<String>), E> + Send + 'static,
+        F: FnOnce(&CodeRow) -> Result<(FamilyRow, Option<String>, T), E> + Send + 'static,
+        T: Send + 'static,
         E: Send + 'static,
     {
         let code_hash = code_hash.to_owned();
         self.write(move |conn| {
             crate::call::transaction(conn, |c| {
                 let Some(row) = find_code(c, &code_hash)? else {
-                    return Ok(Ok(Redeem::Unknown));
+                    return Ok(Ok((Redeem::Unknown, None)));
                 };
-                let (family, first_refresh_token_hash) = match check(&row.into_api()?) {
+                let row = row.into_api()?;
+                let (family, first_refresh_token_hash, accepted) = match check(&row) {
                     Ok(accepted) => accepted,
                     Err(refused) => return Ok(Err(refused)),
                 };
                 let family = FamilyRecord::from_api(family)?;
-                redeem_in(c, &code_hash, &family, first_refresh_token_hash, now).map(Ok)
+                let redeemed = redeem_in(
+                    c,
+                    &code_hash,
+                    &family,
+                    first_refresh_token_hash,
+                    now,
+                    Some(row),
+                )?;
+                Ok(Ok((redeemed, Some(accepted))))
             })
         })
         .await
@@ -738,13 +750,16 @@ fn revocation(
 }
 
 /// Marks the code used with `family` if it is unused; the winner inserts the
-/// family and its first refresh token and reads the code's user.
+/// family and its first refresh token and reads the code's user. `read` is the
+/// code as this transaction already read it, if it did (a winner need not read
+/// it again).
 fn redeem_in(
     c: &mut AnyConnection,
     code_hash: &str,
     family: &FamilyRecord,
     first_refresh_token_hash: Option<String>,
     now: i64,
+    read: Option<CodeRow>,
 ) -> Result<Redeem, StoreError> {
     let won = diesel::update(
         authorization_codes::table
@@ -765,10 +780,18 @@ fn redeem_in(
             insert_token(c, token_hash, &family.id, now)?;
         }
     }
-    let Some(row) = find_code(c, code_hash)? else {
-        return Ok(Redeem::Unknown);
+    let row = match read.filter(|_| won) {
+        Some(read) => CodeRow {
+            used_at: Some(now),
+            family_id: Some(family.id.clone()),
+            ..read
+        },
+        // Another caller won (its family is the one to revoke), or not read yet.
+        None => match find_code(c, code_hash)? {
+            Some(row) => row.into_api()?,
+            None => return Ok(Redeem::Unknown),
+        },
     };
-    let row = row.into_api()?;
     if !won {
         return Ok(Redeem::AlreadyUsed(row));
     }

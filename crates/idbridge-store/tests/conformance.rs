@@ -1139,7 +1139,7 @@ async fn checked_redemption_writes_nothing_when_the_check_refuses(store: Store) 
     // The check sees the stored code; its refusal comes back and writes nothing.
     let refused = store
         .redeem_code_checked("c1", NOW + 1, |c| {
-            Err::<(FamilyRow, Option<String>), _>(format!("refused {}", c.client_id))
+            Err::<(FamilyRow, Option<String>, ()), _>(format!("refused {}", c.client_id))
         })
         .await
         .unwrap();
@@ -1154,13 +1154,16 @@ async fn checked_redemption_writes_nothing_when_the_check_refuses(store: Store) 
             Ok::<_, String>((
                 family("fam1", &c.user_id, None, NOW + 2),
                 Some("rt1".into()),
+                "accepted with",
             ))
         })
         .await
         .unwrap();
-    let Ok(Redeem::Won(won)) = won else {
+    let Ok((Redeem::Won(won), Some("accepted with"))) = won else {
         panic!("{won:?}")
     };
+    // The code as the winner sees it is the code as stored now.
+    assert_eq!(store.get_code("c1").await.unwrap().unwrap(), won.code);
     assert_eq!(
         (won.code.used_at, won.code.family_id.as_deref()),
         (Some(NOW + 2), Some("fam1"))
@@ -1179,11 +1182,13 @@ async fn checked_redemption_writes_nothing_when_the_check_refuses(store: Store) 
     let again = store
         .redeem_code_checked("c1", NOW + 3, |c| {
             assert_eq!(c.used_at, Some(NOW + 2));
-            Ok::<_, String>((family("fam2", "u1", None, NOW + 3), None))
+            Ok::<_, String>((family("fam2", "u1", None, NOW + 3), None, ()))
         })
         .await
         .unwrap();
-    assert!(matches!(&again, Ok(Redeem::AlreadyUsed(c)) if c.family_id.as_deref() == Some("fam1")));
+    assert!(
+        matches!(&again, Ok((Redeem::AlreadyUsed(c), Some(()))) if c.family_id.as_deref() == Some("fam1"))
+    );
     assert_eq!(store.get_family("fam2").await.unwrap(), None);
     // A missing code is not checked.
     assert_eq!(
@@ -1191,13 +1196,13 @@ async fn checked_redemption_writes_nothing_when_the_check_refuses(store: Store) 
             .redeem_code_checked(
                 "nope",
                 NOW,
-                |_| -> Result<(FamilyRow, Option<String>), String> {
+                |_| -> Result<(FamilyRow, Option<String>, ()), String> {
                     panic!("checked a missing code")
                 }
             )
             .await
             .unwrap(),
-        Ok(Redeem::Unknown)
+        Ok((Redeem::Unknown, None))
     );
 }
 
