@@ -11,6 +11,8 @@
 #   BEFORE_BIN=/path/to/older/idbridge bench/compare.sh   # that build too, same run
 #   REFERENCE=0 ...                                # skip the reference provider
 #   LEVERS="" ...                                  # skip the RS256 lever runs
+#   PG_PARAMS=sslmode=disable ...                  # libpq parameters for the broker
+#   LOGIN_BACKENDS="sqlite postgres" ...           # dev-mode logins on Postgres too
 #
 # Parts: "refresh" (max throughput of each side; the broker also paced at
 # PACED_RATE/s, and its resident memory idle and loaded), "logins" (dev-mode
@@ -29,6 +31,7 @@ DURATION="${DURATION:-10}"
 CHAINS="${CHAINS:-64}"
 PACED_RATE="${PACED_RATE:-1000}"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/test}"
+PG_PARAMS="${PG_PARAMS:-}"   # appended to the broker's Postgres URL, e.g. sslmode=disable
 PORT="${PORT:-18443}"
 REF_PORT=$((PORT + 1))
 OUT="${OUT:-bench/out}"
@@ -49,6 +52,8 @@ trap cleanup EXIT
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 wait_http() { for _ in $(seq 1 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+# CPU ticks of every Postgres server process (on Postgres runs: its share per grant).
+pg_ticks() { local t=0 f; for f in /proc/[0-9]*/stat; do read -r -a a <"$f" 2>/dev/null || continue; [ "${a[1]}" = "(postgres)" ] && t=$((t + a[13] + a[14])); done; echo $t; }
 rps() { sed -n 's/.* rps=\([0-9]*\).*/\1/p' <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 say() { echo "$*" | tee -a "$OUT/compare.txt"; }
@@ -91,7 +96,7 @@ broker() { # bin backend alg
   else
     db_name="idb_cmp_$$_$RANDOM"
     psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $db_name" >/dev/null
-    db_url="${PG_ADMIN_URL%/*}/$db_name"
+    db_url="${PG_ADMIN_URL%/*}/$db_name${PG_PARAMS:+?$PG_PARAMS}"
   fi
   "$T/examples/bench_seed" "$db_url" $((2 * CHAINS)) "$dir/all.txt" 2>/dev/null
   head -n "$CHAINS" "$dir/all.txt" >"$dir/max.txt"
@@ -119,16 +124,22 @@ TOML
   sleep 1
   local idle; idle=$(rss_kb $p)
   local cpu0; cpu0=$(awk '{print $14 + $15}' "/proc/$p/stat")
+  local pg0; pg0=$(pg_ticks)
   local idt=1; [ "${VARIANT:-}" = no-id-token-on-refresh ] && idt=0
   local max; max=$(BENCH_ID_TOKEN=$idt "$T/examples/bench_chains" "http://127.0.0.1:$PORT/token" bench "$SECRET" "$dir/max.txt" "$DURATION" | tr '\n' ' ')
   local cpu1; cpu1=$(awk '{print $14 + $15}' "/proc/$p/stat")
+  local pg1; pg1=$(pg_ticks)
   local paced; paced=$(BENCH_ID_TOKEN=$idt "$T/examples/bench_chains" "http://127.0.0.1:$PORT/token" bench "$SECRET" "$dir/paced.txt" "$DURATION" "$PACED_RATE" | tr '\n' ' ')
   local peak; peak=$(hwm_kb $p)
   kill $p; wait $p 2>/dev/null || true
   local n; n=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$max")
   local us; us=$(awk -v t=$((cpu1 - cpu0)) -v n="${n:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }')
-  [ -n "$db_name" ] && psql -q "$PG_ADMIN_URL" -c "DROP DATABASE $db_name WITH (FORCE)" >/dev/null
-  echo "max: ${max#RESULT } broker_cpu_us_per_grant=$us | paced: ${paced#RESULT } | idle_rss_kb=$idle peak_rss_kb=$peak"
+  local pg=""
+  if [ -n "$db_name" ]; then
+    pg=" postgres_cpu_us_per_grant=$(awk -v t=$((pg1 - pg0)) -v n="${n:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }')"
+    psql -q "$PG_ADMIN_URL" -c "DROP DATABASE $db_name WITH (FORCE)" >/dev/null
+  fi
+  echo "max: ${max#RESULT } broker_cpu_us_per_grant=$us$pg | paced: ${paced#RESULT } | idle_rss_kb=$idle peak_rss_kb=$peak"
 }
 
 if [[ " $PARTS " == *" refresh "* ]]; then
@@ -160,9 +171,15 @@ if [[ " $PARTS " == *" refresh "* ]]; then
 fi
 
 # Complete dev-mode WeChat logins (authorize → simulator → callback → token).
-logins() { # bin
+logins() { # bin [backend]
   local dir; dir=$(mktemp -d -p "$work")
-  IDBRIDGE_LOG=warn "$1" serve --dev --port "$PORT" --dir "$dir" >/dev/null 2>"$dir/dev.log" &
+  local db_name="" storage=()
+  if [ "${2:-sqlite}" = postgres ]; then
+    db_name="idb_cmp_$$_$RANDOM"
+    psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $db_name" >/dev/null
+    storage=(env "IDBRIDGE__STORAGE__URL=${PG_ADMIN_URL%/*}/$db_name${PG_PARAMS:+?$PG_PARAMS}")
+  fi
+  IDBRIDGE_LOG=warn "${storage[@]}" "$1" serve --dev --port "$PORT" --dir "$dir" >/dev/null 2>"$dir/dev.log" &
   local p=$!
   pids+=($p)
   wait_http "http://127.0.0.1:$PORT/healthz"
@@ -172,6 +189,7 @@ logins() { # bin
     "http://127.0.0.1:$PORT/demo/callback" wechat 32 "$DURATION"; times ) | tr '\n' ' ')
   local cpu1; cpu1=$(awk '{print $14 + $15}' "/proc/$p/stat")
   kill $p; wait $p 2>/dev/null || true
+  [ -n "$db_name" ] && psql -q "$PG_ADMIN_URL" -c "DROP DATABASE $db_name WITH (FORCE)" >/dev/null
   local n; n=$(sed -n 's/.*LOGINS ok=\([0-9]*\).*/\1/p' <<<"$r")
   local us; us=$(awk -v t=$((cpu1 - cpu0)) -v n="${n:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }')
   # The children's line of `times`: "XmY.YYYs XmY.YYYs".
@@ -182,11 +200,13 @@ logins() { # bin
 lps() { sed -n 's/.*logins_per_s=\([0-9]*\).*/\1/p' <<<"$1"; }
 
 if [[ " $PARTS " == *" logins "* ]]; then
-  now=$(logins "$BIN")
-  say "logins idbridge: $now"
-  if [ -n "$BEFORE_BIN" ]; then
-    before=$(logins "$BEFORE_BIN")
-    say "logins idbridge-before: $before"
-    say "logins ratio now/before: $(ratio "$(lps "$now")" "$(lps "$before")")"
-  fi
+  for backend in ${LOGIN_BACKENDS:-sqlite}; do
+    now=$(logins "$BIN" "$backend")
+    say "logins($backend) idbridge: $now"
+    if [ -n "$BEFORE_BIN" ]; then
+      before=$(logins "$BEFORE_BIN" "$backend")
+      say "logins($backend) idbridge-before: $before"
+      say "logins($backend) ratio now/before: $(ratio "$(lps "$now")" "$(lps "$before")")"
+    fi
+  done
 fi

@@ -10,32 +10,13 @@ use crate::models::{
 };
 use crate::pool::AnyConnection;
 use crate::schema::{identities, link_keys, users};
+use crate::statement::statement;
 use crate::store::Store;
+use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 
 diesel::define_sql_function! {
     /// SQL `lower()`, so name search folds case the same way on both backends.
     fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
-}
-
-/// Profile fields copied from a login onto the user; `None` fields are left alone.
-#[derive(AsChangeset)]
-#[diesel(table_name = users)]
-struct UserProfileChange<'a> {
-    updated_at: i64,
-    name: Option<&'a str>,
-    picture: Option<&'a str>,
-    locale: Option<&'a str>,
-}
-
-/// What a repeated login updates on a known identity; `None` fields are left alone.
-#[derive(AsChangeset)]
-#[diesel(table_name = identities)]
-struct IdentityLoginChange<'a> {
-    profile: &'a str,
-    last_login_at: i64,
-    upstream_tokens: Option<&'a [u8]>,
-    link_scope: Option<&'a str>,
-    link_key: Option<&'a str>,
 }
 
 #[derive(Insertable)]
@@ -330,15 +311,21 @@ pub(crate) fn resolve_once(
             (Some((scope, key)), None) => Some((scope.as_str(), key.as_str())),
             _ => None,
         };
-        diesel::update(identities::table.find((&login.connector_id, &login.subject)))
-            .set(IdentityLoginChange {
-                profile,
-                last_login_at: now,
-                upstream_tokens: login.upstream_tokens.as_deref(),
-                link_scope: new_link.map(|(s, _)| s),
-                link_key: new_link.map(|(_, k)| k),
-            })
-            .execute(c)?;
+        // What a repeated login updates on a known identity; a NULL leaves the field alone.
+        statement(
+            "UPDATE identities SET profile = ?, last_login_at = ?, \
+             upstream_tokens = COALESCE(?, upstream_tokens), \
+             link_scope = COALESCE(?, link_scope), link_key = COALESCE(?, link_key) \
+             WHERE connector_id = ? AND subject = ?",
+        )
+        .bind::<Text, _>(profile)
+        .bind::<BigInt, _>(now)
+        .bind::<Nullable<Binary>, _>(login.upstream_tokens.as_deref())
+        .bind::<Nullable<Text>, _>(new_link.map(|(s, _)| s))
+        .bind::<Nullable<Text>, _>(new_link.map(|(_, k)| k))
+        .bind::<Text, _>(&login.connector_id)
+        .bind::<Text, _>(&login.subject)
+        .execute(c)?;
         if let Some((scope, key)) = &login.link {
             let owner: Option<String> = link_keys::table
                 .find((scope, key))
@@ -366,14 +353,17 @@ pub(crate) fn resolve_once(
                 Some(_) => {}
             }
         }
-        diesel::update(users::table.find(&user_id))
-            .set(UserProfileChange {
-                updated_at: now,
-                name: login.name.as_deref(),
-                picture: login.picture.as_deref(),
-                locale: login.locale.as_deref(),
-            })
-            .execute(c)?;
+        // The profile fields the login brought; a NULL leaves the field alone.
+        statement(
+            "UPDATE users SET updated_at = ?, name = COALESCE(?, name), \
+             picture = COALESCE(?, picture), locale = COALESCE(?, locale) WHERE id = ?",
+        )
+        .bind::<BigInt, _>(now)
+        .bind::<Nullable<Text>, _>(login.name.as_deref())
+        .bind::<Nullable<Text>, _>(login.picture.as_deref())
+        .bind::<Nullable<Text>, _>(login.locale.as_deref())
+        .bind::<Text, _>(&user_id)
+        .execute(c)?;
         emails::follow(c, login, &user_id, false, now)?;
         return Ok((LoginResolution::Existing(load_user(c, &user_id)?), None));
     }

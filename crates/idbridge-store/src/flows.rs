@@ -207,12 +207,11 @@ impl Store {
                 if flow.used_at.is_some() || flow.expires_at <= now {
                     return Ok(FlowClaim::Spent(flow));
                 }
-                let n = diesel::update(
-                    upstream_flows::table
-                        .find(&state)
-                        .filter(upstream_flows::used_at.is_null()),
+                let n = crate::statement::statement(
+                    "UPDATE upstream_flows SET used_at = ? WHERE state = ? AND used_at IS NULL",
                 )
-                .set(upstream_flows::used_at.eq(now))
+                .bind::<diesel::sql_types::BigInt, _>(now)
+                .bind::<diesel::sql_types::Text, _>(&state)
                 .execute(c)?;
                 if n != 1 {
                     // Another instance claimed it between the read and the update.
@@ -243,8 +242,9 @@ impl Store {
         let state = state.to_owned();
         let outcome = to_json_text(&outcome)?;
         self.write(move |c| {
-            diesel::update(upstream_flows::table.find(&state))
-                .set(upstream_flows::outcome.eq(Some(outcome)))
+            crate::statement::statement("UPDATE upstream_flows SET outcome = ? WHERE state = ?")
+                .bind::<diesel::sql_types::Text, _>(&outcome)
+                .bind::<diesel::sql_types::Text, _>(&state)
                 .execute(c)?;
             Ok(())
         })

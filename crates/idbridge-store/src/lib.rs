@@ -47,6 +47,7 @@ mod outage;
 mod pool;
 mod schema;
 mod sessions;
+mod statement;
 mod store;
 mod tokens;
 mod verification;

@@ -1,5 +1,10 @@
 //! The row types of the public API, and the private diesel records they map to
 //! (JSON payloads are `serde_json::Value` in the API and TEXT in the database).
+//!
+//! The insertable records write `None` as NULL rather than leaving the column to its
+//! default (no nullable column has one), so each table's INSERT has one fixed text,
+//! which the connection prepares once and keeps (diesel cannot keep one whose
+//! columns vary with the row).
 
 use diesel::prelude::*;
 use serde_json::Value;
@@ -9,6 +14,7 @@ use crate::schema::*;
 
 /// A broker account; `id` is the `sub` apps see.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = users)]
 pub struct User {
     pub id: String,
@@ -214,6 +220,7 @@ pub struct FamilyRow {
 
 /// One refresh token of a family, stored by hash.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = refresh_tokens)]
 pub struct RefreshTokenRow {
     pub token_hash: String,
@@ -246,6 +253,7 @@ pub enum Rotation {
 
 /// A single-sign-on session at the broker.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = sso_sessions)]
 pub struct SessionRow {
     pub id: String,
@@ -260,6 +268,7 @@ pub struct SessionRow {
 
 /// A signing key; `private_key` is already encrypted by the caller.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = signing_keys)]
 pub struct KeyRow {
     pub kid: String,
@@ -310,6 +319,7 @@ pub struct GcReport {
 // ---- private records: the rows as the database holds them ----
 
 #[derive(Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = identities)]
 pub(crate) struct IdentityRecord {
     pub connector_id: String,
@@ -340,6 +350,7 @@ impl IdentityRecord {
 }
 
 #[derive(Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = clients)]
 pub(crate) struct ClientRecord {
     pub id: String,
@@ -378,6 +389,7 @@ impl ClientRecord {
 }
 
 #[derive(Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = auth_requests)]
 pub(crate) struct AuthRequestRecord {
     pub id: String,
@@ -410,6 +422,7 @@ impl AuthRequestRecord {
 }
 
 #[derive(Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = upstream_flows)]
 pub(crate) struct FlowRecord {
     pub state: String,
@@ -458,6 +471,7 @@ impl FlowRecord {
 }
 
 #[derive(Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = authorization_codes)]
 pub(crate) struct CodeRecord {
     pub code_hash: String,
@@ -499,6 +513,7 @@ impl CodeRecord {
 }
 
 #[derive(Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = refresh_token_families)]
 pub(crate) struct FamilyRecord {
     pub id: String,
@@ -549,6 +564,7 @@ impl FamilyRecord {
 }
 
 #[derive(Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = audit_log)]
 pub(crate) struct NewAuditRecord {
     pub at: i64,

@@ -361,8 +361,13 @@ fn refresh_in(c: &mut AnyConnection, job: &RefreshJob) -> Result<RefreshOutcome,
     let (grace_secs, idle_secs, now) = (*grace_secs, *idle_secs, *now);
     // The token, its family and its user in one query; when one of them
     // is missing, read them one by one to say which.
-    let (token, family, user) = match token_family_user(c, token_hash)? {
-        Some((token, family, user)) => (token, family, Some(user)),
+    let (token, family, user, linked) = match token_family_user(c, token_hash)? {
+        Some(Holder {
+            token,
+            family,
+            user,
+            linked,
+        }) => (token, family, Some(user), Some(linked)),
         None => {
             let Some(token) = find_token(c, token_hash)? else {
                 return Ok(RefreshOutcome::Unknown);
@@ -375,7 +380,7 @@ fn refresh_in(c: &mut AnyConnection, job: &RefreshJob) -> Result<RefreshOutcome,
                 .select(crate::models::User::as_select())
                 .first(c)
                 .optional()?;
-            (token, family, user)
+            (token, family, user, None)
         }
     };
     if family.client_id != *client_id {
@@ -403,7 +408,10 @@ fn refresh_in(c: &mut AnyConnection, job: &RefreshJob) -> Result<RefreshOutcome,
     {
         let mut family = family.into_api()?;
         family.last_used_at = now;
-        let linked_connectors = linked_connectors(c, &user.id)?;
+        let linked_connectors = match linked {
+            Some(linked) => linked,
+            None => linked_connectors(c, &user.id)?,
+        };
         return Ok(RefreshOutcome::Rotated(RefreshGrant {
             family,
             user,
@@ -413,7 +421,10 @@ fn refresh_in(c: &mut AnyConnection, job: &RefreshJob) -> Result<RefreshOutcome,
     // Everything else (grace reuse, replay, expiry, a lost race): the general rule.
     match rotate_in(c, token_hash, successor_hash, grace_secs, idle_secs, now)? {
         Rotation::Rotated(family) => {
-            let linked_connectors = linked_connectors(c, &user.id)?;
+            let linked_connectors = match linked {
+                Some(linked) => linked,
+                None => linked_connectors(c, &user.id)?,
+            };
             Ok(RefreshOutcome::Rotated(RefreshGrant {
                 family,
                 user,
@@ -460,22 +471,57 @@ pub enum RefreshOutcome {
     Unknown,
 }
 
-/// A refresh token with its family and the family's user (`None` when any of them
+/// A refresh token with its family, the family's user and the connector ids the
+/// user has identities with (sorted, once each), as one query reads them.
+struct Holder {
+    token: RefreshTokenRow,
+    family: FamilyRecord,
+    user: crate::models::User,
+    linked: Vec<String>,
+}
+
+/// The [`Holder`] of a refresh token (`None` when the token, its family or its user
 /// is missing).
 fn token_family_user(
     c: &mut AnyConnection,
     token_hash: &str,
-) -> Result<Option<(RefreshTokenRow, FamilyRecord, crate::models::User)>, StoreError> {
-    Ok(refresh_tokens::table
-        .inner_join(refresh_token_families::table.inner_join(crate::schema::users::table))
+) -> Result<Option<Holder>, StoreError> {
+    use crate::schema::{identities, users};
+    // One row per identity of the user (one with no connector when there is none).
+    type Row = (
+        RefreshTokenRow,
+        FamilyRecord,
+        crate::models::User,
+        Option<String>,
+    );
+    let rows: Vec<Row> = refresh_tokens::table
+        .inner_join(
+            refresh_token_families::table.inner_join(users::table.left_join(identities::table)),
+        )
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select((
             RefreshTokenRow::as_select(),
             FamilyRecord::as_select(),
             crate::models::User::as_select(),
+            identities::connector_id.nullable(),
         ))
-        .first(c)
-        .optional()?)
+        .load(c)?;
+    let mut linked: Vec<String> = Vec::with_capacity(rows.len());
+    let mut first = None;
+    for (token, family, user, connector) in rows {
+        linked.extend(connector);
+        if first.is_none() {
+            first = Some((token, family, user));
+        }
+    }
+    linked.sort();
+    linked.dedup();
+    Ok(first.map(|(token, family, user)| Holder {
+        token,
+        family,
+        user,
+        linked,
+    }))
 }
 
 /// The rotation of a fresh token whose family this transaction has just read and
@@ -502,45 +548,50 @@ fn rotate_fresh(
     use diesel::sql_types::{BigInt, Text};
     match c {
         AnyConnection::Postgresql(pg) => {
-            let touched = diesel::sql_query(
+            let touched = crate::statement::statement(
                 "WITH marked AS ( \
-                   UPDATE refresh_tokens SET used_at = $1, successor_hash = $2 \
-                   WHERE token_hash = $3 AND used_at IS NULL AND family_id IN ( \
-                     SELECT id FROM refresh_token_families WHERE id = $4 \
-                     AND revoked_at IS NULL AND absolute_expires_at > $1 AND last_used_at >= $5) \
+                   UPDATE refresh_tokens SET used_at = ?, successor_hash = ? \
+                   WHERE token_hash = ? AND used_at IS NULL AND family_id IN ( \
+                     SELECT id FROM refresh_token_families WHERE id = ? \
+                     AND revoked_at IS NULL AND absolute_expires_at > ? AND last_used_at >= ?) \
                    RETURNING family_id), \
                  added AS ( \
                    INSERT INTO refresh_tokens (token_hash, family_id, created_at) \
-                   SELECT $2, family_id, $1 FROM marked RETURNING family_id) \
-                 UPDATE refresh_token_families SET last_used_at = $1 \
+                   SELECT ?, family_id, ? FROM marked RETURNING family_id) \
+                 UPDATE refresh_token_families SET last_used_at = ? \
                  WHERE id IN (SELECT family_id FROM added)",
             )
             .bind::<BigInt, _>(now)
             .bind::<Text, _>(successor_hash)
             .bind::<Text, _>(token_hash)
             .bind::<Text, _>(family_id)
+            .bind::<BigInt, _>(now)
             .bind::<BigInt, _>(now - idle_secs)
+            .bind::<Text, _>(successor_hash)
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(now)
             .execute(pg)?;
             Ok(touched == 1)
         }
         AnyConnection::Sqlite(_) => {
-            let marked = diesel::update(
-                refresh_tokens::table
-                    .find(token_hash)
-                    .filter(refresh_tokens::used_at.is_null()),
+            let marked = crate::statement::statement(
+                "UPDATE refresh_tokens SET used_at = ?, successor_hash = ? \
+                 WHERE token_hash = ? AND used_at IS NULL",
             )
-            .set((
-                refresh_tokens::used_at.eq(now),
-                refresh_tokens::successor_hash.eq(successor_hash),
-            ))
+            .bind::<BigInt, _>(now)
+            .bind::<Text, _>(successor_hash)
+            .bind::<Text, _>(token_hash)
             .execute(c)?;
             if marked != 1 {
                 return Ok(false);
             }
             insert_token(c, successor_hash.to_owned(), family_id, now)?;
-            diesel::update(refresh_token_families::table.find(family_id))
-                .set(refresh_token_families::last_used_at.eq(now))
-                .execute(c)?;
+            crate::statement::statement(
+                "UPDATE refresh_token_families SET last_used_at = ? WHERE id = ?",
+            )
+            .bind::<BigInt, _>(now)
+            .bind::<Text, _>(family_id)
+            .execute(c)?;
             Ok(true)
         }
     }
@@ -761,15 +812,13 @@ fn redeem_in(
     now: i64,
     read: Option<CodeRow>,
 ) -> Result<Redeem, StoreError> {
-    let won = diesel::update(
-        authorization_codes::table
-            .find(code_hash)
-            .filter(authorization_codes::used_at.is_null()),
+    let won = crate::statement::statement(
+        "UPDATE authorization_codes SET used_at = ?, family_id = ? \
+         WHERE code_hash = ? AND used_at IS NULL",
     )
-    .set((
-        authorization_codes::used_at.eq(now),
-        authorization_codes::family_id.eq(&family.id),
-    ))
+    .bind::<diesel::sql_types::BigInt, _>(now)
+    .bind::<diesel::sql_types::Text, _>(&family.id)
+    .bind::<diesel::sql_types::Text, _>(code_hash)
     .execute(c)?
         == 1;
     if won {

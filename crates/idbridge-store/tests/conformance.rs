@@ -100,6 +100,7 @@ conformance!(
         reuse_within_grace_after_the_successor_was_used_revokes_the_family,
         refreshable_says_what_a_refresh_grant_would_do,
         refresh_grant_checks_client_scope_and_user_before_rotating,
+        repeat_logins_change_only_what_they_bring_and_grants_name_each_connector_once,
         revocations_by_user_and_session,
         concurrent_key_inserts_have_one_winner,
         sessions_touch_and_end,
@@ -2091,6 +2092,110 @@ async fn sqlite_creates_missing_directories_and_uses_wal() {
     let other = Store::connect(&url, StoreOptions::default()).await.unwrap();
     assert!(other.migrate().await.unwrap().is_empty());
     assert!(other.get_session("s1").await.unwrap().is_some());
+}
+
+async fn repeat_logins_change_only_what_they_bring_and_grants_name_each_connector_once(
+    store: Store,
+) {
+    let first = store
+        .resolve_login(
+            login("wechat-web", "o-1", Some("K")),
+            FirstLogin::Create,
+            "u-rl".into(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let user = user_of(&first).clone();
+    // Two more identities on the same link key: one on another connector, one more
+    // on the first connector.
+    for (connector, subject) in [("wechat-mp", "o-2"), ("wechat-web", "o-3")] {
+        let r = store
+            .resolve_login(
+                login(connector, subject, Some("K")),
+                FirstLogin::Create,
+                "unused".into(),
+                NOW,
+            )
+            .await
+            .unwrap();
+        assert_eq!(user_of(&r).id, user.id, "{connector} {subject}");
+    }
+
+    // A repeat login that brings no name, picture, locale or upstream tokens leaves
+    // them as they were; what it does bring (profile, time) is written.
+    let bare = NewLogin {
+        name: None,
+        picture: None,
+        locale: None,
+        upstream_tokens: None,
+        profile: json!({ "nickname": "again" }),
+        ..login("wechat-web", "o-1", None)
+    };
+    let again = store
+        .resolve_login(bare, FirstLogin::Create, "unused".into(), NOW + 5)
+        .await
+        .unwrap();
+    let after = user_of(&again).clone();
+    assert_eq!(after.id, user.id);
+    assert_eq!(after.name.as_deref(), Some("Name of o-1"));
+    assert_eq!(after.locale.as_deref(), Some("zh_CN"));
+    assert_eq!(after.updated_at, NOW + 5);
+    let identity = store
+        .get_identity("wechat-web", "o-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(identity.upstream_tokens, Some(vec![1, 2, 3]));
+    assert_eq!(identity.profile, json!({ "nickname": "again" }));
+    assert_eq!(identity.last_login_at, NOW + 5);
+    assert_eq!(identity.link_key.as_deref(), Some("K"));
+
+    // One that brings a picture and new tokens changes those, and only those.
+    let pictured = NewLogin {
+        name: None,
+        picture: Some("https://img.example/p.png".into()),
+        upstream_tokens: Some(vec![9]),
+        ..login("wechat-web", "o-1", None)
+    };
+    let r = store
+        .resolve_login(pictured, FirstLogin::Create, "unused".into(), NOW + 6)
+        .await
+        .unwrap();
+    let after = user_of(&r).clone();
+    assert_eq!(after.name.as_deref(), Some("Name of o-1"));
+    assert_eq!(after.picture.as_deref(), Some("https://img.example/p.png"));
+    let identity = store
+        .get_identity("wechat-web", "o-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(identity.upstream_tokens, Some(vec![9]));
+    let other = store
+        .get_identity("wechat-mp", "o-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        other.upstream_tokens,
+        Some(vec![1, 2, 3]),
+        "other identities untouched"
+    );
+
+    // A refresh grant names each connector the user has identities with, once, sorted.
+    issue_family(&store, "f-rl", "rl1", family("f-rl", &user.id, None, NOW)).await;
+    let r = store
+        .refresh_grant("rl1", "rl2", "app", None, 10, DAY, NOW + 7)
+        .await
+        .unwrap();
+    let RefreshOutcome::Rotated(grant) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(grant.linked_connectors, ["wechat-mp", "wechat-web"]);
+    assert_eq!(
+        grant.user.picture.as_deref(),
+        Some("https://img.example/p.png")
+    );
 }
 
 async fn refresh_grant_checks_client_scope_and_user_before_rotating(store: Store) {
