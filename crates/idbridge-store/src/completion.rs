@@ -284,12 +284,7 @@ impl Store {
                         .values(session)
                         .execute(c)?;
                     if done.require_phone && user.phone_verified_at.is_none() {
-                        diesel::update(crate::schema::upstream_flows::table.find(&done.flow_state))
-                            .set(
-                                crate::schema::upstream_flows::outcome
-                                    .eq(Some(phone_outcome.clone())),
-                            )
-                            .execute(c)?;
+                        crate::flows::write_outcome(c, &done.flow_state, &phone_outcome)?;
                         return Ok(LoginCompletion::SignedIn {
                             user,
                             resolution,
@@ -299,12 +294,7 @@ impl Store {
                         });
                     }
                     if consent_needed(c, done.consent.as_ref(), &user.id, &done.code.client_id)? {
-                        diesel::update(crate::schema::upstream_flows::table.find(&done.flow_state))
-                            .set(
-                                crate::schema::upstream_flows::outcome
-                                    .eq(Some(consent_outcome.clone())),
-                            )
-                            .execute(c)?;
+                        crate::flows::write_outcome(c, &done.flow_state, &consent_outcome)?;
                         return Ok(LoginCompletion::SignedIn {
                             user,
                             resolution,
@@ -325,9 +315,7 @@ impl Store {
                         .execute(c)?;
                     diesel::delete(crate::schema::auth_requests::table.find(&done.auth_request_id))
                         .execute(c)?;
-                    diesel::update(crate::schema::upstream_flows::table.find(&done.flow_state))
-                        .set(crate::schema::upstream_flows::outcome.eq(Some(outcome.clone())))
-                        .execute(c)?;
+                    crate::flows::write_outcome(c, &done.flow_state, &outcome)?;
                     Ok(LoginCompletion::SignedIn {
                         user,
                         resolution,

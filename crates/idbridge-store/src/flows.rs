@@ -5,6 +5,7 @@ use diesel::prelude::*;
 
 use crate::error::{to_json_text, StoreError};
 use crate::models::{AuthRequestRecord, AuthRequestRow, FlowRecord, FlowRow};
+use crate::pool::AnyConnection;
 use crate::schema::{auth_requests, upstream_flows};
 use crate::store::Store;
 
@@ -241,13 +242,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         let state = state.to_owned();
         let outcome = to_json_text(&outcome)?;
-        self.write(move |c| {
-            crate::statement::statement("UPDATE upstream_flows SET outcome = ? WHERE state = ?")
-                .bind::<diesel::sql_types::Text, _>(&outcome)
-                .bind::<diesel::sql_types::Text, _>(&state)
-                .execute(c)?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| write_outcome(c, &state, &outcome))
+            .await
     }
+}
+
+/// Records `outcome` (JSON text) on the flow `state`; a missing flow is not an error.
+pub(crate) fn write_outcome(
+    c: &mut AnyConnection,
+    state: &str,
+    outcome: &str,
+) -> Result<(), StoreError> {
+    crate::statement::statement("UPDATE upstream_flows SET outcome = ? WHERE state = ?")
+        .bind::<diesel::sql_types::Text, _>(outcome)
+        .bind::<diesel::sql_types::Text, _>(state)
+        .execute(c)?;
+    Ok(())
 }
