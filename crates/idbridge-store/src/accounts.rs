@@ -2,6 +2,7 @@
 //! fresh upstream identity to a broker account.
 
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 
 use crate::emails;
 use crate::error::{to_json_text, StoreError};
@@ -12,7 +13,6 @@ use crate::pool::AnyConnection;
 use crate::schema::{identities, link_keys, users};
 use crate::statement::statement;
 use crate::store::Store;
-use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 
 diesel::define_sql_function! {
     /// SQL `lower()`, so name search folds case the same way on both backends.
