@@ -158,12 +158,11 @@ async fn authorization_code(
         .await
         .map_err(OAuthError::store)?;
     let used = match redeemed {
-        Ok((Redeem::Won(redeemed), Some(accepted))) => Ok((redeemed, accepted)),
+        Ok(Some((Redeem::Won(redeemed), accepted))) => Ok((redeemed, accepted)),
         // Redeemed before (a replay, or another instance won the race just now).
-        Ok((Redeem::AlreadyUsed(used), _)) => Err(Some(used)),
+        Ok(Some((Redeem::AlreadyUsed(used), _))) => Err(Some(used)),
         Err(CodeRefused::Replayed(used)) => Err(Some(*used)),
-        // (A win always carries what the check accepted with.)
-        Ok((Redeem::Unknown | Redeem::Won(_), _)) => Err(None),
+        Ok(None | Some((Redeem::Unknown, _))) => Err(None),
         Err(CodeRefused::Error(e)) => return Err(e),
     };
     let (

@@ -86,14 +86,13 @@ impl Store {
     /// (client binding, expiry, redirect_uri, PKCE; a replay), and redeems it with
     /// the family `check` returns. `check`'s refusal comes back as `Ok(Err(_))`
     /// with nothing written; what it accepted with (`T`, say the parsed grant)
-    /// comes back beside the outcome. A missing code is `(Redeem::Unknown, None)`,
-    /// unchecked.
+    /// comes back beside the outcome. A missing code is `Ok(None)`, unchecked.
     pub async fn redeem_code_checked<F, T, E>(
         &self,
         code_hash: &str,
         now: i64,
         check: F,
-    ) -> Result<Result<(Redeem, Option<T>), E>, StoreError>
+    ) -> Result<Result<Option<(Redeem, T)>, E>, StoreError>
     where
         F: FnOnce(&CodeRow) -> Result<(FamilyRow, Option<String>, T), E> + Send + 'static,
         T: Send + 'static,
@@ -103,7 +102,7 @@ impl Store {
         self.write(move |conn| {
             crate::call::transaction(conn, |c| {
                 let Some(row) = find_code(c, &code_hash)? else {
-                    return Ok(Ok((Redeem::Unknown, None)));
+                    return Ok(Ok(None));
                 };
                 let row = row.into_api()?;
                 let (family, first_refresh_token_hash, accepted) = match check(&row) {
@@ -119,7 +118,7 @@ impl Store {
                     now,
                     Some(row),
                 )?;
-                Ok(Ok((redeemed, Some(accepted))))
+                Ok(Ok(Some((redeemed, accepted))))
             })
         })
         .await
@@ -367,7 +366,7 @@ fn refresh_in(c: &mut AnyConnection, job: &RefreshJob) -> Result<RefreshOutcome,
             family,
             user,
             linked,
-        }) => (token, family, Some(user), Some(linked)),
+        }) => (token, family, Some(user), linked),
         None => {
             let Some(token) = find_token(c, token_hash)? else {
                 return Ok(RefreshOutcome::Unknown);
@@ -380,7 +379,12 @@ fn refresh_in(c: &mut AnyConnection, job: &RefreshJob) -> Result<RefreshOutcome,
                 .select(crate::models::User::as_select())
                 .first(c)
                 .optional()?;
-            (token, family, user, None)
+            // (Only a concurrent write gets here with a user.)
+            let linked = match &user {
+                Some(user) => linked_connectors(c, &user.id)?,
+                None => Vec::new(),
+            };
+            (token, family, user, linked)
         }
     };
     if family.client_id != *client_id {
@@ -408,29 +412,19 @@ fn refresh_in(c: &mut AnyConnection, job: &RefreshJob) -> Result<RefreshOutcome,
     {
         let mut family = family.into_api()?;
         family.last_used_at = now;
-        let linked_connectors = match linked {
-            Some(linked) => linked,
-            None => linked_connectors(c, &user.id)?,
-        };
         return Ok(RefreshOutcome::Rotated(RefreshGrant {
             family,
             user,
-            linked_connectors,
+            linked_connectors: linked,
         }));
     }
     // Everything else (grace reuse, replay, expiry, a lost race): the general rule.
     match rotate_in(c, token_hash, successor_hash, grace_secs, idle_secs, now)? {
-        Rotation::Rotated(family) => {
-            let linked_connectors = match linked {
-                Some(linked) => linked,
-                None => linked_connectors(c, &user.id)?,
-            };
-            Ok(RefreshOutcome::Rotated(RefreshGrant {
-                family,
-                user,
-                linked_connectors,
-            }))
-        }
+        Rotation::Rotated(family) => Ok(RefreshOutcome::Rotated(RefreshGrant {
+            family,
+            user,
+            linked_connectors: linked,
+        })),
         Rotation::Replayed(f) => Ok(RefreshOutcome::Replayed(f)),
         Rotation::Revoked(f) => Ok(RefreshOutcome::Revoked(f)),
         Rotation::Expired(f) => Ok(RefreshOutcome::Expired(f)),
