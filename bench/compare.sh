@@ -54,6 +54,12 @@ hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 wait_http() { for _ in $(seq 1 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 # CPU ticks of every Postgres server process (on Postgres runs: its share per grant).
 pg_ticks() { local t=0 f; for f in /proc/[0-9]*/stat; do read -r -a a <"$f" 2>/dev/null || continue; [ "${a[1]}" = "(postgres)" ] && t=$((t + a[13] + a[14])); done; echo $t; }
+# A fresh database on the Postgres server (prints its name), the broker's URL for it, and its removal.
+pg_create() { local name="idb_cmp_$$_$RANDOM"; psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $name" >/dev/null; echo "$name"; }
+pg_url() { echo "${PG_ADMIN_URL%/*}/$1${PG_PARAMS:+?$PG_PARAMS}"; }
+pg_drop() { psql -q "$PG_ADMIN_URL" -c "DROP DATABASE $1 WITH (FORCE)" >/dev/null; }
+# Microseconds of CPU per unit of work: TICKS (clock ticks) over N units.
+us_per() { awk -v t="$1" -v n="${2:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }'; }
 rps() { sed -n 's/.* rps=\([0-9]*\).*/\1/p' <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 say() { echo "$*" | tee -a "$OUT/compare.txt"; }
@@ -94,9 +100,8 @@ broker() { # bin backend alg
   if [ "$backend" = sqlite ]; then
     db_url="sqlite://$dir/bench.db"
   else
-    db_name="idb_cmp_$$_$RANDOM"
-    psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $db_name" >/dev/null
-    db_url="${PG_ADMIN_URL%/*}/$db_name${PG_PARAMS:+?$PG_PARAMS}"
+    db_name=$(pg_create)
+    db_url=$(pg_url "$db_name")
   fi
   "$T/examples/bench_seed" "$db_url" $((2 * CHAINS)) "$dir/all.txt" 2>/dev/null
   head -n "$CHAINS" "$dir/all.txt" >"$dir/max.txt"
@@ -133,11 +138,11 @@ TOML
   local peak; peak=$(hwm_kb $p)
   kill $p; wait $p 2>/dev/null || true
   local n; n=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$max")
-  local us; us=$(awk -v t=$((cpu1 - cpu0)) -v n="${n:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }')
+  local us; us=$(us_per $((cpu1 - cpu0)) "$n")
   local pg=""
   if [ -n "$db_name" ]; then
-    pg=" postgres_cpu_us_per_grant=$(awk -v t=$((pg1 - pg0)) -v n="${n:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }')"
-    psql -q "$PG_ADMIN_URL" -c "DROP DATABASE $db_name WITH (FORCE)" >/dev/null
+    pg=" postgres_cpu_us_per_grant=$(us_per $((pg1 - pg0)) "$n")"
+    pg_drop "$db_name"
   fi
   echo "max: ${max#RESULT } broker_cpu_us_per_grant=$us$pg | paced: ${paced#RESULT } | idle_rss_kb=$idle peak_rss_kb=$peak"
 }
@@ -175,9 +180,8 @@ logins() { # bin [backend]
   local dir; dir=$(mktemp -d -p "$work")
   local db_name="" storage=()
   if [ "${2:-sqlite}" = postgres ]; then
-    db_name="idb_cmp_$$_$RANDOM"
-    psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $db_name" >/dev/null
-    storage=(env "IDBRIDGE__STORAGE__URL=${PG_ADMIN_URL%/*}/$db_name${PG_PARAMS:+?$PG_PARAMS}")
+    db_name=$(pg_create)
+    storage=(env "IDBRIDGE__STORAGE__URL=$(pg_url "$db_name")")
   fi
   IDBRIDGE_LOG=warn "${storage[@]}" "$1" serve --dev --port "$PORT" --dir "$dir" >/dev/null 2>"$dir/dev.log" &
   local p=$!
@@ -189,9 +193,9 @@ logins() { # bin [backend]
     "http://127.0.0.1:$PORT/demo/callback" wechat 32 "$DURATION"; times ) | tr '\n' ' ')
   local cpu1; cpu1=$(awk '{print $14 + $15}' "/proc/$p/stat")
   kill $p; wait $p 2>/dev/null || true
-  [ -n "$db_name" ] && psql -q "$PG_ADMIN_URL" -c "DROP DATABASE $db_name WITH (FORCE)" >/dev/null
+  [ -n "$db_name" ] && pg_drop "$db_name"
   local n; n=$(sed -n 's/.*LOGINS ok=\([0-9]*\).*/\1/p' <<<"$r")
-  local us; us=$(awk -v t=$((cpu1 - cpu0)) -v n="${n:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }')
+  local us; us=$(us_per $((cpu1 - cpu0)) "$n")
   # The children's line of `times`: "XmY.YYYs XmY.YYYs".
   local drv; drv=$(awk -v n="${n:-0}" '{ for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+m[0-9.]+s$/) { split($i, a, "m"); t[++k] = a[1] * 60 + a[2] } }
     END { if (n > 0 && k >= 4) printf "%.0f", (t[3] + t[4]) * 1e6 / n; else print "n/a" }' <<<"$r")
